@@ -1,0 +1,149 @@
+"""The web app's pure parts: configuration, plots from a predictions table, the review queue ranking."""
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from core.labels import AUS, EXPRESSIONS
+from core.review import ReviewSettings, suspicious_segments
+from webapp.config import AppConfig
+from webapp.plots import confusion_figure, confusion_matrix, prompt_probabilities_figure, timeline_figure
+
+
+def predictions_table(n: int = 90, fps: float = 30.0, with_gt: bool = True) -> pd.DataFrame:
+    """A table with the contract's columns; frames 40-49 have no face."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps})
+    df["face"] = True
+    df.loc[40:49, "face"] = False
+    df["filled"] = ~df["face"]
+    df["valence"] = np.sin(np.arange(n) / 10) * 0.5
+    df["arousal"] = np.cos(np.arange(n) / 10) * 0.3
+    probs = rng.dirichlet(np.ones(8), size=n)
+    for k, name in enumerate(EXPRESSIONS):
+        df[f"p_{name}"] = probs[:, k]
+    df["expr"] = pd.array(probs.argmax(1), dtype="Int64")
+    df["expr_name"] = [EXPRESSIONS[k] for k in probs.argmax(1)]
+    au_p = rng.random((n, 12))
+    for k, au in enumerate(AUS):
+        df[f"p_{au}"] = au_p[:, k]
+        df[au] = pd.array((au_p[:, k] > 0.5).astype(int), dtype="Int64")
+    for k, name in enumerate(EXPRESSIONS):
+        df[f"clip_default_p_{name}"] = probs[::-1, k]
+    df["clip_default_expr"] = pd.array(probs[::-1].argmax(1), dtype="Int64")
+    if with_gt:
+        df["gt_valence"] = df["valence"] + 0.1
+        df["gt_arousal"] = df["arousal"] - 0.1
+        df.loc[0:4, ["gt_valence", "gt_arousal"]] = np.nan
+        df["gt_expr"] = pd.array([4] * n, dtype="Int64")
+        df.loc[0:2, "gt_expr"] = pd.NA
+        for au in AUS:
+            df[f"gt_{au}"] = pd.array(rng.integers(0, 2, n), dtype="Int64")
+    return df
+
+
+def test_config_from_env_parses_users_ports_and_paths(tmp_path):
+    cfg = AppConfig.from_env({
+        "AFFECTLENS_USERS": "alice:pw1, bob:pw2", "PORT": "8123", "AFFECTLENS_AFFWILD2_ROOT": str(tmp_path),
+        "AFFECTLENS_MAX_DURATION_S": "12.5", "AFFECTLENS_CLIP_MODEL": "ViT-S-32",
+        "AFFECTLENS_CACHE_DIR": str(tmp_path / "cache"),
+    })
+    assert cfg.users == (("alice", "pw1"), ("bob", "pw2"))
+    assert cfg.port == 8123 and cfg.host == "127.0.0.1"
+    assert cfg.affwild2_root == tmp_path and cfg.cache_dir == tmp_path / "cache"
+    assert cfg.max_duration_s == 12.5 and cfg.clip_model == "ViT-S-32"
+    assert not cfg.oauth
+    assert AppConfig.from_env({"GRADIO_SERVER_PORT": "7999"}).port == 7999
+    assert AppConfig.from_env({"SPACE_ID": "me/app", "OAUTH_CLIENT_ID": "x"}).oauth
+    with pytest.raises(ValueError, match="user:password"):
+        AppConfig.from_env({"AFFECTLENS_USERS": "alice"})
+
+
+def test_timeline_has_one_time_axis_and_every_track():
+    df = predictions_table()
+    fig = timeline_figure(df, title="clip")
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["valence", "arousal", "expression", "AU probability", "AU annotation", "AU disagreement"]
+    # Every row shares the bottom x axis.
+    assert all(fig.layout[f"xaxis{i}"].matches == "x6" for i in range(1, 6))
+    va = [tr for tr in fig.data if isinstance(tr, go.Scatter) and tr.name and tr.name.startswith("valence")]
+    assert [tr.name for tr in va] == ["valence prediction", "valence annotation"]
+    assert np.isnan(va[1].y[:5]).all() and np.allclose(va[0].y, df["valence"])
+    strip = next(tr for tr in fig.data if tr.name == "expression")
+    assert list(strip.y) == ["annotation", "CLIP default", "model"]  # model drawn on top
+    assert np.isnan(strip.z[0][:3]).all() and strip.z[0][3] == 4
+    disagreement = next(tr for tr in fig.data if tr.name == "AU disagreement")
+    expected = np.abs(df["AU1"].astype(float) - df["gt_AU1"].astype(float))
+    assert np.allclose(np.asarray(disagreement.z[0], dtype=float), expected)
+    # The faceless run 40-49 is shaded in each of the six rows.
+    shaded = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(shaded) == 6
+    assert shaded[0].x0 < df.time_s[40] < df.time_s[49] < shaded[0].x1
+
+
+def test_timeline_without_ground_truth_or_au_has_fewer_rows():
+    df = predictions_table(with_gt=False).drop(columns=[f"p_{a}" for a in AUS])
+    fig = timeline_figure(df)
+    assert [a.text for a in fig.layout.annotations] == ["valence", "arousal", "expression"]
+    with pytest.raises(ValueError, match="no prediction"):
+        timeline_figure(df[["frame", "time_s"]])
+
+
+def test_confusion_matrix_counts_valid_frames_only():
+    pred = pd.array([0, 4, 4, 1, pd.NA], dtype="Int64")
+    gt = pd.array([0, 4, 5, -1, 2], dtype="Int64")
+    counts = confusion_matrix(pred, gt)
+    assert counts.sum() == 3 and counts[0, 0] == 1 and counts[4, 4] == 1 and counts[5, 4] == 1
+    fig = confusion_figure(pred, gt, "set A")
+    assert fig.layout.title.text == "set A" and np.array_equal(np.asarray(fig.data[0].z), counts)
+
+
+def test_prompt_probabilities_one_row_per_set():
+    df = predictions_table()
+    for k, name in enumerate(EXPRESSIONS):
+        df[f"clip_other_p_{name}"] = df[f"clip_default_p_{name}"]
+    fig = prompt_probabilities_figure(df, ["default", "other"])
+    assert len(fig.data) == 16 and [a.text for a in fig.layout.annotations] == [
+        "prompt set default", "prompt set other"]
+
+
+def review_table(n: int = 600, fps: float = 30.0) -> pd.DataFrame:
+    t = np.arange(n)
+    df = pd.DataFrame({"frame": t, "time_s": t / fps, "face": True})
+    gv, ga = np.sin(t / 50) * 0.5, np.cos(t / 60) * 0.3
+    gv[100] += 0.9                     # a one-frame spike: a jump up and back down
+    gv[300:], ga[300:] = 0.1, 0.2      # held constant for 300 frames (10 s)
+    df["gt_valence"], df["gt_arousal"] = gv, ga
+    df.loc[150:160, ["gt_valence", "gt_arousal"]] = np.nan   # unannotated, face visible
+    df.loc[170:175, "face"] = False
+    df.loc[170:175, ["gt_valence", "gt_arousal"]] = np.nan   # unannotated, no face: expected
+    df["valence"], df["arousal"] = gv, ga
+    df.loc[50:70, "valence"] = -0.9    # the model disagrees for 21 frames
+    ge = np.zeros(n, int)
+    ge[80] = 4                         # a one-frame flicker
+    df["gt_expr"] = pd.array(ge, dtype="Int64")
+    pe = ge.copy()
+    pe[10:30] = 6
+    df["expr"] = pd.array(pe, dtype="Int64")
+    return df
+
+
+def test_review_queue_finds_each_kind_and_ranks_by_score():
+    queue = suspicious_segments(review_table(), fps=30.0, settings=ReviewSettings(constant_s=5.0))
+    found = {(r.task, r.kind): (r.start_frame, r.end_frame) for r in queue.itertuples()}
+    assert found[("expr", "disagreement")] == (10, 29)
+    assert found[("va", "disagreement")] == (50, 70)
+    assert found[("va", "gap")] == (150, 160)
+    assert found[("expr", "flicker")] == (75, 85)
+    assert found[("va", "constant")] == (300, 599)
+    jump = queue[(queue.task == "va") & (queue.kind == "jump")]
+    spike = jump[(jump.start_frame <= 100) & (jump.end_frame >= 100)]
+    assert len(spike) == 1, "the spike's two jumps are one segment"
+    assert not ((queue.kind == "gap") & (queue.start_frame == 170)).any(), "faceless gap is expected"
+    assert list(queue.score) == sorted(queue.score, reverse=True)
+    assert queue.score.between(0, 1).all()
+
+
+def test_review_queue_without_annotation_is_empty():
+    df = review_table().drop(columns=["gt_valence", "gt_arousal", "gt_expr"])
+    assert suspicious_segments(df, fps=30.0).empty
