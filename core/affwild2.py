@@ -1,0 +1,454 @@
+"""Aff-Wild2 / ABAW file formats: annotation files, the multi-task CSV, submissions, and a local dataset index.
+
+Invalid markers (-5 for VA, -1 for EXPR and AU) are turned into missing values (NaN / <NA>) the moment a
+file is read, so no marker can reach a metric or a loss as a number. A malformed file raises
+AnnotationError naming the file and the line, instead of yielding silently shifted frames.
+
+Frame numbering: annotation line i after the header (i = 0, 1, ...) is frame i, image f"{i+1:05d}.jpg"
+in cropped_aligned/<video>/.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.labels import (
+    ANNOTATION_HEADER,
+    AUS,
+    CHALLENGE_DIRS,
+    EXPRESSIONS,
+    INVALID_AU,
+    INVALID_EXPR,
+    INVALID_VA,
+    SPLIT_DIRS,
+    TASKS,
+    VA_NAMES,
+)
+
+log = logging.getLogger(__name__)
+
+# Label columns of the DataFrames this module reads and writes, per task.
+LABEL_COLUMNS = {"va": list(VA_NAMES), "expr": ["expression"], "au": list(AUS)}
+MTL_COLUMNS = ["image", *VA_NAMES, "expression", *AUS]
+# The multi-task CSV header: as in DESIGN.md, or the short form the challenge files use for the 12 AUs.
+MTL_HEADERS = (",".join(MTL_COLUMNS), "image,valence,arousal,expression,aus")
+IMAGE_DIR = "cropped_aligned"
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+_IMAGE_NAME = re.compile(r"^(?P<video>.+)/(?P<number>\d+)\.jpg$")
+_SIDES = ("_left", "_right")
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation, multi-task or submission file; the message names the file and the line."""
+
+    def __init__(self, path, line: int | None, message: str):
+        self.path, self.line = str(path), line
+        where = f"{path}, line {line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+def image_name(frame: int) -> str:
+    """Aff-Wild2 image file name of a 0-based frame."""
+    return f"{frame + 1:05d}.jpg"
+
+
+def raw_video_name(video: str) -> str:
+    """Name of the raw video a (possibly two-subject) annotation belongs to: strips _left / _right."""
+    for side in _SIDES:
+        if video.endswith(side):
+            return video[: -len(side)]
+    return video
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parsing: text lines -> validated columns.
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise AnnotationError(path, None, f"not a text file ({err.reason})") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise AnnotationError(path, 1, "empty file (no header)")
+    return lines
+
+
+def _check_header(path: Path, line: str, allowed: tuple[str, ...], what: str) -> None:
+    header = ",".join(part.strip() for part in line.split(","))
+    if header not in allowed:
+        raise AnnotationError(path, 1, f"header {line.strip()!r} is not the {what} header {allowed[0]!r}")
+
+
+def _split_fields(path: Path, lines: list[str], n_fields: int) -> pd.DataFrame:
+    """Split data lines (file line 2 onwards) into n_fields stripped string columns."""
+    rows = pd.Series(lines, dtype=object).str.strip()
+    counts = rows.str.count(",") + 1
+    bad = np.flatnonzero((counts != n_fields).to_numpy())
+    if len(bad):
+        i = int(bad[0])
+        found = "an empty line" if rows.iloc[i] == "" else str(counts.iloc[i])
+        raise AnnotationError(path, i + 2, f"expected {n_fields} values, found {found}")
+    if rows.empty:
+        return pd.DataFrame({k: pd.Series(dtype=object) for k in range(n_fields)})
+    fields = rows.str.split(",", expand=True)
+    return fields.apply(lambda col: col.str.strip())
+
+
+def _parse_column(path: Path, raw: pd.Series, kind: str, name: str) -> pd.Series:
+    """Validate one column of a task ("va", "expr" or "au") and turn its invalid marker into NA."""
+    values = pd.to_numeric(raw, errors="coerce")
+    problem = values.isna()
+    if problem.any():
+        i = int(np.flatnonzero(problem.to_numpy())[0])
+        raise AnnotationError(path, i + 2, f"{name}: {raw.iloc[i]!r} is not a number")
+    values = values.astype("float64")
+    if kind == "va":
+        ok = values.between(-1.0, 1.0) | (values == INVALID_VA)
+        rule = f"in [-1, 1] or {INVALID_VA:g} (invalid)"
+    else:
+        top = len(EXPRESSIONS) - 1 if kind == "expr" else 1
+        marker = INVALID_EXPR if kind == "expr" else INVALID_AU
+        ok = (values == np.round(values)) & (values.between(0, top) | (values == marker))
+        rule = f"an integer 0..{top} or {marker} (invalid)"
+    if not ok.all():
+        i = int(np.flatnonzero(~ok.to_numpy())[0])
+        raise AnnotationError(path, i + 2, f"{name}: {raw.iloc[i]!r} is not {rule}")
+    if kind == "va":
+        return values.mask(values == INVALID_VA).rename(name)
+    marker = INVALID_EXPR if kind == "expr" else INVALID_AU
+    return values.mask(values == marker).astype("Int64").rename(name)
+
+
+def _parse_task_columns(path: Path, fields: pd.DataFrame, task: str) -> pd.DataFrame:
+    columns = [
+        _parse_column(path, fields[k], task, name) for k, name in zip(fields.columns, LABEL_COLUMNS[task])
+    ]
+    return pd.concat(columns, axis=1)
+
+
+def _split_image_names(images: pd.Series) -> tuple[pd.Series, pd.Series, int | None]:
+    """Split "<video>/<number>.jpg" names into video and 0-based frame; also the first bad row, if any."""
+    parts = images.str.extract(_IMAGE_NAME)
+    bad = np.flatnonzero(parts["video"].isna().to_numpy())
+    if len(bad):
+        return parts["video"], parts["number"], int(bad[0])
+    return parts["video"], parts["number"].astype("int64") - 1, None
+
+
+def _image_columns(path: Path, images: pd.Series) -> tuple[pd.Series, pd.Series]:
+    video, frame, bad = _split_image_names(images)
+    if bad is not None:
+        raise AnnotationError(path, bad + 2, f"{images.iloc[bad]!r} is not a '<video>/<number>.jpg' image name")
+    return video, frame
+
+
+# ---------------------------------------------------------------------------------------------------
+# Annotation files (one per video and task).
+
+
+def read_annotation(path, task: str) -> pd.DataFrame:
+    """Read one Aff-Wild2 annotation file.
+
+    Returns one row per frame (index "frame", 0-based): va -> valence, arousal (float64, NaN invalid);
+    expr -> expression (Int64, <NA> invalid); au -> AU1..AU26 (Int64, <NA> invalid).
+    A header-only file gives an empty table. Raises AnnotationError for a malformed file.
+    """
+    _check_task(task)
+    path = Path(path)
+    lines = _read_lines(path)
+    _check_header(path, lines[0], (ANNOTATION_HEADER[task],), task.upper())
+    n_fields = 1 if task == "expr" else len(LABEL_COLUMNS[task])
+    fields = _split_fields(path, lines[1:], n_fields)
+    df = _parse_task_columns(path, fields, task)
+    df.index = pd.RangeIndex(len(df), name="frame")
+    return df
+
+
+def _label_frame(df: pd.DataFrame, task: str, path) -> pd.DataFrame:
+    """The task's label columns of df, validated as a file of that task would be (raises ValueError)."""
+    missing = [c for c in LABEL_COLUMNS[task] if c not in df.columns]
+    if missing:
+        raise ValueError(f"cannot write {path}: missing column(s) {', '.join(missing)}")
+    out = df[LABEL_COLUMNS[task]].reset_index(drop=True)
+    for name in out.columns:
+        values = pd.to_numeric(out[name], errors="coerce").astype("float64")
+        if task == "va":
+            ok = values.isna() | values.between(-1.0, 1.0)
+        else:
+            top = len(EXPRESSIONS) - 1 if task == "expr" else 1
+            ok = values.isna() | ((values == np.round(values)) & values.between(0, top))
+        if not ok.all():
+            i = int(np.flatnonzero(~ok.to_numpy())[0])
+            raise ValueError(f"cannot write {path}: row {i}, {name} = {out[name].iloc[i]!r} is out of range")
+        out[name] = values
+    return out
+
+
+def _format_labels(values: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Label columns as file text: invalid markers for missing values, integers for EXPR and AU."""
+    if task == "va":
+        return values.fillna(INVALID_VA).astype(str)
+    marker = INVALID_EXPR if task == "expr" else INVALID_AU
+    return values.fillna(marker).astype("int64").astype(str)
+
+
+def _write_table(path, header: str, body: pd.DataFrame) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = body.agg(",".join, axis=1) if len(body) else pd.Series([], dtype=object)
+    path.write_text(header + "\n" + "".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def write_annotation(df: pd.DataFrame, path, task: str) -> None:
+    """Write df's label columns (as read_annotation returns them) as an Aff-Wild2 annotation file.
+
+    Rows are written in order, one line per frame; NaN / <NA> become the task's invalid marker.
+    """
+    _check_task(task)
+    values = _label_frame(df, task, path)
+    _write_table(path, ANNOTATION_HEADER[task], _format_labels(values, task))
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7th ABAW multi-task CSV (s-Aff-Wild2).
+
+
+def read_mtl_csv(path) -> pd.DataFrame:
+    """Read a 7th ABAW multi-task annotation file (one per split).
+
+    Columns: image ("<video>/<number>.jpg"), video, frame (0-based), valence, arousal (float64, NaN
+    invalid), expression and AU1..AU26 (Int64, <NA> invalid).
+    """
+    path = Path(path)
+    lines = _read_lines(path)
+    _check_header(path, lines[0], MTL_HEADERS, "multi-task")
+    fields = _split_fields(path, lines[1:], len(MTL_COLUMNS))
+    images = fields[0].astype(str)
+    video, frame = _image_columns(path, images)
+    parts = [images.rename("image"), video.rename("video"), frame.rename("frame")]
+    kinds = ["va", "va", "expr", *["au"] * len(AUS)]
+    for k, (name, kind) in enumerate(zip(MTL_COLUMNS[1:], kinds), start=1):
+        parts.append(_parse_column(path, fields[k], kind, name))
+    return pd.concat(parts, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Test-set submission files (one per task).
+
+
+def read_submission(path, task: str) -> pd.DataFrame:
+    """Read a submission file: columns image_location, video, frame, then the task's label columns."""
+    _check_task(task)
+    path = Path(path)
+    lines = _read_lines(path)
+    _check_header(path, lines[0], ("image_location," + ANNOTATION_HEADER[task],), f"{task.upper()} submission")
+    n_labels = 1 if task == "expr" else len(LABEL_COLUMNS[task])
+    fields = _split_fields(path, lines[1:], 1 + n_labels)
+    images = fields[0].astype(str)
+    video, frame = _image_columns(path, images)
+    labels = _parse_task_columns(path, fields.iloc[:, 1:], task)
+    return pd.concat([images.rename("image_location"), video.rename("video"), frame.rename("frame"), labels], axis=1)
+
+
+def _fill_from_nearest(frames: np.ndarray, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Copy each invalid row's values from the valid row nearest in frame number (the earlier on a tie)."""
+    out = values.copy()
+    have = np.flatnonzero(valid)
+    order = have[np.argsort(frames[have], kind="stable")]
+    sorted_frames = frames[order]
+    for i in np.flatnonzero(~valid):
+        j = np.searchsorted(sorted_frames, frames[i])
+        candidates = [c for c in (j - 1, j) if 0 <= c < len(order)]
+        best = min(candidates, key=lambda c: (abs(sorted_frames[c] - frames[i]), c))
+        out[i] = values[order[best]]
+    return out
+
+
+def write_submission(df: pd.DataFrame, path, task: str) -> int:
+    """Write an ABAW test-set submission file for one task; returns how many rows had to be filled.
+
+    df has an image_location column ("<video>/<number>.jpg") and the task's label columns. Every listed
+    frame needs a value: a row without one (a frame with no face) takes the values of the nearest frame
+    of the same video that has them. A video with no value at all gets the neutral answer
+    (valence = arousal = 0, Neutral, no AU) and a logged warning.
+    """
+    _check_task(task)
+    if "image_location" not in df.columns:
+        raise ValueError(f"cannot write {path}: missing column image_location")
+    images = df["image_location"].astype(str).reset_index(drop=True)
+    video, frame, bad = _split_image_names(images)
+    if bad is not None:
+        raise ValueError(f"cannot write {path}: row {bad}, {images[bad]!r} is not a '<video>/<number>.jpg' name")
+    values = _label_frame(df, task, path).to_numpy(dtype="float64")
+    valid = ~np.isnan(values).any(axis=1)
+    filled = values.copy()
+    for name, rows in video.groupby(video, sort=False).groups.items():
+        rows = np.asarray(rows)
+        if valid[rows].all():
+            continue
+        if not valid[rows].any():
+            log.warning("%s: video %s has no prediction at all; writing the neutral answer", path, name)
+            filled[rows] = 0.0
+            continue
+        filled[rows] = _fill_from_nearest(frame.to_numpy()[rows], values[rows], valid[rows])
+    body = _format_labels(pd.DataFrame(filled, columns=LABEL_COLUMNS[task]), task)
+    body.insert(0, "image_location", images)
+    _write_table(path, "image_location," + ANNOTATION_HEADER[task], body)
+    return int((~valid).sum())
+
+
+# ---------------------------------------------------------------------------------------------------
+# A local Aff-Wild2 root.
+
+
+def _split_dir(split: str) -> str:
+    if split in SPLIT_DIRS:
+        return SPLIT_DIRS[split]
+    if split in SPLIT_DIRS.values():
+        return split
+    raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_DIRS)}")
+
+
+class AffWild2Index:
+    """What a local Aff-Wild2 copy holds: annotated videos per task and split, their images, raw videos.
+
+    Scanning never crashes on an incomplete copy; what is absent is listed in `missing` (readable
+    sentences), and frames without an image get image_path None.
+    """
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.missing: list[str] = []
+        self._annotations: dict[tuple[str, str], dict[str, Path]] = {}
+        self._image_dirs: dict[str, Path] = {}
+        self._raw_videos: dict[str, Path] | None = None
+        if not self.root.is_dir():
+            self.missing.append(f"{self.root} does not exist or is not a folder")
+            return
+        self._scan_images()
+        for task in TASKS:
+            self._scan_task(task)
+
+    def _scan_images(self) -> None:
+        image_root = self.root / IMAGE_DIR
+        if not image_root.is_dir():
+            self.missing.append(f"no {IMAGE_DIR}/ folder in {self.root}: frames have no images")
+            return
+        with os.scandir(image_root) as entries:
+            self._image_dirs = {e.name: Path(e.path) for e in entries if e.is_dir()}
+
+    def _scan_task(self, task: str) -> None:
+        challenge = next((self.root / d for d in CHALLENGE_DIRS[task] if (self.root / d).is_dir()), None)
+        if challenge is None:
+            self.missing.append(f"{task.upper()}: no {' or '.join(d + '/' for d in CHALLENGE_DIRS[task])} folder")
+            return
+        for split, split_name in SPLIT_DIRS.items():
+            folder = challenge / split_name
+            if not folder.is_dir():
+                self.missing.append(f"{task.upper()}: no {challenge.name}/{split_name}/ folder")
+                continue
+            videos = {p.stem: p for p in sorted(folder.glob("*.txt"))}
+            self._annotations[(task, split)] = videos
+            for video in videos:
+                if self._image_dirs and video not in self._image_dirs:
+                    self.missing.append(
+                        f"{task.upper()} {split_name}: {video} has no {IMAGE_DIR}/{video}/ folder (no images)"
+                    )
+
+    def videos(self, task: str, split: str) -> list[str]:
+        """Annotated videos of a task in a split ("train"/"val" or the folder name), sorted."""
+        _check_task(task)
+        return list(self._annotations.get((task, _split_key(split)), {}))
+
+    def all_videos(self) -> list[str]:
+        """Every video annotated for any task, sorted."""
+        return sorted({v for videos in self._annotations.values() for v in videos})
+
+    def splits(self, video: str) -> dict[str, str]:
+        """Task -> split ("train"/"val") of each task that annotates this video."""
+        return {task: split for (task, split), videos in self._annotations.items() if video in videos}
+
+    def annotation_path(self, task: str, split: str, video: str) -> Path:
+        """The video's annotation file; KeyError with a clear message if the index has none."""
+        _check_task(task)
+        try:
+            return self._annotations[(task, _split_key(split))][video]
+        except KeyError:
+            raise KeyError(f"no {task.upper()} {_split_dir(split)} annotation for video {video!r}") from None
+
+    def image_dir(self, video: str) -> Path | None:
+        """cropped_aligned/<video>/, or None if the copy has no images for this video."""
+        return self._image_dirs.get(video)
+
+    def frames(self, task: str, split: str, video: str) -> pd.DataFrame:
+        """One row per annotated frame: frame, image_path (str, or None without a face image), labels."""
+        labels = read_annotation(self.annotation_path(task, split, video), task)
+        return self._with_images(video, labels)
+
+    def video_frames(self, video: str) -> pd.DataFrame:
+        """All tasks' labels of one video side by side (outer join on frame); unannotated tasks are NA.
+
+        attrs["splits"] holds task -> split of the annotations found.
+        """
+        splits = self.splits(video)
+        if not splits:
+            raise KeyError(f"no annotation for video {video!r} in {self.root}")
+        tables = [read_annotation(self.annotation_path(t, s, video), t) for t, s in splits.items()]
+        labels = pd.concat(tables, axis=1, join="outer").sort_index()
+        for task in TASKS:
+            if task not in splits:
+                for name in LABEL_COLUMNS[task]:
+                    labels[name] = pd.Series(np.nan if task == "va" else pd.NA, index=labels.index,
+                                             dtype="float64" if task == "va" else "Int64")
+        labels = labels[[c for t in TASKS for c in LABEL_COLUMNS[t]]]
+        df = self._with_images(video, labels)
+        df.attrs["splits"] = splits
+        return df
+
+    def _with_images(self, video: str, labels: pd.DataFrame) -> pd.DataFrame:
+        folder = self.image_dir(video)
+        names = set(os.listdir(folder)) if folder is not None else set()
+        frames = labels.index.to_numpy()
+        paths = [str(folder / image_name(f)) if image_name(f) in names else None for f in frames]
+        out = labels.reset_index(drop=True)
+        out.insert(0, "image_path", pd.Series(paths, dtype=object))
+        out.insert(0, "frame", frames.astype("int64"))
+        return out
+
+    def raw_video_path(self, video: str) -> Path | None:
+        """The raw video file of an annotated video (_left/_right stripped), searched in the root and the
+        folders one level below it (videos/, batch1/, ...); None if the copy has no such file."""
+        if self._raw_videos is None:
+            self._raw_videos = self._scan_raw_videos()
+        return self._raw_videos.get(raw_video_name(video))
+
+    def _scan_raw_videos(self) -> dict[str, Path]:
+        skip = {IMAGE_DIR, *(d for dirs in CHALLENGE_DIRS.values() for d in dirs)}
+        found: dict[str, Path] = {}
+        if not self.root.is_dir():
+            return found
+        folders = [self.root] + sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in skip)
+        for folder in folders:
+            for p in sorted(folder.iterdir()):
+                if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+                    found.setdefault(p.stem, p)
+        return found
+
+
+def _split_key(split: str) -> str:
+    folder = _split_dir(split)
+    return next(key for key, name in SPLIT_DIRS.items() if name == folder)

@@ -1,0 +1,158 @@
+"""ABAW challenge metrics, computed as the organisers define them (pooled over all valid frames of a split).
+
+- CCC with population moments; P_VA = (CCC_valence + CCC_arousal) / 2.
+- P_EXPR = mean binary F1 over all 8 classes; a class that is neither predicted nor present scores 0
+  (unlike scikit-learn's macro average, which leaves such classes out).
+- P_AU = mean binary F1 over the 12 AUs at threshold 0.5 (or per-AU thresholds chosen on validation data).
+- 7th ABAW multi-task score = P_VA + P_EXPR + P_AU.
+
+Frames whose ground truth or prediction is missing (NaN, <NA>) or an invalid marker (-5 VA, -1 EXPR/AU)
+are left out. An undefined score (no valid frame, zero variance, no positive anywhere) is 0.0, never NaN.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.labels import AUS, EXPRESSIONS, INVALID_AU, INVALID_EXPR, INVALID_VA, VA_NAMES
+
+# Default per-AU threshold grid for optimise_au_thresholds.
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
+
+
+def _as_float(values, columns=None) -> np.ndarray:
+    """Any array-like (numpy, list, pandas with <NA>) as float64, missing values as NaN."""
+    if isinstance(values, pd.DataFrame) and columns is not None and set(columns) <= set(values.columns):
+        values = values[list(columns)]
+    if isinstance(values, (pd.DataFrame, pd.Series, pd.api.extensions.ExtensionArray)):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        arr = np.where(pd.isna(arr), np.nan, arr)
+    return arr.astype("float64")
+
+
+def _same_length(pred: np.ndarray, gt: np.ndarray, what: str) -> None:
+    if pred.shape[0] != gt.shape[0]:
+        raise ValueError(f"{what}: predictions have {pred.shape[0]} frames, ground truth {gt.shape[0]}")
+
+
+def _ccc_valid(x: np.ndarray, y: np.ndarray) -> float:
+    if x.size == 0:
+        return 0.0
+    mx, my = x.mean(), y.mean()
+    vx, vy = x.var(), y.var()
+    cov = ((x - mx) * (y - my)).mean()
+    denom = vx + vy + (mx - my) ** 2
+    return float(2 * cov / denom) if denom > 0 else 0.0
+
+
+def ccc(pred, gt) -> float:
+    """Concordance correlation coefficient of two 1-D series; frames missing in either are left out."""
+    x, y = _as_float(pred).ravel(), _as_float(gt).ravel()
+    _same_length(x, y, "ccc")
+    keep = ~np.isnan(x) & ~np.isnan(y) & (y != INVALID_VA)
+    return _ccc_valid(x[keep], y[keep])
+
+
+def va_scores(pred, gt) -> dict:
+    """CCC of valence and arousal and P_VA. pred, gt: (N, 2) arrays or tables with valence, arousal."""
+    p, g = _as_float(pred, VA_NAMES), _as_float(gt, VA_NAMES)
+    if p.ndim != 2 or p.shape[1:] != (2,) or g.shape[1:] != (2,):
+        raise ValueError(f"va_scores needs (N, 2) inputs, got {p.shape} and {g.shape}")
+    _same_length(p, g, "va_scores")
+    cv, ca = ccc(p[:, 0], g[:, 0]), ccc(p[:, 1], g[:, 1])
+    return {"ccc_valence": cv, "ccc_arousal": ca, "p_va": (cv + ca) / 2}
+
+
+def _f1(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Binary F1 of boolean arrays; 0.0 when there is no positive in either."""
+    tp = np.sum(pred & gt)
+    fp = np.sum(pred & ~gt)
+    fn = np.sum(~pred & gt)
+    denom = 2 * tp + fp + fn
+    return float(2 * tp / denom) if denom > 0 else 0.0
+
+
+def expr_scores(pred, gt) -> dict:
+    """Per-class F1 over the 8 Aff-Wild2 expressions and P_EXPR (their plain mean).
+
+    pred: class indices (N,), or scores (N, 8) whose argmax is taken; gt: class indices (N,).
+    """
+    p, g = _as_float(pred), _as_float(gt).ravel()
+    if p.ndim == 2:
+        if p.shape[1] != len(EXPRESSIONS):
+            raise ValueError(f"expr_scores: scores need {len(EXPRESSIONS)} columns, got {p.shape[1]}")
+        p = np.where(np.isnan(p).any(axis=1), np.nan, np.argmax(np.nan_to_num(p, nan=-np.inf), axis=1))
+    p = p.ravel()
+    _same_length(p, g, "expr_scores")
+    keep = ~np.isnan(p) & ~np.isnan(g) & (g != INVALID_EXPR)
+    p, g = p[keep], g[keep]
+    for name, labels in (("predictions", p), ("ground truth", g)):
+        bad = (labels != np.round(labels)) | (labels < 0) | (labels >= len(EXPRESSIONS))
+        if bad.any():
+            raise ValueError(f"expr_scores: {name} hold {labels[bad][0]!r}, not a class index 0..7")
+    f1 = [_f1(p == c, g == c) for c in range(len(EXPRESSIONS))]
+    return {"f1_per_class": f1, "p_expr": float(np.mean(f1))}
+
+
+def _au_arrays(pred, gt, what: str) -> tuple[np.ndarray, np.ndarray]:
+    p, g = _as_float(pred, AUS), _as_float(gt, AUS)
+    if p.ndim != 2 or p.shape[1:] != (len(AUS),) or g.shape[1:] != (len(AUS),):
+        raise ValueError(f"{what} needs (N, {len(AUS)}) inputs, got {p.shape} and {g.shape}")
+    _same_length(p, g, what)
+    g = np.where(g == INVALID_AU, np.nan, g)
+    if np.any(~np.isnan(g) & (g != 0) & (g != 1)):
+        raise ValueError(f"{what}: ground truth AU values must be 0, 1 or invalid")
+    return p, g
+
+
+def au_scores(pred, gt, thresholds=0.5) -> dict:
+    """Per-AU binary F1 and P_AU (their mean).
+
+    pred: probabilities or 0/1 decisions (N, 12), positive where pred >= threshold; thresholds: one
+    number or one per AU (e.g. from optimise_au_thresholds). gt: 0/1 (N, 12); each AU uses its own
+    valid frames.
+    """
+    p, g = _au_arrays(pred, gt, "au_scores")
+    thr = np.broadcast_to(np.asarray(thresholds, dtype="float64"), (len(AUS),))
+    f1 = []
+    for k in range(len(AUS)):
+        keep = ~np.isnan(p[:, k]) & ~np.isnan(g[:, k])
+        f1.append(_f1(p[keep, k] >= thr[k], g[keep, k] == 1))
+    return {"f1_per_au": f1, "p_au": float(np.mean(f1))}
+
+
+def optimise_au_thresholds(probs, gt, grid=THRESHOLD_GRID) -> np.ndarray:
+    """Per-AU decision thresholds that maximise each AU's F1 on (validation) data, by grid search.
+
+    Ties go to the threshold nearest 0.5; an AU without valid frames keeps 0.5.
+    """
+    p, g = _au_arrays(probs, gt, "optimise_au_thresholds")
+    grid = np.asarray(grid, dtype="float64")
+    # Try candidates nearest 0.5 first so that a strict ">" keeps the nearest one among equal scores.
+    candidates = grid[np.argsort(np.abs(grid - 0.5), kind="stable")]
+    best = np.full(len(AUS), 0.5)
+    for k in range(len(AUS)):
+        keep = ~np.isnan(p[:, k]) & ~np.isnan(g[:, k])
+        if not keep.any():
+            continue
+        scores, truth = p[keep, k], g[keep, k] == 1
+        top = -1.0
+        for t in candidates:
+            f = _f1(scores >= t, truth)
+            if f > top:
+                best[k], top = t, f
+    return best
+
+
+def mtl_score(pred: pd.DataFrame, gt: pd.DataFrame, au_thresholds=0.5) -> dict:
+    """7th ABAW multi-task score P_VA + P_EXPR + P_AU over frames aligned row by row.
+
+    pred and gt are tables with columns valence, arousal, expression and AU1..AU26 (as read_mtl_csv
+    gives); pred's AU columns may hold probabilities. Each task uses its own valid frames.
+    """
+    va = va_scores(pred[list(VA_NAMES)], gt[list(VA_NAMES)])
+    expr = expr_scores(pred["expression"], gt["expression"])
+    au = au_scores(pred[list(AUS)], gt[list(AUS)], au_thresholds)
+    return {**va, **expr, **au, "mtl": va["p_va"] + expr["p_expr"] + au["p_au"]}
