@@ -147,3 +147,52 @@ def test_review_queue_finds_each_kind_and_ranks_by_score():
 def test_review_queue_without_annotation_is_empty():
     df = review_table().drop(columns=["gt_valence", "gt_arousal", "gt_expr"])
     assert suspicious_segments(df, fps=30.0).empty
+
+
+def write_gt_files(folder, n):
+    from core.affwild2 import write_annotation
+    t = np.arange(n)
+    va = pd.DataFrame({"valence": np.sin(t / 10) * 0.5, "arousal": np.cos(t / 10) * 0.3})
+    va.loc[0:2] = np.nan
+    expr = pd.DataFrame({"expression": pd.array([4] * n, dtype="Int64")})
+    au = pd.DataFrame({au: pd.array(t % 2, dtype="Int64") for au in AUS})
+    paths = {"va": folder / "v.txt", "expr": folder / "e.txt", "au": folder / "a.txt"}
+    for task, table in (("va", va), ("expr", expr), ("au", au)):
+        write_annotation(table, paths[task], task)
+    return paths
+
+
+def test_ground_truth_join_metrics_and_length_check(tmp_path):
+    from core.affwild2 import AnnotationError
+    from webapp.results import ground_truth_from_files, join_ground_truth, metrics_table
+
+    n = 90
+    paths = write_gt_files(tmp_path, n)
+    gt, notes = ground_truth_from_files(paths, n)
+    assert notes == [] and len(gt) == n and gt["gt_valence"].isna().sum() == 3
+    df = join_ground_truth(predictions_table(with_gt=False), gt)
+    table = metrics_table(df).set_index(["output", "metric"])
+    expected = (np.sin(np.arange(3, n) / 10) * 0.5)
+    assert expected.size == table.loc[("DDAMFN+LSTM", "CCC valence"), "frames"]
+    assert table.loc[("DDAMFN+LSTM", "CCC valence"), "value"] == pytest.approx(1.0)  # same curve
+    assert ("CLIP default", "P_EXPR (F1, 8 classes)") in table.index
+    assert 0 <= table.loc[("DDAMFN+LSTM", "P_AU (F1 at 0.5)"), "value"] <= 1
+
+    _, notes = ground_truth_from_files(paths, n + 2)
+    assert "92 frames" in notes[0]
+    with pytest.raises(AnnotationError, match="90 annotated frames, but the video has 72"):
+        ground_truth_from_files(paths, 72)
+
+
+def test_downloads_are_csv_and_abaw_submissions(tmp_path):
+    from core.affwild2 import read_submission
+    from webapp.results import write_downloads
+
+    df = predictions_table(with_gt=False)
+    paths = write_downloads(df, "clip-1", tmp_path)
+    assert [p.name for p in paths] == ["clip-1_predictions.csv", "clip-1_VA_submission.txt",
+                                       "clip-1_EXPR_submission.txt", "clip-1_AU_submission.txt"]
+    assert len(pd.read_csv(paths[0])) == len(df)
+    expr = read_submission(paths[2], "expr")
+    assert expr["image_location"].iloc[0] == "clip-1/00001.jpg" and len(expr) == len(df)
+    assert (expr["expression"].to_numpy() == df["expr"].to_numpy()).all()
