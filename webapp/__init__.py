@@ -1,0 +1,1 @@
+"""AffectLens web app: a Gradio Blocks page that composes core/, db/ and training/ (see webapp/app.py)."""
