@@ -246,6 +246,18 @@ def read_mtl_csv(path) -> pd.DataFrame:
     return pd.concat(parts, axis=1)
 
 
+def write_mtl_csv(df: pd.DataFrame, path) -> None:
+    """Write a multi-task annotation file (header as in DESIGN.md) from a table like read_mtl_csv's."""
+    if "image" not in df.columns:
+        raise ValueError(f"cannot write {path}: missing column image")
+    images = df["image"].astype(str).reset_index(drop=True)
+    _, _, bad = _split_image_names(images)
+    if bad is not None:
+        raise ValueError(f"cannot write {path}: row {bad}, {images[bad]!r} is not a '<video>/<number>.jpg' name")
+    parts = [images] + [_format_labels(_label_frame(df, task, path), task) for task in TASKS]
+    _write_table(path, MTL_HEADERS[0], pd.concat(parts, axis=1))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Test-set submission files (one per task).
 
