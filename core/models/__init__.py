@@ -1,0 +1,125 @@
+"""The front door to AffectLens models: `create_model(name, weights, device)` returns the model in eval
+mode on its device, the preprocessing that feeds it, and what it is (ModelInfo).
+
+    loaded = create_model("ddamfn", weights="hf://owner/repo/ddamfn.pt")
+    out = loaded.model(loaded.preprocess(face_crops_uint8))     # dict: embedding, va, expr, au, ...
+
+Names (see MODEL_NAMES): "ddamfn"; "lstm" (aliases "ddamfn-lstm", "clip-lstm"); "clip" (zero-shot, or a
+trained adapter checkpoint); "clip-adapter" (alias "clip-prompted"). `weights=None` builds random weights
+and info.untrained is True; see core/weights for the accepted specs.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core.device import pick_device, prepare
+from core.labels import TASKS
+from core.models.ddamfn import DDAMFN, preprocess as ddamfn_preprocess
+from core.models.temporal import TemporalLSTM
+from core.weights import UPSTREAM_DDAMFN, WeightsError, label_order, load_checkpoint, load_state
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str                         # registry name, e.g. "ddamfn"
+    source: str                       # weights spec it was loaded from, or "random"
+    untrained: bool                   # True when any output of the model comes from random weights
+    tasks: tuple[str, ...]
+    label_order: dict                 # task -> output names in order
+    metadata: dict = field(default_factory=dict)   # the checkpoint's metadata (training, metrics, ...)
+    untrained_tasks: tuple[str, ...] = ()           # the tasks whose heads are random
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module            # eval mode, on `device`
+    preprocess: Callable              # raw input (uint8 face crops, or embeddings for "lstm") -> model input on device
+    info: ModelInfo
+    device: torch.device
+
+
+def _embeddings_to_device(device):
+    def to_device(emb):
+        return torch.as_tensor(np.asarray(emb, dtype=np.float32) if not torch.is_tensor(emb) else emb,
+                               dtype=torch.float32).to(device)
+    return to_device
+
+
+def _check_loaded(ckpt, tasks, options) -> None:
+    """Constructor options only apply to random models; asked-for tasks must exist in the checkpoint."""
+    if options:
+        raise TypeError(f"options {sorted(options)} apply when building without weights, not to {ckpt.source}")
+    have = ckpt.config.get("tasks") or ()
+    lacking = [t for t in (tasks or ()) if t not in have]
+    if lacking:
+        raise WeightsError(f"{ckpt.source} has no {', '.join(lacking)} head (its tasks: {', '.join(have)})")
+
+
+def _build_ddamfn(weights, tasks=None, **options):
+    """Random DDAMFN, one of our checkpoints, or an upstream DDAMNet checkpoint (AffectNet/RAF-DB order
+    classifier mapped to Aff-Wild2 expressions; va/au heads only when asked for, and then random)."""
+    if weights is None:
+        model = DDAMFN(tasks=tasks or TASKS, **options)
+        return model, "random", model.tasks, {}
+    ckpt = load_checkpoint(weights, architecture="ddamfn")
+    if ckpt.architecture == UPSTREAM_DDAMFN:
+        if options:
+            raise TypeError(f"options {sorted(options)} do not apply to the upstream checkpoint {ckpt.source}")
+        model = DDAMFN(tasks=tasks or ("expr",), expr_from_fc=True, **ckpt.config)
+        load_state(model.net, ckpt.state_dict, ckpt.source)
+        random_tasks = tuple(t for t in model.tasks if t != "expr")
+        meta = {**ckpt.metadata, "expr_source": "upstream fc, AffectNet order mapped to Aff-Wild2 by "
+                "core.labels.AFFECTNET8_TO_AFFWILD2; Contempt dropped; Other has no source (scored as "
+                "the row minimum, never predicted)"}
+        return model, ckpt.source, random_tasks, meta
+    _check_loaded(ckpt, tasks, options)
+    model = DDAMFN(**ckpt.config)
+    load_state(model, ckpt.state_dict, ckpt.source)
+    return model, ckpt.source, (), ckpt.metadata
+
+
+def _build_lstm(weights, tasks=None, **options):
+    if weights is None:
+        model = TemporalLSTM(tasks=tasks or TASKS, **options)
+        return model, "random", model.tasks, {}
+    ckpt = load_checkpoint(weights, architecture="lstm")
+    _check_loaded(ckpt, tasks, options)
+    model = TemporalLSTM(**ckpt.config)
+    load_state(model, ckpt.state_dict, ckpt.source)
+    return model, ckpt.source, (), ckpt.metadata
+
+
+# name -> (builder, preprocessing factory taking the device)
+_REGISTRY: dict[str, tuple[Callable, Callable]] = {
+    "ddamfn": (_build_ddamfn, lambda device: lambda frames: ddamfn_preprocess(frames, device)),
+    "lstm": (_build_lstm, _embeddings_to_device),
+}
+_ALIASES = {"ddamfn-lstm": "lstm", "clip-lstm": "lstm"}
+MODEL_NAMES = tuple(_REGISTRY) + tuple(_ALIASES)
+
+
+def create_model(name: str, weights=None, device: str | torch.device = "auto", **options) -> LoadedModel:
+    """Build model `name` with `weights` (None: random, untrained) on `device` ("auto": cuda if present).
+
+    `options` go to the constructor when building from scratch (e.g. tasks=("va",), input_dim=...);
+    `tasks` also picks the outputs of an upstream DDAMFN checkpoint. Raises WeightsError (one line)
+    when the weights cannot be had or do not fit, ValueError for an unknown name.
+    """
+    key = _ALIASES.get(name, name)
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
+    builder, make_preprocess = _REGISTRY[key]
+    dev = pick_device(device)
+    model, source, random_tasks, metadata = builder(weights, **options)
+    model = prepare(model, dev)
+    tasks = tuple(getattr(model, "tasks", ()))
+    info = ModelInfo(name=key, source=source, untrained=bool(random_tasks), tasks=tasks,
+                     label_order=label_order(tasks), metadata=metadata, untrained_tasks=tuple(random_tasks))
+    return LoadedModel(model=model, preprocess=make_preprocess(dev), info=info, device=dev)
+
+
+__all__ = ["MODEL_NAMES", "LoadedModel", "ModelInfo", "WeightsError", "create_model"]
