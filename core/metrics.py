@@ -38,7 +38,9 @@ def _same_length(pred: np.ndarray, gt: np.ndarray, what: str) -> None:
 
 
 def _ccc_valid(x: np.ndarray, y: np.ndarray) -> float:
-    if x.size == 0:
+    # A constant series has zero covariance with anything: CCC is 0 (also when both are constant, where
+    # the formula is 0/0, and without float round-off passing for variance).
+    if x.size == 0 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return 0.0
     mx, my = x.mean(), y.mean()
     vx, vy = x.var(), y.var()

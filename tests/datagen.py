@@ -107,7 +107,8 @@ class SyntheticAffWild2:
 def _detector():
     from facenet_pytorch import MTCNN
 
-    return MTCNN(keep_all=True, device="cpu")
+    # Faces here are >= 60 pixels wide where detection runs; a larger minimum skips most of the pyramid.
+    return MTCNN(keep_all=True, min_face_size=40, device="cpu")
 
 
 def _read_frames(path: Path, start: int, n: int) -> list[np.ndarray]:
@@ -169,18 +170,18 @@ def _square_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
 def _face_boxes(source: str, start: int, n: int, media_dir: Path) -> tuple[np.ndarray, ...]:
     """Per source frame, the face boxes (k, 4) MTCNN finds with p >= 0.9, in source-frame pixels.
 
-    Detection runs on a copy scaled to 320 pixels wide (faces here are large). For a panned photo it
-    runs once on the photo and the boxes follow the pan.
+    Video frames are detected on a copy scaled to 320 pixels wide (their faces are large). A panned photo
+    is detected once at full size and the boxes follow the pan.
     """
     if source.endswith(".jpg"):
         photo = _read_photo(media_dir / source)
-        (boxes,) = _detect([photo])
+        (boxes,) = _detect([photo], width=photo.shape[1])
         return tuple(boxes - np.array([x, y, x, y]) for x, y in _pan_offsets(photo.shape, n))
     return tuple(_detect(_read_frames(media_dir / source, start, n)))
 
 
-def _detect(frames: list[np.ndarray]) -> list[np.ndarray]:
-    scale = 320 / frames[0].shape[1]
+def _detect(frames: list[np.ndarray], width: int = 320) -> list[np.ndarray]:
+    scale = width / frames[0].shape[1]
     small = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in frames]
     found = []
     for b, p in zip(*_detector().detect(small)):

@@ -1,0 +1,252 @@
+"""ABAW metrics against independent computations: numpy formulas written here and scikit-learn."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from core.affwild2 import read_mtl_csv
+from core.labels import AUS
+from core.metrics import THRESHOLD_GRID, au_scores, ccc, expr_scores, mtl_score, optimise_au_thresholds, va_scores
+
+
+def reference_ccc(x, y):
+    """Lin's CCC from Pearson's r: 2 r s_x s_y / (s_x^2 + s_y^2 + (mean_x - mean_y)^2)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    r = np.corrcoef(x, y)[0, 1]
+    sx, sy = x.std(), y.std()
+    return 2 * r * sx * sy / (sx**2 + sy**2 + (x.mean() - y.mean()) ** 2)
+
+
+def f1_by_counts(pred, truth):
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    tp, fp, fn = (pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+# --- CCC / VA ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ccc_matches_the_formula_on_random_data(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.uniform(-1, 1, 500)
+    x = np.clip(0.6 * y + rng.normal(0.1 * seed, 0.3, 500), -1, 1)
+    assert ccc(x, y) == pytest.approx(reference_ccc(x, y), abs=1e-12)
+    assert ccc(x, y) == pytest.approx(ccc(y, x), abs=1e-12)
+
+
+def test_ccc_known_values():
+    x = np.linspace(-1, 1, 101)
+    assert ccc(x, x) == pytest.approx(1.0)
+    assert ccc(-x, x) == pytest.approx(-1.0)
+    # Perfect correlation but a scale error: 2*0.5*var / (0.25 var + var) = 0.8.
+    assert ccc(0.5 * x, x) == pytest.approx(0.8)
+    # A shift lowers CCC though Pearson r stays 1.
+    assert ccc(x + 0.5, x) < 1.0
+
+
+@pytest.mark.parametrize(
+    "pred, gt",
+    [
+        ([], []),
+        ([0.3] * 10, [0.3] * 10),
+        ([0.3] * 10, [0.1] * 10),
+        ([0.2] * 10, list(np.linspace(-1, 1, 10))),
+        (list(np.linspace(-1, 1, 10)), [0.5] * 10),
+        ([0.4], [0.1]),
+        ([0.1, 0.2, 0.3], [np.nan, np.nan, np.nan]),
+        ([0.1, 0.2, 0.3], [-5, -5, -5]),
+    ],
+)
+def test_ccc_is_zero_not_nan_when_undefined_or_constant(pred, gt):
+    value = ccc(pred, gt)
+    assert value == 0.0 and not math.isnan(value)
+
+
+def test_ccc_ignores_invalid_and_missing_frames():
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(-1, 1, 300), rng.uniform(-1, 1, 300)
+    y_marked, x_missing = y.copy(), pd.array(x, dtype="Float64")
+    y_marked[::7] = -5.0
+    x_missing[5::11] = pd.NA
+    keep = (np.arange(300) % 7 != 0) & ((np.arange(300) - 5) % 11 != 0)
+    assert ccc(x_missing, y_marked) == pytest.approx(reference_ccc(x[keep], y[keep]), abs=1e-12)
+    as_list = [None if pd.isna(v) else v for v in x_missing]
+    assert ccc(pd.Series(as_list, dtype="Float64"), y_marked) == pytest.approx(reference_ccc(x[keep], y[keep]))
+
+
+def test_ccc_refuses_different_lengths():
+    with pytest.raises(ValueError, match="frames"):
+        ccc([0.1, 0.2], [0.1])
+
+
+def test_va_scores_average_the_two_cccs_and_select_columns_by_name():
+    rng = np.random.default_rng(3)
+    gt = pd.DataFrame(rng.uniform(-1, 1, (400, 2)), columns=["valence", "arousal"])
+    pred = gt + rng.normal(0, [0.2, 0.6], (400, 2))
+    gt.iloc[10:20] = np.nan
+    scores = va_scores(pred[["arousal", "valence"]], gt)  # columns swapped on purpose
+    keep = gt["valence"].notna()
+    cv = reference_ccc(pred["valence"][keep], gt["valence"][keep])
+    ca = reference_ccc(pred["arousal"][keep], gt["arousal"][keep])
+    assert scores["ccc_valence"] == pytest.approx(cv) and scores["ccc_arousal"] == pytest.approx(ca)
+    assert scores["p_va"] == pytest.approx((cv + ca) / 2)
+    assert scores["ccc_valence"] > scores["ccc_arousal"]
+    arrays = va_scores(pred[["valence", "arousal"]].to_numpy(), gt.to_numpy())
+    assert arrays == pytest.approx(scores)
+
+
+def test_va_scores_on_empty_and_constant_inputs():
+    assert va_scores(np.zeros((0, 2)), np.zeros((0, 2))) == {"ccc_valence": 0.0, "ccc_arousal": 0.0, "p_va": 0.0}
+    assert va_scores(np.zeros((5, 2)), np.full((5, 2), -5.0))["p_va"] == 0.0
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        va_scores(np.zeros((5, 3)), np.zeros((5, 3)))
+
+
+# --- EXPR -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_expr_f1_per_class_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    gt = rng.integers(0, 8, 600)
+    pred = np.where(rng.random(600) < 0.5, gt, rng.integers(0, 8, 600))
+    scores = expr_scores(pred, gt)
+    expected = f1_score(gt, pred, labels=range(8), average=None, zero_division=0)
+    np.testing.assert_allclose(scores["f1_per_class"], expected)
+    assert scores["p_expr"] == pytest.approx(expected.mean())
+    for c in range(8):
+        assert scores["f1_per_class"][c] == pytest.approx(f1_by_counts(pred == c, gt == c))
+
+
+def test_p_expr_counts_absent_classes_as_zero_unlike_sklearn_macro():
+    rng = np.random.default_rng(11)
+    gt = rng.integers(0, 5, 300)  # classes 5, 6, 7 never appear ...
+    pred = np.where(rng.random(300) < 0.7, gt, rng.integers(0, 5, 300))  # ... and are never predicted
+    scores = expr_scores(pred, gt)
+    sklearn_macro = f1_score(gt, pred, average="macro")  # averages over the 5 labels it sees
+    assert scores["f1_per_class"][5:] == [0.0, 0.0, 0.0]
+    assert scores["p_expr"] == pytest.approx(sklearn_macro * 5 / 8)
+    assert scores["p_expr"] < sklearn_macro
+
+
+def test_expr_perfect_prediction_of_all_classes_is_one_and_invalid_frames_are_ignored():
+    gt = pd.array(list(range(8)) * 5 + [-1, pd.NA, -1], dtype="Int64")
+    pred = np.array(list(range(8)) * 5 + [3, 3, 4])
+    assert expr_scores(pred, gt)["p_expr"] == pytest.approx(1.0)
+
+
+def test_expr_takes_argmax_of_scores_and_skips_missing_predictions():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(200, 8))
+    gt = rng.integers(0, 8, 200)
+    assert expr_scores(logits, gt) == expr_scores(logits.argmax(1), gt)
+    pred = pd.array(logits.argmax(1), dtype="Int64")
+    pred[:20] = pd.NA
+    assert expr_scores(pred, gt) == expr_scores(logits.argmax(1)[20:], gt[20:])
+
+
+@pytest.mark.parametrize("gt", [[], [-1, -1, -1], [np.nan, np.nan, np.nan]])
+def test_expr_with_no_valid_frame_is_zero(gt):
+    scores = expr_scores([0] * len(gt), gt)
+    assert scores["p_expr"] == 0.0 and scores["f1_per_class"] == [0.0] * 8
+
+
+def test_expr_refuses_labels_outside_the_eight_classes():
+    with pytest.raises(ValueError, match="class index"):
+        expr_scores([0, 8], [0, 1])
+    with pytest.raises(ValueError, match="class index"):
+        expr_scores([0, 1], [0, 9])
+    with pytest.raises(ValueError, match="frames"):
+        expr_scores([0, 1, 2], [0, 1])
+
+
+# --- AU ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_au_f1_matches_sklearn_per_au(seed):
+    rng = np.random.default_rng(seed)
+    gt = (rng.random((500, 12)) < rng.uniform(0.05, 0.6, 12)).astype(int)
+    probs = np.clip(0.5 * gt + rng.uniform(0, 0.6, (500, 12)), 0, 1)
+    scores = au_scores(probs, gt)
+    expected = [f1_score(gt[:, k], probs[:, k] >= 0.5, zero_division=0) for k in range(12)]
+    np.testing.assert_allclose(scores["f1_per_au"], expected)
+    assert scores["p_au"] == pytest.approx(np.mean(expected))
+    assert scores["p_au"] == pytest.approx(f1_score(gt, probs >= 0.5, average="macro", zero_division=0))
+
+
+def test_au_per_au_thresholds_and_per_au_invalid_frames():
+    rng = np.random.default_rng(9)
+    gt = rng.integers(0, 2, (300, 12)).astype(float)
+    probs = rng.random((300, 12))
+    gt[:30, 0] = -1  # AU1 invalid on 30 frames only
+    gt[100:110, :] = np.nan
+    thresholds = np.linspace(0.2, 0.8, 12)
+    scores = au_scores(pd.DataFrame(probs, columns=list(AUS)), gt, thresholds)
+    for k in range(12):
+        keep = ~np.isnan(gt[:, k]) & (gt[:, k] != -1)
+        assert scores["f1_per_au"][k] == pytest.approx(f1_by_counts(probs[keep, k] >= thresholds[k], gt[keep, k] == 1))
+
+
+def test_au_edge_cases_are_zero_not_nan():
+    gt = np.zeros((50, 12), dtype=int)
+    assert au_scores(np.zeros((50, 12)), gt)["p_au"] == 0.0  # no positive anywhere
+    assert au_scores(np.zeros((0, 12)), np.zeros((0, 12)))["p_au"] == 0.0
+    assert au_scores(np.ones((5, 12)), -np.ones((5, 12)))["p_au"] == 0.0
+    gt[:, 0] = 1
+    scores = au_scores(gt, gt)
+    assert scores["f1_per_au"] == [1.0] + [0.0] * 11 and scores["p_au"] == pytest.approx(1 / 12)
+    with pytest.raises(ValueError, match="0, 1 or invalid"):
+        au_scores(np.zeros((2, 12)), np.full((2, 12), 2))
+    with pytest.raises(ValueError, match=r"\(N, 12\)"):
+        au_scores(np.zeros((2, 11)), np.zeros((2, 11)))
+
+
+def test_optimised_thresholds_are_the_grid_optimum_per_au():
+    rng = np.random.default_rng(4)
+    gt = (rng.random((400, 12)) < 0.3).astype(int)
+    probs = np.clip(0.3 * gt + rng.uniform(0, 0.7, (400, 12)), 0, 1)
+    thresholds = optimise_au_thresholds(probs, gt)
+    assert thresholds.shape == (12,)
+    for k in range(12):
+        best = max(f1_score(gt[:, k], probs[:, k] >= t, zero_division=0) for t in THRESHOLD_GRID)
+        assert f1_score(gt[:, k], probs[:, k] >= thresholds[k], zero_division=0) == pytest.approx(best)
+    assert au_scores(probs, gt, thresholds)["p_au"] >= au_scores(probs, gt)["p_au"]
+    assert au_scores(probs, gt, thresholds)["p_au"] > au_scores(probs, gt)["p_au"] + 0.01
+
+
+def test_optimised_threshold_prefers_the_one_nearest_half_among_equals():
+    gt = np.tile([[0], [1]], (20, 12))
+    probs = np.where(gt == 1, 0.35, 0.1)  # any threshold in (0.1, 0.35] separates perfectly
+    thresholds = optimise_au_thresholds(probs, gt)
+    np.testing.assert_allclose(thresholds, 0.35)
+    assert au_scores(probs, gt, thresholds)["p_au"] == pytest.approx(1.0)
+    assert au_scores(probs, gt)["p_au"] == 0.0
+    assert np.all(optimise_au_thresholds(probs, -np.ones_like(gt)) == 0.5)  # nothing valid: 0.5
+
+
+# --- 7th ABAW multi-task ----------------------------------------------------------------------------
+
+
+def test_mtl_score_is_the_sum_of_the_three(affwild2_root):
+    gt = read_mtl_csv(affwild2_root / "MTL_Challenge" / "validation_set_annotations.txt")
+    rng = np.random.default_rng(0)
+    pred = gt.copy()
+    pred[["valence", "arousal"]] = np.clip(gt[["valence", "arousal"]].fillna(0) + rng.normal(0, 0.3, (len(gt), 2)), -1, 1)
+    pred["expression"] = rng.integers(0, 8, len(gt))
+    pred[list(AUS)] = rng.random((len(gt), 12))
+    scores = mtl_score(pred, gt)
+    va = va_scores(pred[["valence", "arousal"]], gt[["valence", "arousal"]])
+    expr = expr_scores(pred["expression"], gt["expression"])
+    au = au_scores(pred[list(AUS)], gt[list(AUS)])
+    assert scores["mtl"] == pytest.approx(va["p_va"] + expr["p_expr"] + au["p_au"])
+    assert scores["p_va"] == va["p_va"] and scores["p_expr"] == expr["p_expr"] and scores["p_au"] == au["p_au"]
+    # A perfect answer scores P_VA = 1 and P_AU = 1 only where every AU occurs; EXPR counts absent classes 0.
+    perfect = mtl_score(gt, gt)
+    present = gt["expression"].dropna().nunique()
+    assert perfect["p_va"] == pytest.approx(1.0)
+    assert perfect["p_expr"] == pytest.approx(present / 8)
+    assert perfect["mtl"] == pytest.approx(1.0 + present / 8 + perfect["p_au"])
