@@ -1,0 +1,177 @@
+"""core.video on the real sample videos and on files written here with ffmpeg (rotated, VFR, webm, avi,
+truncated, one frame, not a video)."""
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from core.video import FrameBatch, VideoError, iter_frames, probe
+
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
+
+
+def ffmpeg(*args):
+    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True, capture_output=True)
+
+
+def decode_all(path, **kwargs):
+    batches = list(iter_frames(path, **kwargs))
+    index = np.concatenate([b.index for b in batches])
+    times = np.concatenate([b.time_s for b in batches])
+    return batches, index, times
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, media_dir):
+    """One second (30 frames) of single_face.mp4, re-encoded as H.264 without audio."""
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed")
+    out = tmp_path_factory.mktemp("video") / "clip.mp4"
+    ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 30, "-an", "-c:v", "libx264", "-preset",
+           "ultrafast", out)
+    return out
+
+
+@pytest.mark.parametrize("name, frames, size", [
+    ("single_face.mp4", 72, (360, 640)),
+    ("no_face.mp4", 95, (540, 960)),          # the container says 98
+    ("face_noface.mov", 169, (540, 960)),      # HEVC in QuickTime
+    ("noface_face.mov", 169, (540, 960)),
+])
+def test_sample_videos_decode_every_frame(media_dir, name, frames, size):
+    batches, index, times = decode_all(media_dir / name, batch_size=32)
+    assert all(isinstance(b, FrameBatch) and len(b) <= 32 for b in batches)
+    assert np.array_equal(index, np.arange(frames))
+    assert times[0] == 0.0 and np.all(np.diff(times) > 0)
+    first = batches[0].frames[0]
+    assert first.shape == (*size, 3) and first.dtype == np.uint8 and first.flags.c_contiguous
+
+
+def test_probe_reports_container_facts(media_dir):
+    info = probe(media_dir / "no_face.mp4")
+    assert (info.width, info.height, info.rotation, info.codec) == (960, 540, 0, "h264")
+    assert info.frame_count_estimate == 98 and info.fps == pytest.approx(23.67, abs=0.01)
+    assert probe(media_dir / "face_noface.mov").codec.lower() in ("hevc", "hev1", "hvc1")
+
+
+def test_frames_are_rgb(media_dir, tmp_path):
+    """A pure red frame written by ffmpeg decodes as red in channel 0."""
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed")
+    out = tmp_path / "red.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x64:d=0.2", "-c:v", "libx264", "-pix_fmt", "yuv444p", out)
+    frame = next(iter(iter_frames(out))).frames[0].astype(int)
+    assert frame[..., 0].mean() > 200 and frame[..., 1].mean() < 50 and frame[..., 2].mean() < 50
+
+
+def test_vfr_timestamps_are_true_presentation_times(clip, tmp_path):
+    """Frames 10+ are shifted by half a second: timestamps keep the gap instead of index / fps."""
+    out = tmp_path / "vfr.mp4"
+    ffmpeg("-i", clip, "-vf", "setpts='(N/30+if(gte(N,10),0.5,0))/TB'", "-fps_mode", "passthrough",
+           "-c:v", "libx264", "-preset", "ultrafast", out)
+    _, index, times = decode_all(out)
+    expected = index / 30 + np.where(index >= 10, 0.5, 0.0)
+    assert len(index) == 30 and np.allclose(times, expected, atol=2e-3)
+
+
+def test_hevc_mov_timestamps_span_its_duration(media_dir):
+    _, _, times = decode_all(media_dir / "noface_face.mov")
+    assert times[-1] == pytest.approx(6.345, abs=0.01)     # ffprobe: last frame at 6.3453 s
+
+
+def ffmpeg_first_frame(path, shape):
+    """ffmpeg's own decode of the first frame (it applies rotation by default), as RGB."""
+    raw = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(shape)
+
+
+def write_rotated(src, out, degrees):
+    """Tag a video as rotated without re-encoding (newer ffmpeg: -display_rotation; 5.x: rotate tag)."""
+    try:
+        ffmpeg("-display_rotation", degrees, "-i", src, "-c", "copy", out)
+    except subprocess.CalledProcessError:
+        ffmpeg("-i", src, "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}", out)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_rotated_phone_video_comes_out_upright(clip, tmp_path, degrees):
+    out = tmp_path / f"portrait{degrees}.mp4"
+    write_rotated(clip, out, degrees)
+    info = probe(out)
+    assert (info.width, info.height) == (360, 640) and info.rotation in (90, 270)
+    frame = next(iter(iter_frames(out))).frames[0]
+    assert frame.shape == (640, 360, 3)
+    reference = ffmpeg_first_frame(out, frame.shape).astype(int)
+    assert np.abs(frame.astype(int) - reference).mean() < 1.0
+    # and it is not merely transposed: turning it the other way disagrees with ffmpeg
+    assert np.abs(np.rot90(frame, 2).astype(int) - reference).mean() > 10
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("suffix, codec", [(".webm", ["libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"]),
+                                           (".avi", ["mjpeg"]), (".mov", ["libx264", "-preset", "ultrafast"])])
+def test_other_containers_decode(clip, tmp_path, suffix, codec):
+    out = tmp_path / f"clip{suffix}"
+    ffmpeg("-i", clip, "-c:v", *codec, out)
+    _, index, times = decode_all(out, batch_size=7)
+    assert np.array_equal(index, np.arange(30))
+    assert np.allclose(np.diff(times), 1 / 30, atol=2e-3)
+
+
+@needs_ffmpeg
+def test_one_frame_video(clip, tmp_path):
+    out = tmp_path / "one.mp4"
+    ffmpeg("-i", clip, "-frames:v", 1, out)
+    batches, index, times = decode_all(out)
+    assert len(batches) == 1 and index.tolist() == [0] and times.tolist() == [0.0]
+
+
+def test_max_frames_stops_early(media_dir):
+    _, index, _ = decode_all(media_dir / "WolfgangLanger_Pexels.mp4", batch_size=16, max_frames=40)
+    assert np.array_equal(index, np.arange(40))
+
+
+@needs_ffmpeg
+def test_truncated_file_with_index_first_raises_after_its_frames(media_dir, tmp_path):
+    """moov atom first (+faststart), then cut: the first frames decode, and the end is reported."""
+    whole = tmp_path / "faststart.mp4"
+    ffmpeg("-i", media_dir / "single_face.mp4", "-c", "copy", "-movflags", "+faststart", whole)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:100_000])
+    decoded = 0
+    with pytest.raises(VideoError, match="truncated"):
+        for batch in iter_frames(cut, batch_size=8):
+            decoded += len(batch)
+    assert 0 < decoded < 72
+
+
+def test_truncated_file_with_index_last_cannot_open(media_dir, tmp_path):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes((media_dir / "single_face.mp4").read_bytes()[:100_000])
+    with pytest.raises(VideoError, match="cannot open"):
+        probe(cut)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"just some text\n", "cannot open"),
+    (None, "no such file"),
+])
+def test_unreadable_files_raise_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "upload.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(VideoError, match=message) as err:
+        list(iter_frames(path))
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_photo_is_not_a_video(media_dir, tmp_path):
+    path = tmp_path / "broken.jpg"
+    path.write_bytes((media_dir / "single_face.jpg").read_bytes()[:3000])
+    with pytest.raises(VideoError):
+        list(iter_frames(path))
