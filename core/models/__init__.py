@@ -18,9 +18,11 @@ import torch
 
 from core.device import pick_device, prepare
 from core.labels import TASKS
+from core.models.clip import DEFAULT_MODEL as DEFAULT_CLIP_MODEL, ClipAdapter, ClipExpression
 from core.models.ddamfn import DDAMFN, preprocess as ddamfn_preprocess
 from core.models.temporal import TemporalLSTM
-from core.weights import UPSTREAM_DDAMFN, WeightsError, label_order, load_checkpoint, load_state
+from core.weights import (UPSTREAM_DDAMFN, WeightsError, label_order, load_checkpoint, load_state, parse_spec,
+                          read_checkpoint, resolve)
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,6 @@ class LoadedModel:
     preprocess: Callable              # raw input (uint8 face crops, or embeddings for "lstm") -> model input on device
     info: ModelInfo
     device: torch.device
-
-
-def _embeddings_to_device(device):
-    def to_device(emb):
-        return torch.as_tensor(np.asarray(emb, dtype=np.float32) if not torch.is_tensor(emb) else emb,
-                               dtype=torch.float32).to(device)
-    return to_device
 
 
 def _check_loaded(ckpt, tasks, options) -> None:
@@ -93,12 +88,72 @@ def _build_lstm(weights, tasks=None, **options):
     return model, ckpt.source, (), ckpt.metadata
 
 
-# name -> (builder, preprocessing factory taking the device)
+def _build_clip(weights, model_name: str = DEFAULT_CLIP_MODEL, prompts="basic"):
+    """Zero-shot CLIP (random, an open_clip tag such as "openai" or "ViT-B-32:openai", or an open_clip
+    weight file), or a trained ClipAdapter when `weights` is one of our clip-adapter checkpoints."""
+    import open_clip
+
+    if weights is None:
+        model = ClipExpression(model_name, None, prompts)
+        return model, "random", model.tasks, {}
+    src = parse_spec(weights)
+    if src.kind == "file" and not src.path.exists() and src.spec in open_clip.list_pretrained_tags_by_model(model_name):
+        src = parse_spec(f"open_clip:{model_name}:{src.spec}")
+    if src.kind == "open_clip":
+        model = ClipExpression(src.model_name, src.pretrained, prompts)
+        return model, src.spec, (), {"open_clip": {"model_name": src.model_name, "pretrained": src.pretrained}}
+    path = resolve(src.spec).path
+    ckpt = read_checkpoint(path, source=src.spec)
+    if ckpt.architecture == ClipAdapter.ARCH:
+        return _adapter_from_checkpoint(ckpt)
+    if ckpt.architecture != "state_dict":
+        raise WeightsError(f"{src.spec} is a {ckpt.architecture} checkpoint, not CLIP weights")
+    model = ClipExpression(model_name, str(path), prompts)
+    return model, src.spec, (), {"open_clip": {"model_name": model_name, "pretrained": src.spec}}
+
+
+def _adapter_from_checkpoint(ckpt):
+    model = ClipAdapter(**ckpt.config)
+    missing, unexpected = model.load_checkpoint_state_dict(ckpt.state_dict)
+    if missing or unexpected:
+        raise WeightsError(f"{ckpt.source} does not fit ClipAdapter: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model, ckpt.source, (), ckpt.metadata
+
+
+def _build_clip_adapter(weights, model_name: str = DEFAULT_CLIP_MODEL, pretrained: str | None = None,
+                        **options):
+    """A fresh adapter on CLIP `model_name`/`pretrained` (zero-initialised: it predicts like zero-shot
+    CLIP until trained, so it is untrained only when CLIP itself is random), or one of our checkpoints."""
+    if weights is None:
+        model = ClipAdapter(model_name, pretrained, **options)
+        return model, "random", model.tasks if model.untrained else (), {}
+    ckpt = load_checkpoint(weights, architecture=ClipAdapter.ARCH)
+    if options or pretrained is not None:
+        raise TypeError(f"options apply when building without weights, not to {ckpt.source}")
+    return _adapter_from_checkpoint(ckpt)
+
+
+def _face_input(model, device) -> Callable:
+    """uint8 face crops -> the model's normalised input on `device`."""
+    if isinstance(model, DDAMFN):
+        return lambda frames: ddamfn_preprocess(frames, device)
+    return lambda frames: model.preprocess(frames, device)
+
+
+def _embedding_input(model, device) -> Callable:
+    """Per-frame embeddings (N, D) numpy or torch -> float32 tensor on `device`."""
+    return lambda emb: torch.as_tensor(np.asarray(emb, dtype=np.float32) if not torch.is_tensor(emb) else emb,
+                                       dtype=torch.float32).to(device)
+
+
+# name -> (builder, input preparation factory (model, device) -> callable)
 _REGISTRY: dict[str, tuple[Callable, Callable]] = {
-    "ddamfn": (_build_ddamfn, lambda device: lambda frames: ddamfn_preprocess(frames, device)),
-    "lstm": (_build_lstm, _embeddings_to_device),
+    "ddamfn": (_build_ddamfn, _face_input),
+    "lstm": (_build_lstm, _embedding_input),
+    "clip": (_build_clip, _face_input),
+    "clip-adapter": (_build_clip_adapter, _face_input),
 }
-_ALIASES = {"ddamfn-lstm": "lstm", "clip-lstm": "lstm"}
+_ALIASES = {"ddamfn-lstm": "lstm", "clip-lstm": "lstm", "clip-prompted": "clip-adapter"}
 MODEL_NAMES = tuple(_REGISTRY) + tuple(_ALIASES)
 
 
@@ -119,7 +174,8 @@ def create_model(name: str, weights=None, device: str | torch.device = "auto", *
     tasks = tuple(getattr(model, "tasks", ()))
     info = ModelInfo(name=key, source=source, untrained=bool(random_tasks), tasks=tasks,
                      label_order=label_order(tasks), metadata=metadata, untrained_tasks=tuple(random_tasks))
-    return LoadedModel(model=model, preprocess=make_preprocess(dev), info=info, device=dev)
+    return LoadedModel(model=model, preprocess=make_preprocess(model, dev), info=info, device=dev)
 
 
-__all__ = ["MODEL_NAMES", "LoadedModel", "ModelInfo", "WeightsError", "create_model"]
+__all__ = ["MODEL_NAMES", "ClipAdapter", "ClipExpression", "DDAMFN", "LoadedModel", "ModelInfo", "TemporalLSTM",
+           "WeightsError", "create_model"]
