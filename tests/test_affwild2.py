@@ -341,14 +341,14 @@ def test_video_frames_joins_all_tasks(affwild2_data):
 
 
 def test_index_accepts_the_older_expr_folder_name(tmp_path, media_dir):
-    data = make_affwild2(tmp_path, n_frames=12, expr_dir="EXPR_Classification_Challenge", raw_videos=False,
+    data = make_affwild2(tmp_path, expr_dir="EXPR_Classification_Challenge", raw_videos=False,
                          media_dir=media_dir)
     assert (tmp_path / "EXPR_Classification_Challenge" / "Train_Set").is_dir()
     assert not (tmp_path / "EXPR_Recognition_Challenge").exists()
     index = AffWild2Index(data.root)
     assert index.missing == []
     assert index.videos("expr", "train") == sorted(SPLITS["expr"]["train"])
-    assert len(index.frames("expr", "val", "11-24-640x360")) == 12
+    assert len(index.frames("expr", "val", "11-24-640x360")) == 40
     assert index.raw_video_path("11-24-640x360") is None
 
 
