@@ -186,14 +186,15 @@ def _label_frame(df: pd.DataFrame, task: str, path) -> pd.DataFrame:
     out = df[LABEL_COLUMNS[task]].reset_index(drop=True)
     for name in out.columns:
         values = pd.to_numeric(out[name], errors="coerce").astype("float64")
+        missing = out[name].isna()
         if task == "va":
-            ok = values.isna() | values.between(-1.0, 1.0)
+            ok = missing | values.between(-1.0, 1.0)
         else:
             top = len(EXPRESSIONS) - 1 if task == "expr" else 1
-            ok = values.isna() | ((values == np.round(values)) & values.between(0, top))
+            ok = missing | ((values == np.round(values)) & values.between(0, top))
         if not ok.all():
             i = int(np.flatnonzero(~ok.to_numpy())[0])
-            raise ValueError(f"cannot write {path}: row {i}, {name} = {out[name].iloc[i]!r} is out of range")
+            raise ValueError(f"cannot write {path}: row {i}, {name} = {out[name].iloc[i]} is not a valid {task.upper()} value")
         out[name] = values
     return out
 
@@ -209,7 +210,8 @@ def _format_labels(values: pd.DataFrame, task: str) -> pd.DataFrame:
 def _write_table(path, header: str, body: pd.DataFrame) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = body.agg(",".join, axis=1) if len(body) else pd.Series([], dtype=object)
+    columns = [body[c].astype(str) for c in body.columns]
+    lines = columns[0].str.cat(columns[1:], sep=",") if len(body) else pd.Series([], dtype=object)
     path.write_text(header + "\n" + "".join(line + "\n" for line in lines), encoding="utf-8")
 
 

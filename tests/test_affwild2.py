@@ -261,7 +261,7 @@ def test_fill_ties_take_the_earlier_frame_and_order_does_not_matter(tmp_path):
 def test_submission_with_au_probabilities_is_refused(tmp_path):
     df = pd.DataFrame([[0.7] * 12], columns=list(AUS))
     df.insert(0, "image_location", ["v/00001.jpg"])
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="AU1 = 0.7 is not a valid AU value"):
         write_submission(df, tmp_path / "a.txt", "au")
     df["image_location"] = ["v_00001.jpg"]
     with pytest.raises(ValueError, match="image_location|<video>/<number>.jpg"):
