@@ -21,6 +21,18 @@ GT_RENAME = {"valence": "gt_valence", "arousal": "gt_arousal", "expression": "gt
              **{au: f"gt_{au}" for au in AUS}}
 
 
+def _length_note(n_labels: int, n_frames: int, what: str) -> list[str]:
+    """Raise when an annotation clearly belongs to another video; a note when it is off by a frame or two."""
+    diff = n_labels - n_frames
+    if abs(diff) > LENGTH_TOLERANCE:
+        raise AnnotationError(what, None, f"{n_labels} annotated frames, but the video has {n_frames}: "
+                                          "this annotation does not belong to this video")
+    if diff:
+        return [f"{what}: {n_labels} annotated frames for {n_frames} video frames; "
+                "the difference is left unannotated"]
+    return []
+
+
 def ground_truth_from_files(files: dict[str, str | Path], n_frames: int) -> tuple[pd.DataFrame, list[str]]:
     """Read annotation files (task -> path) for a video of n_frames frames.
 
@@ -30,18 +42,15 @@ def ground_truth_from_files(files: dict[str, str | Path], n_frames: int) -> tupl
     tables, notes = [], []
     for task, path in files.items():
         labels = read_annotation(path, task)
-        diff = len(labels) - n_frames
-        if abs(diff) > LENGTH_TOLERANCE:
-            raise AnnotationError(
-                Path(path).name, None,
-                f"{len(labels)} annotated frames, but the video has {n_frames}: "
-                f"this {task.upper()} file does not belong to this video",
-            )
-        if diff:
-            notes.append(f"{task.upper()} annotation has {len(labels)} lines for {n_frames} frames; "
-                         "the difference is left unannotated")
+        notes += _length_note(len(labels), n_frames, f"{Path(path).name} ({task.upper()})")
         tables.append(labels)
-    return align_ground_truth(pd.concat(tables, axis=1) if tables else pd.DataFrame(), n_frames), notes
+    return align_ground_truth(pd.concat(tables, axis=1), n_frames), notes
+
+
+def ground_truth_from_labels(labels: pd.DataFrame, n_frames: int, what: str) -> tuple[pd.DataFrame, list[str]]:
+    """Like ground_truth_from_files for labels already read (e.g. AffWild2Index.video_frames)."""
+    notes = _length_note(len(labels), n_frames, f"annotation of {what}")
+    return align_ground_truth(labels, n_frames), notes
 
 
 def align_ground_truth(labels: pd.DataFrame, n_frames: int) -> pd.DataFrame:

@@ -1,0 +1,112 @@
+"""Check what a user hands the app before any model runs: video files, annotation files, prompt-set text.
+
+Each check raises InputError with one sentence a person can act on; the page shows it as is.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from core.affwild2 import AnnotationError
+from core.labels import ANNOTATION_HEADER, EXPRESSIONS
+from core.video import VideoError, probe
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+class InputError(ValueError):
+    """Bad user input; the message is meant for the page."""
+
+
+def check_video(path: str | Path | None, max_mb: float, max_duration_s: float):
+    """The video's VideoInfo if it is a readable video within the size and duration limits."""
+    if not path:
+        raise InputError("Choose a video first: upload one, pick the example or an Aff-Wild2 video.")
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"{path.name} is not a video file: expected one of {', '.join(VIDEO_SUFFIXES)}.")
+    size_mb = path.stat().st_size / 1e6
+    if size_mb > max_mb:
+        raise InputError(f"{path.name} is {size_mb:.0f} MB; this app accepts videos up to {max_mb:g} MB.")
+    try:
+        info = probe(path)
+    except VideoError as err:
+        raise InputError(video_message(err, path)) from None
+    if info.duration_s > max_duration_s:
+        raise InputError(f"{path.name} lasts {info.duration_s:.0f} s; this app accepts videos up to "
+                         f"{max_duration_s:g} s. Cut it shorter and upload it again.")
+    return info
+
+
+def video_message(err: VideoError, path: str | Path) -> str:
+    """A VideoError for the page: the file's name instead of its server-side path."""
+    return f"{Path(path).name} cannot be read as a video: " + str(err).replace(f"{path}: ", "")
+
+
+def annotation_task(path: str | Path) -> str:
+    """Which task an Aff-Wild2 annotation file holds, read from its header line."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            header = ",".join(part.strip() for part in f.readline().split(","))
+    except UnicodeDecodeError:
+        raise InputError(f"{path.name} is not a text file, so not an Aff-Wild2 annotation file.") from None
+    for task, expected in ANNOTATION_HEADER.items():
+        if header == expected:
+            return task
+    raise InputError(f"{path.name} is not an Aff-Wild2 annotation file: its first line should be one of "
+                     + "; ".join(ANNOTATION_HEADER.values()) + ".")
+
+
+def annotation_files(paths: list[str] | None) -> dict[str, str]:
+    """task -> path for uploaded annotation files, one per task at most."""
+    files: dict[str, str] = {}
+    for path in paths or []:
+        task = annotation_task(path)
+        if task in files:
+            raise InputError(f"Two {task.upper()} annotation files: {Path(files[task]).name} and "
+                             f"{Path(path).name}. Upload one per task.")
+        files[task] = path
+    return files
+
+
+def annotation_message(err: AnnotationError) -> str:
+    return f"Annotation file problem: {err}"
+
+
+# Prompt sets as text in the page: templates one per line with "{}" where the class phrase goes, and
+# one line per expression, "Happiness: happy | smiling".
+_CLASS_LINE = re.compile(r"^\s*([A-Za-z]+)\s*:\s*(.+)$")
+
+
+def parse_prompt_text(name: str, templates_text: str, classes_text: str) -> tuple[str, list[str], dict]:
+    """(name, templates, classes) from the page's text fields; every expression needs a phrase."""
+    name = (name or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name):
+        raise InputError("A prompt set name uses 1-40 letters, digits, _ or - (it becomes a column name).")
+    templates = [t.strip() for t in (templates_text or "").splitlines() if t.strip()]
+    if not templates:
+        raise InputError(f"Prompt set {name}: give at least one template, e.g. 'a photo of a {{}} face'.")
+    bad = [t for t in templates if t.count("{}") != 1]
+    if bad:
+        raise InputError(f"Prompt set {name}: each template needs exactly one {{}} for the class phrase; "
+                         f"{bad[0]!r} has {bad[0].count('{}')}.")
+    classes: dict[str, list[str]] = {}
+    for line in (classes_text or "").splitlines():
+        if not line.strip():
+            continue
+        match = _CLASS_LINE.match(line)
+        if not match or match.group(1) not in EXPRESSIONS:
+            raise InputError(f"Prompt set {name}: {line.strip()!r} should read 'Expression: phrase | phrase' "
+                             f"with an expression from {', '.join(EXPRESSIONS)}.")
+        phrases = [p.strip() for p in match.group(2).split("|") if p.strip()]
+        classes[match.group(1)] = phrases
+    missing = [e for e in EXPRESSIONS if not classes.get(e)]
+    if missing:
+        raise InputError(f"Prompt set {name}: no phrase for {', '.join(missing)}.")
+    return name, templates, {e: classes[e] for e in EXPRESSIONS}
+
+
+def format_prompt_text(templates: list[str], classes: dict[str, list[str]]) -> tuple[str, str]:
+    """The page's text fields for a prompt set (inverse of parse_prompt_text)."""
+    return "\n".join(templates), "\n".join(f"{e}: {' | '.join(classes[e])}" for e in EXPRESSIONS)
