@@ -50,6 +50,7 @@ from core.labels import AUS, CHALLENGE_DIRS, EXPRESSIONS, SPLIT_DIRS, TASKS
 MEDIA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 CROP_SIZE = 112
 MAX_FRAMES = 72  # the shortest source (single_face.mp4) has 72 frames
+KEY_STEP = 4  # face detection runs on every 4th video frame (see _face_boxes)
 
 # video name -> (source file, first source frame, face: None = the only one, "left"/"right" = outermost)
 SOURCES = {
@@ -168,16 +169,36 @@ def _square_crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _face_boxes(source: str, start: int, n: int, media_dir: Path) -> tuple[np.ndarray, ...]:
-    """Per source frame, the face boxes (k, 4) MTCNN finds with p >= 0.9, in source-frame pixels.
+    """Per source frame, face boxes (k, 4) in source-frame pixels (k = 0 where there is no face).
 
-    Video frames are detected on a copy scaled to 320 pixels wide (their faces are large). A panned photo
-    is detected once at full size and the boxes follow the pan.
+    A panned photo is detected once at full size and its boxes follow the pan. In a video only the largest
+    face is kept; MTCNN runs on every KEY_STEP-th frame, boxes are interpolated between two keyframes that
+    both show a face, and the frames between keyframes that disagree are detected one by one.
     """
     if source.endswith(".jpg"):
         photo = _read_photo(media_dir / source)
         (boxes,) = _detect([photo], width=photo.shape[1])
         return tuple(boxes - np.array([x, y, x, y]) for x, y in _pan_offsets(photo.shape, n))
-    return tuple(_detect(_read_frames(media_dir / source, start, n)))
+    frames = _read_frames(media_dir / source, start, n)
+    keys = sorted({*range(0, len(frames), KEY_STEP), len(frames) - 1})
+    found = dict(zip(keys, map(_largest, _detect([frames[k] for k in keys]))))
+    unsure = []
+    for a, b in zip(keys, keys[1:]):
+        if len(found[a]) and len(found[b]):
+            for t in range(a + 1, b):
+                w = (t - a) / (b - a)
+                found[t] = (1 - w) * found[a] + w * found[b]
+        else:
+            unsure.extend(range(a + 1, b))
+    if unsure:
+        found.update(zip(unsure, map(_largest, _detect([frames[t] for t in unsure]))))
+    return tuple(found[t] for t in range(len(frames)))
+
+
+def _largest(boxes: np.ndarray) -> np.ndarray:
+    if len(boxes) == 0:
+        return boxes
+    return boxes[[np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]]
 
 
 def _detect(frames: list[np.ndarray], width: int = 320) -> list[np.ndarray]:
@@ -210,7 +231,7 @@ def face_crops(video: str, n: int, media_dir: Path = MEDIA_DIR) -> tuple[np.ndar
         elif side == "right":
             box = b[np.argmax(b[:, 0])]
         else:
-            box = b[np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))]
+            (box,) = _largest(b)
         crops.append(_square_crop(frame, box))
     return tuple(crops)
 
