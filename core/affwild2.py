@@ -280,15 +280,16 @@ def read_submission(path, task: str) -> pd.DataFrame:
 
 def _fill_from_nearest(frames: np.ndarray, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Copy each invalid row's values from the valid row nearest in frame number (the earlier on a tie)."""
-    out = values.copy()
     have = np.flatnonzero(valid)
     order = have[np.argsort(frames[have], kind="stable")]
-    sorted_frames = frames[order]
-    for i in np.flatnonzero(~valid):
-        j = np.searchsorted(sorted_frames, frames[i])
-        candidates = [c for c in (j - 1, j) if 0 <= c < len(order)]
-        best = min(candidates, key=lambda c: (abs(sorted_frames[c] - frames[i]), c))
-        out[i] = values[order[best]]
+    known = frames[order]
+    lacking = np.flatnonzero(~valid)
+    after = np.searchsorted(known, frames[lacking])
+    left = np.clip(after - 1, 0, len(known) - 1)
+    right = np.clip(after, 0, len(known) - 1)
+    take_right = np.abs(known[right] - frames[lacking]) < np.abs(known[left] - frames[lacking])
+    out = values.copy()
+    out[lacking] = values[order[np.where(take_right, right, left)]]
     return out
 
 
@@ -329,11 +330,11 @@ def write_submission(df: pd.DataFrame, path, task: str) -> int:
 # A local Aff-Wild2 root.
 
 
-def _split_dir(split: str) -> str:
-    if split in SPLIT_DIRS:
-        return SPLIT_DIRS[split]
-    if split in SPLIT_DIRS.values():
-        return split
+def _split_key(split: str) -> str:
+    """"train" / "val" from either that key or the folder name (Train_Set / Validation_Set)."""
+    for key, folder in SPLIT_DIRS.items():
+        if split in (key, folder):
+            return key
     raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_DIRS)}")
 
 
@@ -402,7 +403,7 @@ class AffWild2Index:
         try:
             return self._annotations[(task, _split_key(split))][video]
         except KeyError:
-            raise KeyError(f"no {task.upper()} {_split_dir(split)} annotation for video {video!r}") from None
+            raise KeyError(f"no {task.upper()} {SPLIT_DIRS[_split_key(split)]} annotation for video {video!r}") from None
 
     def image_dir(self, video: str) -> Path | None:
         """cropped_aligned/<video>/, or None if the copy has no images for this video."""
@@ -461,8 +462,3 @@ class AffWild2Index:
                 if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
                     found.setdefault(p.stem, p)
         return found
-
-
-def _split_key(split: str) -> str:
-    folder = _split_dir(split)
-    return next(key for key, name in SPLIT_DIRS.items() if name == folder)
