@@ -1,0 +1,288 @@
+"""Tables of the review database (SQLAlchemy 2.x typed models).
+
+Rules that protect reviewers' work are written into the schema as well as into db/repo.py: a flag or a
+correction carries a UNIQUE idempotency key (a double click stores one row), frame ranges are checked
+(0 <= start <= end), a correction can never be reviewed by its own author, and an audit event belongs to
+exactly one flag or correction. Corrections and annotation sets are never updated in place: a new value is
+a new row, and every status change is an AuditEvent.
+
+Per-frame annotation labels are stored as one compact blob per imported file (AnnotationSet.labels, a
+zlib-compressed .npy array) rather than one row per frame: a file is always read, exported and corrected
+as a whole video (up to ~50k frames x 12 AUs: 0.6 MB before compression), a frame-range lookup is a
+slice of that array, and a per-frame table would hold tens of millions of rows for the full dataset. The
+rows people create (flags and corrections) keep their ranges in columns, so range queries on them are SQL.
+"""
+from __future__ import annotations
+
+import io
+import zlib
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from core.labels import TASKS
+
+FLAG_REASONS = ("wrong label", "ambiguous", "no face", "occluded", "annotation lag", "wrong subject", "other")
+STATUSES = ("proposed", "accepted", "rejected")
+
+_TASK_CHECK = "task IN ({})".format(", ".join(f"'{t}'" for t in TASKS))
+_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES))
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every backend (stored as naive UTC, read back with tzinfo=UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+
+
+class Video(Base):
+    """A video: an Aff-Wild2 id (e.g. "10-60-1280x720_right") or "sha256:<hex>" of an uploaded file."""
+
+    __tablename__ = "videos"
+    __table_args__ = (
+        CheckConstraint("frame_count > 0", name="frame_count"),
+        CheckConstraint("fps > 0", name="fps"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    frame_count: Mapped[int]
+    fps: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Video(id={self.id}, key={self.key!r}, frames={self.frame_count}, fps={self.fps:g})"
+
+
+class Reviewer(Base):
+    __tablename__ = "reviewers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Reviewer(id={self.id}, name={self.name!r})"
+
+
+class AnnotationSet(Base):
+    """One imported Aff-Wild2 annotation file (immutable; a changed file is imported as a new set)."""
+
+    __tablename__ = "annotation_sets"
+    __table_args__ = (
+        UniqueConstraint("video_id", "task", "sha256"),
+        CheckConstraint(_TASK_CHECK, name="task"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id"), index=True)
+    task: Mapped[str] = mapped_column(String(8))
+    source_path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))     # of the file's bytes: which version was imported
+    version: Mapped[str | None] = mapped_column(String(100))  # free label, e.g. "ABAW6 2024"
+    frame_count: Mapped[int]
+    labels: Mapped[bytes] = mapped_column(LargeBinary)  # zlib-compressed .npy: see encode_labels()
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    video: Mapped[Video] = relationship(lazy="joined")
+
+    def labels_array(self) -> np.ndarray:
+        """(frame_count, columns) float64, NaN where the file marks a frame invalid."""
+        stored = np.load(io.BytesIO(zlib.decompress(self.labels)), allow_pickle=False)
+        if stored.dtype.kind == "f":
+            return stored.astype("float64")
+        return np.where(stored < 0, np.nan, stored.astype("float64"))
+
+    @staticmethod
+    def encode_labels(values: np.ndarray, task: str) -> bytes:
+        """(frames, columns) float with NaN for invalid -> bytes: VA as float64 (exact), EXPR/AU as int8
+        with -1 for invalid; compressed, since labels repeat for long stretches."""
+        values = np.asarray(values, dtype="float64")
+        if task != "va":
+            values = np.where(np.isnan(values), -1, values).astype("int8")
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(values), allow_pickle=False)
+        return zlib.compress(buffer.getvalue(), 6)
+
+
+class PredictionRun(Base):
+    """One analysis of a video; the per-frame predictions table itself lives in a file (table_path)."""
+
+    __tablename__ = "prediction_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id"), index=True)
+    models: Mapped[dict] = mapped_column(JSON)          # name -> {source, untrained, tasks, ...}
+    weights: Mapped[dict] = mapped_column(JSON)         # name -> weight spec (file, hf:// id, tag) or null
+    device: Mapped[str] = mapped_column(String(50))
+    table_path: Mapped[str] = mapped_column(Text)
+    untrained: Mapped[bool]
+    details: Mapped[dict] = mapped_column(JSON)         # the pipeline's run metadata (timings, video info)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    video: Mapped[Video] = relationship(lazy="joined")
+
+
+class Flag(Base):
+    """A reviewer's mark on frames [start_frame, end_frame] (inclusive) of one task of a video."""
+
+    __tablename__ = "flags"
+    __table_args__ = (
+        CheckConstraint(_TASK_CHECK, name="task"),
+        CheckConstraint("start_frame >= 0 AND end_frame >= start_frame", name="frame_range"),
+        Index(None, "video_id", "task"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id"))
+    task: Mapped[str] = mapped_column(String(8))
+    start_frame: Mapped[int]
+    end_frame: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(50))
+    note: Mapped[str] = mapped_column(Text, default="")
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+
+    video: Mapped[Video] = relationship(lazy="joined")
+    reviewer: Mapped[Reviewer] = relationship(foreign_keys=[reviewer_id], lazy="joined")
+    resolved_by: Mapped[Reviewer | None] = relationship(foreign_keys=[resolved_by_id], lazy="joined")
+
+    def __repr__(self) -> str:
+        return (f"Flag(id={self.id}, video={self.video_id}, {self.task} {self.start_frame}-{self.end_frame}, "
+                f"{self.reason!r})")
+
+
+class Correction(Base):
+    """A corrected label for frames [start_frame, end_frame] (inclusive), proposed by one reviewer and
+    accepted or rejected by another. `value` maps label columns (valence/arousal, expression, AU names) to
+    the new value; `original` maps the same columns to the per-frame values it replaces (None: invalid)."""
+
+    __tablename__ = "corrections"
+    __table_args__ = (
+        CheckConstraint(_TASK_CHECK, name="task"),
+        CheckConstraint(_STATUS_CHECK, name="status"),
+        CheckConstraint("start_frame >= 0 AND end_frame >= start_frame", name="frame_range"),
+        CheckConstraint("reviewed_by_id IS NULL OR reviewed_by_id <> reviewer_id", name="second_reviewer"),
+        Index(None, "video_id", "task", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id"))
+    task: Mapped[str] = mapped_column(String(8))
+    start_frame: Mapped[int]
+    end_frame: Mapped[int]
+    value: Mapped[dict] = mapped_column(JSON)
+    original: Mapped[dict | None] = mapped_column(JSON)
+    annotation_set_id: Mapped[int | None] = mapped_column(ForeignKey("annotation_sets.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"))
+    status: Mapped[str] = mapped_column(String(10), default="proposed")
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+
+    video: Mapped[Video] = relationship(lazy="joined")
+    reviewer: Mapped[Reviewer] = relationship(foreign_keys=[reviewer_id], lazy="joined")
+    reviewed_by: Mapped[Reviewer | None] = relationship(foreign_keys=[reviewed_by_id], lazy="joined")
+
+    def __repr__(self) -> str:
+        return (f"Correction(id={self.id}, video={self.video_id}, {self.task} {self.start_frame}-"
+                f"{self.end_frame}, {self.value}, {self.status})")
+
+
+class AuditEvent(Base):
+    """One change to a flag or a correction, never updated or deleted: the audit trail."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        CheckConstraint("(correction_id IS NULL) <> (flag_id IS NULL)", name="one_subject"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"))
+    action: Mapped[str] = mapped_column(String(20))     # flagged, resolved, proposed, accepted, rejected
+    correction_id: Mapped[int | None] = mapped_column(ForeignKey("corrections.id"), index=True)
+    flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id"), index=True)
+    detail: Mapped[dict] = mapped_column(JSON)          # status before/after, comment, the values involved
+
+    reviewer: Mapped[Reviewer] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        subject = f"correction {self.correction_id}" if self.correction_id else f"flag {self.flag_id}"
+        return f"AuditEvent(id={self.id}, {self.action} {subject} by reviewer {self.reviewer_id})"
+
+
+class PromptSet(Base):
+    """A saved CLIP prompt set (same fields as core.models.clip.PromptSet). Saving changed content under
+    an existing name adds a new version; older versions stay."""
+
+    __tablename__ = "prompt_sets"
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        UniqueConstraint("name", "content_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int]
+    templates: Mapped[list] = mapped_column(JSON)
+    classes: Mapped[dict] = mapped_column(JSON)         # expression name -> list of phrasings
+    content_hash: Mapped[str] = mapped_column(String(64))
+    author_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    author: Mapped[Reviewer] = relationship(lazy="joined")
+
+    def to_dict(self) -> dict:
+        """The form core.models.clip.prompt_set() accepts: name, templates, classes."""
+        return {"name": self.name, "templates": list(self.templates),
+                "classes": {c: list(p) for c, p in self.classes.items()}}
