@@ -79,10 +79,11 @@ def _f1(pred: np.ndarray, gt: np.ndarray) -> float:
 def expr_scores(pred, gt) -> dict:
     """Per-class F1 over the 8 Aff-Wild2 expressions and P_EXPR (their plain mean).
 
-    pred: class indices (N,), or scores (N, 8) whose argmax is taken; gt: class indices (N,).
+    pred: class indices (N,) (or a table with an "expression" column), or scores (N, 8) whose argmax is
+    taken; gt: class indices (N,) or a table with an "expression" column.
     """
-    p, g = _as_float(pred), _as_float(gt).ravel()
-    if p.ndim == 2:
+    p, g = _as_float(pred, ["expression"]), _as_float(gt, ["expression"]).ravel()
+    if p.ndim == 2 and p.shape[1] != 1:
         if p.shape[1] != len(EXPRESSIONS):
             raise ValueError(f"expr_scores: scores need {len(EXPRESSIONS)} columns, got {p.shape[1]}")
         p = np.where(np.isnan(p).any(axis=1), np.nan, np.argmax(np.nan_to_num(p, nan=-np.inf), axis=1))

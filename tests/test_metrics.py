@@ -143,6 +143,8 @@ def test_expr_takes_argmax_of_scores_and_skips_missing_predictions():
     logits = rng.normal(size=(200, 8))
     gt = rng.integers(0, 8, 200)
     assert expr_scores(logits, gt) == expr_scores(logits.argmax(1), gt)
+    table = pd.DataFrame({"frame": np.arange(200), "expression": logits.argmax(1)})
+    assert expr_scores(table, pd.DataFrame({"expression": gt})) == expr_scores(logits.argmax(1), gt)
     pred = pd.array(logits.argmax(1), dtype="Int64")
     pred[:20] = pd.NA
     assert expr_scores(pred, gt) == expr_scores(logits.argmax(1)[20:], gt[20:])
