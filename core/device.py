@@ -1,12 +1,15 @@
-"""Where models run and how batches go through them: CUDA when present, CPU otherwise, fp16 autocast on GPU.
+"""Where models run and how batches go through them: CUDA when present, CPU otherwise, mixed precision.
 
-Autocast keeps fp32 weights and runs convolutions and matmuls in float16. We use fp16 rather than bf16:
-on DDAMFN it stays within about 1.5% of fp32 (bf16: 5-16%, with 1 in 16 expression decisions flipped;
-measured on CPU with random weights calibrated on real video frames), at the same tensor-core speed. A
-batch that overflows fp16 (inf/NaN) is recomputed in fp32. On CPU autocast is off by default: there
-fp32 is the fastest path (fp16/bf16 autocast ran 2.5-5x slower on the 2-core dev machine).
-tests/test_models_device.py checks the fp16 path against fp32 on CPU: embedding cosine >= 0.999 and
-every output within 3% of its fp32 range.
+Two autocast flavours, both keeping fp32 weights:
+  - `autocast`: bfloat16, for training (no loss scaling needed) and anything generic; off on GPUs
+    without bf16 support.
+  - `inference_autocast` (used by `run_batched`): float16, which carries 3 more mantissa bits. On DDAMFN
+    it stays within about 1.5% of fp32 where bf16 drifts 5-16% and flips 1 expression decision in 16
+    (measured on CPU, random weights with BatchNorm statistics from real video frames), at the same
+    tensor-core speed. A batch that overflows fp16 (inf/NaN) is recomputed in fp32.
+Both default to on for CUDA and off for CPU: on CPU fp32 is the fastest path (bf16/fp16 autocast ran
+2.5-5x slower on the 2-core dev machine). tests/test_models_device.py checks on CPU: fp16 embeddings
+at cosine >= 0.999 with every output within 3% of its fp32 range; bf16 embeddings at cosine >= 0.99.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import contextlib
 
 import torch
 
-AMP_DTYPE = torch.float16
+TRAIN_DTYPE = torch.bfloat16
+INFERENCE_DTYPE = torch.float16
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -28,12 +32,22 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, enabled: bool | None = None):
-    """fp16 autocast context on `device`; enabled=None means on for CUDA, off for CPU."""
+    """bf16 autocast on `device` (training and general use); enabled=None means on for CUDA, off for CPU.
+    A no-op on GPUs without bf16, where fp16 would need loss scaling to train."""
+    if enabled is None:
+        enabled = device.type == "cuda"
+    if not enabled or (device.type == "cuda" and not torch.cuda.is_bf16_supported()):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=TRAIN_DTYPE)
+
+
+def inference_autocast(device: torch.device, enabled: bool | None = None):
+    """fp16 autocast for inference on `device`; enabled=None means on for CUDA, off for CPU."""
     if enabled is None:
         enabled = device.type == "cuda"
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=AMP_DTYPE)
+    return torch.autocast(device_type=device.type, dtype=INFERENCE_DTYPE)
 
 
 def prepare(model: torch.nn.Module, device: torch.device, channels_last: bool = False) -> torch.nn.Module:
@@ -45,14 +59,14 @@ def prepare(model: torch.nn.Module, device: torch.device, channels_last: bool = 
 @torch.no_grad()
 def run_batched(fn, x: torch.Tensor, batch_size: int = 256, amp: bool | None = None,
                 channels_last: bool = False):
-    """Run `fn` over `x` (on the model's device) in batches under autocast (see `autocast` for the
-    default); outputs, a tensor or a dict of tensors, are concatenated along dim 0 as float32 on the CPU."""
+    """Run `fn` over `x` (on the model's device) in batches under fp16 inference autocast (default: on
+    for CUDA, off for CPU); outputs, a tensor or a dict of tensors, are concatenated along dim 0 as float32 on the CPU."""
     outs = []
     for i in range(0, x.shape[0], batch_size):
         batch = x[i:i + batch_size]
         if channels_last and batch.ndim == 4:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(x.device, amp):
+        with inference_autocast(x.device, amp):
             out = _to_float_cpu(fn(batch))
         if not all(torch.isfinite(v).all() for v in (out.values() if isinstance(out, dict) else [out])):
             out = _to_float_cpu(fn(batch))                     # fp16 overflow: this batch again in fp32

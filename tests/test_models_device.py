@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.device import autocast, pick_device, run_batched
+from core.device import autocast, inference_autocast, pick_device, run_batched
 from core.models.ddamfn import DDAMFN, preprocess
 from models_helpers import calibrate_bn, fill_state
 
@@ -32,10 +32,11 @@ def test_pick_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             pick_device("cuda")
-        assert isinstance(autocast(torch.device("cpu")), type(autocast(torch.device("cpu"), False)))
+    with autocast(torch.device("cpu")), inference_autocast(torch.device("cpu")):   # off on CPU by default
+        assert not torch.is_autocast_enabled("cpu")
 
 
-def test_fp16_autocast_matches_fp32_within_the_stated_tolerance(media_dir):
+def test_autocast_matches_fp32_within_the_stated_tolerances(media_dir):
     """Random DDAMFN whose BatchNorm statistics come from real frames, run on other real frames."""
     torch.manual_seed(0)
     model = DDAMFN()
@@ -53,6 +54,11 @@ def test_fp16_autocast_matches_fp32_within_the_stated_tolerance(media_dir):
         assert (fast[key] - exact[key]).abs().max() <= 0.03 * exact[key].abs().max(), key
     assert not torch.equal(fast["embedding"], exact["embedding"])            # autocast really ran in fp16
 
+    with torch.no_grad(), autocast(torch.device("cpu"), True):                # bf16, the training flavour
+        bf16 = model(x)
+    assert bf16["embedding"].dtype == torch.bfloat16
+    assert torch.nn.functional.cosine_similarity(bf16["embedding"].float(), exact["embedding"]).min() >= 0.99
+
 
 def test_run_batched_concatenates_and_recomputes_overflowing_batches_in_fp32():
     torch.manual_seed(0)
@@ -67,7 +73,7 @@ def test_run_batched_concatenates_and_recomputes_overflowing_batches_in_fp32():
     big = torch.nn.Linear(64, 2, bias=False)
     torch.nn.init.constant_(big.weight, 1e3)
     x = torch.full((4, 64), 10.0)                   # 64 * 1e4 = 640000: beyond fp16's 65504
-    with torch.no_grad(), autocast(torch.device("cpu"), True):
+    with torch.no_grad(), inference_autocast(torch.device("cpu"), True):
         assert not torch.isfinite(big(x)).all()
     out = run_batched(big, x, batch_size=2, amp=True)
     assert torch.isfinite(out).all() and out[0, 0].item() == pytest.approx(640000.0)
