@@ -132,7 +132,7 @@ def _hub_file(repo_id: str, filename: str, spec: str) -> Path:
 def _is_open_clip_model(name: str) -> bool:
     import open_clip
 
-    return name in open_clip.list_models() or name.startswith("hf-hub:")
+    return name in open_clip.list_models()
 
 
 def _resolve_open_clip(src: WeightSource) -> WeightSource:
@@ -140,9 +140,10 @@ def _resolve_open_clip(src: WeightSource) -> WeightSource:
     import open_clip
 
     name, tag = src.model_name, src.pretrained
-    if not name.startswith("hf-hub:") and name not in open_clip.list_models():
-        raise WeightsError(f"{src.spec}: unknown open_clip model {name!r}")
-    if tag is None or name.startswith("hf-hub:"):
+    if name not in open_clip.list_models():
+        raise WeightsError(f"{src.spec}: unknown open_clip model {name!r} (open_clip's own hf-hub: names are not "
+                           f"supported; give a known architecture and an hf:// weight file)")
+    if tag is None:
         return src
     if os.path.isfile(tag):
         return WeightSource("open_clip", src.spec, path=Path(tag), model_name=name, pretrained=tag)
@@ -150,9 +151,9 @@ def _resolve_open_clip(src: WeightSource) -> WeightSource:
     if not cfg:
         known = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
         raise WeightsError(f"{src.spec}: open_clip has no pretrained tag {tag!r} for {name} (known: {known})")
-    if not cfg.get("hf_hub"):
-        return WeightSource("open_clip", src.spec, model_name=name, pretrained=tag, tag_cfg=cfg)
-    hub = cfg["hf_hub"]
+    hub = cfg.get("hf_hub")
+    if not hub:
+        raise WeightsError(f"{src.spec}: open_clip names no Hugging Face Hub file for this tag")
     if hub.endswith("/"):   # open_clip's convention: a repo id alone means its default file names
         repo_id, candidates = hub.rstrip("/"), ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
     else:

@@ -205,3 +205,29 @@ def test_adapter_checkpoint_save_reload_and_clip_lstm(tmp_path, face_crops):
     lstm_path = save_checkpoint(tmp_path / "lstm.pt", lstm)
     with pytest.raises(WeightsError, match="is a lstm checkpoint, not CLIP weights"):
         create_model("clip", weights=str(lstm_path), device="cpu")
+
+
+def test_pretrained_tag_resolves_from_the_hub_cache_offline(tmp_path, monkeypatch):
+    """The open_clip tag "openai" of ViT-B-32 lives on the Hub as timm/vit_base_patch32_clip_224.openai;
+    with that file in the cache (here a broken one) nothing goes to the network."""
+    import huggingface_hub.constants
+
+    from core.weights import resolve
+
+    repo = tmp_path / "models--timm--vit_base_patch32_clip_224.openai"
+    commit = "f" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "open_clip_pytorch_model.bin").write_bytes(b"not weights")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    src = resolve("ViT-B-32:openai")
+    assert src.path.name == "open_clip_pytorch_model.bin" and src.tag_cfg["quick_gelu"] is True
+    with pytest.raises(WeightsError, match="open_clip:ViT-B-32:openai: cannot build the model"):
+        create_model("clip", weights="openai", device="cpu")
+
+
+def test_open_clip_name_without_tag_is_random():
+    loaded = create_model("clip", weights=f"open_clip:{TINY}", device="cpu")
+    assert loaded.info.untrained and loaded.info.untrained_tasks == ("expr",)

@@ -101,7 +101,8 @@ def _build_clip(weights, model_name: str = DEFAULT_CLIP_MODEL, prompts="basic"):
         src = parse_spec(f"open_clip:{model_name}:{src.spec}")
     if src.kind == "open_clip":
         model = ClipExpression(src.model_name, src.pretrained, prompts)
-        return model, src.spec, (), {"open_clip": {"model_name": src.model_name, "pretrained": src.pretrained}}
+        meta = {"open_clip": {"model_name": src.model_name, "pretrained": src.pretrained}}
+        return model, src.spec, model.tasks if model.untrained else (), meta
     path = resolve(src.spec).path
     ckpt = read_checkpoint(path, source=src.spec)
     if ckpt.architecture == ClipAdapter.ARCH:

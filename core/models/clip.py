@@ -296,8 +296,6 @@ def _create_open_clip(model_name: str, pretrained: str | None):
         return open_clip.create_model(model_name, pretrained=None)
     src = resolve(f"open_clip:{model_name}:{pretrained}")
     try:
-        if src.path is None:                        # hf-hub: names; open_clip fetches config and weights
-            return open_clip.create_model(model_name, pretrained=pretrained)
         cfg = src.tag_cfg
         preprocess = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
         return open_clip.create_model(model_name, pretrained=str(src.path),
