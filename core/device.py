@@ -60,7 +60,8 @@ def prepare(model: torch.nn.Module, device: torch.device, channels_last: bool = 
 def run_batched(fn, x: torch.Tensor, batch_size: int = 256, amp: bool | None = None,
                 channels_last: bool = False):
     """Run `fn` over `x` (on the model's device) in batches under fp16 inference autocast (default: on
-    for CUDA, off for CPU); outputs, a tensor or a dict of tensors, are concatenated along dim 0 as float32 on the CPU."""
+    for CUDA, off for CPU). Outputs, a tensor or a dict of tensors, come back concatenated along dim 0,
+    float32, on the CPU."""
     outs = []
     for i in range(0, x.shape[0], batch_size):
         batch = x[i:i + batch_size]

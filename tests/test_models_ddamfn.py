@@ -76,8 +76,8 @@ def test_seven_class_checkpoint_maps_without_contempt(tmp_path):
     torch.save({"iter": 1, "model_state_dict": fill_state(keys)}, path)
     loaded = create_model("ddamfn", weights=str(path), device="cpu")
     with torch.no_grad():
-        out = loaded.model(seeded_images(4, 2))
-    assert out["fc"].shape == (2, 7) and out["expr"].shape == (2, 8)
+        out = loaded.model(seeded_images(4, 4))
+    assert out["fc"].shape == (4, 7) and out["expr"].shape == (4, 8)
     assert torch.equal(out["expr"][:, EXPRESSIONS.index("Anger")], out["fc"][:, AFFECTNET8.index("Angry")])
 
 
@@ -93,14 +93,14 @@ def test_upstream_checkpoint_missing_a_parameter_is_refused(tmp_path):
 def test_task_heads_embedding_and_attention():
     torch.manual_seed(0)
     model = DDAMFN(tasks=("va", "expr", "au")).eval()
-    x = seeded_images(5, 3)
+    x = seeded_images(5, 4)
     with torch.no_grad():
         out = model(x)
         emb = model.embed(x)
         heads = model.heads(emb)
-    assert out["embedding"].shape == (3, 512) and out["attention"].shape == (3, 2, 512, 7, 7)
-    assert out["va"].shape == (3, 2) and out["expr"].shape == (3, 8) and out["au"].shape == (3, 12)
-    assert out["fc"].shape == (3, 7)
+    assert out["embedding"].shape == (4, 512) and out["attention"].shape == (4, 2, 512, 7, 7)
+    assert out["va"].shape == (4, 2) and out["expr"].shape == (4, 8) and out["au"].shape == (4, 12)
+    assert out["fc"].shape == (4, 7)
     assert out["va"].abs().max() <= 1.0
     assert ((out["attention"] > 0) & (out["attention"] < 1)).all()
     torch.testing.assert_close(emb, out["embedding"])
@@ -132,7 +132,7 @@ def test_attention_loss_matches_definition():
     assert attention_loss(torch.rand(2, 1, 4)).item() == 0.0
     same = torch.rand(2, 2, 3).requires_grad_()
     assert attention_loss(same[:, [0, 0]]).item() > 1e10              # identical heads are punished
-    out = DDAMFN(tasks="va")(seeded_images(6, 2))
+    out = DDAMFN(tasks="va")(seeded_images(6, 4))
     attention_loss(out["attention"]).backward()                       # differentiable through the heads
 
 

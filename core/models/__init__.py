@@ -19,7 +19,7 @@ import torch
 from core.device import pick_device, prepare
 from core.labels import TASKS
 from core.models.clip import DEFAULT_MODEL as DEFAULT_CLIP_MODEL, ClipAdapter, ClipExpression
-from core.models.ddamfn import DDAMFN, preprocess as ddamfn_preprocess
+from core.models.ddamfn import DDAMFN
 from core.models.temporal import TemporalLSTM
 from core.weights import (UPSTREAM_DDAMFN, WeightsError, label_order, load_checkpoint, load_state, parse_spec,
                           read_checkpoint, resolve)
@@ -39,7 +39,7 @@ class ModelInfo:
 @dataclass
 class LoadedModel:
     model: torch.nn.Module            # eval mode, on `device`
-    preprocess: Callable              # raw input (uint8 face crops, or embeddings for "lstm") -> model input on device
+    preprocess: Callable              # uint8 face crops (embeddings for "lstm") -> model input on device
     info: ModelInfo
     device: torch.device
 
@@ -64,7 +64,8 @@ def _build_ddamfn(weights, tasks=None, **options):
     if ckpt.architecture == UPSTREAM_DDAMFN:
         if options:
             raise TypeError(f"options {sorted(options)} do not apply to the upstream checkpoint {ckpt.source}")
-        model = DDAMFN(tasks=tasks or ("expr",), expr_from_fc=True, **ckpt.config)
+        tasks = tasks or ("expr",)
+        model = DDAMFN(tasks=tasks, expr_from_fc="expr" in tasks, **ckpt.config)
         load_state(model.net, ckpt.state_dict, ckpt.source)
         random_tasks = tuple(t for t in model.tasks if t != "expr")
         meta = {**ckpt.metadata, "expr_source": "upstream fc, AffectNet order mapped to Aff-Wild2 by "
@@ -97,7 +98,8 @@ def _build_clip(weights, model_name: str = DEFAULT_CLIP_MODEL, prompts="basic"):
         model = ClipExpression(model_name, None, prompts)
         return model, "random", model.tasks, {}
     src = parse_spec(weights)
-    if src.kind == "file" and not src.path.exists() and src.spec in open_clip.list_pretrained_tags_by_model(model_name):
+    bare_tag = src.kind == "file" and not src.path.exists()
+    if bare_tag and src.spec in open_clip.list_pretrained_tags_by_model(model_name):
         src = parse_spec(f"open_clip:{model_name}:{src.spec}")
     if src.kind == "open_clip":
         model = ClipExpression(src.model_name, src.pretrained, prompts)
@@ -117,7 +119,8 @@ def _adapter_from_checkpoint(ckpt):
     model = ClipAdapter(**ckpt.config)
     missing, unexpected = model.load_checkpoint_state_dict(ckpt.state_dict)
     if missing or unexpected:
-        raise WeightsError(f"{ckpt.source} does not fit ClipAdapter: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise WeightsError(f"{ckpt.source} does not fit ClipAdapter: missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]}")
     return model, ckpt.source, (), ckpt.metadata
 
 
@@ -136,15 +139,15 @@ def _build_clip_adapter(weights, model_name: str = DEFAULT_CLIP_MODEL, pretraine
 
 def _face_input(model, device) -> Callable:
     """uint8 face crops -> the model's normalised input on `device`."""
-    if isinstance(model, DDAMFN):
-        return lambda frames: ddamfn_preprocess(frames, device)
     return lambda frames: model.preprocess(frames, device)
 
 
 def _embedding_input(model, device) -> Callable:
-    """Per-frame embeddings (N, D) numpy or torch -> float32 tensor on `device`."""
-    return lambda emb: torch.as_tensor(np.asarray(emb, dtype=np.float32) if not torch.is_tensor(emb) else emb,
-                                       dtype=torch.float32).to(device)
+    """Per-frame embeddings (N, D), numpy or torch -> float32 tensor on `device`."""
+    def to_device(emb):
+        emb = emb if torch.is_tensor(emb) else torch.from_numpy(np.asarray(emb, dtype=np.float32))
+        return emb.to(device=device, dtype=torch.float32)
+    return to_device
 
 
 # name -> (builder, input preparation factory (model, device) -> callable)

@@ -74,7 +74,8 @@ DEFAULT_PROMPT_SETS: dict[str, PromptSet] = {ps.name: ps for ps in (
         "Surprise": ("surprised", "astonished"),
         "Other": ("confused", "contemptuous", "bored"),
     }),
-    PromptSet("emotion", ("a face showing {}.", "a photo of a person feeling {}.", "a video frame of a person expressing {}."), {
+    PromptSet("emotion", ("a face showing {}.", "a photo of a person feeling {}.",
+                          "a video frame of a person expressing {}."), {
         "Neutral": ("no emotion", "a neutral mood"),
         "Anger": ("anger", "rage"),
         "Disgust": ("disgust", "revulsion"),
@@ -171,9 +172,10 @@ class ClipExpression(nn.Module):
         if key not in self._text_cache:
             device = self.model.logit_scale.device
             rows = []
-            for texts in ps.prompts():
-                emb = F.normalize(self.model.encode_text(self.tokenizer(texts).to(device)).float(), dim=-1)
-                rows.append(F.normalize(emb.mean(dim=0), dim=-1))
+            with torch.autocast(device.type, enabled=False):        # cached once: computed in fp32
+                for texts in ps.prompts():
+                    emb = F.normalize(self.model.encode_text(self.tokenizer(texts).to(device)).float(), dim=-1)
+                    rows.append(F.normalize(emb.mean(dim=0), dim=-1))
             self._text_cache[key] = torch.stack(rows).cpu()
         return self._text_cache[key].to(self.model.logit_scale.device)
 

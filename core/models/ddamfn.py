@@ -277,6 +277,7 @@ class DDAMFN(nn.Module):
 
     ARCH = "ddamfn"
     preprocessing = PREPROCESSING
+    preprocess = staticmethod(preprocess)    # (frames, device=None) -> input, like the CLIP models'
 
     def __init__(self, tasks=TASKS, num_class: int = 7, num_head: int = 2, expr_from_fc: bool = False):
         super().__init__()
