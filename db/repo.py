@@ -108,8 +108,8 @@ def _frame_range(video: Video, start_frame, end_frame) -> tuple[int, int]:
 
 def _insert_once(session: Session, row: T, existing: Callable[[], T | None],
                  event: Callable[[T], AuditEvent] | None = None) -> T:
-    """Add `row` (and its audit event) in a savepoint; if a UNIQUE constraint says that a concurrent
-    writer stored the same thing first, return that one instead."""
+    """Add `row` (and its audit event) in a savepoint and return it; if a UNIQUE constraint says that a
+    concurrent writer stored the same thing first, return that one instead."""
     try:
         with session.begin_nested():
             session.add(row)
@@ -122,6 +122,7 @@ def _insert_once(session: Session, row: T, existing: Callable[[], T | None],
         if found is None:
             raise
         return found
+    session.refresh(row)     # loads its relationships, so the row stays readable after the session closes
     return row
 
 
@@ -280,6 +281,7 @@ def add_prediction_run(session: Session, video: Video | str, *, models: Mapping 
                         untrained=untrained, details=_jsonable(dict(details or {})))
     session.add(run)
     session.flush()
+    session.refresh(run)
     return run
 
 
@@ -651,6 +653,7 @@ def save_prompt_set(session: Session, name: str, templates: Sequence[str], class
                                 content_hash=content_hash, author_id=author.id)
                 session.add(row)
                 session.flush()
+            session.refresh(row)
             return row
         except IntegrityError:
             continue
