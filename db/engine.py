@@ -6,8 +6,10 @@ Any SQLAlchemy URL works, e.g. postgresql+psycopg://user:password@host/dbname fo
 Space (whose local disk does not persist).
 
 SQLite connections get foreign keys on, the WAL journal (readers never wait for the writer) and a 30 s
-busy timeout; every transaction starts with BEGIN IMMEDIATE, so two writers queue for the lock at the start
-instead of one failing with "database is locked" half way through.
+busy timeout. A transaction starts with BEGIN IMMEDIATE, so two writers queue for the write lock at the
+start instead of one failing with "database is locked" half way through (a transaction that read first
+cannot wait for the lock later); sessions that only read (make_session_factory(engine, read_only=True)) use
+a plain BEGIN and never wait for a writer.
 """
 from __future__ import annotations
 
@@ -62,12 +64,20 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get("affectlens_read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """One sessionmaker per engine. Objects stay readable after commit (web handlers return them)."""
-    return sessionmaker(engine, expire_on_commit=False)
+def _read_only(engine: Engine) -> Engine:
+    """The same engine for transactions that only read: on SQLite they start without the write lock,
+    so they neither wait for nor block writers (a write inside one may fail with "database is locked")."""
+    return engine.execution_options(affectlens_read_only=True)
+
+
+def make_session_factory(engine: Engine, read_only: bool = False) -> sessionmaker[Session]:
+    """One sessionmaker per engine (and one more with read_only=True for sessions that never write:
+    listing, effective labels, export). Objects stay readable after commit (web handlers return them)."""
+    return sessionmaker(_read_only(engine) if read_only else engine, expire_on_commit=False)
 
 
 def alembic_config(engine: Engine | None = None):

@@ -68,8 +68,9 @@ def sessions(engine):
 
 
 def count(engine, table: str) -> int:
-    with engine.connect() as connection:
-        return connection.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one()
+    """Rows in a table, read without taking SQLite's write lock (a reader never waits for a writer)."""
+    with make_session_factory(engine, read_only=True)() as session:
+        return session.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
 
 
 # ---------------------------------------------------------------------------------------------------

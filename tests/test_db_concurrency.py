@@ -1,0 +1,212 @@
+"""Several reviewers writing at once: threads and processes submitting flags and corrections (each one
+twice, racing itself, like a double click) into one database, and a writer killed in the middle of a
+transaction. Every submission must be stored exactly once and the database must stay intact."""
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from test_db_engine import count, db_url, engine, sessions  # noqa: F401  (fixtures)
+
+from db import repo
+from db.engine import make_engine, make_session_factory
+from db.models import Flag
+
+FRAMES = 1000
+REVIEWERS = ("alice", "bob", "carol", "dave")
+# Children fork from a clean server process (no inherited connections or threads) that has the heavy
+# imports done already, so that starting one costs milliseconds rather than a second or two.
+SPAWN = multiprocessing.get_context("forkserver")
+SPAWN.set_forkserver_preload(["pytest", "alembic.command", "db.repo", "db.export"])
+
+
+def make_submissions(n: int, tag: str) -> list[dict]:
+    """n distinct submissions, half flags and half corrections; half carry a client key, the others
+    are deduplicated by their content."""
+    subs = []
+    for i in range(n):
+        sub = {"kind": "flag" if i % 2 == 0 else "correction", "start": i, "end": i + 5,
+               "reviewer": REVIEWERS[i % len(REVIEWERS)], "key": f"{tag}-{i}" if i % 4 < 2 else None}
+        subs.append(sub)
+    return subs
+
+
+def submit(sessions, sub: dict) -> None:
+    with sessions.begin() as session:
+        if sub["kind"] == "flag":
+            repo.add_flag(session, "v", "va", sub["start"], sub["end"], "ambiguous", sub["reviewer"],
+                          note=f"flag {sub['start']}", idempotency_key=sub["key"])
+        else:
+            repo.add_correction(session, "v", "expr", sub["start"], sub["end"], sub["start"] % 8, sub["reviewer"],
+                                idempotency_key=sub["key"])
+
+
+def prepare(sessions) -> None:
+    with sessions.begin() as session:
+        for name in REVIEWERS:
+            repo.get_or_create_reviewer(session, name)
+        repo.register_video(session, "v", FRAMES, 30.0)
+
+
+def assert_stored_once(engine, subs: list[dict]) -> None:
+    flags = [s for s in subs if s["kind"] == "flag"]
+    corrections = [s for s in subs if s["kind"] == "correction"]
+    assert count(engine, "flags") == len(flags)
+    assert count(engine, "corrections") == len(corrections)
+    assert count(engine, "audit_events") == len(subs)          # one "flagged" / "proposed" event each
+    with make_session_factory(engine)() as session:
+        stored_flags = {(f.start_frame, f.reviewer.name, f.note) for f in repo.list_flags(session)}
+        stored_corrections = {(c.start_frame, c.reviewer.name, c.value["expression"])
+                              for c in repo.list_corrections(session)}
+    assert stored_flags == {(s["start"], s["reviewer"], f"flag {s['start']}") for s in flags}
+    assert stored_corrections == {(s["start"], s["reviewer"], s["start"] % 8) for s in corrections}
+
+
+def test_threads_write_at_once_and_each_submission_is_stored_once(engine, sessions):
+    prepare(sessions)
+    subs = make_submissions(48, "thread")
+    n_threads, errors = 8, []
+    start = threading.Barrier(n_threads)
+
+    def work(t: int) -> None:
+        # Threads t and t+4 send the same quarter of the submissions, in different orders: every
+        # submission arrives twice, often at the same moment.
+        mine = subs[t % 4::4]
+        random.Random(t).shuffle(mine)
+        try:
+            start.wait()
+            with sessions.begin() as session:
+                repo.get_or_create_reviewer(session, "newcomer")      # all threads create one reviewer
+            for sub in mine:
+                submit(sessions, sub)
+        except Exception as err:  # noqa: BLE001  (reported below with the thread)
+            errors.append((t, repr(err)))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert_stored_once(engine, subs)
+    assert count(engine, "reviewers") == len(REVIEWERS) + 1
+
+
+def test_concurrent_reviews_of_one_correction_record_one_decision(engine, sessions):
+    prepare(sessions)
+    with sessions.begin() as session:
+        correction = repo.add_correction(session, "v", "va", 0, 9, (0.5, 0.5), "alice")
+    reviewers = REVIEWERS[1:] * 2                     # bob, carol and dave accept, each with a double click
+    start, errors = threading.Barrier(len(reviewers)), []
+
+    def work(name: str) -> None:
+        try:
+            start.wait()
+            with sessions.begin() as session:
+                repo.review_correction(session, correction.id, name, accept=True)
+        except repo.ReviewRuleError:
+            pass          # someone else's decision landed between our read and our write: refused, not lost
+        except Exception as err:  # noqa: BLE001
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in reviewers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with sessions() as session:
+        events = repo.history(session, correction=correction.id)
+        stored = repo.list_corrections(session)[0]
+    assert [e.action for e in events] == ["proposed", "accepted"]
+    assert stored.status == "accepted" and stored.reviewed_by.name == events[1].reviewer.name
+
+
+def write_in_process(url: str, subs: list[dict], start) -> None:
+    """Child process: its own engine, waits for the others, then submits."""
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    start.wait(timeout=60)
+    for sub in subs:
+        submit(sessions, sub)
+    engine.dispose()
+
+
+def test_processes_write_at_once_and_each_submission_is_stored_once(db_url, engine, sessions):
+    prepare(sessions)
+    subs = make_submissions(40, "process")
+    n_procs = 4
+    start = SPAWN.Barrier(n_procs)
+    procs = []
+    for p in range(n_procs):
+        mine = subs[p % 2::2]                         # processes p and p+2 send the same half
+        random.Random(p).shuffle(mine)
+        procs.append(SPAWN.Process(target=write_in_process, args=(db_url, mine, start)))
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0] * n_procs
+    assert_stored_once(engine, subs)
+
+
+def hold_a_write_open(url: str, committed: int, uncommitted: int, stage) -> None:
+    """Child process: commits some flags, then writes more inside a transaction it never finishes."""
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    for i in range(committed):
+        with sessions.begin() as session:
+            repo.add_flag(session, "v", "va", i, i, "occluded", "alice", idempotency_key=f"committed-{i}")
+    stage.put("committed")
+    session = sessions()
+    if engine.dialect.name == "sqlite":
+        # A tiny page cache makes SQLite spill the uncommitted pages into the WAL file before the kill.
+        session.execute(sa.text("PRAGMA cache_size = 2"))
+    for i in range(uncommitted):
+        repo.add_flag(session, "v", "va", i, i, "other", "bob", note="x" * 2000, idempotency_key=f"open-{i}")
+    session.flush()
+    stage.put("holding")
+    time.sleep(600)
+
+
+def test_a_writer_killed_mid_transaction_leaves_the_database_intact(db_url, engine, sessions):
+    prepare(sessions)
+    stage = SPAWN.Queue()
+    child = SPAWN.Process(target=hold_a_write_open, args=(db_url, 5, 300, stage))
+    child.start()
+    try:
+        assert stage.get(timeout=60) == "committed"
+        wal = engine.url.database + "-wal" if engine.dialect.name == "sqlite" else None
+        wal_before = os.path.getsize(wal) if wal else 0
+        assert stage.get(timeout=60) == "holding"
+        if wal:
+            assert os.path.getsize(wal) > wal_before + 300_000     # the open transaction reached the disk
+        started = time.monotonic()
+        assert count(engine, "flags") == 5                         # readers see only committed rows...
+        assert time.monotonic() - started < 5                      # ...and do not wait for the writer
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(timeout=30)
+    finally:
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == -signal.SIGKILL
+
+    engine.dispose()                                               # fresh connections, as after a crash
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+            assert connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    with sessions() as session:
+        keys = sorted(session.scalars(sa.select(Flag.idempotency_key)))
+    assert keys == [f"committed-{i}" for i in range(5)]
+    assert count(engine, "audit_events") == 5
+    started = time.monotonic()
+    with sessions.begin() as session:                              # the dead writer's lock is gone
+        repo.add_flag(session, "v", "va", 10, 20, "no face", "carol")
+    assert time.monotonic() - started < 5
+    assert count(engine, "flags") == 6
