@@ -3,8 +3,9 @@
 Rules that protect reviewers' work are written into the schema as well as into db/repo.py: a flag or a
 correction carries a UNIQUE idempotency key (a double click stores one row), frame ranges are checked
 (0 <= start <= end), a correction can never be reviewed by its own author, and an audit event belongs to
-exactly one flag or correction. Corrections and annotation sets are never updated in place: a new value is
-a new row, and every status change is an AuditEvent.
+exactly one flag or correction. Nothing a reviewer wrote is overwritten: a correction's value never
+changes (a new value is a new correction), annotation sets are immutable, and each change of a
+correction's status or a flag's resolution is also kept as an AuditEvent.
 
 Per-frame annotation labels are stored as one compact blob per imported file (AnnotationSet.labels, a
 zlib-compressed .npy array) rather than one row per frame: a file is always read, exported and corrected
@@ -26,7 +27,6 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
-    Integer,
     LargeBinary,
     MetaData,
     String,

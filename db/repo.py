@@ -31,6 +31,7 @@ from core.affwild2 import LABEL_COLUMNS, read_annotation
 from core.labels import AUS, EXPRESSIONS, TASKS
 from db.models import (
     FLAG_REASONS,
+    STATUSES,
     AnnotationSet,
     AuditEvent,
     Correction,
@@ -490,8 +491,12 @@ def review_correction(session: Session, correction: Correction | int, reviewer: 
     changed = session.execute(
         update(Correction).where(Correction.id == correction.id, Correction.status == before)
         .values(status=after, reviewed_by_id=reviewer.id, reviewed_at=utcnow()))
-    if changed.rowcount != 1:
-        raise ReviewRuleError(f"correction {correction.id} was reviewed by someone else meanwhile; reload it")
+    if changed.rowcount != 1:     # another reviewer's decision landed since we read the status
+        session.refresh(correction)
+        if correction.status == after:
+            return correction
+        raise ReviewRuleError(f"correction {correction.id} was {correction.status} by {correction.reviewed_by.name} "
+                              "meanwhile; reload it")
     session.add(AuditEvent(reviewer_id=reviewer.id, action=after, correction_id=correction.id,
                            detail={"from": before, "to": after, "comment": comment}))
     session.flush()
@@ -505,8 +510,8 @@ def list_corrections(session: Session, video: Video | str | None = None, task: s
     """Corrections, oldest first, filtered by video, task, status, overlap with frames, author."""
     query = _range_filters(select(Correction), Correction, session, video, task, frames, reviewer)
     if status is not None:
-        if status not in ("proposed", "accepted", "rejected"):
-            raise ValidationError(f"unknown status {status!r}; expected proposed, accepted or rejected")
+        if status not in STATUSES:
+            raise ValidationError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
         query = query.where(Correction.status == status)
     return list(session.scalars(query.order_by(Correction.id)))
 
@@ -597,12 +602,18 @@ def effective_labels(session: Session, video: Video | str, task: str, annotation
     values, _, correction_ids, flags = _effective(session, video, task, annotation)
     out = _labels_frame(values, task)
     out["correction_id"] = pd.Series(correction_ids, index=out.index, dtype="Int64").mask(correction_ids < 0)
-    reasons: list[set[str]] = [set() for _ in range(len(out))]
+    by_reason: dict[str, np.ndarray] = {}
     for flag in flags:
-        for i in range(flag.start_frame, min(flag.end_frame, len(out) - 1) + 1):
-            reasons[i].add(flag.reason)
-    out["flagged"] = np.array([bool(r) for r in reasons], dtype=bool)
-    out["flag_reasons"] = ["; ".join(sorted(r)) for r in reasons]
+        mask = by_reason.setdefault(flag.reason, np.zeros(len(out), dtype=bool))
+        mask[flag.start_frame:flag.end_frame + 1] = True
+    flagged = np.zeros(len(out), dtype=bool)
+    for mask in by_reason.values():
+        flagged |= mask
+    reasons = np.full(len(out), "", dtype=object)
+    for i in np.flatnonzero(flagged):
+        reasons[i] = "; ".join(r for r in sorted(by_reason) if by_reason[r][i])
+    out["flagged"] = flagged
+    out["flag_reasons"] = reasons
     return out
 
 
