@@ -454,7 +454,8 @@ def add_correction(session: Session, video: Video | str, task: str, start_frame:
     existing = find()
     if existing is not None:
         return existing
-    current, annotation_set, _, _ = _effective(session, video, task, None)
+    current, annotation_set = _base_values(session, video, task, None)
+    _apply_accepted(session, video, task, current, (start, end))
     original = {c: _json_values(current[start:end + 1, LABEL_COLUMNS[task].index(c)], task) for c in value}
 
     detail = {"value": value, "start_frame": start, "end_frame": end, "task": task, "note": note}
@@ -547,35 +548,38 @@ def _labels_frame(values: np.ndarray, task: str) -> pd.DataFrame:
     return df
 
 
-def _effective(session: Session, video: Video, task: str, annotation: pd.DataFrame | None):
-    """(values (N, columns) float NaN-invalid, annotation set used, correction id per frame (-1 none),
-    list of unresolved flags)."""
+def _base_values(session: Session, video: Video, task: str, annotation: pd.DataFrame | None):
+    """(labels (N, columns) float with NaN for invalid, the annotation set they came from or None)."""
     columns = LABEL_COLUMNS[task]
-    annotation_set = None
     if annotation is not None:
         missing = [c for c in columns if c not in annotation.columns]
         if missing:
             raise ValidationError(f"annotation table lacks column(s) {', '.join(missing)}")
-        values = annotation[columns].to_numpy(dtype="float64", na_value=np.nan)
-    else:
-        values = np.full((video.frame_count, len(columns)), np.nan)
-        annotation_set = latest_annotation_set(session, video, task)
-        if annotation_set is not None:
-            stored = annotation_set.labels_array()
-            values[:len(stored)] = stored
-    n = len(values)
+        return annotation[columns].to_numpy(dtype="float64", na_value=np.nan), None
+    values = np.full((video.frame_count, len(columns)), np.nan)
+    annotation_set = latest_annotation_set(session, video, task)
+    if annotation_set is not None:
+        stored = annotation_set.labels_array()
+        values[:len(stored)] = stored
+    return values, annotation_set
+
+
+def _apply_accepted(session: Session, video: Video, task: str, values: np.ndarray,
+                    frames: tuple[int, int] | None = None) -> np.ndarray:
+    """Write accepted corrections (overlapping `frames`, if given) into values, in the order they were
+    accepted; returns the id of the correction that set each frame (-1: none)."""
+    columns, n = LABEL_COLUMNS[task], len(values)
+    query = select(Correction).where(Correction.video_id == video.id, Correction.task == task,
+                                     Correction.status == "accepted")
+    if frames is not None:
+        query = query.where(Correction.start_frame <= frames[1], Correction.end_frame >= frames[0])
     correction_ids = np.full(n, -1, dtype=np.int64)
-    accepted = session.scalars(select(Correction).where(
-        Correction.video_id == video.id, Correction.task == task, Correction.status == "accepted")
-        .order_by(Correction.reviewed_at, Correction.id))
-    for c in accepted:
+    for c in session.scalars(query.order_by(Correction.reviewed_at, Correction.id)):
         rows = slice(c.start_frame, min(c.end_frame, n - 1) + 1)
         for column, v in c.value.items():
             values[rows, columns.index(column)] = v
         correction_ids[rows] = c.id
-    flags = list(session.scalars(select(Flag).where(Flag.video_id == video.id, Flag.task == task,
-                                                    Flag.resolved_at.is_(None)).order_by(Flag.id)))
-    return values, annotation_set, correction_ids, flags
+    return correction_ids
 
 
 def effective_labels(session: Session, video: Video | str, task: str, annotation: pd.DataFrame | None = None
@@ -599,7 +603,10 @@ def effective_labels(session: Session, video: Video | str, task: str, annotation
             out["flag_reasons"] = ""
             return out
     video = get_video(session, video)
-    values, _, correction_ids, flags = _effective(session, video, task, annotation)
+    values, _ = _base_values(session, video, task, annotation)
+    correction_ids = _apply_accepted(session, video, task, values)
+    flags = session.scalars(select(Flag).where(Flag.video_id == video.id, Flag.task == task,
+                                               Flag.resolved_at.is_(None)))
     out = _labels_frame(values, task)
     out["correction_id"] = pd.Series(correction_ids, index=out.index, dtype="Int64").mask(correction_ids < 0)
     by_reason: dict[str, np.ndarray] = {}
