@@ -6,6 +6,7 @@ cannot be had, a review rule) come out as InputError with a sentence for the pag
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import OrderedDict
@@ -25,7 +26,7 @@ from core.labels import AUS, EXPRESSIONS, TASKS
 from core.models.clip import DEFAULT_PROMPT_SETS, ClipAdapter, PromptSet, prompt_set
 from core.review import suspicious_segments
 from core.video import VideoError, iter_frames
-from core.weights import WeightsError
+from core.weights import WeightsError, load_checkpoint
 from db import export, repo
 from db.engine import init_db, make_session_factory
 from webapp import results
@@ -83,7 +84,8 @@ class Services:
         files = annotation_files(annotation_paths)
         estimate = info.frame_count_estimate
         try:
-            results.ground_truth_from_files(files, estimate, tolerance=max(10, estimate // 10))
+            if files:
+                results.ground_truth_from_files(files, estimate, tolerance=max(10, estimate // 10))
         except AnnotationError as err:
             raise InputError(f"Annotation file problem: {err}") from None
         path = Path(info.path)
@@ -435,6 +437,11 @@ class Services:
         except ValueError as err:
             raise InputError(f"Training settings: {err}") from None
         before_weights, notes, before = self.current_weights(cfg.model), [], {}
+        # Start from what the app runs: DDAMFN fine-tunes its weights, the LSTM and heads train on its
+        # embeddings, the adapter on the configured CLIP.
+        start = self.config.weights_clip if cfg.model == "clip-adapter" else self.config.weights_ddamfn
+        if start:
+            cfg = dataclasses.replace(cfg, weights=start)
         if before_weights:
             try:
                 before = evaluate(tconfig.build(tconfig.EvalConfig, weights=before_weights, tasks=cfg.tasks,
@@ -444,8 +451,11 @@ class Services:
         else:
             notes.append("The app runs this model with random weights (untrained): there is no 'before' "
                          "to compare with.")
-        best = train(cfg)
-        after = evaluate(tconfig.build(tconfig.EvalConfig, weights=str(best), tasks=cfg.tasks, **common))["metrics"]
+        try:
+            best = train(cfg)
+        except (ValueError, WeightsError) as err:
+            raise InputError(f"Training could not run: {err}") from None
+        after = load_checkpoint(best).metadata["metrics"]["val"]   # validated by train() on the same labels
         names = [k for k, v in after.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         table = pd.DataFrame({"metric": names, "before": [before.get(k) for k in names],
                               "after": [after[k] for k in names]})
