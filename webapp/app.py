@@ -18,13 +18,15 @@ import pandas as pd
 from core.affwild2 import AnnotationError
 from core.labels import AUS, EXPRESSIONS, TASKS
 from core.models.clip import DEFAULT_PROMPT_SETS
+from core.review import SEGMENT_COLUMNS
+from db.export import CORRECTION_COLUMNS
 from db.models import FLAG_REASONS
 from db.repo import ValidationError
 from training.config import presets
 from webapp import plots, results
 from webapp.config import AppConfig
 from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
-from webapp.services import MODEL_CHOICES, Services
+from webapp.services import HISTORY_COLUMNS, MODEL_CHOICES, Services
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 SOURCE_UPLOAD, SOURCE_AFFWILD2 = "Uploaded video", "Aff-Wild2 video"
@@ -274,8 +276,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 with gr.Column(scale=3):
                     run_info = gr.Markdown(elem_id="run-info")
                     timeline = gr.Plot(label="Timeline (grey: no face)", elem_id="timeline")
-                    metrics = gr.Dataframe(label="ABAW metrics against the annotation", interactive=False,
-                                           elem_id="metrics")
+                    metrics = gr.Dataframe(headers=["output", "metric", "value", "frames"], interactive=False,
+                                           label="ABAW metrics against the annotation", elem_id="metrics")
                     frame = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
                     with gr.Row():
                         crop = gr.Image(label="Face crop", height=240, interactive=False, elem_id="crop")
@@ -304,7 +306,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
             prompt_status = gr.Markdown()
             prompt_probs = gr.Plot(label="Per-frame probabilities", elem_id="prompt-probs")
-            prompt_f1 = gr.Dataframe(label="F1 against the annotation", interactive=False)
+            prompt_f1 = gr.Dataframe(headers=["prompt set", "P_EXPR (F1, 8 classes)"], interactive=False,
+                                     label="F1 against the annotation")
             with gr.Row():
                 confusions = [gr.Plot(label=f"Confusion matrix, set {i + 1}") for i in range(PROMPT_COLUMNS)]
 
@@ -315,7 +318,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
             review_video = gr.Textbox(label="Video under review (database key)", interactive=False,
                                       elem_id="review-video")
             queue_btn = gr.Button("Rank segments")
-            queue = gr.Dataframe(label="Review queue: click a row to open it", interactive=False, elem_id="queue")
+            queue = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Review queue: click a row to open it",
+                                 interactive=False, elem_id="queue")
             with gr.Row():
                 segment = gr.Number(0, label="Segment #", precision=0, minimum=0)
                 open_btn = gr.Button("Open segment", elem_id="open-segment")
@@ -344,12 +348,14 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     correct_note = gr.Textbox(label="Note")
                     correct_btn = gr.Button("Propose correction", elem_id="correct")
             review_status = gr.Markdown(elem_id="review-status")
-            corrections = gr.Dataframe(label="Corrections of this video", interactive=False, elem_id="corrections")
+            corrections = gr.Dataframe(headers=[c for c in CORRECTION_COLUMNS if c != "video"], interactive=False,
+                                       label="Corrections of this video", elem_id="corrections")
             with gr.Row():
                 correction_id = gr.Number(label="Correction id", precision=0, elem_id="correction-id")
                 accept_btn = gr.Button("Accept", elem_id="accept")
                 reject_btn = gr.Button("Reject", elem_id="reject")
-            history = gr.Dataframe(label="History", interactive=False, elem_id="history")
+            history = gr.Dataframe(headers=list(HISTORY_COLUMNS), label="History", interactive=False,
+                                   elem_id="history")
             with gr.Row():
                 export_btn = gr.Button("Export corrections", elem_id="export")
                 export_files = gr.File(label="Export", file_count="multiple", interactive=False)
@@ -361,7 +367,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 steps = gr.Number(0, label="Steps per epoch (0: all)", precision=0, minimum=0)
                 retrain_btn = gr.Button("Retrain", elem_id="retrain")
             retrain_info = gr.Markdown()
-            retrain_metrics = gr.Dataframe(label="Validation metrics, before and after", interactive=False)
+            retrain_metrics = gr.Dataframe(headers=["metric", "before", "after"], interactive=False,
+                                           label="Validation metrics, before and after")
 
         # -- wiring -----------------------------------------------------------------------------------
         set_pickers = [prompt_set, *(c[0] for c in set_columns)]

@@ -102,7 +102,7 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None) -> go.Figure:
     fig.update_layout(
         title=title, height=180 + 150 * sum(h for _, h in rows), hovermode="x unified",
         margin=dict(l=70, r=20, t=60 if title else 30, b=40),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+        legend=dict(yanchor="top", y=1.0, x=1.01, tracegroupgap=4),
     )
     return fig
 

@@ -37,6 +37,7 @@ MODEL_CHOICES = ("DDAMFN+LSTM", "CLIP zero-shot", "CLIP prompted")
 CROP_SIZE = 224
 GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
 LOADED_KEEP = 2       # model configurations kept in memory
+HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
 
 
 @dataclass
@@ -371,7 +372,7 @@ class Services:
                      "action": e.action,
                      "subject": f"correction {e.correction_id}" if e.correction_id else f"flag {e.flag_id}",
                      "detail": json.dumps(e.detail)} for e in repo.history(s, video=key)]
-        return pd.DataFrame(rows, columns=["at", "reviewer", "action", "subject", "detail"])
+        return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
 
     def export(self, key: str, name: str, out_dir: Path) -> list[Path]:
         """Corrections and flags with their audit trail (JSON), and the effective labels of every task
