@@ -1,0 +1,256 @@
+"""core.pipeline on real videos, on CPU with random weights (untrained): one row per decoded frame, faces
+where there are faces, none where there are none, faceless rows filled or empty as documented, the
+subject's track, the CLIP columns, a checkpoint's outputs reproduced, and Aff-Wild2 aligned images."""
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.faces import crop_faces, iou
+from core.labels import AUS, EXPRESSIONS
+from core.models import create_model
+from core.pipeline import AnalysisConfig, analyze_affwild2, analyze_video, load_models, prediction_columns
+from core.video import VideoError, iter_frames
+from core.weights import save_checkpoint
+
+FFMPEG = shutil.which("ffmpeg")
+P_EXPR = [f"p_{e}" for e in EXPRESSIONS]
+P_AU = [f"p_{a}" for a in AUS]
+
+
+def ffmpeg(*args):
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed")
+    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def lstm_models():
+    return load_models(AnalysisConfig(models=("ddamfn", "lstm"), device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def ddamfn_models():
+    return load_models(AnalysisConfig(models=("ddamfn",), device="cpu"))
+
+
+def check_table(df, frames, clip_sets=()):
+    assert list(df.columns) == prediction_columns(clip_sets)
+    assert len(df) == frames and df["frame"].tolist() == list(range(frames))
+    assert df["frame"].dtype == np.int64 and df["face"].dtype == bool and df["filled"].dtype == bool
+    assert df["expr"].dtype == "Int64" and all(df[a].dtype == "Int64" for a in AUS)
+    assert np.all(np.diff(df["time_s"]) > 0)
+    assert not (df["face"] & df["filled"]).any()
+    rows = df[df["valence"].notna()]
+    assert rows[["valence", "arousal"]].abs().le(1).all().all()
+    assert np.allclose(rows[P_EXPR].sum(axis=1), 1, atol=1e-5)
+    assert (rows["expr"].to_numpy(dtype=int) == rows[P_EXPR].to_numpy().argmax(axis=1)).all()
+    assert (rows["expr_name"] == [EXPRESSIONS[i] for i in rows["expr"]]).all()
+    assert ((rows[P_AU].to_numpy() >= 0.5) == rows[list(AUS)].to_numpy(dtype=int).astype(bool)).all()
+    faces = df[df["face"]]
+    assert faces["face_prob"].ge(0.9).all() and faces[["box_x1", "box_y1", "box_x2", "box_y2"]].notna().all().all()
+    assert df.loc[~df["face"], "face_prob"].isna().all()
+
+
+def test_single_face_every_frame_has_the_face(lstm_models, media_dir):
+    progress = []
+    df = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(models=("ddamfn", "lstm"), device="cpu"),
+                       progress=lambda done, total: progress.append((done, total)), loaded=lstm_models)
+    check_table(df, 72)
+    assert df["face"].all() and not df["filled"].any() and df["valence"].notna().all()
+    assert progress[-1] == (72, 72) and all(b[0] >= a[0] for a, b in zip(progress, progress[1:]))
+    run = df.attrs["run"]
+    assert run["device"] == "cpu" and run["untrained"] and run["main_outputs"] == "lstm"
+    assert run["models"]["ddamfn"]["source"] == "random" and run["models"]["lstm"]["untrained"]
+    assert run["video"]["decoded_frames"] == 72 and run["video"]["codec"] == "h264"
+    assert run["detection"]["detect_every"] == 2 and run["detection"]["detect_size"] == 320
+    assert len(run["tracks"]) == 1 and run["track"] == 0 and run["tracks"][0]["n_frames"] == 72
+    assert {"decode", "detect", "ddamfn", "total"} <= set(run["timings_s"])
+    assert "message" not in run
+
+
+def test_no_face_gives_an_empty_table_that_says_so(lstm_models, media_dir):
+    df = analyze_video(media_dir / "no_face.mp4", AnalysisConfig(models=("ddamfn", "lstm"), device="cpu"),
+                       loaded=lstm_models)
+    check_table(df, 95)
+    assert not df["face"].any() and not df["filled"].any()
+    assert df[["valence", "arousal", *P_EXPR, *P_AU]].isna().all().all() and df["expr"].isna().all()
+    run = df.attrs["run"]
+    assert "no face" in run["message"] and run["tracks"] == [] and run["track"] is None
+
+
+def test_face_leaves_and_faceless_rows_are_interpolated(ddamfn_models, media_dir):
+    df = analyze_video(media_dir / "face_noface.mov", AnalysisConfig(device="cpu", detect_every=4),
+                       loaded=ddamfn_models)
+    check_table(df, 169)
+    face = df["face"].to_numpy()
+    last = np.flatnonzero(face)[-1]
+    assert face[:60].all() and not face[80:].any() and face[:last + 1].all()
+    assert df["filled"].to_numpy().tolist() == (~face).tolist()
+    # after the last face frame, frame-level predictions are those of the last face frame
+    cols = ["valence", "arousal", *P_EXPR, *P_AU]
+    assert np.allclose(df.loc[last + 1:, cols].to_numpy(), df.loc[[last], cols].to_numpy())
+    assert df.attrs["run"]["faceless_predictions"].startswith("interpolated")
+
+
+def test_face_enters_and_faceless_rows_stay_empty_when_asked(lstm_models, media_dir):
+    config = AnalysisConfig(models=("ddamfn", "lstm"), device="cpu", fill="none", detect_every=3)
+    df = analyze_video(media_dir / "noface_face.mov", config, loaded=lstm_models)
+    check_table(df, 169)
+    face = df["face"].to_numpy()
+    first = np.flatnonzero(face)[0]
+    assert 85 <= first <= 100 and face[first:150].all()
+    assert not df["filled"].any()
+    assert df.loc[~face, "valence"].isna().all() and df.loc[face, "valence"].notna().all()
+    assert df.attrs["run"]["detection"]["detect_every"] == 3
+
+
+def test_clip_columns_per_prompt_set_and_clip_lstm(media_dir):
+    config = AnalysisConfig(models=("ddamfn", "clip", "clip-lstm"), prompt_sets=("basic", "emotion"),
+                            device="cpu", max_frames=3)
+    df = analyze_video(media_dir / "single_face.mp4", config)
+    check_table(df, 3, ["basic", "emotion", "lstm"])
+    for s in ("basic", "emotion", "lstm"):
+        probs = df[[f"clip_{s}_p_{e}" for e in EXPRESSIONS]].to_numpy()
+        assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+        assert (df[f"clip_{s}_expr"].to_numpy(dtype=int) == probs.argmax(axis=1)).all()
+    # two prompt sets give two different zero-shot answers from the same image embeddings
+    assert not np.allclose(df["clip_basic_p_Neutral"], df["clip_emotion_p_Neutral"])
+    run = df.attrs["run"]
+    assert run["clip_sets"] == ["basic", "emotion", "lstm"] and run["models"]["clip"]["untrained"]
+    assert run["video"]["decoded_frames"] == 3
+
+
+def calibrated_ddamfn(crops):
+    """A random DDAMFN whose BatchNorm statistics are those of `crops`, so that its outputs depend on
+    the input (at initialisation the embedding is ~0 for every image)."""
+    torch.manual_seed(0)
+    model = create_model("ddamfn", device="cpu")
+    for m in model.model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None                      # running statistics = this batch's
+    model.model.train()
+    with torch.no_grad():
+        model.model(model.preprocess(crops))
+    model.model.eval()
+    return model
+
+
+def test_a_checkpoint_gives_the_outputs_of_its_model_on_the_crops(media_dir, tmp_path):
+    frames = [f for b in iter_frames(media_dir / "WolfgangLanger_Pexels.mp4", max_frames=24) for f in b.frames]
+    model = calibrated_ddamfn(crop_faces(frames[::3], [[300, 40, 560, 350]] * 8, 112))
+    path = save_checkpoint(tmp_path / "ddamfn.pt", model.model, {"au_thresholds": [0.3] * 12})
+    df = analyze_video(media_dir / "WolfgangLanger_Pexels.mp4", AnalysisConfig(
+        weights={"ddamfn": str(path)}, device="cpu", max_frames=24, detect_every=1))
+    assert df.attrs["run"]["models"]["ddamfn"]["source"] == str(path) and df["face"].all()
+    assert not df.attrs["run"]["untrained"] and df.attrs["run"]["au_thresholds"] == [0.3] * 12
+    boxes = df[["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy()
+    with torch.no_grad():
+        out = model.model(model.preprocess(crop_faces(frames, boxes, 112)))
+    assert out["va"].std(dim=0).min() > 1e-3                 # outputs vary from frame to frame
+    assert np.allclose(df[["valence", "arousal"]].to_numpy(), out["va"].numpy(), atol=1e-4)
+    assert np.allclose(df[P_AU].to_numpy(), torch.sigmoid(out["au"]).numpy(), atol=1e-4)
+    assert (df[list(AUS)].to_numpy(dtype=int) == (torch.sigmoid(out["au"]).numpy() >= 0.3)).all()
+
+
+@pytest.fixture(scope="module")
+def multi_face_video(tmp_path_factory, media_dir):
+    out = tmp_path_factory.mktemp("pipeline") / "multi.mp4"
+    ffmpeg("-loop", 1, "-framerate", 10, "-i", media_dir / "multi_face.jpg", "-frames:v", 4,
+           "-vf", "crop=880:640:x=n*10:y=0", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", out)
+    return out
+
+
+def test_several_people_follow_the_largest_or_the_chosen_one(ddamfn_models, multi_face_video):
+    config = AnalysisConfig(device="cpu", detect_every=1, detect_size=640)
+    loaded = ddamfn_models
+    auto = analyze_video(multi_face_video, config, loaded=loaded)
+    tracks = auto.attrs["run"]["tracks"]
+    assert len(tracks) == 5 and auto.attrs["run"]["track"] == 0 and auto["face"].all()
+    assert tracks[0]["area"] == max(t["area"] for t in tracks)
+    picked = analyze_video(multi_face_video, AnalysisConfig(device="cpu", detect_every=1, detect_size=640, track=3),
+                           loaded=loaded)
+    assert picked.attrs["run"]["track"] == 3 and picked.attrs["run"]["track_chosen_by"] == "user"
+    centre = (picked["box_x1"] + picked["box_x2"]).mean() / 2
+    assert centre == pytest.approx((tracks[3]["box"][0] + tracks[3]["box"][2]) / 2, abs=1)
+    with pytest.raises(ValueError, match="no face track 9"):
+        analyze_video(multi_face_video, AnalysisConfig(device="cpu", detect_every=1, detect_size=640, track=9),
+                      loaded=loaded)
+
+
+def test_portrait_phone_video_is_analysed_upright(ddamfn_models, media_dir, tmp_path):
+    """A phone stores a portrait video sideways with a rotation tag: the face must be where it is in
+    the upright picture (the landscape frames padded to portrait, 300 px of black above)."""
+    sideways = tmp_path / "sideways.mp4"
+    ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 4, "-an", "-vf", "pad=640:960:0:300,transpose=clock",
+           "-c:v", "libx264", "-preset", "ultrafast", sideways)
+    portrait = tmp_path / "portrait.mp4"
+    try:
+        ffmpeg("-display_rotation", 90, "-i", sideways, "-c", "copy", portrait)
+    except subprocess.CalledProcessError:
+        ffmpeg("-i", sideways, "-c", "copy", "-metadata:s:v:0", "rotate=90", portrait)
+    df = analyze_video(portrait, AnalysisConfig(device="cpu", detect_every=1), loaded=ddamfn_models)
+    assert len(df) == 4 and df["face"].all()
+    assert df.attrs["run"]["video"]["rotation"] in (90, 270)
+    assert (df.attrs["run"]["video"]["width"], df.attrs["run"]["video"]["height"]) == (640, 960)
+    frames = [f for b in iter_frames(media_dir / "single_face.mp4", max_frames=4) for f in b.frames]
+    upright = [boxes[0] + [0, 300, 0, 300] for boxes, _ in ddamfn_models.detector.detect(frames)]
+    found = df[["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy()
+    assert min(iou(found[i:i + 1], upright[i][None])[0, 0] for i in range(4)) > 0.8
+
+
+def test_one_frame_video(ddamfn_models, media_dir, tmp_path):
+    one = tmp_path / "one.mp4"
+    ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 1, one)
+    df = analyze_video(one, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+    check_table(df, 1)
+    assert df["face"].tolist() == [True]
+
+
+def test_unreadable_videos_raise_video_error(ddamfn_models, media_dir, tmp_path):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes((media_dir / "single_face.mp4").read_bytes()[:50_000])
+    with pytest.raises(VideoError):
+        analyze_video(cut, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+    text = tmp_path / "notes.mov"
+    text.write_text("not a video")
+    with pytest.raises(VideoError, match="cannot open"):
+        analyze_video(text, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+
+
+def test_model_choice():
+    assert AnalysisConfig(models=("lstm",)).model_names() == ("ddamfn", "lstm")
+    assert AnalysisConfig(models=("ddamfn",), weights={"clip": "x"}).model_names() == ("ddamfn", "clip")
+    assert AnalysisConfig(models=("clip-lstm", "ddamfn-lstm")).model_names() == ("ddamfn", "lstm", "clip", "clip-lstm")
+    with pytest.raises(ValueError, match="unknown model"):
+        AnalysisConfig(models=("resnet",)).model_names()
+
+
+def test_affwild2_video_from_its_aligned_images(ddamfn_models, affwild2_data):
+    from core.affwild2 import AffWild2Index
+
+    index = AffWild2Index(affwild2_data.root)
+    video = "13-30-960x540"                      # the face leaves: later lines have no image
+    lines = index.video_frames(video)
+    df = analyze_affwild2(index, video, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+    assert list(df.columns) == prediction_columns()
+    assert len(df) == len(lines) and df["frame"].tolist() == lines["frame"].tolist()
+    assert df["face"].tolist() == lines["image_path"].notna().tolist()
+    assert 0 < df["face"].sum() < len(df)
+    assert df.loc[df["face"], "valence"].notna().all() and df.loc[~df["face"], "filled"].all()
+    assert df[["box_x1", "face_prob"]].isna().all().all()
+    run = df.attrs["run"]
+    assert run["source"] == {"kind": "affwild2", "root": str(index.root), "video": video,
+                             "splits": lines.attrs["splits"]}
+    assert np.allclose(df["time_s"], df["frame"] / run["fps"]) and run["fps"] > 0
+
+
+def test_tables_round_trip_through_csv_and_parquet(ddamfn_models, media_dir, tmp_path):
+    df = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=4),
+                       loaded=ddamfn_models)
+    df.to_parquet(tmp_path / "t.parquet")
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    assert list(back.columns) == list(df.columns) and back["expr"].dtype == "Int64"
