@@ -1,0 +1,173 @@
+"""Command line: analyse a video into the per-frame predictions table.
+
+    python -m core.analyze VIDEO [--out preds.csv] [--parquet] [--models ddamfn,lstm,clip]
+                                 [--device auto|cpu|cuda] [--weights NAME=SPEC ...] [--abaw DIR]
+    python -m core.analyze VIDEO_ID --affwild2 ROOT ...     (an Aff-Wild2 video from its aligned images)
+
+Writes the table as CSV (and Parquet with --parquet), the run metadata beside it (<out>.run.json) and,
+with --abaw, one ABAW prediction file per task (DIR/va.txt, expr.txt, au.txt). A progress bar is shown
+on a terminal. Failures end with one line on stderr and exit status 1; a video without any face gives
+a table with face=False everywhere and a note saying so (exit status 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_ERROR = 1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m core.analyze", description=__doc__.split("\n\n")[0])
+    p.add_argument("video", help="video file (mp4, mov, webm, avi, ...), or an Aff-Wild2 video id with --affwild2")
+    p.add_argument("--out", type=Path, help="CSV to write (default: <video name>_predictions.csv here)")
+    p.add_argument("--parquet", action="store_true", help="also write the table as Parquet beside the CSV")
+    p.add_argument("--models", default="ddamfn", help="comma-separated: ddamfn, lstm (DDAMFN+LSTM), clip, "
+                   "clip-lstm (default: ddamfn; a model named in --weights is added)")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--weights", action="append", default=[], metavar="NAME=SPEC",
+                   help="weights of a model: a local file, hf://owner/repo/file.pt, or for clip an open_clip "
+                   "tag (e.g. clip=openai); a SPEC without NAME= is for ddamfn. Repeatable. Without weights "
+                   "a model is random and reported as untrained")
+    p.add_argument("--prompt-sets", default="basic", help="comma-separated CLIP prompt sets (default: basic)")
+    p.add_argument("--clip-model", default=None, help="open_clip architecture (default: ViT-B-32)")
+    p.add_argument("--abaw", type=Path, metavar="DIR", help="also write ABAW prediction files, one per task")
+    p.add_argument("--affwild2", type=Path, metavar="ROOT",
+                   help="VIDEO is an Aff-Wild2 video id: analyse ROOT/cropped_aligned/VIDEO, one row per "
+                   "annotation line")
+    p.add_argument("--track", type=int, help="face track to follow (default: the largest face; the run "
+                   "metadata lists the tracks)")
+    p.add_argument("--detect-every", type=int, help="run face detection on every k-th frame (default: 1 on "
+                   "GPU, 2 on CPU); boxes in between are interpolated")
+    p.add_argument("--detect-size", type=int, help="detect on a copy whose longest side is this many pixels "
+                   "(default: 640 on GPU, 320 on CPU)")
+    p.add_argument("--fill", choices=("interpolate", "none"), default="interpolate",
+                   help="predictions of frames without a face: interpolated (filled=True) or empty")
+    p.add_argument("--max-frames", type=int, help="analyse only the first frames")
+    return p.parse_args(argv)
+
+
+def _weights(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        if not sep:
+            name, spec = "ddamfn", item
+        out[name.strip()] = spec.strip()
+    return out
+
+
+def _config(args):
+    from core.pipeline import AnalysisConfig
+
+    extra = {"clip_model": args.clip_model} if args.clip_model else {}
+    return AnalysisConfig(
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        weights=_weights(args.weights),
+        prompt_sets=tuple(s.strip() for s in args.prompt_sets.split(",") if s.strip()),
+        device=args.device, detect_every=args.detect_every, detect_size=args.detect_size, track=args.track,
+        fill=args.fill, max_frames=args.max_frames, **extra)
+
+
+def _progress_bar():
+    """A tqdm bar on a terminal (nothing otherwise) and the (done, total) callback that drives it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="frame", disable=None, file=sys.stderr, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+def write_abaw(df, video: str, out_dir: Path) -> list[Path]:
+    """One ABAW prediction file per task with predictions (faceless frames filled from neighbours)."""
+    from core.affwild2 import write_submission
+    from core.labels import AUS, TASKS
+
+    columns = {"va": ["valence", "arousal"], "expr": ["expr"], "au": list(AUS)}
+    locations = [f"{video}/{int(f) + 1:05d}.jpg" for f in df["frame"]]
+    written = []
+    for task in TASKS:
+        values = df[columns[task]].rename(columns={"expr": "expression"})
+        if not values.notna().any().any():
+            continue
+        values.insert(0, "image_location", locations)
+        path = out_dir / f"{task}.txt"
+        write_submission(values, path, task)
+        written.append(path)
+    return written
+
+
+def run(args) -> int:
+    from core.pipeline import analyze_affwild2, analyze_video, load_models
+
+    config = _config(args)
+    loaded = load_models(config)
+    bar, progress = _progress_bar()
+    try:
+        if args.affwild2:
+            df = analyze_affwild2(args.affwild2, args.video, config, progress, loaded=loaded)
+            name = args.video
+        else:
+            df = analyze_video(args.video, config, progress, loaded=loaded)
+            name = Path(args.video).stem
+    finally:
+        bar.close()
+    out = args.out or Path(f"{name}_predictions.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    written = [out]
+    if args.parquet:
+        written.append(out.with_suffix(".parquet"))
+        df.to_parquet(written[-1], index=False)
+    meta = out.with_suffix(".run.json")
+    meta.write_text(json.dumps(df.attrs["run"], indent=1))
+    written.append(meta)
+    run_info = df.attrs["run"]
+    abaw = write_abaw(df, name, args.abaw) if args.abaw else []
+    written += abaw
+    untrained = [n for n, m in run_info["models"].items() if m["untrained"]]
+    print(f"{len(df)} frames, {run_info['face_frames']} with a face, {run_info['timings_s']['total']:.1f} s "
+          f"({run_info['frames_per_s']} frames/s) on {run_info['device']}"
+          + (f"; untrained (random) models: {', '.join(untrained)}" if untrained else ""), file=sys.stderr)
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    if args.abaw and not abaw:
+        print(f"note: no ABAW file written to {args.abaw}: there are no predictions", file=sys.stderr)
+    if "message" in run_info:
+        print(f"note: {run_info['message']}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # FFmpeg and OpenCV print decoder complaints of their own; the error below says what went wrong.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    from core.affwild2 import AnnotationError
+    from core.video import VideoError
+    from core.weights import WeightsError
+
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (VideoError, WeightsError, AnnotationError, ValueError, KeyError, OSError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:        # never a traceback on the command line; the type says where to look
+        print(f"error: unexpected {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
