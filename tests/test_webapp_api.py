@@ -4,8 +4,14 @@ One server per module: a temporary SQLite database, two logins (alice, bob), the
 a small CLIP (ViT-S-32, random weights) to keep CPU time down. Every model is untrained here, so the tests
 check plumbing, files, messages and the database, never the quality of predictions.
 """
+import base64
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +40,7 @@ def free_port() -> int:
 def start_server(tmp: Path, affwild2_root: Path | None) -> tuple:
     cfg = AppConfig(db_url=f"sqlite:///{tmp / 'review.db'}", affwild2_root=affwild2_root,
                     users=(("alice", "alice-pw"), ("bob", "bob-pw")), cache_dir=tmp / "cache", port=free_port(),
-                    clip_model="ViT-S-32", device="cpu", max_duration_s=10)
+                    clip_model="ViT-S-32", device="cpu", max_duration_s=10, max_upload_mb=2)
     demo = build_app(cfg)
     launch(demo, cfg, prevent_thread_lock=True, quiet=True)
     return demo, cfg, f"http://127.0.0.1:{cfg.port}/"
@@ -63,16 +69,24 @@ def annotations(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+def plotly_array(value) -> np.ndarray:
+    """An array from plotly JSON: a list, or {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict):
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return array.reshape([int(n) for n in str(value.get("shape", len(array))).split(",")])
+    return np.asarray(value)
+
+
 def table(data: dict) -> pd.DataFrame:
     """A Dataframe output as gradio_client returns it."""
     return pd.DataFrame(data["data"], columns=data["headers"])
 
 
 def analyse(client, video, annotation_files=(), models=("DDAMFN+LSTM", "CLIP zero-shot"), source="Uploaded video",
-            affwild2_video=None):
+            affwild2_video=None, prompt="basic"):
     files = [handle_file(str(p)) for p in annotation_files]
     video = handle_file(str(video)) if video else None
-    return client.predict(video, source, affwild2_video, files, list(models), "basic", api_name="/analyse")
+    return client.predict(video, source, affwild2_video, files, list(models), prompt, api_name="/analyse")
 
 
 def test_analyse_review_export_and_database(server, media_dir, annotations):
@@ -195,6 +209,8 @@ def test_bad_input_gives_a_message_and_the_app_keeps_serving(server, media_dir, 
     for kwargs, message in cases:
         with pytest.raises(AppError, match=message):
             analyse(client, **kwargs)
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):   # 2.7 MB, the limit is 2 MB
+        analyse(client, media_dir / "noface_face.mov")
     with pytest.raises(AppError, match="Analyse a video first"):
         client.predict(api_name="/review_queue")
     with pytest.raises(AppError, match="unknown video 'nothing-here'"):
@@ -225,8 +241,8 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
     bob.predict(key, correction_id, api_name="/accept_correction")
 
     with pytest.raises(AppError, match="Training could not run: embeddings of a random ddamfn model"):
-        alice.predict("ddamfn-lstm", 1, 1, api_name="/retrain")
-    info, metrics = alice.predict("ddamfn-va", 1, 1, api_name="/retrain")
+        alice.predict("ddamfn-lstm", 1, 1, 0, api_name="/retrain")
+    info, metrics = alice.predict("ddamfn-va", 1, 1, 16, api_name="/retrain")
     metrics = table(metrics).set_index("metric")
     assert {"p_va", "ccc_valence", "score"} <= set(metrics.index) and metrics["before"].isna().all()
     assert "random weights (untrained)" in info
@@ -234,3 +250,67 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
     meta = load_checkpoint(checkpoint).metadata
     assert correction_id in meta["training"]["corrections"]["ids"]
     assert meta["metrics"]["val"]["p_va"] == pytest.approx(metrics.loc["p_va", "after"])
+
+
+def test_compare_prompt_sets_save_and_reuse(server, media_dir, annotations):
+    cfg, url = server
+    alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
+    analyse(alice, media_dir / "single_face.mp4", [annotations["expr"]], models=("CLIP zero-shot",))
+    name, templates, classes = alice.predict("basic", api_name="/load_prompt_set")
+    assert name == "basic" and "{}" in templates and classes.splitlines()[4].startswith("Happiness:")
+    mine = ("mine", "a photo of a {} person.", classes.replace("Happiness: happy", "Happiness: grinning"))
+
+    probs, f1, confusion_1, confusion_2, confusion_3 = alice.predict(
+        name, templates, classes, *mine, "", "", "", api_name="/compare_prompts")
+    traces = json.loads(probs["plot"])["data"]
+    assert len(traces) == 16 and all(plotly_array(t["y"]).shape == (N_FRAMES,) for t in traces)
+    scores = table(f1).set_index("prompt set")["P_EXPR (F1, 8 classes)"]
+    assert list(scores.index) == ["basic", "mine"] and scores.between(0, 1).all()
+    for figure in (confusion_1, confusion_2):
+        counts = plotly_array(json.loads(figure["plot"])["data"][0]["z"])
+        assert counts.shape == (8, 8) and counts.sum() == N_FRAMES    # every frame annotated and with a face
+    assert confusion_3 is None
+    with pytest.raises(AppError, match="each template needs exactly one"):
+        alice.predict("odd", "a photo", classes, "", "", "", "", "", "", api_name="/compare_prompts")
+
+    assert alice.predict(*mine, api_name="/save_prompt_set") == "Saved prompt set **mine** (version 1)."
+    assert alice.predict(*mine, api_name="/save_prompt_set") == "Saved prompt set **mine** (version 1)."
+    edited = (mine[0], mine[1] + "\na face that looks {}.", mine[2])
+    assert alice.predict(*edited, api_name="/save_prompt_set") == "Saved prompt set **mine** (version 2)."
+    with pytest.raises(AppError, match="built-in prompt set"):
+        alice.predict("basic", templates, classes, api_name="/save_prompt_set")
+    assert alice.predict("mine", api_name="/load_prompt_set") == edited
+
+    # A saved set runs in an analysis like the built-in ones.
+    downloads = analyse(alice, media_dir / "single_face.mp4", models=("CLIP zero-shot",), prompt="mine")[6]
+    predictions = pd.read_csv(next(p for p in downloads if p.endswith("_predictions.csv")))
+    assert predictions["clip_mine_expr"].between(0, 7).all()
+    with make_session_factory(make_engine(cfg.db_url))() as s:
+        saved = repo.get_prompt_set(s, "mine")
+        assert (saved.version, saved.author.name, len(saved.templates)) == (2, "alice", 2)
+
+
+def test_python_m_webapp_serves_on_the_configured_port(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "AFFECTLENS_DB_URL": f"sqlite:///{tmp_path / 'app.db'}",
+           "AFFECTLENS_CACHE_DIR": str(tmp_path / "cache"), "AFFECTLENS_USERS": ""}
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "webapp"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as response:
+                    config = json.load(response)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.time() < deadline, "python -m webapp did not start in 120 s"
+                time.sleep(1)
+        assert config["title"] == "AffectLens"
+        assert {"/analyse", "/flag", "/correct", "/accept_correction", "/export_corrections", "/compare_prompts",
+                "/retrain"} <= {f"/{d['api_name']}" for d in config["dependencies"] if d.get("api_name")}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -204,11 +204,11 @@ class Handlers:
         name = key.removeprefix("sha256:")[:16]
         return [str(p) for p in self.services.export(key, name, self._session_dir(request) / "export")]
 
-    def retrain(self, preset, epochs, steps_per_epoch, request: gr.Request, profile: gr.OAuthProfile | None,
-                progress=gr.Progress(track_tqdm=True)):
+    def retrain(self, preset, epochs, steps_per_epoch, batch_size, request: gr.Request,
+                profile: gr.OAuthProfile | None, progress=gr.Progress(track_tqdm=True)):
         _user(request, profile)
         progress(0.0, desc=f"training {preset}")
-        return self.services.retrain(preset, epochs, steps_per_epoch, self._session_dir(request))
+        return self.services.retrain(preset, epochs, steps_per_epoch, batch_size, self._session_dir(request))
 
     @staticmethod
     def _key(video_key) -> str:
@@ -270,8 +270,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     annotations = gr.File(label="Annotation files, optional (Aff-Wild2 VA / EXPR / AU .txt)",
                                           file_count="multiple", file_types=[".txt"], elem_id="annotations")
                     models = gr.CheckboxGroup(list(MODEL_CHOICES), value=list(MODEL_CHOICES[:2]), label="Models")
-                    prompt_set = gr.Dropdown(builtin_sets, value=builtin_sets[0],
-                                             label="Prompt set for CLIP zero-shot")
+                    prompt_set = gr.Dropdown(builtin_sets, value=builtin_sets[0], allow_custom_value=True,
+                                             label="Prompt set for CLIP zero-shot (built-in or saved)")
                     analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 with gr.Column(scale=3):
                     run_info = gr.Markdown(elem_id="run-info")
@@ -296,7 +296,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     templates, classes = format_prompt_text(list(ps.templates),
                                                             {c: list(v) for c, v in ps.classes.items()})
                     with gr.Column():
-                        start_from = gr.Dropdown(builtin_sets, value=default, label=f"Set {i + 1}: start from")
+                        start_from = gr.Dropdown(builtin_sets, value=default, allow_custom_value=True,
+                                                 label=f"Set {i + 1}: start from")
                         name = gr.Textbox(default, label="Name")
                         tpl = gr.Textbox(templates, label="Templates", lines=3)
                         cls = gr.Textbox(classes, label="Classes", lines=8)
@@ -365,6 +366,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                      else None, label="Training preset")
                 epochs = gr.Number(1, label="Epochs", precision=0, minimum=1)
                 steps = gr.Number(0, label="Steps per epoch (0: all)", precision=0, minimum=0)
+                batch = gr.Number(0, label="Batch size (0: the preset's)", precision=0, minimum=0)
                 retrain_btn = gr.Button("Retrain", elem_id="retrain")
             retrain_info = gr.Markdown()
             retrain_metrics = gr.Dataframe(headers=["metric", "before", "after"], interactive=False,
@@ -405,7 +407,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         reject_btn.click(on_page["reject"], [review_video, correction_id], tables, api_name="reject_correction")
         review_video.change(on_page["history"], review_video, tables[1:], api_name="history")
         export_btn.click(on_page["export"], review_video, export_files, api_name="export_corrections")
-        retrain_btn.click(retrain, [preset, epochs, steps], [retrain_info, retrain_metrics], api_name="retrain",
+        retrain_btn.click(retrain, [preset, epochs, steps, batch], [retrain_info, retrain_metrics], api_name="retrain",
                           **gpu_lane)
     return demo
 

@@ -25,7 +25,7 @@ def check_video(path: str | Path | None, max_mb: float, max_duration_s: float):
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"{path.name} is not a video file: expected one of {', '.join(VIDEO_SUFFIXES)}.")
-    size_mb = path.stat().st_size / 1e6
+    size_mb = path.stat().st_size / 2**20   # MiB, as Gradio's max_file_size counts
     if size_mb > max_mb:
         raise InputError(f"{path.name} is {size_mb:.0f} MB; this app accepts videos up to {max_mb:g} MB.")
     try:
@@ -82,8 +82,8 @@ _CLASS_LINE = re.compile(r"^\s*([A-Za-z]+)\s*:\s*(.+)$")
 def parse_prompt_text(name: str, templates_text: str, classes_text: str) -> tuple[str, list[str], dict]:
     """(name, templates, classes) from the page's text fields; every expression needs a phrase."""
     name = (name or "").strip()
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name):
-        raise InputError("A prompt set name uses 1-40 letters, digits, _ or - (it becomes a column name).")
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,40}", name):
+        raise InputError("A prompt set name uses 1-40 letters, digits or _ (it becomes a column name).")
     templates = [t.strip() for t in (templates_text or "").splitlines() if t.strip()]
     if not templates:
         raise InputError(f"Prompt set {name}: give at least one template, e.g. 'a photo of a {{}} face'.")

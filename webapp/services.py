@@ -418,7 +418,8 @@ class Services:
         return {"ddamfn": self.config.weights_ddamfn, "ddamfn-heads": self.config.weights_ddamfn,
                 "lstm": self.config.weights_lstm, "clip-adapter": self.config.weights_clip_prompted}[model_kind]
 
-    def retrain(self, preset: str, epochs: int, steps_per_epoch: int, out_dir: Path) -> tuple[str, pd.DataFrame]:
+    def retrain(self, preset: str, epochs: int, steps_per_epoch: int, batch_size: int, out_dir: Path
+                ) -> tuple[str, pd.DataFrame]:
         """Train a preset on the Aff-Wild2 root with the reviewers' effective labels (accepted corrections
         applied, flagged frames left out); validation metrics of the current weights and the new ones."""
         from training import config as tconfig
@@ -431,10 +432,11 @@ class Services:
             raise InputError(f"Unknown training preset {preset!r}; choose one of {', '.join(tconfig.presets())}.")
         common = dict(root=str(self.config.affwild2_root), db=self.config.db_url, device=self.config.device,
                       cache=str(self.config.cache_dir / "embeddings"), progress=False, workers=0)
+        sizes = {"batch_size": int(batch_size)} if batch_size else {}   # 0: the preset's
         try:
             cfg = tconfig.build(tconfig.TrainConfig, preset, out=str(out_dir / f"retrain-{preset}"),
                                 epochs=int(epochs), steps_per_epoch=int(steps_per_epoch), corrections=True,
-                                **common)
+                                **common, **sizes)
         except ValueError as err:
             raise InputError(f"Training settings: {err}") from None
         before_weights, notes, before = self.current_weights(cfg.model), [], {}
