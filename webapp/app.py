@@ -56,6 +56,17 @@ def _page_errors(fn):
     return wrapper
 
 
+class _Progress:
+    """A core-style progress callback (done, total) that reports to a gr.Progress; a class rather than a
+    lambda so that it pickles into a ZeroGPU worker."""
+
+    def __init__(self, progress: gr.Progress, desc: str, unit: str):
+        self.progress, self.desc, self.unit = progress, desc, unit
+
+    def __call__(self, done: int, total: int):
+        self.progress((done, total), desc=self.desc, unit=self.unit)
+
+
 def _need(state) -> dict:
     if not state:
         raise InputError("Analyse a video first (Analyse tab).")
@@ -69,6 +80,12 @@ class Handlers:
     def __init__(self, config: AppConfig):
         self.config = config
         self.services = Services(config)
+        # The model work, on the GPU when there is one. On ZeroGPU these run in a worker process: their
+        # arguments and results are pickled and only gr.Error crosses back with its message, so they
+        # only compute and report page errors themselves; the database and session files stay here.
+        self.run_analysis = gpu(duration=180)(_page_errors(self.services.analyse))
+        self.run_comparison = gpu(duration=120)(_page_errors(self.services.compare_prompts))
+        self.run_training = gpu(duration=600)(_page_errors(self.services.retrain))
 
     # -- Analyse ----------------------------------------------------------------------------------------
     def analyse(self, video, source, affwild2_video, annotation_paths, models, prompt_set,
@@ -78,9 +95,7 @@ class Handlers:
         else:
             item = self.services.upload_item(video, annotation_paths)
         progress(0.0, desc="loading models")
-        table, notes = self.services.analyse(
-            item, models, prompt_set,
-            progress=lambda done, total: progress((done, total), desc="analysing frames", unit="frames"))
+        table, notes = self.run_analysis(item, models, prompt_set, _Progress(progress, "analysing frames", "frames"))
         out_dir = self._session_dir(request)
         downloads = results.write_downloads(table, Path(item.name).stem, out_dir)
         key, db_notes = self.services.record_analysis(item, table, downloads[0])
@@ -109,9 +124,8 @@ class Handlers:
         if len(set(names)) != len(names):
             raise InputError("Prompt sets side by side need different names.")
         objects = [self.services.prompt_set_from_text(*s) for s in sets]
-        table = self.services.compare_prompts(
-            state, objects, progress=lambda done, total: progress((done, total), desc="CLIP image embeddings",
-                                                                   unit="faces"))
+        table, state["clip_embeddings"] = self.run_comparison(
+            state, objects, _Progress(progress, "CLIP image embeddings", "faces"))
         f1 = pd.DataFrame({"prompt set": names,
                            "P_EXPR (F1, 8 classes)": [results.expr_f1(table, f"clip_{n}_expr") for n in names]})
         confusions = [plots.confusion_figure(table[f"clip_{n}_expr"], table["gt_expr"], n)
@@ -208,7 +222,7 @@ class Handlers:
                 profile: gr.OAuthProfile | None, progress=gr.Progress(track_tqdm=True)):
         _user(request, profile)
         progress(0.0, desc=f"training {preset}")
-        return self.services.retrain(preset, epochs, steps_per_epoch, batch_size, self._session_dir(request))
+        return self.run_training(preset, epochs, steps_per_epoch, batch_size, self._session_dir(request))
 
     @staticmethod
     def _key(video_key) -> str:
@@ -239,9 +253,6 @@ def build_app(config: AppConfig) -> gr.Blocks:
         "analyse", "show_frame", "compare_prompts", "save_prompt_set", "load_prompt_set", "prompt_set_choices",
         "who", "review_queue", "open_segment", "show_range", "flag", "correct", "accept", "reject", "history",
         "export", "retrain")}
-    analyse = gpu(duration=180)(on_page["analyse"])
-    compare = gpu(duration=120)(on_page["compare_prompts"])
-    retrain = gpu(duration=600)(on_page["retrain"])
     gpu_lane = dict(concurrency_id=GPU_QUEUE, concurrency_limit=config.gpu_concurrency)
     builtin_sets = list(DEFAULT_PROMPT_SETS)
     affwild2_videos = h.services.affwild2_videos()
@@ -379,12 +390,12 @@ def build_app(config: AppConfig) -> gr.Blocks:
         demo.unload(h.cleanup)
 
         analyse_btn.click(
-            analyse, [video, source, affwild2_video, annotations, models, prompt_set],
+            on_page["analyse"], [video, source, affwild2_video, annotations, models, prompt_set],
             [state, run_info, timeline, metrics, frame, crop, frame_info, downloads, queue, review_video],
             api_name="analyse", **gpu_lane)
         frame.release(on_page["show_frame"], [state, frame], [crop, frame_info], api_name="show_frame")
 
-        compare_btn.click(compare, [state, *set_fields], [state, prompt_probs, prompt_f1, *confusions],
+        compare_btn.click(on_page["compare_prompts"], [state, *set_fields], [state, prompt_probs, prompt_f1, *confusions],
                           api_name="compare_prompts", **gpu_lane)
         for i, (start_from, name, tpl, cls, save) in enumerate(set_columns):
             start_from.input(on_page["load_prompt_set"], start_from, [name, tpl, cls],
@@ -407,7 +418,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         reject_btn.click(on_page["reject"], [review_video, correction_id], tables, api_name="reject_correction")
         review_video.change(on_page["history"], review_video, tables[1:], api_name="history")
         export_btn.click(on_page["export"], review_video, export_files, api_name="export_corrections")
-        retrain_btn.click(retrain, [preset, epochs, steps, batch], [retrain_info, retrain_metrics], api_name="retrain",
+        retrain_btn.click(on_page["retrain"], [preset, epochs, steps, batch], [retrain_info, retrain_metrics], api_name="retrain",
                           **gpu_lane)
     return demo
 

@@ -230,15 +230,15 @@ class Services:
         return found
 
     # -- CLIP prompt sets -------------------------------------------------------------------------------
-    def compare_prompts(self, state: dict, sets: list[PromptSet], progress=None) -> pd.DataFrame:
-        """The analysed video's table with clip_<S>_ columns for each prompt set: zero-shot CLIP on the
-        subject's face crops (the CLIP image embeddings are computed once per video and kept in state)."""
+    def compare_prompts(self, state: dict, sets: list[PromptSet], progress=None) -> tuple[pd.DataFrame, tuple]:
+        """The analysed video's table with clip_<S>_ columns for each prompt set, zero-shot CLIP on the
+        subject's face crops; and the CLIP image embeddings (face frames, (N, D)) for the caller to keep in
+        state["clip_embeddings"], so that the next comparison only encodes prompts."""
         config = self.analysis_config(["CLIP zero-shot"], None)
         loaded = self.loaded_models(config)
         clip = loaded.clip.model.clip if isinstance(loaded.clip.model, ClipAdapter) else loaded.clip.model
-        if state.get("clip_embeddings") is None:
-            state["clip_embeddings"] = self._clip_embeddings(state, loaded, clip, progress)
-        face_frames, emb = state["clip_embeddings"]
+        embeddings = state.get("clip_embeddings") or self._clip_embeddings(state, loaded, clip, progress)
+        face_frames, emb = embeddings
         table = state["table"].copy()
         n = len(table)
         with torch.no_grad():
@@ -251,7 +251,7 @@ class Services:
                 table[f"clip_{ps.name}_expr"] = label
                 for k, e in enumerate(EXPRESSIONS):
                     table[f"clip_{ps.name}_p_{e}"] = probs[:, k]
-        return table
+        return table, embeddings
 
     def _clip_embeddings(self, state, loaded, clip, progress) -> tuple[np.ndarray, np.ndarray]:
         table = state["table"]
