@@ -39,7 +39,8 @@ def free_port() -> int:
 
 def start_server(tmp: Path, affwild2_root: Path | None) -> tuple:
     cfg = AppConfig(db_url=f"sqlite:///{tmp / 'review.db'}", affwild2_root=affwild2_root,
-                    users=(("alice", "alice-pw"), ("bob", "bob-pw")), cache_dir=tmp / "cache", port=free_port(),
+                    users=(("alice", "alice-pw"), ("bob", "bob-pw")), cache_dir=tmp / "cache", runs_dir=tmp / "runs",
+                    port=free_port(),
                     clip_model="ViT-S-32", device="cpu", max_duration_s=10, max_upload_mb=2)
     demo = build_app(cfg)
     launch(demo, cfg, prevent_thread_lock=True, quiet=True)
@@ -227,7 +228,7 @@ def test_bad_input_gives_a_message_and_the_app_keeps_serving(server, media_dir, 
 
 
 def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root):
-    _, url = server
+    cfg, url = server
     alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
     bob = Client(url, auth=("bob", "bob-pw"), verbose=False)
     video = "10-24-640x360"  # VA train split of the test copy
@@ -246,7 +247,8 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
     metrics = table(metrics).set_index("metric")
     assert {"p_va", "ccc_valence", "score"} <= set(metrics.index) and metrics["before"].isna().all()
     assert "random weights (untrained)" in info
-    checkpoint = info.split("New checkpoint: `")[1].split("`")[0]
+    checkpoint = Path(info.split("New checkpoint: `")[1].split("`")[0])
+    assert checkpoint.parent.parent == cfg.runs_dir and checkpoint.parent.name.startswith("webapp-ddamfn-va-")
     meta = load_checkpoint(checkpoint).metadata
     assert correction_id in meta["training"]["corrections"]["ids"]
     assert meta["metrics"]["val"]["p_va"] == pytest.approx(metrics.loc["p_va", "after"])

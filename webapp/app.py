@@ -105,10 +105,14 @@ class Handlers:
         return (state, self.services.run_summary(table, item.name, notes + db_notes),
                 plots.timeline_figure(table, item.name), results.metrics_table(table),
                 gr.update(maximum=int(table["frame"].max()), value=first), crop, frame_info,
-                [str(p) for p in downloads], self.services.review_queue(table), key)
+                [str(p) for p in downloads], self.services.review_queue(self.services.labelled_table(key, table)),
+                key)
 
     def show_frame(self, state, frame):
-        return self._frame_view(_need(state), int(frame))
+        last = int(_need(state)["table"]["frame"].max())
+        if frame is None or not 0 <= int(frame) <= last:
+            raise InputError(f"Choose a frame from 0 to {last}.")
+        return self._frame_view(state, int(frame))
 
     def _frame_view(self, state, frame):
         crop = self.services.face_crops(state, [frame]).get(frame)
@@ -220,9 +224,9 @@ class Handlers:
 
     def retrain(self, preset, epochs, steps_per_epoch, batch_size, request: gr.Request,
                 profile: gr.OAuthProfile | None, progress=gr.Progress(track_tqdm=True)):
-        _user(request, profile)
+        user = _user(request, profile)
         progress(0.0, desc=f"training {preset}")
-        return self.run_training(preset, epochs, steps_per_epoch, batch_size, self._session_dir(request))
+        return self.run_training(preset, epochs, steps_per_epoch, batch_size, user)
 
     @staticmethod
     def _key(video_key) -> str:
@@ -341,7 +345,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 end = gr.Number(0, label="Last frame", precision=0, minimum=0, elem_id="end")
                 show_btn = gr.Button("Show these frames")
             segment_plot = gr.Plot(label="Segment", elem_id="segment-plot")
-            gallery = gr.Gallery(label="Face crops", columns=8, height=240, elem_id="gallery")
+            gallery = gr.Gallery(label="Face crops (up to 24 frames of the range, evenly spaced)", columns=8,
+                                 height=240, elem_id="gallery")
             segment_labels = gr.Dataframe(label="Per frame", interactive=False, elem_id="segment-labels")
             with gr.Row():
                 with gr.Column():
@@ -394,6 +399,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
             [state, run_info, timeline, metrics, frame, crop, frame_info, downloads, queue, review_video],
             api_name="analyse", **gpu_lane)
         frame.release(on_page["show_frame"], [state, frame], [crop, frame_info], api_name="show_frame")
+        video.upload(lambda _: SOURCE_UPLOAD, video, source, api_name=False)
+        affwild2_video.input(lambda _: SOURCE_AFFWILD2, affwild2_video, source, api_name=False)
 
         compare_btn.click(on_page["compare_prompts"], [state, *set_fields], [state, prompt_probs, prompt_f1, *confusions],
                           api_name="compare_prompts", **gpu_lane)

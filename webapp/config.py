@@ -45,6 +45,7 @@ class AppConfig:
     users: tuple[tuple[str, str], ...] = ()   # local logins; empty = no password page
     oauth: bool = False                       # Hugging Face login (on a Space with OAuth enabled)
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
+    runs_dir: Path = Path("runs")             # checkpoints of retraining runs started from the page
     host: str = "127.0.0.1"
     port: int = 7860
     gpu_concurrency: int = 1                  # analyses that may run on the GPU at once
@@ -66,6 +67,7 @@ class AppConfig:
             users=_users(env.get("AFFECTLENS_USERS", "")),
             oauth=bool(env.get("SPACE_ID") and env.get("OAUTH_CLIENT_ID")),
             cache_dir=_path(env.get("AFFECTLENS_CACHE_DIR")) or _default_cache_dir(env),
+            runs_dir=_path(env.get("AFFECTLENS_RUNS_DIR")) or Path("runs"),
             host=env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
             gpu_concurrency=int(env.get("AFFECTLENS_GPU_CONCURRENCY") or 1),

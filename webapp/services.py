@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
+from datetime import datetime, timezone
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,7 +420,7 @@ class Services:
         return {"ddamfn": self.config.weights_ddamfn, "ddamfn-heads": self.config.weights_ddamfn,
                 "lstm": self.config.weights_lstm, "clip-adapter": self.config.weights_clip_prompted}[model_kind]
 
-    def retrain(self, preset: str, epochs: int, steps_per_epoch: int, batch_size: int, out_dir: Path
+    def retrain(self, preset: str, epochs: int, steps_per_epoch: int, batch_size: int, user: str
                 ) -> tuple[str, pd.DataFrame]:
         """Train a preset on the Aff-Wild2 root with the reviewers' effective labels (accepted corrections
         applied, flagged frames left out); validation metrics of the current weights and the new ones."""
@@ -434,7 +436,9 @@ class Services:
                       cache=str(self.config.cache_dir / "embeddings"), progress=False, workers=0)
         sizes = {"batch_size": int(batch_size)} if batch_size else {}   # 0: the preset's
         try:
-            cfg = tconfig.build(tconfig.TrainConfig, preset, out=str(out_dir / f"retrain-{preset}"),
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            out = self.config.runs_dir / f"webapp-{preset}-{stamp}-{re.sub(r'[^A-Za-z0-9_-]', '_', user)}"
+            cfg = tconfig.build(tconfig.TrainConfig, preset, out=str(out),
                                 epochs=int(epochs), steps_per_epoch=int(steps_per_epoch), corrections=True,
                                 **common, **sizes)
         except ValueError as err:
