@@ -39,8 +39,8 @@ def free_port() -> int:
 
 def start_server(tmp: Path, affwild2_root: Path | None) -> tuple:
     cfg = AppConfig(db_url=f"sqlite:///{tmp / 'review.db'}", affwild2_root=affwild2_root,
-                    users=(("alice", "alice-pw"), ("bob", "bob-pw")), cache_dir=tmp / "cache", runs_dir=tmp / "runs",
-                    port=free_port(),
+                    users=(("alice", "alice-pw"), ("bob", "bob-pw")), cache_dir=tmp / "cache",
+                    runs_dir=tmp / "runs", port=free_port(),
                     clip_model="ViT-S-32", device="cpu", max_duration_s=10, max_upload_mb=2)
     demo = build_app(cfg)
     launch(demo, cfg, prevent_thread_lock=True, quiet=True)
@@ -171,7 +171,8 @@ def test_analyse_review_export_and_database(server, media_dir, annotations):
         video = repo.get_video(s, key)
         assert (video.name, video.frame_count) == ("single_face.mp4", N_FRAMES)
         [correction] = repo.list_corrections(s, key)
-        assert (correction.reviewer.name, correction.reviewed_by.name, correction.status) == ("alice", "bob", "accepted")
+        assert (correction.reviewer.name, correction.reviewed_by.name) == ("alice", "bob")
+        assert correction.status == "accepted"
         assert correction.value == {"valence": 0.6, "arousal": 0.3}
         assert len(correction.original["valence"]) == 10
         [flag] = repo.list_flags(s, key)
@@ -199,10 +200,12 @@ def test_bad_input_gives_a_message_and_the_app_keeps_serving(server, media_dir, 
         (dict(video=fake), "fake.mp4 cannot be read as a video"),
         (dict(video=broken), "broken.mp4 cannot be read as a video"),
         (dict(video=media_dir / "WolfgangLanger_Pexels.mp4"), "lasts 20 s; this app accepts videos up to 10 s"),
-        (dict(video=media_dir / "no_face.mp4", models=("DDAMFN+LSTM",)), "No face was found in any of the 95 frames"),
+        (dict(video=media_dir / "no_face.mp4", models=("DDAMFN+LSTM",)),
+         "No face was found in any of the 95 frames"),
         (dict(video=media_dir / "single_face.mp4", annotation_files=[short]),
          "30 annotated frames, but the video has 72"),
-        (dict(video=media_dir / "single_face.mp4", annotation_files=[text]), "is not an Aff-Wild2 annotation file"),
+        (dict(video=media_dir / "single_face.mp4", annotation_files=[text]),
+         "is not an Aff-Wild2 annotation file"),
         (dict(video=None), "Choose a video first"),
         (dict(video=media_dir / "single_face.mp4", models=()), "Choose at least one model"),
         (dict(video=media_dir / "single_face.mp4", models=("CLIP prompted",)), "AFFECTLENS_WEIGHTS_CLIP_PROMPTED"),

@@ -196,3 +196,50 @@ def test_downloads_are_csv_and_abaw_submissions(tmp_path):
     expr = read_submission(paths[2], "expr")
     assert expr["image_location"].iloc[0] == "clip-1/00001.jpg" and len(expr) == len(df)
     assert (expr["expression"].to_numpy() == df["expr"].to_numpy()).all()
+
+
+def test_prompt_text_round_trip_and_messages():
+    from core.models.clip import DEFAULT_PROMPT_SETS
+    from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
+
+    ps = DEFAULT_PROMPT_SETS["basic"]
+    templates, classes = format_prompt_text(list(ps.templates), {c: list(v) for c, v in ps.classes.items()})
+    name, t, c = parse_prompt_text("basic", templates, classes)
+    assert (name, tuple(t), {k: tuple(v) for k, v in c.items()}) == ("basic", ps.templates, ps.classes)
+    for args, message in [(("bad name", templates, classes), "letters, digits or _"),
+                          (("x", "a photo", classes), "exactly one {}"),
+                          (("x", templates, classes.replace("Fear: fearful | scared\n", "")), "no phrase for Fear"),
+                          (("x", templates, classes + "\nJoy: joyful"), "'Joy: joyful' should read")]:
+        with pytest.raises(InputError, match=message):
+            parse_prompt_text(*args)
+
+
+def test_annotation_files_are_recognised_by_their_header(tmp_path):
+    from webapp.inputs import InputError, annotation_files, annotation_task
+
+    paths = write_gt_files(tmp_path, 10)
+    assert {annotation_task(p) for p in paths.values()} == {"va", "expr", "au"}
+    assert annotation_files([str(p) for p in paths.values()]) == {t: str(p) for t, p in paths.items()}
+    with pytest.raises(InputError, match="Two VA annotation files"):
+        annotation_files([str(paths["va"]), str(paths["va"])])
+    other = tmp_path / "other.txt"
+    other.write_text("frame,label\n1,2\n")
+    with pytest.raises(InputError, match="other.txt is not an Aff-Wild2 annotation file"):
+        annotation_task(other)
+
+
+def test_video_checks_name_the_limit(media_dir, tmp_path):
+    from webapp.inputs import InputError, check_video
+
+    clip = media_dir / "single_face.mp4"
+    assert check_video(clip, max_mb=1, max_duration_s=3).fps == pytest.approx(30)
+    with pytest.raises(InputError, match="single_face.mp4 is 0.2 MB; this app accepts videos up to 0.1 MB"):
+        check_video(clip, max_mb=0.1, max_duration_s=3)
+    with pytest.raises(InputError, match="single_face.mp4 lasts 2 s; this app accepts videos up to 1 s"):
+        check_video(clip, max_mb=1, max_duration_s=1)
+    with pytest.raises(InputError, match="multi_face.jpg is not a video file"):
+        check_video(media_dir / "multi_face.jpg", max_mb=1, max_duration_s=3)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty.mp4 cannot be read as a video: empty file"):
+        check_video(empty, max_mb=1, max_duration_s=3)

@@ -95,7 +95,8 @@ class Handlers:
         else:
             item = self.services.upload_item(video, annotation_paths)
         progress(0.0, desc="loading models")
-        table, notes = self.run_analysis(item, models, prompt_set, _Progress(progress, "analysing frames", "frames"))
+        table, notes = self.run_analysis(item, models, prompt_set,
+                                         _Progress(progress, "analysing frames", "frames"))
         out_dir = self._session_dir(request)
         downloads = results.write_downloads(table, Path(item.name).stem, out_dir)
         key, db_notes = self.services.record_analysis(item, table, downloads[0])
@@ -402,7 +403,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
         video.upload(lambda _: SOURCE_UPLOAD, video, source, api_name=False)
         affwild2_video.input(lambda _: SOURCE_AFFWILD2, affwild2_video, source, api_name=False)
 
-        compare_btn.click(on_page["compare_prompts"], [state, *set_fields], [state, prompt_probs, prompt_f1, *confusions],
+        compare_btn.click(on_page["compare_prompts"], [state, *set_fields],
+                          [state, prompt_probs, prompt_f1, *confusions],
                           api_name="compare_prompts", **gpu_lane)
         for i, (start_from, name, tpl, cls, save) in enumerate(set_columns):
             start_from.input(on_page["load_prompt_set"], start_from, [name, tpl, cls],
@@ -418,14 +420,16 @@ def build_app(config: AppConfig) -> gr.Blocks:
         open_btn.click(on_page["open_segment"], [state, queue, segment], segment_view, api_name="open_segment")
         show_btn.click(on_page["show_range"], [state, start, end], segment_view[3:], api_name="show_range")
         tables = [review_status, corrections, history]
-        flag_btn.click(on_page["flag"], [review_video, task, start, end, reason, flag_note], tables, api_name="flag")
+        flag_btn.click(on_page["flag"], [review_video, task, start, end, reason, flag_note], tables,
+                       api_name="flag")
         correct_btn.click(on_page["correct"], [review_video, task, start, end, valence, arousal, expression, aus,
                                                correct_note], tables, api_name="correct")
         accept_btn.click(on_page["accept"], [review_video, correction_id], tables, api_name="accept_correction")
         reject_btn.click(on_page["reject"], [review_video, correction_id], tables, api_name="reject_correction")
         review_video.change(on_page["history"], review_video, tables[1:], api_name="history")
         export_btn.click(on_page["export"], review_video, export_files, api_name="export_corrections")
-        retrain_btn.click(on_page["retrain"], [preset, epochs, steps, batch], [retrain_info, retrain_metrics], api_name="retrain",
+        retrain_btn.click(on_page["retrain"], [preset, epochs, steps, batch], [retrain_info, retrain_metrics],
+                          api_name="retrain",
                           **gpu_lane)
     return demo
 

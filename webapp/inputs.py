@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from core.affwild2 import AnnotationError
 from core.labels import ANNOTATION_HEADER, EXPRESSIONS
 from core.video import VideoError, probe
 
@@ -27,7 +26,7 @@ def check_video(path: str | Path | None, max_mb: float, max_duration_s: float):
         raise InputError(f"{path.name} is not a video file: expected one of {', '.join(VIDEO_SUFFIXES)}.")
     size_mb = path.stat().st_size / 2**20   # MiB, as Gradio's max_file_size counts
     if size_mb > max_mb:
-        raise InputError(f"{path.name} is {size_mb:.0f} MB; this app accepts videos up to {max_mb:g} MB.")
+        raise InputError(f"{path.name} is {size_mb:.1f} MB; this app accepts videos up to {max_mb:g} MB.")
     try:
         info = probe(path)
     except VideoError as err:
@@ -68,10 +67,6 @@ def annotation_files(paths: list[str] | None) -> dict[str, str]:
                              f"{Path(path).name}. Upload one per task.")
         files[task] = path
     return files
-
-
-def annotation_message(err: AnnotationError) -> str:
-    return f"Annotation file problem: {err}"
 
 
 # Prompt sets as text in the page: templates one per line with "{}" where the class phrase goes, and

@@ -142,7 +142,8 @@ class Services:
         loaded = self.loaded_models(config)
         try:
             if item.path is None:
-                table = pipeline.analyze_affwild2(self.affwild2_index(), item.name, config, progress, loaded=loaded)
+                table = pipeline.analyze_affwild2(self.affwild2_index(), item.name, config, progress,
+                                                  loaded=loaded)
             else:
                 table = pipeline.analyze_video(item.path, config, progress, loaded=loaded)
         except VideoError as err:
