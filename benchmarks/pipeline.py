@@ -1,0 +1,203 @@
+"""Frames per second and peak memory of the video pipeline, part by part, on the sample videos.
+
+    python -m benchmarks.pipeline                     # CPU: every case on ../shared/media, then 10 s vs 10 min
+    python -m benchmarks.pipeline --device cuda       # the same on the GPU
+    python -m benchmarks.pipeline --videos single_face.mp4 --skip-clip --skip-long
+
+Cases, each in a fresh process (so that its peak RSS is its own), after one untimed warm-up run on the
+video's first frames (model loading and first-call kernel set-up are not timed):
+    decode           core.video.iter_frames only (the ceiling)
+    detect           decode + MTCNN as the pipeline runs it (every k-th frame, on a downscaled copy)
+    detect-stock     decode + stock MTCNN on every full-size frame (batched)
+    ddamfn-lstm      the whole pipeline: analyze_video with DDAMFN + LSTM
+    ddamfn-lstm-clip the whole pipeline with DDAMFN + LSTM + CLIP ViT-B-32 zero-shot
+    naive            a per-frame loop: read a frame, stock MTCNN on it, crop, DDAMFN on one crop; LSTM at end
+Memory against length: the whole pipeline on 10 s and on a 10-minute video (WolfgangLanger looped with
+ffmpeg into a temporary file); on CPU the 10-minute run is capped at --long-max-frames frames (stated in
+the output) while decode-only runs through all of it. Random weights throughout (speed does not depend on
+them). Peak RSS is the process's maximum resident size (ru_maxrss); "base" is the RSS after set-up and
+warm-up, so peak - base is what the timed run added.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+VIDEOS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4", "face_noface.mov", "noface_face.mov")
+CASES = ("decode", "detect", "detect-stock", "ddamfn-lstm", "ddamfn-lstm-clip", "naive")
+WARMUP_FRAMES = 48
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dict:
+    """One timed case in this (fresh) process."""
+    import numpy as np
+    import torch
+
+    from core import faces as facelib
+    from core.device import pick_device
+    from core.pipeline import AnalysisConfig, analyze_video, detection_settings, load_models
+    from core.video import iter_frames
+
+    dev = pick_device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    models = {"ddamfn-lstm": ("ddamfn", "lstm"), "ddamfn-lstm-clip": ("ddamfn", "lstm", "clip"),
+              "naive": ("ddamfn", "lstm")}.get(case, ("ddamfn",))
+    config = AnalysisConfig(models=models, device=device, max_frames=max_frames)
+    every, size = detection_settings(config, dev)
+    loaded = load_models(config) if case != "decode" else None
+    extra = {}
+
+    def decode(limit):
+        return sum(len(b) for b in iter_frames(video, max_frames=limit))
+
+    def detect(limit, stock=False):
+        det = loaded.detector
+        det.detect_size = None if stock else size
+        batches = iter_frames(video, batch_size=config.batch_size, max_frames=limit)
+        return sum(len(b) for b in facelib.detect_stream(batches, det, 1 if stock else every))
+
+    def pipeline(limit):
+        df = analyze_video(video, AnalysisConfig(models=models, device=device, max_frames=limit), loaded=loaded)
+        extra.update(faces=int(df["face"].sum()), stages_s=df.attrs["run"]["timings_s"])
+        return len(df)
+
+    @torch.no_grad()
+    def naive(limit):
+        import cv2
+
+        ddamfn, lstm = loaded.models["ddamfn"], loaded.models["lstm"]
+        mtcnn = loaded.detector.mtcnn
+        cap = cv2.VideoCapture(video)
+        embeddings, mask = [], []
+        while limit is None or len(mask) < limit:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            boxes, probs = mtcnn.detect(rgb)
+            if boxes is None:
+                embeddings.append(np.zeros(512, np.float32))
+                mask.append(False)
+                continue
+            crop = facelib.crop_face(rgb, boxes[0], 112)
+            embeddings.append(ddamfn.model.embed(ddamfn.preprocess(crop[None]))[0].float().cpu().numpy())
+            mask.append(True)
+        cap.release()
+        lstm.model.predict_video(np.stack(embeddings), np.array(mask))
+        return len(mask)
+
+    work = {"decode": decode, "detect": detect, "detect-stock": lambda n: detect(n, stock=True),
+            "ddamfn-lstm": pipeline, "ddamfn-lstm-clip": pipeline, "naive": naive}[case]
+    work(WARMUP_FRAMES)
+    sync()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    base = _rss_mb()
+    start = time.perf_counter()
+    frames = work(max_frames)
+    sync()
+    seconds = time.perf_counter() - start
+    out = {"frames": frames, "seconds": seconds, "fps": frames / seconds, "base_rss_mb": base,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "detect_every": every if case in ("detect", "ddamfn-lstm", "ddamfn-lstm-clip") else 1,
+           "detect_size": size if case in ("detect", "ddamfn-lstm", "ddamfn-lstm-clip") else None, **extra}
+    if dev.type == "cuda":
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def run_case(case: str, video: Path, device: str, max_frames: int | None = None) -> dict:
+    """_run_case in a fresh spawned process."""
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_run_case, case, str(video), device, max_frames).result()
+
+
+def video_fps(path: Path) -> float:
+    from core.video import probe
+
+    return probe(path).fps
+
+
+def make_long_video(minutes: float, folder: Path) -> tuple[Path, Path]:
+    """A 10 s and a `minutes`-long 640x360 H.264 video, looping WolfgangLanger_Pexels.mp4 (no re-encode)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise SystemExit("ffmpeg is needed for the 10 s / 10 min memory check (or use --skip-long)")
+    source = MEDIA / "WolfgangLanger_Pexels.mp4"
+    short, long = folder / "ten_seconds.mp4", folder / f"{minutes:g}_minutes.mp4"
+    for out, seconds in ((short, 10), (long, 60 * minutes)):
+        subprocess.run([ffmpeg, "-v", "error", "-y", "-stream_loop", "-1", "-i", str(source), "-t", str(seconds),
+                        "-an", "-c", "copy", str(out)], check=True)
+    return short, long
+
+
+def print_row(video: str, case: str, r: dict, fps_video: float) -> None:
+    cuda = f" {r['cuda_peak_mb']:8.0f}" if "cuda_peak_mb" in r else ""
+    detect = f"every {r['detect_every']}, {r['detect_size'] or 'full'} px" if case != "decode" else ""
+    print(f"{video:26s} {case:17s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:8.1f} "
+          f"{r['fps'] / fps_video:6.2f}x {r['base_rss_mb']:7.0f} {r['peak_rss_mb']:7.0f}{cuda}  {detect}", flush=True)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--videos", default=",".join(VIDEOS), help="comma-separated names in ../shared/media")
+    p.add_argument("--cases", default=",".join(CASES), help="comma-separated, from: " + ", ".join(CASES))
+    p.add_argument("--max-frames", type=int, help="frames per video and case (default: all)")
+    p.add_argument("--skip-clip", action="store_true", help="leave out the ddamfn-lstm-clip case")
+    p.add_argument("--skip-long", action="store_true", help="leave out the 10 s / 10 min memory check")
+    p.add_argument("--long-minutes", type=float, default=10.0)
+    p.add_argument("--long-max-frames", type=int, default=None,
+                   help="cap the pipeline on the long video (default: 1500 frames on CPU, all on GPU)")
+    args = p.parse_args(argv)
+    cases = [c for c in args.cases.split(",") if c and not (args.skip_clip and c == "ddamfn-lstm-clip")]
+
+    import torch
+
+    gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else None
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+          + (f", {gpu}" if gpu else "") + f"; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    cuda_col = " cuda MB" if gpu else ""
+    header = (f"{'video':26s} {'case':17s} {'frames':>6s} {'seconds':>8s} {'fps':>8s} {'x real':>7s} "
+              f"{'base MB':>7s} {'peak MB':>7s}{cuda_col}  detection")
+    print(header)
+    for name in args.videos.split(","):
+        path = MEDIA / name
+        fps_video = video_fps(path)
+        for case in cases:
+            print_row(name, case, run_case(case, path, args.device, args.max_frames), fps_video)
+    if args.skip_long:
+        return
+    cap = args.long_max_frames if args.long_max_frames is not None else (None if gpu else 1500)
+    with tempfile.TemporaryDirectory() as tmp:
+        short, long = make_long_video(args.long_minutes, Path(tmp))
+        fps_video = video_fps(short)
+        print(f"\nmemory against length (pipeline on the {args.long_minutes:g}-minute video "
+              + (f"capped at its first {cap} frames; decode runs through all of it)" if cap else "in full)"))
+        print(header)
+        for label, path, case, limit in (("10 s", short, "decode", None), (f"{args.long_minutes:g} min", long, "decode", None),
+                                         ("10 s", short, "ddamfn-lstm", None), (f"{args.long_minutes:g} min", long, "ddamfn-lstm", cap)):
+            print_row(label, case, run_case(case, path, args.device, limit), fps_video)
+
+
+if __name__ == "__main__":
+    main()
