@@ -110,7 +110,7 @@ def expr_f1(df: pd.DataFrame, column: str) -> float | None:
     """P_EXPR of one expression column against gt_expr, or None without annotation."""
     if "gt_expr" not in df or not df["gt_expr"].notna().any():
         return None
-    return metrics.expr_scores(df[column], df["gt_expr"])["p_expr"]
+    return round(metrics.expr_scores(df[column], df["gt_expr"])["p_expr"], 4)
 
 
 def write_downloads(df: pd.DataFrame, video: str, out_dir: Path) -> list[Path]:
