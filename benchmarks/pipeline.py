@@ -8,6 +8,7 @@ Cases, each in a fresh process (so that its peak RSS is its own), after one unti
 video's first frames (model loading and first-call kernel set-up are not timed):
     decode           core.video.iter_frames only (the ceiling)
     detect           decode + MTCNN as the pipeline runs it (every k-th frame, on a downscaled copy)
+    detect-batched   the same with MTCNN's stages on batched roi_align crops (core.faces)
     detect-stock     decode + stock MTCNN on every full-size frame (batched)
     ddamfn-lstm      the whole pipeline: analyze_video with DDAMFN + LSTM
     ddamfn-lstm-clip the whole pipeline with DDAMFN + LSTM + CLIP ViT-B-32 zero-shot
@@ -34,7 +35,7 @@ from pathlib import Path
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 VIDEOS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4", "face_noface.mov", "noface_face.mov")
-CASES = ("decode", "detect", "detect-stock", "ddamfn-lstm", "ddamfn-lstm-clip", "naive")
+CASES = ("decode", "detect", "detect-batched", "detect-stock", "ddamfn-lstm", "ddamfn-lstm-clip", "naive")
 WARMUP_FRAMES = 48
 
 
@@ -61,16 +62,16 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
     models = {"ddamfn-lstm": ("ddamfn", "lstm"), "ddamfn-lstm-clip": ("ddamfn", "lstm", "clip"),
               "naive": ("ddamfn", "lstm")}.get(case, ("ddamfn",))
     config = AnalysisConfig(models=models, device=device, max_frames=max_frames)
-    every, size = detection_settings(config, dev)
+    every, size = detection_settings(config)
     loaded = load_models(config) if case != "decode" else None
     extra = {}
 
     def decode(limit):
         return sum(len(b) for b in iter_frames(video, max_frames=limit))
 
-    def detect(limit, stock=False):
+    def detect(limit, stock=False, batched=False):
         det = loaded.detector
-        det.detect_size = None if stock else size
+        det.detect_size, det.batched_crops = (None if stock else size), batched
         batches = iter_frames(video, batch_size=config.batch_size, max_frames=limit)
         return sum(len(b) for b in facelib.detect_stream(batches, det, 1 if stock else every))
 
@@ -104,7 +105,8 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
         lstm.model.predict_video(np.stack(embeddings), np.array(mask))
         return len(mask)
 
-    work = {"decode": decode, "detect": detect, "detect-stock": lambda n: detect(n, stock=True),
+    work = {"decode": decode, "detect": detect, "detect-batched": lambda n: detect(n, batched=True),
+            "detect-stock": lambda n: detect(n, stock=True),
             "ddamfn-lstm": pipeline, "ddamfn-lstm-clip": pipeline, "naive": naive}[case]
     work(WARMUP_FRAMES)
     sync()
@@ -117,8 +119,8 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
     seconds = time.perf_counter() - start
     out = {"frames": frames, "seconds": seconds, "fps": frames / seconds, "base_rss_mb": base,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "detect_every": every if case in ("detect", "ddamfn-lstm", "ddamfn-lstm-clip") else 1,
-           "detect_size": size if case in ("detect", "ddamfn-lstm", "ddamfn-lstm-clip") else None, **extra}
+           "detect_every": 1 if case in ("detect-stock", "naive") else every,
+           "detect_size": None if case in ("detect-stock", "naive") else size, **extra}
     if dev.type == "cuda":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out

@@ -40,10 +40,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "annotation line")
     p.add_argument("--track", type=int, help="face track to follow (default: the largest face; the run "
                    "metadata lists the tracks)")
-    p.add_argument("--detect-every", type=int, help="run face detection on every k-th frame (default: 1 on "
-                   "GPU, 2 on CPU); boxes in between are interpolated")
+    p.add_argument("--detect-every", type=int, help="run face detection on every k-th frame (default: 2); "
+                   "boxes in between are interpolated")
     p.add_argument("--detect-size", type=int, help="detect on a copy whose longest side is this many pixels "
-                   "(default: 640 on GPU, 320 on CPU)")
+                   "(default: 320)")
+    p.add_argument("--batched-detection", action="store_true",
+                   help="MTCNN stages with batched crops (meant for GPUs)")
     p.add_argument("--fill", choices=("interpolate", "none"), default="interpolate",
                    help="predictions of frames without a face: interpolated (filled=True) or empty")
     p.add_argument("--max-frames", type=int, help="analyse only the first frames")
@@ -69,6 +71,7 @@ def _config(args):
         weights=_weights(args.weights),
         prompt_sets=tuple(s.strip() for s in args.prompt_sets.split(",") if s.strip()),
         device=args.device, detect_every=args.detect_every, detect_size=args.detect_size, track=args.track,
+        batched_detection=args.batched_detection,
         fill=args.fill, max_frames=args.max_frames, **extra)
 
 

@@ -35,15 +35,19 @@ class FaceDetector:
 
     detect_size: detect on a copy whose longest side is at most this many pixels (None: full size);
     min_face_size: smallest face MTCNN looks for, in pixels of that copy; min_prob: detections below it
-    are dropped (MTCNN's own last threshold is 0.7; 0.9 keeps faces, not face-like texture).
+    are dropped (MTCNN's own last threshold is 0.7; 0.9 keeps faces, not face-like texture);
+    batched_crops: run the stages with mtcnn_detect_batched instead of stock `detect` (off by default:
+    on the 2-core CPU it measured no faster; it targets the GPU, where it is still to be measured).
     """
 
     def __init__(self, device="auto", detect_size: int | None = 640, min_face_size: int = 20,
-                 min_prob: float = 0.9, thresholds=(0.6, 0.7, 0.7), batch_size: int = 32):
+                 min_prob: float = 0.9, thresholds=(0.6, 0.7, 0.7), batch_size: int = 32,
+                 batched_crops: bool = False):
         from facenet_pytorch import MTCNN
 
         self.device = pick_device(device)
         self.detect_size, self.min_prob, self.batch_size = detect_size, min_prob, batch_size
+        self.batched_crops = batched_crops
         self.mtcnn = MTCNN(min_face_size=min_face_size, thresholds=list(thresholds), keep_all=True,
                            select_largest=False, device=self.device).eval()
 
@@ -51,7 +55,8 @@ class FaceDetector:
     def settings(self) -> dict:
         return {"detector": "MTCNN (facenet-pytorch)", "device": str(self.device),
                 "detect_size": self.detect_size, "min_face_size": self.mtcnn.min_face_size,
-                "min_prob": self.min_prob, "thresholds": list(self.mtcnn.thresholds)}
+                "min_prob": self.min_prob, "thresholds": list(self.mtcnn.thresholds),
+                "stages": "batched roi_align crops (core.faces)" if self.batched_crops else "stock detect"}
 
     def scale_for(self, height: int, width: int) -> float:
         """Factor from full frame to detection copy (1.0 when the frame is small enough)."""
@@ -71,24 +76,151 @@ class FaceDetector:
     def _detect_batch(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         if not frames:
             return []
-        x = torch.from_numpy(np.stack(frames))
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        scale = self.scale_for(*x.shape[1:3])
-        x = x.float()
-        if scale != 1.0:
-            size = (round(x.shape[1] * scale), round(x.shape[2] * scale))
-            x = F.interpolate(x.permute(0, 3, 1, 2), size=size, mode="area").permute(0, 2, 3, 1)
-        boxes, probs = self.mtcnn.detect(x)
+        h, w = frames[0].shape[:2]
+        scale = self.scale_for(h, w)
+        size = (round(h * scale), round(w * scale))
+        if self.device.type == "cuda":          # upload uint8, shrink on the GPU
+            x = torch.from_numpy(np.stack(frames)).pin_memory().to(self.device, non_blocking=True)
+            if scale != 1.0:
+                x = F.interpolate(x.permute(0, 3, 1, 2).float(), size=size, mode="area").permute(0, 2, 3, 1)
+        else:                                   # shrink each uint8 frame first: no full-size float copy
+            if scale != 1.0:
+                frames = [cv2.resize(f, size[::-1], interpolation=cv2.INTER_AREA) for f in frames]
+            x = torch.from_numpy(np.stack(frames))
+        if self.batched_crops:
+            found = mtcnn_detect_batched(self.mtcnn, x.to(self.device))
+        else:
+            boxes, probs = self.mtcnn.detect(x)
+            found = [np.zeros((0, 5)) if b is None else np.column_stack([np.asarray(b, np.float32).reshape(-1, 4),
+                                                                          np.asarray(p, np.float32).reshape(-1)])
+                     for b, p in zip(boxes, probs)]
         result = []
-        for b, p in zip(boxes, probs):
-            if b is None:
-                result.append((EMPTY_BOXES, EMPTY_PROBS))
-                continue
-            b, p = np.asarray(b, np.float32).reshape(-1, 4) / scale, np.asarray(p, np.float32).reshape(-1)
-            keep = p >= self.min_prob
-            result.append((b[keep], p[keep]))
+        for f in found:
+            f = np.asarray(f, np.float32).reshape(-1, 5)
+            keep = f[:, 4] >= self.min_prob
+            result.append((f[keep, :4] / scale, f[keep, 4]))
         return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# MTCNN's three stages with batched crops
+#
+# Stock facenet-pytorch crops and resizes every candidate box for RNet and ONet one at a time (a Python
+# loop over thousands of boxes per batch: most of the detector's time on a GPU, PERFORMANCE.md). Here the
+# same stages run on MTCNN's own networks and weights with every crop of a stage taken at once by
+# torchvision's roi_align (averaging bilinear samples, close to the stock area resampling). Constants and
+# order of operations follow facenet-pytorch's detect_face.
+
+def _nms_per_image(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tensor, threshold: float):
+    from torchvision.ops import batched_nms
+
+    return batched_nms(boxes, scores, image, threshold)
+
+
+def _nms_min(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Greedy NMS per image where overlap = intersection / the smaller box (pixel-inclusive areas)."""
+    b = boxes.double().cpu().numpy() + image.double().cpu().numpy()[:, None] * (float(boxes.max()) + 1 if len(boxes) else 0)
+    area = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    order = list(np.argsort(scores.double().cpu().numpy(), kind="stable")[::-1])
+    keep = []
+    while order:
+        i, rest = order[0], np.array(order[1:], dtype=np.int64)
+        keep.append(i)
+        if not len(rest):
+            break
+        w = np.maximum(0.0, np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]) + 1)
+        h = np.maximum(0.0, np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]) + 1)
+        overlap = w * h / np.minimum(area[i], area[rest])
+        order = list(rest[overlap <= threshold])
+    return torch.as_tensor(keep, dtype=torch.long, device=boxes.device)
+
+
+def _square(boxes: torch.Tensor) -> torch.Tensor:
+    """Boxes made square around their centre (side = the longer side)."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = torch.maximum(w, h)
+    x1 = boxes[:, 0] + w / 2 - side / 2
+    y1 = boxes[:, 1] + h / 2 - side / 2
+    return torch.stack([x1, y1, x1 + side, y1 + side], dim=1)
+
+
+def _crops(images: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """size x size crops of the (truncated, clipped) boxes, normalised as MTCNN expects; and which boxes
+    were not empty."""
+    from torchvision.ops import roi_align
+
+    h, w = images.shape[2:]
+    b = boxes.trunc()
+    x1, y1 = b[:, 0].clamp(min=1) - 1, b[:, 1].clamp(min=1) - 1
+    x2, y2 = b[:, 2].clamp(max=w), b[:, 3].clamp(max=h)
+    ok = (x2 > x1) & (y2 > y1)
+    rois = torch.stack([image.to(images.dtype), x1, y1, x2, y2], dim=1)[ok].to(images.dtype)
+    out = roi_align(images, rois, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    return (out - 127.5) * 0.0078125, ok
+
+
+def _refine(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
+    """Apply RNet/ONet box regression (offsets in units of pixel-inclusive box size)."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    return boxes[:, :4] + reg * torch.stack([w, h, w, h], dim=1)
+
+
+@torch.no_grad()
+def mtcnn_detect_batched(mtcnn, images: torch.Tensor) -> list[np.ndarray]:
+    """MTCNN on a batch (B, H, W, 3) (uint8 or float, on the networks' device): per image (k, 5) arrays
+    of x1, y1, x2, y2, probability, in MTCNN's final order."""
+    dtype = next(mtcnn.pnet.parameters()).dtype
+    imgs = images.permute(0, 3, 1, 2).to(dtype)
+    n, _, h, w = imgs.shape
+    t0, t1, t2 = mtcnn.thresholds
+    # image pyramid + PNet
+    scale, side, scales = 12.0 / mtcnn.min_face_size, min(h, w) * 12.0 / mtcnn.min_face_size, []
+    while side >= 12:
+        scales.append(scale)
+        scale *= mtcnn.factor
+        side *= mtcnn.factor
+    found = []
+    for s in scales:
+        x = F.interpolate(imgs, size=(int(h * s + 1), int(w * s + 1)), mode="area")
+        reg, prob = mtcnn.pnet((x - 127.5) * 0.0078125)
+        mask = prob[:, 1] >= t0
+        where = mask.nonzero()
+        image, yx = where[:, 0], where[:, 1:].to(dtype)
+        q1 = ((2 * yx.flip(1) + 1) / s).floor()
+        q2 = ((2 * yx.flip(1) + 12) / s).floor()
+        cand = torch.cat([q1, q2, prob[:, 1][mask].unsqueeze(1), reg.permute(0, 2, 3, 1)[mask]], dim=1)
+        keep = _nms_per_image(cand[:, :4], cand[:, 4], image, 0.5)
+        found.append((cand[keep], image[keep]))
+    cand = torch.cat([c for c, _ in found]) if found else imgs.new_zeros((0, 9))
+    image = torch.cat([i for _, i in found]) if found else torch.zeros(0, dtype=torch.long, device=imgs.device)
+    keep = _nms_per_image(cand[:, :4], cand[:, 4], image, 0.7)
+    cand, image = cand[keep], image[keep]
+    wh = torch.stack([cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1]] * 2, dim=1)
+    boxes = _square(cand[:, :4] + cand[:, 5:9] * wh)
+    # RNet
+    if len(boxes):
+        x, ok = _crops(imgs, boxes, image, 24)
+        boxes, image = boxes[ok], image[ok]
+        reg, prob = mtcnn.rnet(x) if len(x) else (x.new_zeros((0, 4)), x.new_zeros((0, 2)))
+        passed = prob[:, 1] > t1
+        boxes, image, reg, score = boxes[passed], image[passed], reg[passed], prob[passed, 1]
+        keep = _nms_per_image(boxes, score, image, 0.7)
+        boxes = _square(_refine(boxes[keep], reg[keep]))
+        image, score = image[keep], score[keep]
+    # ONet
+    result = torch.zeros((0, 5), device=imgs.device)
+    if len(boxes):
+        x, ok = _crops(imgs, boxes, image, 48)
+        boxes, image = boxes[ok], image[ok]
+        reg, _, prob = mtcnn.onet(x) if len(x) else (x.new_zeros((0, 4)), None, x.new_zeros((0, 2)))
+        passed = prob[:, 1] > t2
+        boxes, image, reg, score = boxes[passed], image[passed], reg[passed], prob[passed, 1]
+        boxes = _refine(boxes, reg)
+        keep = _nms_min(boxes, score, image, 0.7)
+        result, image = torch.cat([boxes[keep], score[keep].unsqueeze(1)], dim=1), image[keep]
+    result, image = result.float().cpu().numpy(), image.cpu().numpy() if len(result) else np.zeros(0, np.int64)
+    return [result[image == i] for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------------

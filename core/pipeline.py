@@ -40,6 +40,7 @@ MODEL_ORDER = ("ddamfn", "lstm", "clip", "clip-lstm")
 _ALIASES = {"ddamfn-lstm": "lstm"}
 _NEEDS = {"lstm": "ddamfn", "clip-lstm": "clip"}
 BOX_COLUMNS = ["box_x1", "box_y1", "box_x2", "box_y2"]
+BATCH_BYTES = 96 * 2**20     # decoded frames in one batch (a 4K video gets 3 frames a batch, 640x360 gets 32)
 AFFWILD2_FPS = 30.0          # Aff-Wild2 videos are 30 fps; used for time_s when the raw video is absent
 
 Progress = Callable[[int, int], None]
@@ -59,18 +60,21 @@ class AnalysisConfig:
     """What to run and how. models: any of "ddamfn", "lstm" (DDAMFN+LSTM), "clip" (zero-shot per
     prompt set, or a trained adapter when its weights are given), "clip-lstm"; a model named in
     `weights` is run even if not listed. weights: model name -> spec (core.weights); absent = random
-    weights, reported as untrained. detect_every / detect_size: None picks 1 / 640 on a GPU and 2 / 320
-    on a CPU (see benchmarks/pipeline.py); fill: "interpolate" or "none" for faceless frames."""
+    weights, reported as untrained. detect_every / detect_size: None picks every 2nd frame on a copy
+    320 px long on both devices (real time on a 2-core CPU, and the same faces on CPU and GPU; see
+    benchmarks/pipeline.py); batched_detection: MTCNN stages with batched crops (core.faces); fill:
+    "interpolate" or "none" for faceless frames."""
 
     models: tuple[str, ...] = ("ddamfn",)
     weights: dict[str, str] = field(default_factory=dict)
     prompt_sets: tuple = ("basic",)
     clip_model: str = DEFAULT_CLIP_MODEL
     device: str = "auto"
-    batch_size: int = 32
+    batch_size: int = 32             # frames per decoded batch (fewer for large frames, see BATCH_BYTES)
     detect_every: int | None = None
     detect_size: int | None = None
     min_face_prob: float = 0.9
+    batched_detection: bool = False
     max_faces: int = 5               # faces per frame that get embeddings (the largest)
     track: int | None = None         # the subject's track id; None: the largest face over the video
     fill: str = "interpolate"
@@ -150,12 +154,14 @@ def load_models(config: AnalysisConfig | None = None) -> LoadedModels:
     return LoadedModels(device, models, detector, thresholds)
 
 
-def detection_settings(config: AnalysisConfig, device: torch.device) -> tuple[int, int | None]:
-    """(detect every k-th frame, longest side of the detection copy): the config's, or the defaults for
-    the device (CPU: every 2nd frame at 320 px, to run at real time; GPU: every frame at 640 px)."""
-    on_gpu = device.type == "cuda"
-    every = config.detect_every if config.detect_every is not None else (1 if on_gpu else 2)
-    size = config.detect_size if config.detect_size is not None else (640 if on_gpu else 320)
+DEFAULT_DETECT_EVERY = 2
+DEFAULT_DETECT_SIZE = 320
+
+
+def detection_settings(config: AnalysisConfig) -> tuple[int, int | None]:
+    """(detect every k-th frame, longest side of the detection copy): the config's or the defaults."""
+    every = config.detect_every if config.detect_every is not None else DEFAULT_DETECT_EVERY
+    size = config.detect_size if config.detect_size is not None else DEFAULT_DETECT_SIZE
     return every, size
 
 
@@ -301,7 +307,8 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
                                                                              config.max_frames)
     faces, times, detected = _Faces(loaded.embedding_dims), [], 0
     n, shape = 0, (info.height, info.width)
-    decoded = _prefetch(iter_frames(path, config.batch_size, config.max_frames), timer)
+    batch_size = max(1, min(config.batch_size, BATCH_BYTES // max(3 * info.width * info.height, 1)))
+    decoded = _prefetch(iter_frames(path, batch_size, config.max_frames), timer)
     every, detector = _detector(loaded, config)
     stream = facelib.detect_stream(_timed(decoded, timer, "decode_wait"), _TimedDetector(detector, timer), every)
     for batch in stream:
@@ -353,9 +360,10 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
 
 def _detector(loaded: LoadedModels, config: AnalysisConfig) -> tuple[int, facelib.FaceDetector]:
     """The loaded detector with this call's settings (a shallow copy: the MTCNN networks are shared)."""
-    every, size = detection_settings(config, loaded.device)
+    every, size = detection_settings(config)
     detector = copy.copy(loaded.detector)
     detector.detect_size, detector.min_prob = size, config.min_face_prob
+    detector.batched_crops = config.batched_detection
     return every, detector
 
 

@@ -58,6 +58,18 @@ def test_downscaled_detection_matches_full_size(media_dir):
     assert iou(small, full)[0, 0] > 0.85
 
 
+def test_batched_stages_find_the_faces_stock_mtcnn_finds(media_dir, multi_face_video):
+    frames = first_frames(media_dir / "WolfgangLanger_Pexels.mp4", 200)[::25] + first_frames(multi_face_video, 1)
+    frames = frames[:-1] + [frames[-1][:360, :640]]          # one size for the batch: a corner of the photo
+    stock = FaceDetector("cpu", detect_size=320).detect(frames)
+    batched = FaceDetector("cpu", detect_size=320, batched_crops=True).detect(frames)
+    assert sum(len(b) for b, _ in stock) >= 9
+    for (a, pa), (b, pb) in zip(stock, batched):
+        assert len(a) == len(b)
+        if len(a):
+            assert iou(a, b).max(axis=1).min() > 0.75 and np.abs(np.sort(pa) - np.sort(pb)).max() < 0.1
+
+
 def test_every_third_frame_interpolates_between_detections(detector, media_dir):
     frames = list(iter_frames(media_dir / "single_face.mp4", batch_size=8, max_frames=20))
     every1 = [b for fb in detect_stream(frames, detector, every=1) for b in fb.boxes]
