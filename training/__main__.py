@@ -1,0 +1,66 @@
+"""`python -m training {extract,train,thresholds,evaluate,predict} [--preset NAME] [--key value ...]`.
+
+Each command's options are the fields of its dataclass in training/config.py; `--help` lists them.
+Launch with `torchrun --nproc_per_node=N -m training train ...` for several GPUs (or CPU processes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from training import config
+
+COMMANDS = {
+    "extract": (config.ExtractConfig, "per-frame embeddings of a dataset, cached on disk (resumable)"),
+    "train": (config.TrainConfig, "train a model; validation with the ABAW metrics every epoch"),
+    "thresholds": (config.EvalConfig, "optimise per-AU thresholds on validation predictions, store them in the checkpoint"),
+    "evaluate": (config.EvalConfig, "ABAW metrics of a checkpoint on a split"),
+    "predict": (config.PredictConfig, "write ABAW submission files"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (cls, text) in COMMANDS.items():
+        config.add_arguments(sub.add_parser(name, help=text, description=f"{text}. {cls.__doc__}"), cls)
+    return p
+
+
+def run(command: str, cfg):
+    if command == "extract":
+        from training.extract import extract
+
+        cache = extract(cfg)
+        return {"cache": str(cache.dir)}
+    if command == "train":
+        from training.loop import train
+
+        return {"best": str(train(cfg))}
+    from training import evaluate
+
+    return getattr(evaluate, command)(cfg)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    cls, _ = COMMANDS[args.command]
+    try:
+        cfg = config.from_args(cls, args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = run(args.command, cfg)
+    from training.distributed import is_main, teardown
+
+    if is_main():
+        print(json.dumps(result, indent=1, default=str))
+    teardown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The training loop, one for every model: setup, then epochs of (train, validate with the ABAW metrics,
+checkpoint), top to bottom.
+
+Outputs in cfg.out: last.pt (every epoch, with the optimiser state: `--resume` continues from it), best.pt
+(the epoch with the best validation score = sum of the tasks' ABAW P), log.csv (one row per epoch),
+config.json. Under torchrun every process trains on its share of each epoch (DistributedSampler) and
+predicts its share of the validation videos; process 0 scores, logs and writes checkpoints.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from core.device import autocast
+from core.weights import load_checkpoint, save_checkpoint
+from training import distributed
+from training.config import TrainConfig, to_dict
+from training.data import LabelSet, load_labels
+from training.predictions import abaw_metrics, merge
+from training.recipes import Recipe, make_recipe
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def validate(recipe: Recipe, labels: LabelSet) -> dict:
+    """ABAW metrics of the current weights on a split; every process predicts a share of the videos."""
+    rank, world = distributed.rank_and_world()
+    videos = sorted(labels.table["video"].unique())[rank::world]
+    recipe.module.eval()
+    part = recipe.predict(labels, videos)
+    parts = distributed.gather(part)
+    preds = merge(parts, len(labels.table), recipe.tasks)
+    return abaw_metrics(labels.table, preds, recipe.tasks)
+
+
+class CsvLog:
+    """log.csv: one row per epoch; the header comes from the first row (appends when resuming)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, row: dict) -> None:
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def _scalar_metrics(metrics: dict) -> dict:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items() if not isinstance(v, list)}
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train cfg.model; returns the path of the best checkpoint."""
+    # -- setup ------------------------------------------------------------------------------------------
+    device = distributed.setup(cfg.device)
+    rank, world = distributed.rank_and_world()
+    main = rank == 0
+    seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+    train_labels = load_labels(cfg.root, cfg.tasks, "train", cfg.corrections, cfg.db)
+    val_labels = load_labels(cfg.root, cfg.tasks, "val", cfg.corrections, cfg.db)
+    recipe = make_recipe(cfg, train_labels, val_labels, device)
+    module = recipe.module
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
+    start_epoch, best_score, best_epoch = 0, -math.inf, None
+    if cfg.resume and (out / "last.pt").exists():
+        ckpt = load_checkpoint(out / "last.pt")
+        recipe.load_checkpoint_model(ckpt)
+        optimizer.load_state_dict(ckpt.optimizer_state_dict)
+        state = ckpt.metadata["training"]
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
+        if main:
+            log.info("resuming %s after epoch %d", out / "last.pt", state["epoch"])
+    net = module
+    if world > 1:
+        net = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                      find_unused_parameters=True)   # DDAMFN keeps unused upstream layers
+    sampler = DistributedSampler(recipe.train_set, shuffle=True, seed=cfg.seed) if world > 1 else None
+    loader = DataLoader(recipe.train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=cfg.workers, pin_memory=device.type == "cuda", drop_last=False,
+                        generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=False)
+    steps = len(loader) if not cfg.steps_per_epoch else min(len(loader), cfg.steps_per_epoch)
+    use_amp = cfg.amp and device.type == "cuda"
+    corrections = {"used": cfg.corrections, "source": train_labels.source,
+                   "ids": sorted(set(train_labels.corrections) | set(val_labels.corrections)),
+                   "train_ids": train_labels.corrections, "flagged_left_out": train_labels.flagged}
+    csv_log = CsvLog(out / "log.csv")
+
+    # -- epochs -----------------------------------------------------------------------------------------
+    for epoch in range(start_epoch, cfg.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        module.train()
+        started, sums, count = time.time(), defaultdict(float), 0
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (main and cfg.progress),
+                   leave=False)
+        for step, batch in enumerate(bar):
+            if step >= steps:
+                break
+            with autocast(device, use_amp):
+                output, target, extra = recipe.forward(net, batch)
+            parts = recipe.losses(output, target)
+            loss = sum(parts.values()) + (extra if extra is not None else 0.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            count += 1
+            sums["loss"] += loss.item()
+            for name, value in parts.items():
+                sums[f"loss_{name}"] += value.item()
+            if extra is not None:
+                sums["loss_attention"] += extra.item()
+            bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+        bar.close()
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        metrics = validate(recipe, val_labels)
+        if main:
+            improved = metrics["score"] > best_score
+            if improved:
+                best_score, best_epoch = metrics["score"], epoch
+            meta = {
+                "metrics": {"val": metrics},
+                "training": {"config": to_dict(cfg), "epoch": epoch, "best_score": best_score,
+                             "best_epoch": best_epoch, "scheduler": scheduler.state_dict(), "world_size": world,
+                             "data": {"train": train_labels.summary(), "val": val_labels.summary()},
+                             "corrections": corrections},
+                **recipe.extra_metadata,
+            }
+            save_checkpoint(out / "last.pt", recipe.checkpoint_model(), meta, optimizer)
+            if improved:
+                shutil.copyfile(out / "last.pt", out / "best.pt")
+            row = {"epoch": epoch + 1, "lr": lr, "steps": count, "seconds": round(time.time() - started, 2),
+                   **{k: round(v / max(count, 1), 6) for k, v in sums.items()},
+                   **{f"val_{k}": v for k, v in _scalar_metrics(metrics).items()}, "best": improved}
+            csv_log.write(row)
+            tqdm.write(f"epoch {epoch + 1}: loss {row.get('loss', float('nan')):.4f}  val score "
+                       f"{metrics['score']:.4f}{'  (best)' if improved else ''}")
+        distributed.barrier()
+    distributed.teardown()
+    return out / "best.pt"
