@@ -272,4 +272,4 @@ class EmbeddingWindows(Dataset):
 def video_rows(table: pd.DataFrame) -> dict[str, np.ndarray]:
     """Video -> its table rows in frame order."""
     order = table.sort_values(["video", "frame"], kind="stable")
-    return {v: rows.to_numpy() for v, rows in order.groupby("video", sort=False).groups.items()}
+    return {v: np.array(rows, dtype=np.int64) for v, rows in order.groupby("video", sort=False).groups.items()}

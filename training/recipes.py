@@ -156,21 +156,23 @@ class EmbeddingHeads(nn.Module):
         return self.heads((emb - self.mean) / self.std)
 
     def folded(self) -> dict[str, torch.Tensor]:
-        """TaskHeads weights acting on raw embeddings: W' = W / std, b' = b - W' mean."""
+        """TaskHeads weights acting on raw embeddings: W' = W / std, b' = b - W' mean (computed in float64)."""
         out = {}
+        mean, std = self.mean.double(), self.std.double()
         for t, layer in self.heads.layers.items():
-            w = layer.weight / self.std
-            out[f"layers.{t}.weight"] = w
-            out[f"layers.{t}.bias"] = layer.bias - w @ self.mean
+            w = layer.weight.double() / std
+            out[f"layers.{t}.weight"] = w.float()
+            out[f"layers.{t}.bias"] = (layer.bias.double() - w @ mean).float()
         return out
 
     def unfold(self, state: dict[str, torch.Tensor]) -> None:
         """Inverse of folded(): load raw-embedding head weights into the standardised heads."""
+        mean, std = self.mean.double(), self.std.double()
         with torch.no_grad():
             for t, layer in self.heads.layers.items():
-                w = state[f"layers.{t}.weight"].to(self.std)
-                layer.weight.copy_(w * self.std)
-                layer.bias.copy_(state[f"layers.{t}.bias"].to(self.std) + w @ self.mean)
+                w = state[f"layers.{t}.weight"].double()
+                layer.weight.copy_(w * std)
+                layer.bias.copy_(state[f"layers.{t}.bias"].double() + w @ mean)
 
 
 class DDAMFNHeadsRecipe(_CachedEmbeddings):
