@@ -168,7 +168,7 @@ def main(argv=None) -> None:
     p.add_argument("--skip-long", action="store_true", help="leave out the 10 s / 10 min memory check")
     p.add_argument("--long-minutes", type=float, default=10.0)
     p.add_argument("--long-max-frames", type=int, default=None,
-                   help="cap the pipeline on the long video (default: 1500 frames on CPU, all on GPU)")
+                   help="cap the pipeline on the long video (default: 1500 frames on CPU, all on GPU; 0: all)")
     args = p.parse_args(argv)
     cases = [c for c in args.cases.split(",") if c and not (args.skip_clip and c == "ddamfn-lstm-clip")]
 
@@ -189,15 +189,17 @@ def main(argv=None) -> None:
             print_row(name, case, run_case(case, path, args.device, args.max_frames), fps_video)
     if args.skip_long:
         return
-    cap = args.long_max_frames if args.long_max_frames is not None else (None if gpu else 1500)
+    cap = args.long_max_frames if args.long_max_frames is not None else (0 if gpu else 1500)
+    cap = cap or None
     with tempfile.TemporaryDirectory() as tmp:
         short, long = make_long_video(args.long_minutes, Path(tmp))
         fps_video = video_fps(short)
         print(f"\nmemory against length (pipeline on the {args.long_minutes:g}-minute video "
               + (f"capped at its first {cap} frames; decode runs through all of it)" if cap else "in full)"))
         print(header)
-        for label, path, case, limit in (("10 s", short, "decode", None), (f"{args.long_minutes:g} min", long, "decode", None),
-                                         ("10 s", short, "ddamfn-lstm", None), (f"{args.long_minutes:g} min", long, "ddamfn-lstm", cap)):
+        long_label = f"{args.long_minutes:g} min"
+        for label, path, case, limit in (("10 s", short, "decode", None), (long_label, long, "decode", None),
+                                         ("10 s", short, "ddamfn-lstm", None), (long_label, long, "ddamfn-lstm", cap)):
             print_row(label, case, run_case(case, path, args.device, limit), fps_video)
 
 

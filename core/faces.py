@@ -119,7 +119,10 @@ def _nms_per_image(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tenso
 
 def _nms_min(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tensor, threshold: float) -> torch.Tensor:
     """Greedy NMS per image where overlap = intersection / the smaller box (pixel-inclusive areas)."""
-    b = boxes.double().cpu().numpy() + image.double().cpu().numpy()[:, None] * (float(boxes.max()) + 1 if len(boxes) else 0)
+    if not len(boxes):
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    b = boxes.double().cpu().numpy()
+    b = b + image.double().cpu().numpy()[:, None] * (b.max() + 1)     # images never overlap
     area = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
     order = list(np.argsort(scores.double().cpu().numpy(), kind="stable")[::-1])
     keep = []
@@ -144,7 +147,7 @@ def _square(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([x1, y1, x1 + side, y1 + side], dim=1)
 
 
-def _crops(images: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _crops(images: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor, size: int):
     """size x size crops of the (truncated, clipped) boxes, normalised as MTCNN expects; and which boxes
     were not empty."""
     from torchvision.ops import roi_align

@@ -430,7 +430,7 @@ def analyze_affwild2(index, video: str, models: AnalysisConfig | None = None, pr
             chunk.append(i)
             images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         t = timer.add("read_images", t)
-        crops_d = np.stack([_resize(im, DDAMFN_SIZE) for im in images]) if images and "ddamfn" in loaded.models else None
+        crops_d = np.stack([_resize(im, DDAMFN_SIZE) for im in images]) if images else None
         crops_c = np.stack([_resize(im, loaded.clip_size) for im in images]) if images and loaded.clip else None
         timer.add("crop", t)
         emb = _embed(loaded, crops_d, crops_c, timer) if chunk else {}
