@@ -17,7 +17,8 @@ Memory against length: the whole pipeline on 10 s and on a 10-minute video (Wolf
 ffmpeg into a temporary file); on CPU the 10-minute run is capped at --long-max-frames frames (stated in
 the output) while decode-only runs through all of it. Random weights throughout (speed does not depend on
 them). Peak RSS is the process's maximum resident size (ru_maxrss); "base" is the RSS after set-up and
-warm-up, so peak - base is what the timed run added.
+warm-up, so peak - base is what the timed run added. "load" is the machine's 1-minute load average when
+the case ended: other processes on a small machine slow every case down.
 """
 from __future__ import annotations
 
@@ -155,7 +156,8 @@ def print_row(video: str, case: str, r: dict, fps_video: float) -> None:
     cuda = f" {r['cuda_peak_mb']:8.0f}" if "cuda_peak_mb" in r else ""
     detect = f"every {r['detect_every']}, {r['detect_size'] or 'full'} px" if case != "decode" else ""
     print(f"{video:26s} {case:17s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:8.1f} "
-          f"{r['fps'] / fps_video:6.2f}x {r['base_rss_mb']:7.0f} {r['peak_rss_mb']:7.0f}{cuda}  {detect}", flush=True)
+          f"{r['fps'] / fps_video:6.2f}x {r['base_rss_mb']:7.0f} {r['peak_rss_mb']:7.0f}{cuda} "
+          f"{os.getloadavg()[0]:5.1f}  {detect}", flush=True)
 
 
 def main(argv=None) -> None:
@@ -180,7 +182,7 @@ def main(argv=None) -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     cuda_col = " cuda MB" if gpu else ""
     header = (f"{'video':26s} {'case':17s} {'frames':>6s} {'seconds':>8s} {'fps':>8s} {'x real':>7s} "
-              f"{'base MB':>7s} {'peak MB':>7s}{cuda_col}  detection")
+              f"{'base MB':>7s} {'peak MB':>7s}{cuda_col} {'load':>5s}  detection")
     print(header)
     for name in args.videos.split(","):
         path = MEDIA / name
