@@ -1,6 +1,7 @@
 """training/ pieces on their own: config parsing, the losses against the metric definitions, label tables
 (annotation files and the review database), windows, neighbour filling, folded heads, the embedding cache."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -27,6 +28,16 @@ from training.predictions import fill_from_neighbours
 from training.recipes import EmbeddingHeads
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These small CPU runs are fastest on one thread: with several, OpenMP workers spin and stall
+    whenever the machine is busy with other processes (seen: 10-30x slower DDAMFN steps)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # -- config ---------------------------------------------------------------------------------------------
@@ -209,7 +220,8 @@ def test_extract_resumes_after_being_killed_and_reuses_finished_videos(affwild2_
     (tmp_path / "videos.txt").write_text("\n".join(videos) + "\n")
     cmd = [sys.executable, "-m", "training", "extract", "--root", str(affwild2_data.root), "--weights", str(weights),
            "--cache", str(cache_root), "--videos", str(tmp_path / "videos.txt"), "--device", "cpu", "--workers", "0", "--batch-size", "16", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not list(cache_root.glob("*/*.npz")):
         time.sleep(0.05)
