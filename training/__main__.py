@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from training import config
@@ -54,11 +55,11 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result = run(args.command, cfg)
-    from training.distributed import is_main, teardown
+    from training.distributed import teardown
 
-    if is_main():
-        print(json.dumps(result, indent=1, default=str))
     teardown()
+    if int(os.environ.get("RANK", "0")) == 0:            # torchrun: the first process reports
+        print(json.dumps(result, indent=1, default=str))
     return 0
 
 

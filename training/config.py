@@ -36,7 +36,8 @@ class DataOptions:
                         default="auto")
     batch_size: int = _help("frames (or windows) per batch", default=256)
     workers: int = _help("data-loading worker processes", default=4)
-    amp: bool = _help("bf16/fp16 autocast on CUDA (CPU runs in fp32)", default=True)
+    amp: bool = _help("autocast on CUDA: bf16 for training steps, fp16 for extraction and prediction (CPU "
+                      "runs in fp32)", default=True)
     progress: bool = _help("show tqdm progress bars", default=True)
 
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from core.affwild2 import AffWild2Index
-from core.device import autocast
+from core.device import inference_autocast
 from training.data import read_image, split_videos
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Encoder:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, amp: bool = True) -> torch.Tensor:
         frames = images.permute(0, 2, 3, 1)                       # the models' preprocess takes (B,H,W,3)
-        with autocast(self.device, amp and self.device.type == "cuda"):
+        with inference_autocast(self.device, amp and self.device.type == "cuda"):
             if self.kind == "ddamfn":
                 from core.models.ddamfn import preprocess
 

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from core.affwild2 import LABEL_COLUMNS
-from core.device import autocast
+from core.device import inference_autocast
 from core.metrics import au_scores, expr_scores, va_scores
 from core.models.heads import TASK_DIMS
 from training.data import FrameImages, target_arrays, valid_mask, video_rows
@@ -50,7 +50,7 @@ def predict_images(model, table: pd.DataFrame, rows: np.ndarray, tasks, device, 
     chunks = {t: [] for t in tasks}
     for batch in loader:
         x = preprocess(batch["image"].permute(0, 2, 3, 1), device)
-        with autocast(device, amp and device.type == "cuda"):
+        with inference_autocast(device, amp and device.type == "cuda"):
             out = model(x)
         for t, v in activate(out, tasks).items():
             chunks[t].append(v)

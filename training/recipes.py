@@ -103,6 +103,9 @@ class DDAMFNRecipe(Recipe):
     def __init__(self, cfg, train, val, device):
         super().__init__(cfg, train, val, device)
         self.module = ddamfn_from(cfg.weights, self.tasks).to(device)
+        self.channels_last = device.type == "cuda"          # faster convolutions on GPUs
+        if self.channels_last:
+            self.module.to(memory_format=torch.channels_last)
         rows = labelled_rows(train.table, self.tasks)
         self._loss_weights(rows)
         self.train_set = FrameImages(train.table, rows, augment=cfg.augment)
@@ -110,7 +113,8 @@ class DDAMFNRecipe(Recipe):
 
     def forward(self, net, batch):
         batch = _to(batch, self.device)
-        out = net(preprocess(batch["image"].permute(0, 2, 3, 1), self.device))
+        x = preprocess(batch["image"].permute(0, 2, 3, 1), self.device)
+        out = net(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
         return out, batch, self.cfg.att_weight * attention_loss(out["attention"].float())
 
     def predict(self, labels, videos):
