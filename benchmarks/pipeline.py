@@ -17,7 +17,7 @@ Memory against length: the whole pipeline on 10 s and on a 10-minute video (Wolf
 ffmpeg into a temporary file); on CPU the 10-minute run is capped at --long-max-frames frames (stated in
 the output) while decode-only runs through all of it. Random weights throughout (speed does not depend on
 them). Peak RSS is the process's maximum resident size (ru_maxrss); "base" is the RSS after set-up and
-warm-up, so peak - base is what the timed run added. "load" is the machine's 1-minute load average when
+warm-up, so peak - base is what the timed run added. "cpu ms/f" is CPU time (all threads) per frame. "load" is the machine's 1-minute load average when
 the case ended: other processes on a small machine slow every case down.
 """
 from __future__ import annotations
@@ -46,6 +46,12 @@ def _rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dict:
@@ -114,11 +120,13 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     base = _rss_mb()
+    cpu = _cpu_seconds()
     start = time.perf_counter()
     frames = work(max_frames)
     sync()
     seconds = time.perf_counter() - start
     out = {"frames": frames, "seconds": seconds, "fps": frames / seconds, "base_rss_mb": base,
+           "cpu_ms_per_frame": 1000 * (_cpu_seconds() - cpu) / max(frames, 1),
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "detect_every": 1 if case in ("detect-stock", "naive") else every,
            "detect_size": None if case in ("detect-stock", "naive") else size, **extra}
@@ -156,8 +164,11 @@ def print_row(video: str, case: str, r: dict, fps_video: float) -> None:
     cuda = f" {r['cuda_peak_mb']:8.0f}" if "cuda_peak_mb" in r else ""
     detect = f"every {r['detect_every']}, {r['detect_size'] or 'full'} px" if case != "decode" else ""
     print(f"{video:26s} {case:17s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:8.1f} "
-          f"{r['fps'] / fps_video:6.2f}x {r['base_rss_mb']:7.0f} {r['peak_rss_mb']:7.0f}{cuda} "
-          f"{os.getloadavg()[0]:5.1f}  {detect}", flush=True)
+          f"{r['fps'] / fps_video:6.2f}x {r['cpu_ms_per_frame']:7.1f} {r['base_rss_mb']:7.0f} {r['peak_rss_mb']:7.0f}"
+          f"{cuda} {os.getloadavg()[0]:5.1f}  {detect}", flush=True)
+    if "stages_s" in r:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items() if k not in ("load_models", "total"))
+        print(f"{'':45s} stages (s): {stages}", flush=True)
 
 
 def main(argv=None) -> None:
@@ -182,7 +193,7 @@ def main(argv=None) -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     cuda_col = " cuda MB" if gpu else ""
     header = (f"{'video':26s} {'case':17s} {'frames':>6s} {'seconds':>8s} {'fps':>8s} {'x real':>7s} "
-              f"{'base MB':>7s} {'peak MB':>7s}{cuda_col} {'load':>5s}  detection")
+              f"{'cpu ms/f':>8s} {'base MB':>7s} {'peak MB':>7s}{cuda_col} {'load':>5s}  detection")
     print(header)
     for name in args.videos.split(","):
         path = MEDIA / name
