@@ -134,6 +134,21 @@ def test_clip_columns_per_prompt_set_and_clip_lstm(media_dir):
     assert run["video"]["decoded_frames"] == 3
 
 
+def test_trained_clip_adapter_alone(media_dir, tmp_path):
+    """A clip-adapter checkpoint as the only model: zero-shot columns from its frozen CLIP, the adapter's
+    own classes as clip_adapter_*, and no DDAMFN columns filled."""
+    adapter = create_model("clip-adapter", device="cpu")
+    path = save_checkpoint(tmp_path / "adapter.pt", adapter.model, {"note": "test"})
+    config = AnalysisConfig(models=(), weights={"clip": str(path)}, device="cpu", max_frames=2,
+                            prompt_sets=(small_prompt_set("basic", "a {} face."),))
+    df = analyze_video(media_dir / "single_face.mp4", config)
+    check_table(df, 2, ["basic", "adapter"])
+    assert df["face"].all() and df["valence"].isna().all() and df["expr"].isna().all()
+    # an untrained (zero-initialised) adapter answers like zero-shot CLIP with its own prompts
+    assert df["clip_adapter_p_Happiness"].notna().all()
+    assert df.attrs["run"]["models"]["clip"]["source"] == str(path) and df.attrs["run"]["main_outputs"] is None
+
+
 def calibrated_ddamfn(crops):
     """A random DDAMFN whose BatchNorm statistics are those of `crops`, so that its outputs depend on
     the input (at initialisation the embedding is ~0 for every image)."""
