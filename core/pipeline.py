@@ -143,6 +143,8 @@ def load_models(config: AnalysisConfig | None = None) -> LoadedModels:
             dim = clip.clip.embed_dim if isinstance(clip, ClipAdapter) else clip.embed_dim
             options = {"input_dim": dim, "tasks": ("expr",)}
         models[name] = create_model(name, weights=weights, device=device, **options)
+    if "ddamfn" in models and device.type == "cuda":     # _embed feeds it channels_last batches
+        models["ddamfn"].model.to(memory_format=torch.channels_last)
     if "clip" in models:                 # text embeddings of the prompt sets, computed once here
         clip = models["clip"].model
         for spec in config.prompt_sets:
