@@ -54,8 +54,15 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = run(args.command, cfg)
+    from core.weights import WeightsError
     from training.distributed import teardown
+
+    try:
+        result = run(args.command, cfg)
+    except (ValueError, WeightsError, FileNotFoundError) as e:     # bad input: one line, no traceback
+        teardown()
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
     teardown()
     if int(os.environ.get("RANK", "0")) == 0:            # torchrun: the first process reports

@@ -119,7 +119,7 @@ class DDAMFNRecipe(Recipe):
 
     def predict(self, labels, videos):
         rows = _video_of_rows(labels, videos)
-        rows = rows[labels.table["image_path"].to_numpy()[rows] != None]  # noqa: E711 (object column)
+        rows = rows[labels.table["image_path"].notna().to_numpy()[rows]]
         cfg = self.cfg
         return rows, predict_images(self.module, labels.table, rows, self.tasks, self.device, cfg.batch_size,
                                     cfg.workers, cfg.amp)
