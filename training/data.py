@@ -80,7 +80,7 @@ def load_labels(root, tasks, split: str, corrections: bool = True, db: str | Non
         for task in TASKS:
             if LABEL_COLUMNS[task][0] not in labels.columns:
                 labels = pd.concat([labels, _empty_labels(task, frames)], axis=1)
-        labels = labels[[c for t in TASKS for c in LABEL_COLUMNS[t]]]
+        labels = labels[_label_columns()]
         table = labels.reset_index()
         table.insert(0, "video", video)
         table["image_path"] = image_paths(index, video, table["frame"].to_numpy())

@@ -73,7 +73,7 @@ class Recipe:
         load_state(self.module, ckpt.state_dict, ckpt.source)
 
 
-def _video_of_rows(labels: LabelSet, videos) -> np.ndarray:
+def _rows_of_videos(labels: LabelSet, videos) -> np.ndarray:
     by_video = video_rows(labels.table)
     return np.concatenate([by_video[v] for v in videos]) if len(videos) else np.zeros(0, np.int64)
 
@@ -118,7 +118,7 @@ class DDAMFNRecipe(Recipe):
         return out, batch, self.cfg.att_weight * attention_loss(out["attention"].float())
 
     def predict(self, labels, videos):
-        rows = _video_of_rows(labels, videos)
+        rows = _rows_of_videos(labels, videos)
         rows = rows[labels.table["image_path"].notna().to_numpy()[rows]]
         cfg = self.cfg
         return rows, predict_images(self.module, labels.table, rows, self.tasks, self.device, cfg.batch_size,
@@ -196,7 +196,7 @@ class DDAMFNHeadsRecipe(_CachedEmbeddings):
 
     def predict(self, labels, videos):
         emb, has = self.val_embeddings(labels)
-        rows = _video_of_rows(labels, videos)
+        rows = _rows_of_videos(labels, videos)
         rows = rows[has[rows]]
         return rows, predict_embeddings(self.module, emb[rows], self.tasks, self.device)
 
@@ -296,7 +296,7 @@ class ClipAdapterRecipe(_CachedEmbeddings):
 
     def predict(self, labels, videos):
         emb, has = self.val_embeddings(labels)
-        rows = _video_of_rows(labels, videos)
+        rows = _rows_of_videos(labels, videos)
         rows = rows[has[rows]]
         return rows, predict_embeddings(self.adapter.forward_embeddings, emb[rows], ("expr",), self.device)
 
