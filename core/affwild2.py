@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.fill import fill_gaps
 from core.labels import (
     ANNOTATION_HEADER,
     AUS,
@@ -278,21 +279,6 @@ def read_submission(path, task: str) -> pd.DataFrame:
     return pd.concat([images.rename("image_location"), video.rename("video"), frame.rename("frame"), labels], axis=1)
 
 
-def _fill_from_nearest(frames: np.ndarray, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Copy each invalid row's values from the valid row nearest in frame number (the earlier on a tie)."""
-    have = np.flatnonzero(valid)
-    order = have[np.argsort(frames[have], kind="stable")]
-    known = frames[order]
-    lacking = np.flatnonzero(~valid)
-    after = np.searchsorted(known, frames[lacking])
-    left = np.clip(after - 1, 0, len(known) - 1)
-    right = np.clip(after, 0, len(known) - 1)
-    take_right = np.abs(known[right] - frames[lacking]) < np.abs(known[left] - frames[lacking])
-    out = values.copy()
-    out[lacking] = values[order[np.where(take_right, right, left)]]
-    return out
-
-
 def write_submission(df: pd.DataFrame, path, task: str) -> int:
     """Write an ABAW test-set submission file for one task; returns how many rows had to be filled.
 
@@ -319,7 +305,8 @@ def write_submission(df: pd.DataFrame, path, task: str) -> int:
             log.warning("%s: video %s has no prediction at all; writing the neutral answer", path, name)
             filled[rows] = 0.0
             continue
-        filled[rows] = _fill_from_nearest(frame.to_numpy()[rows], values[rows], valid[rows])
+        order = rows[np.argsort(frame.to_numpy()[rows], kind="stable")]
+        filled[order] = fill_gaps(values[order], valid[order], frame.to_numpy()[order], method="nearest")
     body = _format_labels(pd.DataFrame(filled, columns=LABEL_COLUMNS[task]), task)
     body.insert(0, "image_location", images)
     _write_table(path, "image_location," + ANNOTATION_HEADER[task], body)

@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from core.registry import CARDS, CLIP_MODEL
+
 EXIT_ERROR = 1
 
 
@@ -25,15 +27,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("video", help="video file (mp4, mov, webm, avi, ...), or an Aff-Wild2 video id with --affwild2")
     p.add_argument("--out", type=Path, help="CSV to write (default: <video name>_predictions.csv here)")
     p.add_argument("--parquet", action="store_true", help="also write the table as Parquet beside the CSV")
-    p.add_argument("--models", default="ddamfn", help="comma-separated: ddamfn, lstm (DDAMFN+LSTM), clip, "
-                   "clip-lstm (default: ddamfn; a model named in --weights is added)")
+    p.add_argument("--models", default="ddamfn", help="comma-separated: " + ", ".join(
+                   f"{c.name} ({c.label})" for c in CARDS.values()) + " (default: ddamfn; a model named in "
+                   "--weights is added, and so are the encoders the chosen models read)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=SPEC",
                    help="weights of a model: a local file, hf://owner/repo/file.pt, or for clip an open_clip "
                    "tag (e.g. clip=openai); a SPEC without NAME= is for ddamfn. Repeatable. Without weights "
                    "a model is random and reported as untrained")
     p.add_argument("--prompt-sets", default="basic", help="comma-separated CLIP prompt sets (default: basic)")
-    p.add_argument("--clip-model", default=None, help="open_clip architecture (default: ViT-B-32)")
+    p.add_argument("--clip-model", default=CLIP_MODEL, help=f"open_clip architecture (default: {CLIP_MODEL})")
     p.add_argument("--abaw", type=Path, metavar="DIR", help="also write ABAW prediction files, one per task")
     p.add_argument("--affwild2", type=Path, metavar="ROOT",
                    help="VIDEO is an Aff-Wild2 video id: analyse ROOT/cropped_aligned/VIDEO, one row per "
@@ -65,14 +68,13 @@ def _weights(items: list[str]) -> dict[str, str]:
 def _config(args):
     from core.pipeline import AnalysisConfig
 
-    extra = {"clip_model": args.clip_model} if args.clip_model else {}
     return AnalysisConfig(
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
         weights=_weights(args.weights),
         prompt_sets=tuple(s.strip() for s in args.prompt_sets.split(",") if s.strip()),
         device=args.device, detect_every=args.detect_every, detect_size=args.detect_size, track=args.track,
         batched_detection=args.batched_detection,
-        fill=args.fill, max_frames=args.max_frames, **extra)
+        fill=args.fill, max_frames=args.max_frames, clip_model=args.clip_model)
 
 
 def _progress_bar():
@@ -89,55 +91,38 @@ def _progress_bar():
     return bar, update
 
 
-def write_abaw(df, video: str, out_dir: Path) -> list[Path]:
-    """One ABAW prediction file per task with predictions (faceless frames filled from neighbours)."""
-    from core.affwild2 import write_submission
-    from core.labels import AUS, TASKS
-
-    columns = {"va": ["valence", "arousal"], "expr": ["expr"], "au": list(AUS)}
-    locations = [f"{video}/{int(f) + 1:05d}.jpg" for f in df["frame"]]
-    written = []
-    for task in TASKS:
-        values = df[columns[task]].rename(columns={"expr": "expression"})
-        if not values.notna().any().any():
-            continue
-        values.insert(0, "image_location", locations)
-        path = out_dir / f"{task}.txt"
-        write_submission(values, path, task)
-        written.append(path)
-    return written
-
-
 def run(args) -> int:
     from core.pipeline import analyze_affwild2, analyze_video, load_models
+    from core.table import write_submissions
 
     config = _config(args)
     loaded = load_models(config)
     bar, progress = _progress_bar()
     try:
         if args.affwild2:
-            df = analyze_affwild2(args.affwild2, args.video, config, progress, loaded=loaded)
+            result = analyze_affwild2(args.affwild2, args.video, config, progress, loaded=loaded)
             name = args.video
         else:
-            df = analyze_video(args.video, config, progress, loaded=loaded)
+            result = analyze_video(args.video, config, progress, loaded=loaded)
             name = Path(args.video).stem
     finally:
         bar.close()
     out = args.out or Path(f"{name}_predictions.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False)
+    table = result.export_table()
+    table.to_csv(out, index=False)
     written = [out]
     if args.parquet:
         written.append(out.with_suffix(".parquet"))
-        df.to_parquet(written[-1], index=False)
+        table.to_parquet(written[-1], index=False)
     meta = out.with_suffix(".run.json")
-    meta.write_text(json.dumps(df.attrs["run"], indent=1))
+    meta.write_text(json.dumps(result.run, indent=1))
     written.append(meta)
-    run_info = df.attrs["run"]
-    abaw = write_abaw(df, name, args.abaw) if args.abaw else []
+    run_info = result.run
+    abaw = write_submissions({name: result.table}, args.abaw) if args.abaw else []
     written += abaw
     untrained = [n for n, m in run_info["models"].items() if m["untrained"]]
-    print(f"{len(df)} frames, {run_info['face_frames']} with a face, {run_info['timings_s']['total']:.1f} s "
+    print(f"{len(table)} frames, {run_info['face_frames']} with a face, {run_info['timings_s']['total']:.1f} s "
           f"({run_info['frames_per_s']} frames/s) on {run_info['device']}"
           + (f"; untrained (random) models: {', '.join(untrained)}" if untrained else ""), file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)

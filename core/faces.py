@@ -28,6 +28,10 @@ from core.video import FrameBatch
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_PROBS = np.zeros((0,), np.float32)
 CROP_MARGIN = 0.1           # the square crop's side is (1 + margin) * the box's longer side
+# Detect every 2nd frame on a copy 320 px long, on both devices: real time on a 2-core CPU and the same
+# faces on CPU and GPU (benchmarks/pipeline.py); boxes in between are interpolated.
+DEFAULT_DETECT_EVERY = 2
+DEFAULT_DETECT_SIZE = 320
 
 
 class FaceDetector:
@@ -40,7 +44,7 @@ class FaceDetector:
     on the 2-core CPU it measured no faster; it targets the GPU, where it is still to be measured).
     """
 
-    def __init__(self, device="auto", detect_size: int | None = 640, min_face_size: int = 20,
+    def __init__(self, device="auto", detect_size: int | None = DEFAULT_DETECT_SIZE, min_face_size: int = 20,
                  min_prob: float = 0.9, thresholds=(0.6, 0.7, 0.7), batch_size: int = 32,
                  batched_crops: bool = False):
         from facenet_pytorch import MTCNN
@@ -478,3 +482,21 @@ def crop_faces(frames: list[np.ndarray], boxes, size: int, margin: float = CROP_
     for i, (frame, box) in enumerate(zip(frames, boxes)):
         out[i] = crop_face(frame, box, size, margin)
     return out
+
+
+def resize_face(image: np.ndarray, size: int) -> np.ndarray:
+    """An already cut face image (e.g. an Aff-Wild2 aligned crop) as size x size: area interpolation to
+    shrink, cubic to enlarge; the one resize used for such images by the pipeline and by training."""
+    if image.shape[:2] == (size, size):
+        return image
+    interp = cv2.INTER_AREA if max(image.shape[:2]) > size else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def read_face_image(path, size: int | None = None) -> np.ndarray:
+    """A face image file as uint8 RGB (resized to size x size when given); OSError when unreadable."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"cannot read image {path}")
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return resize_face(image, size) if size else image

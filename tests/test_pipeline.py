@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from core.faces import crop_faces, iou
+from core.faces import FaceDetector, crop_faces, iou
 from core.labels import AUS, EXPRESSIONS
 from core.models import create_model
 from core.models.clip import PromptSet
-from core.pipeline import AnalysisConfig, analyze_affwild2, analyze_video, load_models, prediction_columns
+from core.pipeline import AnalysisConfig, analyze_affwild2, analyze_video, load_models
+from core.table import prediction_columns
 from core.video import VideoError, iter_frames
 from core.weights import save_checkpoint
 
@@ -58,12 +59,13 @@ def check_table(df, frames, clip_sets=()):
 
 def test_single_face_every_frame_has_the_face(lstm_models, media_dir, tmp_path):
     progress = []
-    df = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(models=("ddamfn", "lstm"), device="cpu"),
+    df_analysis = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(models=("ddamfn", "lstm"), device="cpu"),
                        progress=lambda done, total: progress.append((done, total)), loaded=lstm_models)
+    df = df_analysis.table
     check_table(df, 72)
     assert df["face"].all() and not df["filled"].any() and df["valence"].notna().all()
     assert progress[-1] == (72, 72) and all(b[0] >= a[0] for a, b in zip(progress, progress[1:]))
-    run = df.attrs["run"]
+    run = df_analysis.run
     assert run["device"] == "cpu" and run["untrained"] and run["main_outputs"] == "lstm"
     assert run["models"]["ddamfn"]["source"] == "random" and run["models"]["lstm"]["untrained"]
     assert run["video"]["decoded_frames"] == 72 and run["video"]["codec"] == "h264"
@@ -77,18 +79,20 @@ def test_single_face_every_frame_has_the_face(lstm_models, media_dir, tmp_path):
 
 
 def test_no_face_gives_an_empty_table_that_says_so(lstm_models, media_dir):
-    df = analyze_video(media_dir / "no_face.mp4", AnalysisConfig(models=("ddamfn", "lstm"), device="cpu"),
+    df_analysis = analyze_video(media_dir / "no_face.mp4", AnalysisConfig(models=("ddamfn", "lstm"), device="cpu"),
                        loaded=lstm_models)
+    df = df_analysis.table
     check_table(df, 95)
     assert not df["face"].any() and not df["filled"].any()
     assert df[["valence", "arousal", *P_EXPR, *P_AU]].isna().all().all() and df["expr"].isna().all()
-    run = df.attrs["run"]
+    run = df_analysis.run
     assert "no face" in run["message"] and run["tracks"] == [] and run["track"] is None
 
 
 def test_face_leaves_and_faceless_rows_are_interpolated(ddamfn_models, media_dir):
-    df = analyze_video(media_dir / "face_noface.mov", AnalysisConfig(device="cpu", detect_every=4),
+    df_analysis = analyze_video(media_dir / "face_noface.mov", AnalysisConfig(device="cpu", detect_every=4),
                        loaded=ddamfn_models)
+    df = df_analysis.table
     check_table(df, 169)
     face = df["face"].to_numpy()
     last = np.flatnonzero(face)[-1]
@@ -97,19 +101,20 @@ def test_face_leaves_and_faceless_rows_are_interpolated(ddamfn_models, media_dir
     # after the last face frame, frame-level predictions are those of the last face frame
     cols = ["valence", "arousal", *P_EXPR, *P_AU]
     assert np.allclose(df.loc[last + 1:, cols].to_numpy(), df.loc[[last], cols].to_numpy())
-    assert df.attrs["run"]["faceless_predictions"].startswith("interpolated")
+    assert df_analysis.run["faceless_predictions"].startswith("interpolated")
 
 
 def test_face_enters_and_faceless_rows_stay_empty_when_asked(lstm_models, media_dir):
     config = AnalysisConfig(models=("ddamfn", "lstm"), device="cpu", fill="none", detect_every=3)
-    df = analyze_video(media_dir / "noface_face.mov", config, loaded=lstm_models)
+    df_analysis = analyze_video(media_dir / "noface_face.mov", config, loaded=lstm_models)
+    df = df_analysis.table
     check_table(df, 169)
     face = df["face"].to_numpy()
     first = np.flatnonzero(face)[0]
     assert 85 <= first <= 100 and face[first:150].all()
     assert not df["filled"].any()
     assert df.loc[~face, "valence"].isna().all() and df.loc[face, "valence"].notna().all()
-    assert df.attrs["run"]["detection"]["detect_every"] == 3
+    assert df_analysis.run["detection"]["detect_every"] == 3
 
 
 def small_prompt_set(name: str, template: str) -> PromptSet:
@@ -121,7 +126,8 @@ def test_clip_columns_per_prompt_set_and_clip_lstm(media_dir):
     config = AnalysisConfig(models=("ddamfn", "clip", "clip-lstm"), device="cpu", max_frames=3,
                             prompt_sets=(small_prompt_set("basic", "a {} face."),
                                          small_prompt_set("emotion", "a person feeling {}.")))
-    df = analyze_video(media_dir / "single_face.mp4", config)
+    df_analysis = analyze_video(media_dir / "single_face.mp4", config)
+    df = df_analysis.table
     check_table(df, 3, ["basic", "emotion", "lstm"])
     for s in ("basic", "emotion", "lstm"):
         probs = df[[f"clip_{s}_p_{e}" for e in EXPRESSIONS]].to_numpy()
@@ -129,7 +135,7 @@ def test_clip_columns_per_prompt_set_and_clip_lstm(media_dir):
         assert (df[f"clip_{s}_expr"].to_numpy(dtype=int) == probs.argmax(axis=1)).all()
     # two prompt sets give two different zero-shot answers from the same image embeddings
     assert not np.allclose(df["clip_basic_p_Neutral"], df["clip_emotion_p_Neutral"])
-    run = df.attrs["run"]
+    run = df_analysis.run
     assert run["clip_sets"] == ["basic", "emotion", "lstm"] and run["models"]["clip"]["untrained"]
     assert run["video"]["decoded_frames"] == 3
 
@@ -141,12 +147,13 @@ def test_trained_clip_adapter_alone(media_dir, tmp_path):
     path = save_checkpoint(tmp_path / "adapter.pt", adapter.model, {"note": "test"})
     config = AnalysisConfig(models=(), weights={"clip": str(path)}, device="cpu", max_frames=2,
                             prompt_sets=(small_prompt_set("basic", "a {} face."),))
-    df = analyze_video(media_dir / "single_face.mp4", config)
+    df_analysis = analyze_video(media_dir / "single_face.mp4", config)
+    df = df_analysis.table
     check_table(df, 2, ["basic", "adapter"])
     assert df["face"].all() and df["valence"].isna().all() and df["expr"].isna().all()
     # an untrained (zero-initialised) adapter answers like zero-shot CLIP with its own prompts
     assert df["clip_adapter_p_Happiness"].notna().all()
-    assert df.attrs["run"]["models"]["clip"]["source"] == str(path) and df.attrs["run"]["main_outputs"] is None
+    assert df_analysis.run["models"]["clip"]["source"] == str(path) and df_analysis.run["main_outputs"] is None
 
 
 def calibrated_ddamfn(crops):
@@ -168,10 +175,11 @@ def test_a_checkpoint_gives_the_outputs_of_its_model_on_the_crops(media_dir, tmp
     frames = [f for b in iter_frames(media_dir / "WolfgangLanger_Pexels.mp4", max_frames=12) for f in b.frames]
     model = calibrated_ddamfn(crop_faces(frames[::2], [[300, 40, 560, 350]] * 6, 112))
     path = save_checkpoint(tmp_path / "ddamfn.pt", model.model, {"au_thresholds": [0.3] * 12})
-    df = analyze_video(media_dir / "WolfgangLanger_Pexels.mp4", AnalysisConfig(
+    df_analysis = analyze_video(media_dir / "WolfgangLanger_Pexels.mp4", AnalysisConfig(
         weights={"ddamfn": str(path)}, device="cpu", max_frames=12, detect_every=1))
-    assert df.attrs["run"]["models"]["ddamfn"]["source"] == str(path) and df["face"].all()
-    assert not df.attrs["run"]["untrained"] and df.attrs["run"]["au_thresholds"] == [0.3] * 12
+    df = df_analysis.table
+    assert df_analysis.run["models"]["ddamfn"]["source"] == str(path) and df["face"].all()
+    assert not df_analysis.run["untrained"] and df_analysis.run["au_thresholds"] == [0.3] * 12
     boxes = df[["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy()
     with torch.no_grad():
         out = model.model(model.preprocess(crop_faces(frames, boxes, 112)))
@@ -192,13 +200,15 @@ def multi_face_video(tmp_path_factory, media_dir):
 def test_several_people_follow_the_largest_or_the_chosen_one(ddamfn_models, multi_face_video):
     config = AnalysisConfig(device="cpu", detect_every=1, detect_size=640)
     loaded = ddamfn_models
-    auto = analyze_video(multi_face_video, config, loaded=loaded)
-    tracks = auto.attrs["run"]["tracks"]
-    assert len(tracks) == 5 and auto.attrs["run"]["track"] == 0 and auto["face"].all()
+    auto_analysis = analyze_video(multi_face_video, config, loaded=loaded)
+    auto = auto_analysis.table
+    tracks = auto_analysis.run["tracks"]
+    assert len(tracks) == 5 and auto_analysis.run["track"] == 0 and auto["face"].all()
     assert tracks[0]["area"] == max(t["area"] for t in tracks)
-    picked = analyze_video(multi_face_video, AnalysisConfig(device="cpu", detect_every=1, detect_size=640, track=3),
+    picked_analysis = analyze_video(multi_face_video, AnalysisConfig(device="cpu", detect_every=1, detect_size=640, track=3),
                            loaded=loaded)
-    assert picked.attrs["run"]["track"] == 3 and picked.attrs["run"]["track_chosen_by"] == "user"
+    picked = picked_analysis.table
+    assert picked_analysis.run["track"] == 3 and picked_analysis.run["track_chosen_by"] == "user"
     centre = (picked["box_x1"] + picked["box_x2"]).mean() / 2
     assert centre == pytest.approx((tracks[3]["box"][0] + tracks[3]["box"][2]) / 2, abs=1)
     with pytest.raises(ValueError, match="no face track 9"):
@@ -217,12 +227,13 @@ def test_portrait_phone_video_is_analysed_upright(ddamfn_models, media_dir, tmp_
         ffmpeg("-display_rotation", 90, "-i", sideways, "-c", "copy", portrait)
     except subprocess.CalledProcessError:
         ffmpeg("-i", sideways, "-c", "copy", "-metadata:s:v:0", "rotate=90", portrait)
-    df = analyze_video(portrait, AnalysisConfig(device="cpu", detect_every=1), loaded=ddamfn_models)
+    df_analysis = analyze_video(portrait, AnalysisConfig(device="cpu", detect_every=1), loaded=ddamfn_models)
+    df = df_analysis.table
     assert len(df) == 4 and df["face"].all()
-    assert df.attrs["run"]["video"]["rotation"] in (90, 270)
-    assert (df.attrs["run"]["video"]["width"], df.attrs["run"]["video"]["height"]) == (640, 960)
+    assert df_analysis.run["video"]["rotation"] in (90, 270)
+    assert (df_analysis.run["video"]["width"], df_analysis.run["video"]["height"]) == (640, 960)
     frames = [f for b in iter_frames(media_dir / "single_face.mp4", max_frames=4) for f in b.frames]
-    upright = [boxes[0] + [0, 300, 0, 300] for boxes, _ in ddamfn_models.detector.detect(frames)]
+    upright = [boxes[0] + [0, 300, 0, 300] for boxes, _ in FaceDetector("cpu").detect(frames)]
     found = df[["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy()
     assert min(iou(found[i:i + 1], upright[i][None])[0, 0] for i in range(4)) > 0.8
 
@@ -230,7 +241,8 @@ def test_portrait_phone_video_is_analysed_upright(ddamfn_models, media_dir, tmp_
 def test_one_frame_video(ddamfn_models, media_dir, tmp_path):
     one = tmp_path / "one.mp4"
     ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 1, one)
-    df = analyze_video(one, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+    df_analysis = analyze_video(one, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+    df = df_analysis.table
     check_table(df, 1)
     assert df["face"].tolist() == [True]
 
@@ -260,14 +272,15 @@ def test_affwild2_video_from_its_aligned_images(ddamfn_models, affwild2_data):
     index = AffWild2Index(affwild2_data.root)
     video = "13-30-960x540"                      # the face leaves: later lines have no image
     lines = index.video_frames(video)
-    df = analyze_affwild2(index, video, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+    df_analysis = analyze_affwild2(index, video, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+    df = df_analysis.table
     assert list(df.columns) == prediction_columns()
     assert len(df) == len(lines) and df["frame"].tolist() == lines["frame"].tolist()
     assert df["face"].tolist() == lines["image_path"].notna().tolist()
     assert 0 < df["face"].sum() < len(df)
     assert df.loc[df["face"], "valence"].notna().all() and df.loc[~df["face"], "filled"].all()
     assert df[["box_x1", "face_prob"]].isna().all().all()
-    run = df.attrs["run"]
+    run = df_analysis.run
     assert run["source"] == {"kind": "affwild2", "root": str(index.root), "video": video,
                              "splits": lines.attrs["splits"]}
     assert np.allclose(df["time_s"], df["frame"] / run["fps"]) and run["fps"] > 0

@@ -22,9 +22,10 @@ from core.weights import save_checkpoint
 from tests.datagen import INVALID_FRAMES, REMOVED_IMAGES
 from training import config, losses
 from training.__main__ import COMMANDS, parser
-from training.data import EmbeddingWindows, load_labels, read_image, target_arrays, valid_mask
+from core.faces import read_face_image
+from training.data import EmbeddingWindows, load_labels, target_arrays, valid_mask
 from training.extract import EmbeddingCache, load_encoder, video_images
-from training.predictions import fill_from_neighbours
+from training.predictions import fill_faceless
 from training.recipes import EmbeddingHeads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,12 +184,12 @@ def test_windows_cover_each_video_and_pad_short_ones():
     assert torch.equal(short["emb"][:3], torch.from_numpy(emb[5:8]))
 
 
-def test_rows_without_prediction_take_the_nearest_frame_of_their_video():
+def test_rows_without_prediction_are_filled_from_their_video_as_the_app_fills_them():
     table = pd.DataFrame({"video": ["a"] * 5 + ["b"] * 2, "frame": [0, 1, 2, 3, 4, 0, 1]})
     va = np.array([[0.1, 0], [np.nan, np.nan], [np.nan, np.nan], [np.nan, np.nan], [0.5, 0],
                    [np.nan, np.nan], [np.nan, np.nan]], dtype=np.float32)
-    filled, n = fill_from_neighbours(table, {"va": va})
-    assert filled["va"][:5, 0].tolist() == pytest.approx([0.1, 0.1, 0.1, 0.5, 0.5]) and n == 3
+    filled, n = fill_faceless(table, {"va": va})
+    assert filled["va"][:5, 0].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5]) and n == 3
     assert np.isnan(filled["va"][5:]).all()                                   # nothing to copy from
 
 
@@ -240,7 +241,7 @@ def test_extract_resumes_after_being_killed_and_reuses_finished_videos(affwild2_
     assert json.loads((cache.dir / "encoder.json").read_text())["key"] == encoder.key
     video = videos[0]
     frames, paths = video_images(index, video)
-    images = torch.from_numpy(np.stack([read_image(p) for p in paths[:8]])).permute(0, 3, 1, 2)
+    images = np.stack([read_face_image(p, 112) for p in paths[:8]])
     cached_frames, emb = cache.load(video)
     assert np.array_equal(cached_frames, frames)
-    assert np.allclose(emb[:8], encoder(images).numpy(), rtol=1e-4, atol=1e-9)
+    assert np.allclose(emb[:8], encoder(images), rtol=1e-4, atol=1e-9)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.labels import TASKS
+from core.registry import CLIP_MODEL, LSTM_STRIDE, LSTM_WINDOW
 
 PRESET_DIR = Path(__file__).parent / "presets"
 MODEL_KINDS = ("ddamfn", "ddamfn-heads", "lstm", "clip-adapter")
@@ -84,12 +85,12 @@ class TrainConfig(LabelOptions):
     class_weights: bool = _help("EXPR: cross-entropy weighted by inverse class frequency", default=True)
     pos_weight: bool = _help("AU: BCE positive weight = negatives / positives per AU", default=True)
     augment: bool = _help("DDAMFN: flip, random affine and random erasing as upstream", default=True)
-    window: int = _help("lstm: frames per training window (and per prediction window)", default=64)
-    stride: int = _help("lstm: frames between window starts", default=32)
+    window: int = _help("lstm: frames per training window (and per prediction window)", default=LSTM_WINDOW)
+    stride: int = _help("lstm: frames between window starts", default=LSTM_STRIDE)
     hidden: int = _help("lstm: hidden units", default=256)
     layers: int = _help("lstm: stacked layers", default=2)
     dropout: float = _help("lstm: dropout", default=0.1)
-    clip_model: str = _help("clip-adapter: open_clip model name", default="ViT-B-32")
+    clip_model: str = _help("clip-adapter: open_clip model name", default=CLIP_MODEL)
     seed: int = _help("random seed (model init, shuffling, augmentation)", default=0)
     resume: bool = _help("continue from out/last.pt", default=False)
 

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.affwild2 import LABEL_COLUMNS, AffWild2Index, image_name, read_annotation
+from core.faces import read_face_image
 from core.labels import AUS, TASKS, VA_NAMES
 from core.models.temporal import window_starts
 
@@ -182,16 +183,6 @@ def labelled_rows(table: pd.DataFrame, tasks) -> np.ndarray:
 # Datasets
 
 
-def read_image(path: str) -> np.ndarray:
-    """A face crop as uint8 RGB 112x112 (resized if the copy holds another size)."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"cannot read image {path}")
-    if image.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
-        image = cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def augmentation():
     """Upstream DDAMFN's training augmentation on uint8 tensors: horizontal flip, RandomAffine(20,
     scale 0.8-1, translate 0.2) with p 0.7, RandomErasing (filled with the mean colour)."""
@@ -218,7 +209,7 @@ class FrameImages(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         row = int(self.rows[i])
-        image = torch.from_numpy(read_image(self.paths[row])).permute(2, 0, 1)
+        image = torch.from_numpy(read_face_image(self.paths[row], IMAGE_SIZE)).permute(2, 0, 1)
         if self.transform is not None:
             image = self.transform(image)
         return {"image": image, "row": row, **{t: torch.as_tensor(v[row]) for t, v in self.targets.items()}}

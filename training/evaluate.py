@@ -2,9 +2,10 @@
 (per-AU thresholds optimised on validation predictions, written into the checkpoint) and `predict`
 (ABAW submission files).
 
-A checkpoint predicts as the app runs it: DDAMFN from the face images; an LSTM from the cached
-embeddings of the encoder recorded in its metadata (extracted first where missing); a CLIP adapter from
-the cached embeddings of its CLIP.
+A checkpoint predicts exactly as the app runs it: core.predict.load_models loads it with the encoder it
+needs (an LSTM's recorded encoder, checked by content), the encoder's embeddings of the face images come
+from the embedding cache (computed by core.predict.encode, extracted first where missing), and
+core.predict.predict turns them into per-frame outputs, video by video.
 """
 from __future__ import annotations
 
@@ -18,75 +19,87 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.affwild2 import LABEL_COLUMNS, AffWild2Index, image_name, read_annotation, write_submission
-from core.labels import TASKS
+from core.affwild2 import AffWild2Index, read_annotation
 from core.metrics import optimise_au_thresholds
+from core import predict as core_predict
+from core.table import decision_columns, write_submissions
 from core.weights import WeightsError, load_checkpoint
 from training import distributed
-from training.data import LabelSet, image_paths, load_labels, target_arrays, valid_mask
-from training.extract import clip_encoder, ensure_embeddings, load_encoder, video_images, videos_to_embed
-from training.predictions import (abaw_metrics, decisions, fill_from_neighbours, merge, predict_embeddings,
-                                  predict_images, predict_sequences)
+from training.data import LabelSet, image_paths, load_labels, target_arrays, valid_mask, video_rows
+from training.extract import encoder_of, ensure_embeddings, video_images, videos_to_embed
+from training.predictions import abaw_metrics, fill_faceless, merge
 
 log = logging.getLogger(__name__)
 
+# checkpoint architecture -> (the card that runs it, the output that holds its expressions)
+_RUNS_AS = {"ddamfn": "ddamfn", "ddamfn-upstream": "ddamfn", "clip-adapter": "clip"}
+
 
 class Predictor:
-    """A checkpoint loaded through core.models.create_model, ready to predict label tables."""
+    """A checkpoint loaded through core.predict.load_models, ready to predict label tables."""
 
     def __init__(self, weights: str, cfg):
-        from core.models import create_model
-
         self.cfg, self.weights = cfg, str(weights)
         self.device = distributed.setup(cfg.device)
         ckpt = load_checkpoint(weights)
         self.metadata = ckpt.metadata
-        kind = {"ddamfn-upstream": "ddamfn"}.get(ckpt.architecture, ckpt.architecture)
-        if kind not in ("ddamfn", "lstm", "clip-adapter"):
+        if ckpt.architecture == "lstm":
+            reads = (self.metadata.get("embedding") or {}).get("encoder", "ddamfn")
+            card = "lstm" if reads == "ddamfn" else "clip-lstm"
+        elif ckpt.architecture in _RUNS_AS:
+            card = _RUNS_AS[ckpt.architecture]
+        else:
             raise WeightsError(f"{weights}: a {ckpt.architecture} checkpoint is not one training can evaluate")
-        self.kind = kind
-        self.loaded = create_model(kind, weights, device=self.device)
-        self.model = self.loaded.model.eval()
-        self.tasks = tuple(self.loaded.info.tasks)
-        self.encoder = None
-        if kind == "lstm":
-            info = self.metadata.get("embedding") or {}
-            if not info.get("weights"):
-                raise WeightsError(f"{weights}: this LSTM checkpoint does not record its encoder")
-            self.encoder = load_encoder(info["encoder"], info["weights"], self.device)
-            if info.get("key") and info["key"] != self.encoder.key:
-                raise WeightsError(f"{weights} was trained on embeddings {info['key']} of {info['weights']}, "
-                                   f"which now gives {self.encoder.key}: the encoder weights changed")
-            self.windows = self.metadata.get("windows") or {"window": 64, "stride": 32}
-        elif kind == "clip-adapter":
-            self.encoder = clip_encoder(self.model.clip, self.weights, self.device)
+        self.card = card
+        self.loaded = core_predict.load_models((card,), {card: self.weights}, self.device)
+        self.tasks = tuple(self.loaded.models[card].info.tasks)
+        recorded = self.loaded.models[card].info.metadata.get("embedding") or {}
+        self.encoders = {name: encoder_of("clip" if name == "clip" else "ddamfn",
+                                          recorded.get("weights") if name != card else self.weights, m)
+                         for name, m in self.loaded.models.items() if name in self.loaded.encoders}
 
     @property
     def au_thresholds(self):
-        return self.metadata.get("au_thresholds") or 0.5
+        return self.loaded.au_thresholds
+
+    def _outputs(self, outputs: dict) -> dict[str, np.ndarray]:
+        """The task outputs of this checkpoint from core.predict's outputs."""
+        if self.card == "clip":
+            return {"expr": outputs["clip_adapter"]}
+        if self.card == "clip-lstm":
+            return {"expr": outputs["clip_lstm"]}
+        return {t: outputs[t] for t in self.tasks}
 
     def predict(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Predictions for every row of a label table (NaN where a frame model has no image)."""
+        """Predictions for every row of a label table, video by video as the app predicts a video."""
+        return merge(distributed.gather(self._predict_mine(table)), len(table), self.tasks)
+
+    def predict_videos(self, table: pd.DataFrame):
+        """(video, its rows in frame order, core.predict.Predictions) for this process's videos."""
         cfg = self.cfg
         rank, world = distributed.rank_and_world()
         videos = sorted(table["video"].unique())
-        mine = videos[rank::world]
-        rows = np.flatnonzero(table["video"].isin(mine).to_numpy())
-        if self.kind == "ddamfn":
-            rows = rows[table["image_path"].notna().to_numpy()[rows]]
-            part = rows, predict_images(self.model, table, rows, self.tasks, self.device, cfg.batch_size,
-                                        cfg.workers, cfg.amp)
-        else:
-            cache = ensure_embeddings(cfg.cache, self.encoder, cfg.root, videos, cfg.batch_size, cfg.workers,
-                                      cfg.amp, cfg.progress)
-            emb, has = cache.table_embeddings(table)
-            if self.kind == "lstm":
-                part = predict_sequences(self.model, table, mine, emb, has, self.tasks,
-                                         self.windows["window"], self.windows["stride"])
-            else:
-                rows = rows[has[rows]]
-                part = rows, predict_embeddings(self.model.forward_embeddings, emb[rows], self.tasks, self.device)
-        return merge(distributed.gather(part), len(table), self.tasks)
+        embeddings = {}
+        for name, encoder in self.encoders.items():
+            cache = ensure_embeddings(cfg.cache, encoder, cfg.root, videos, cfg.batch_size, cfg.workers, cfg.progress)
+            embeddings[name] = cache.table_embeddings(table)
+        frames, by_video = table["frame"].to_numpy(), video_rows(table)
+        for video in videos[rank::world]:
+            rows = by_video[video]
+            rows = rows[np.argsort(frames[rows], kind="stable")]
+            has = next(iter(embeddings.values()))[1][rows]
+            emb = {name: e[rows][has] for name, (e, _) in embeddings.items()}
+            yield video, rows, core_predict.predict(self.loaded, emb, has)
+
+    def _predict_mine(self, table):
+        rows, parts = [], {t: [] for t in self.tasks}
+        for _, video_rows_, predictions in self.predict_videos(table):
+            rows.append(video_rows_)
+            for t, v in self._outputs(predictions.outputs).items():
+                parts[t].append(v)
+        if not rows:
+            return np.zeros(0, np.int64), {t: np.zeros((0, 1)) for t in self.tasks}
+        return np.concatenate(rows), {t: np.concatenate(v) for t, v in parts.items()}
 
 
 def _labels(cfg, tasks) -> LabelSet:
@@ -137,7 +150,7 @@ def thresholds(cfg) -> dict:
     if "au" not in predictor.tasks:
         raise ValueError(f"{cfg.weights} has no AU head")
     labels = _labels(cfg, ("au",))
-    preds, _ = fill_from_neighbours(labels.table, predictor.predict(labels.table))
+    preds, _ = fill_faceless(labels.table, predictor.predict(labels.table))
     keep = valid_mask(labels.table, "au") & ~np.isnan(preds["au"]).any(axis=1)
     gt = target_arrays(labels.table)["au"][keep]
     found = optimise_au_thresholds(preds["au"][keep], gt)
@@ -176,8 +189,8 @@ def frames_to_predict(index: AffWild2Index, video: str) -> np.ndarray:
 
 
 def predict(cfg) -> dict[str, Path]:
-    """The `predict` command: one submission file per task (<out>/<task>.txt; faceless frames filled
-    from neighbours by core.affwild2.write_submission)."""
+    """The `predict` command: one submission file per task (<out>/<task>.txt), every listed frame with
+    a value (core.table.write_submissions)."""
     predictor = Predictor(cfg.weights, cfg)
     tasks = _tasks(cfg, predictor)
     index = AffWild2Index(cfg.root)
@@ -189,19 +202,14 @@ def predict(cfg) -> dict[str, Path]:
         part["image_path"] = image_paths(index, video, frames)
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
-    for task in TASKS:
-        for c in LABEL_COLUMNS[task]:
-            table[c] = np.nan
     preds = predictor.predict(table)
-    written = {}
-    if distributed.is_main():
-        values = decisions(preds, tasks, predictor.au_thresholds)
-        values.insert(0, "image_location", [f"{v}/{image_name(f)}" for v, f in zip(table["video"], table["frame"])])
-        out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for task in tasks:
-            path = out / f"{task}.txt"
-            filled = write_submission(values[["image_location", *LABEL_COLUMNS[task]]], path, task)
-            log.info("%s: %d rows, %d filled from neighbours", path, len(values), filled)
-            written[task] = path
-    return written
+    if not distributed.is_main():
+        return {}
+    outputs = {t: preds.get(t, np.full((len(table), n), np.nan)) for t, n in (("va", 2), ("expr", 8), ("au", 12))}
+    tables = {}
+    for video, rows in video_rows(table).items():
+        columns = decision_columns({t: v[rows] for t, v in outputs.items()}, predictor.au_thresholds)
+        tables[video] = pd.DataFrame({"frame": table["frame"].to_numpy()[rows], **columns})
+    written = write_submissions(tables, cfg.out, tasks=tasks)
+    log.info("wrote %s", ", ".join(str(p) for p in written))
+    return {p.stem: p for p in written}

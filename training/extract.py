@@ -10,7 +10,6 @@ world_size-th video.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,8 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from core.affwild2 import AffWild2Index
-from core.device import inference_autocast
-from training.data import read_image, split_videos
+from core.faces import read_face_image
+from core.models import LoadedModel
+from core.predict import embedding_dim, encode, encoder_key
+from training.data import split_videos
 
 log = logging.getLogger(__name__)
 _IMAGE = re.compile(r"^(\d+)\.jpg$")
@@ -34,47 +35,37 @@ _IMAGE = re.compile(r"^(\d+)\.jpg$")
 
 @dataclass
 class Encoder:
-    """A frozen image encoder: uint8 crops (B,3,H,W) on its device -> embeddings (B, dim)."""
+    """A frozen image encoder: uint8 face crops (B, H, W, 3) -> embeddings (B, dim), by core.predict.encode
+    (the prediction path the app uses), so cached embeddings are the ones an analysis computes."""
 
     kind: str                  # ddamfn | clip | clip-adapter
     weights: str               # the spec it was loaded from
-    module: torch.nn.Module    # eval mode, on `device`
-    device: torch.device
+    loaded: LoadedModel        # eval mode, on its device
     dim: int
-    key: str                   # content hash of weights + preprocessing
-    preprocessing: dict
+    key: str                   # content key of weights + preprocessing (core.predict.encoder_key)
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square face crops it takes (what the pipeline crops for it)."""
+        return self.loaded.model.preprocessing["size"]
 
     @property
     def info(self) -> dict:
         """What a cache folder and an LSTM checkpoint record about the embeddings they hold."""
         return {"encoder": self.kind, "weights": self.weights, "key": self.key, "dim": self.dim,
-                "preprocessing": self.preprocessing}
+                "preprocessing": dict(self.loaded.model.preprocessing)}
 
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor, amp: bool = True) -> torch.Tensor:
-        frames = images.permute(0, 2, 3, 1)                       # the models' preprocess takes (B,H,W,3)
-        with inference_autocast(self.device, amp and self.device.type == "cuda"):
-            if self.kind == "ddamfn":
-                from core.models.ddamfn import preprocess
-
-                return self.module.embed(preprocess(frames, self.device)).float()
-            x = self.module.preprocess(frames, self.device)
-            if self.kind == "clip":
-                return self.module.encode_images(x).float()
-            return self.module(x)["embedding"].float()
+    def __call__(self, crops) -> np.ndarray:
+        return encode(self.loaded, crops, self.kind)
 
 
-def state_key(modules, extra) -> str:
-    """Hash of the tensors of some modules (names, shapes, bytes) and a JSON-able extra: same weights and
-    preprocessing give the same key whatever file or heads they came with."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    for module in modules:
-        for name, t in sorted(module.state_dict().items()):
-            t = t.detach().cpu().contiguous()
-            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+def encoder_of(kind: str, weights: str, loaded: LoadedModel) -> Encoder:
+    """The Encoder of an already loaded model ("clip" on an adapter: its frozen CLIP)."""
+    return Encoder(kind, str(weights), loaded, embedding_dim(loaded.model, kind), encoder_key(loaded.model, kind))
 
 
 def load_encoder(kind: str, weights: str | None, device="auto") -> Encoder:
@@ -85,31 +76,9 @@ def load_encoder(kind: str, weights: str | None, device="auto") -> Encoder:
 
     if not weights:
         raise ValueError(f"embeddings of a random {kind} model mean nothing: give --weights")
-    if kind == "ddamfn":
-        loaded = create_model("ddamfn", weights, device=device)
-        model = loaded.model
-        pre = dict(model.preprocessing)
-        return Encoder(kind, str(weights), model, loaded.device, 512, state_key([model.net], pre), pre)
-    if kind == "clip":
-        from core.models.clip import ClipAdapter
-
-        loaded = create_model("clip", weights, device=device)     # an adapter checkpoint gives its adapter
-        model = loaded.model.clip if isinstance(loaded.model, ClipAdapter) else loaded.model
-        return clip_encoder(model, str(weights), loaded.device)
-    if kind == "clip-adapter":
-        loaded = create_model("clip-adapter", weights, device=device)
-        model = loaded.model
-        pre = dict(model.preprocessing)
-        key = state_key([model], {**pre, "model": model.clip.model_name, "adapted": True})
-        return Encoder(kind, str(weights), model, loaded.device, model.clip.embed_dim, key, pre)
-    raise ValueError(f"unknown encoder {kind!r}")
-
-
-def clip_encoder(clip, weights: str, device) -> Encoder:
-    """The raw image embeddings of a ClipExpression (frozen; shared by every adapter trained on it)."""
-    pre = dict(clip.preprocessing)
-    key = state_key([clip.model], {**pre, "model": clip.model_name})
-    return Encoder("clip", weights, clip, torch.device(device), clip.embed_dim, key, pre)
+    if kind not in ("ddamfn", "clip", "clip-adapter"):
+        raise ValueError(f"unknown encoder {kind!r}")
+    return encoder_of(kind, weights, create_model(kind, weights, device=device))
 
 
 def video_images(index: AffWild2Index, video: str) -> tuple[np.ndarray, list[str]]:
@@ -122,14 +91,16 @@ def video_images(index: AffWild2Index, video: str) -> tuple[np.ndarray, list[str
 
 
 class _Images(Dataset):
-    def __init__(self, paths):
-        self.paths = paths
+    """Face images as the pipeline crops them for this encoder (core.faces.read_face_image)."""
+
+    def __init__(self, paths, size: int):
+        self.paths, self.size = paths, size
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return torch.from_numpy(read_image(self.paths[i])).permute(2, 0, 1)
+        return torch.from_numpy(read_face_image(self.paths[i], self.size))
 
 
 class EmbeddingCache:
@@ -171,7 +142,7 @@ class EmbeddingCache:
         os.replace(tmp, self.path(video))
 
     def fill(self, encoder: Encoder, index: AffWild2Index, videos, batch_size: int = 256, workers: int = 2,
-             amp: bool = True, progress: bool = True, rank: int = 0, world: int = 1) -> int:
+             progress: bool = True, rank: int = 0, world: int = 1) -> int:
         """Embed every listed video not cached yet (this process's share); returns how many it embedded."""
         todo = []
         for video in list(videos)[rank::world]:
@@ -182,10 +153,11 @@ class EmbeddingCache:
         bar = tqdm(total=total, unit="img", desc=f"embed {encoder.kind}", disable=not progress or not total)
         for video, frames, paths in todo:
             chunks = []
-            loader = DataLoader(_Images(paths), batch_size=batch_size, num_workers=workers if len(paths) > batch_size else 0,
+            loader = DataLoader(_Images(paths, encoder.input_size), batch_size=batch_size,
+                                num_workers=workers if len(paths) > batch_size else 0,
                                 pin_memory=encoder.device.type == "cuda")
             for images in loader:
-                chunks.append(encoder(images.to(encoder.device, non_blocking=True), amp).cpu().numpy())
+                chunks.append(encoder(images))
                 bar.update(len(images))
             emb = np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), np.float32)
             self.save(video, frames, emb)
@@ -223,14 +195,14 @@ def videos_to_embed(index: AffWild2Index, which: str) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def ensure_embeddings(cache_root, encoder: Encoder, root, videos, batch_size=256, workers=2, amp=True,
+def ensure_embeddings(cache_root, encoder: Encoder, root, videos, batch_size=256, workers=2,
                       progress=True) -> EmbeddingCache:
     """The encoder's cache with every listed video embedded (shared out over torchrun processes)."""
     from training.distributed import barrier, rank_and_world
 
     cache = EmbeddingCache(cache_root, encoder.info)
     rank, world = rank_and_world()
-    cache.fill(encoder, AffWild2Index(root), videos, batch_size, workers, amp, progress and rank == 0, rank, world)
+    cache.fill(encoder, AffWild2Index(root), videos, batch_size, workers, progress and rank == 0, rank, world)
     barrier()
     return cache
 
@@ -243,7 +215,6 @@ def extract(cfg) -> EmbeddingCache:
     encoder = load_encoder(cfg.encoder, cfg.weights, device)
     index = AffWild2Index(cfg.root)
     videos = videos_to_embed(index, cfg.videos)
-    cache = ensure_embeddings(cfg.cache, encoder, cfg.root, videos, cfg.batch_size, cfg.workers, cfg.amp,
-                              cfg.progress)
+    cache = ensure_embeddings(cfg.cache, encoder, cfg.root, videos, cfg.batch_size, cfg.workers, cfg.progress)
     log.info("%d videos embedded in %s", len(videos), cache.dir)
     return cache

@@ -1,9 +1,9 @@
 """Per-frame predictions aligned with a label table, and their ABAW metrics.
 
-Predictions are numpy arrays per task over the table's rows, after the output activation: va (N,2) in
-[-1,1], expr (N,8) probabilities, au (N,12) probabilities; NaN rows have no prediction. As in an ABAW
-submission, a frame without a face image takes the prediction of the nearest frame of its video that has
-one before it is scored, so the metrics cover every labelled frame.
+Predictions are numpy arrays per task over the table's rows, after core.predict's activation: va (N,2)
+in [-1,1], expr (N,8) probabilities, au (N,12) probabilities; NaN rows have no prediction. Before scoring,
+a frame without a face image gets values by core.fill's rule from the frames of its video that have
+them (as the app and the submission files do), so the metrics cover every labelled frame.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from core.affwild2 import LABEL_COLUMNS
 from core.device import inference_autocast
+from core.fill import fill_gaps
 from core.metrics import au_scores, expr_scores, va_scores
 from core.models.heads import TASK_DIMS
+from core.predict import activate as activate_outputs
 from training.data import FrameImages, target_arrays, valid_mask, video_rows
 
 
@@ -24,9 +25,8 @@ def empty(n: int, tasks) -> dict[str, np.ndarray]:
 
 
 def activate(out: dict, tasks) -> dict[str, np.ndarray]:
-    """Model outputs (va already in [-1,1], expr/au logits) -> float32 numpy va, probabilities."""
-    acts = {"va": lambda v: v, "expr": lambda v: v.softmax(-1), "au": torch.sigmoid}
-    return {t: acts[t](out[t].float()).cpu().numpy() for t in tasks}
+    """The tasks' outputs after core.predict's activation."""
+    return activate_outputs({t: out[t].float().cpu() for t in tasks})
 
 
 def merge(parts: list[tuple[np.ndarray, dict]], n: int, tasks) -> dict[str, np.ndarray]:
@@ -84,30 +84,26 @@ def predict_sequences(lstm, table: pd.DataFrame, videos, emb: np.ndarray, has: n
     return rows, {t: np.concatenate(c) if c else np.zeros((0, TASK_DIMS[t]), np.float32) for t, c in chunks.items()}
 
 
-def fill_from_neighbours(table: pd.DataFrame, preds: dict) -> tuple[dict, int]:
-    """Rows without a prediction take the nearest predicted frame of the same video (the earlier on a
-    tie), as submissions do; returns the filled predictions and how many rows were filled."""
-    out = {t: v.copy() for t, v in preds.items()}
+def fill_faceless(table: pd.DataFrame, preds: dict) -> tuple[dict, int]:
+    """Rows without a prediction get values from their video's predicted frames (core.fill, as the app
+    fills faceless frames); returns the filled predictions and how many rows were filled."""
+    out = {t: v.astype(np.float64) for t, v in preds.items()}
     filled = np.zeros(len(table), dtype=bool)
     frames = table["frame"].to_numpy()
     for _, rows in video_rows(table).items():
+        rows = rows[np.argsort(frames[rows], kind="stable")]
         for t, v in out.items():
             have = ~np.isnan(v[rows]).any(axis=1)
             if have.all() or not have.any():
                 continue
-            src = rows[have]
-            pos = np.searchsorted(frames[src], frames[rows[~have]])
-            before = src[np.clip(pos - 1, 0, len(src) - 1)]
-            after = src[np.clip(pos, 0, len(src) - 1)]
-            nearer_after = np.abs(frames[after] - frames[rows[~have]]) < np.abs(frames[before] - frames[rows[~have]])
-            v[rows[~have]] = v[np.where(nearer_after, after, before)]
+            v[rows] = fill_gaps(v[rows], have, frames[rows])
             filled[rows[~have]] = True
     return out, int(filled.sum())
 
 
 def abaw_metrics(table: pd.DataFrame, preds: dict, tasks, au_thresholds=0.5) -> dict:
     """ABAW scores of predictions against the table's labels; "score" is the sum of the tasks' P."""
-    preds, filled = fill_from_neighbours(table, preds)
+    preds, filled = fill_faceless(table, preds)
     targets = target_arrays(table)
     metrics, score = {"frames_filled": filled}, 0.0
     for task in tasks:
@@ -127,19 +123,3 @@ def abaw_metrics(table: pd.DataFrame, preds: dict, tasks, au_thresholds=0.5) -> 
             score += s["p_au"]
     metrics["score"] = score
     return metrics
-
-
-def decisions(preds: dict, tasks, au_thresholds=0.5) -> pd.DataFrame:
-    """Predictions as label columns (valence, arousal; expression index; AU 0/1), NaN where none."""
-    cols = {}
-    if "va" in tasks:
-        cols.update({c: preds["va"][:, k] for k, c in enumerate(LABEL_COLUMNS["va"])})
-    if "expr" in tasks:
-        p = preds["expr"]
-        cols["expression"] = np.where(np.isnan(p).any(axis=1), np.nan, np.nan_to_num(p, nan=-1).argmax(axis=1))
-    if "au" in tasks:
-        p = preds["au"]
-        thr = np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (p.shape[1],))
-        for k, c in enumerate(LABEL_COLUMNS["au"]):
-            cols[c] = np.where(np.isnan(p[:, k]), np.nan, (p[:, k] >= thr[k]).astype(np.float64))
-    return pd.DataFrame(cols)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from core.labels import TASKS
+from core.models import LoadedModel, ModelInfo
 from core.models.clip import ClipAdapter, contrastive_loss
 from core.models.ddamfn import DDAMFN, EMBED_DIM, attention_loss, preprocess
 from core.models.heads import TaskHeads
@@ -23,7 +24,7 @@ from core.weights import UPSTREAM_DDAMFN, load_checkpoint, load_state
 from training import losses
 from training.data import (EmbeddingWindows, FrameEmbeddings, FrameImages, LabelSet, labelled_rows, target_arrays,
                            valid_mask, video_rows)
-from training.extract import clip_encoder, ensure_embeddings, load_encoder
+from training.extract import encoder_of, ensure_embeddings, load_encoder
 from training.predictions import predict_embeddings, predict_images, predict_sequences
 
 
@@ -136,7 +137,7 @@ class _CachedEmbeddings(Recipe):
         self.encoder = encoder
         videos = sorted(set(self.train_labels.table["video"]) | set(self.val_labels.table["video"]))
         cache = ensure_embeddings(cfg.cache, self.encoder, cfg.root, videos, cfg.batch_size, cfg.workers,
-                                  cfg.amp, cfg.progress)
+                                  cfg.progress)
         self.train_emb = cache.table_embeddings(self.train_labels.table)
         self.val_emb = cache.table_embeddings(self.val_labels.table)
         self.extra_metadata["embedding"] = self.encoder.info
@@ -201,7 +202,7 @@ class DDAMFNHeadsRecipe(_CachedEmbeddings):
         return rows, predict_embeddings(self.module, emb[rows], self.tasks, self.device)
 
     def checkpoint_model(self):
-        enc = self.encoder.module
+        enc = self.encoder.loaded.model
         model = DDAMFN(tasks=self.tasks, num_class=enc.net.fc.out_features, num_head=enc.net.num_head)
         model.net.load_state_dict(enc.net.state_dict())
         model.task_heads.load_state_dict(self.module.folded())
@@ -275,7 +276,9 @@ class ClipAdapterRecipe(_CachedEmbeddings):
     def __init__(self, cfg, train, val, device):
         super().__init__(cfg, train, val, device)
         self.adapter = clip_adapter_from(cfg.weights, cfg.clip_model).to(device)
-        self.cache = self._embeddings(clip_encoder(self.adapter.clip, str(cfg.weights), device))
+        frozen_clip = LoadedModel(self.adapter, lambda frames: self.adapter.preprocess(frames, device),
+                                  ModelInfo("clip-adapter", str(cfg.weights), False, ("expr",), {}), device)
+        self.cache = self._embeddings(encoder_of("clip", str(cfg.weights), frozen_clip))
         emb, _ = self.train_emb
         rows = labelled_rows(train.table, ("expr",))
         self.expr_weights = self.au_pos_weight = None

@@ -26,7 +26,7 @@ from training.config import presets
 from webapp import plots, results
 from webapp.config import AppConfig
 from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
-from webapp.services import HISTORY_COLUMNS, MODEL_CHOICES, Services
+from webapp.services import DEFAULT_MODELS, HISTORY_COLUMNS, MODEL_CHOICES, Services
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 SOURCE_UPLOAD, SOURCE_AFFWILD2 = "Uploaded video", "Aff-Wild2 video"
@@ -95,16 +95,17 @@ class Handlers:
         else:
             item = self.services.upload_item(video, annotation_paths)
         progress(0.0, desc="loading models")
-        table, notes = self.run_analysis(item, models, prompt_set,
-                                         _Progress(progress, "analysing frames", "frames"))
+        analysis = self.run_analysis(item, models, prompt_set, _Progress(progress, "analysing frames", "frames"))
+        table = analysis.table
         out_dir = self._session_dir(request)
-        downloads = results.write_downloads(table, Path(item.name).stem, out_dir)
-        key, db_notes = self.services.record_analysis(item, table, downloads[0])
-        state = {"key": key, "name": item.name, "path": str(item.path) if item.path else None, "table": table}
+        downloads = results.write_downloads(analysis, Path(item.name).stem, out_dir)
+        key, db_notes = self.services.record_analysis(item, analysis, downloads[0])
+        state = {"key": key, "name": item.name, "path": str(item.path) if item.path else None, "table": table,
+                 "clip": analysis.clip_embeddings}
         first = int(table.loc[table["face"].astype(bool), "frame"].iloc[0])
         crop, frame_info = self._frame_view(state, first)
-        return (state, self.services.run_summary(table, item.name, notes + db_notes),
-                plots.timeline_figure(table, item.name), results.metrics_table(table),
+        return (state, self.services.run_summary(analysis.run, item.name, analysis.notes + db_notes),
+                plots.timeline_figure(table, item.name), results.metrics_table(table, analysis.run),
                 gr.update(maximum=int(table["frame"].max()), value=first), crop, frame_info,
                 [str(p) for p in downloads], self.services.review_queue(self.services.labelled_table(key, table)),
                 key)
@@ -129,7 +130,7 @@ class Handlers:
         if len(set(names)) != len(names):
             raise InputError("Prompt sets side by side need different names.")
         objects = [self.services.prompt_set_from_text(*s) for s in sets]
-        table, state["clip_embeddings"] = self.run_comparison(
+        table, state["clip"] = self.run_comparison(
             state, objects, _Progress(progress, "CLIP image embeddings", "faces"))
         f1 = pd.DataFrame({"prompt set": names,
                            "P_EXPR (F1, 8 classes)": [results.expr_f1(table, f"clip_{n}_expr") for n in names]})
@@ -286,7 +287,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                                  visible=bool(affwild2_videos))
                     annotations = gr.File(label="Annotation files, optional (Aff-Wild2 VA / EXPR / AU .txt)",
                                           file_count="multiple", file_types=[".txt"], elem_id="annotations")
-                    models = gr.CheckboxGroup(list(MODEL_CHOICES), value=list(MODEL_CHOICES[:2]), label="Models")
+                    models = gr.CheckboxGroup(list(MODEL_CHOICES), value=list(DEFAULT_MODELS), label="Models")
                     prompt_set = gr.Dropdown(builtin_sets, value=builtin_sets[0], allow_custom_value=True,
                                              label="Prompt set for CLIP zero-shot (built-in or saved)")
                     analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")

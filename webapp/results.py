@@ -4,83 +4,36 @@ No Gradio here: these functions take and return tables and paths, so tests call 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core import metrics
-from core.affwild2 import AnnotationError, image_name, read_annotation, write_submission
-from core.labels import AUS, EXPRESSIONS, TASKS
+from core.labels import AUS, EXPRESSIONS
+from core.registry import CARDS
+from core.table import Analysis, clip_sets, write_submissions
 
-# How far an annotation file's line count may differ from the decoded frame count: OpenCV and the
-# annotators' tools sometimes disagree by a frame at the end. More than this means the wrong file.
-LENGTH_TOLERANCE = 2
-
-GT_RENAME = {"valence": "gt_valence", "arousal": "gt_arousal", "expression": "gt_expr",
-             **{au: f"gt_{au}" for au in AUS}}
-
-
-def _length_note(n_labels: int, n_frames: int, what: str, tolerance: int = LENGTH_TOLERANCE) -> list[str]:
-    """Raise when an annotation clearly belongs to another video; a note when it is off by a frame or two."""
-    diff = n_labels - n_frames
-    if abs(diff) > tolerance:
-        raise AnnotationError(what, None, f"{n_labels} annotated frames, but the video has {n_frames}: "
-                                          "this annotation does not belong to this video")
-    if diff:
-        return [f"{what}: {n_labels} annotated frames for {n_frames} video frames; "
-                "the difference is left unannotated"]
-    return []
+def output_names(run: dict) -> dict[str, str]:
+    """Output (va, expr, au, clip_<S>) -> how the page names it: the model card's label, marked
+    "(untrained)" when that model's weights are random."""
+    models, names = run.get("models", {}), {}
+    for output, card in run.get("outputs_from", {}).items():
+        label = CARDS[card].label if card in CARDS else card
+        if output.startswith("clip_"):
+            label = f"CLIP {output[len('clip_'):]}"
+        untrained = models.get(card, {}).get("untrained")
+        names[output] = f"{label} (untrained)" if untrained else label
+    return names
 
 
-def ground_truth_from_files(files: dict[str, str | Path], n_frames: int, tolerance: int = LENGTH_TOLERANCE
-                            ) -> tuple[pd.DataFrame, list[str]]:
-    """Read annotation files (task -> path) for a video of n_frames frames.
-
-    Returns the gt_ columns (one row per frame 0..n_frames-1) and notes for the page. Raises
-    AnnotationError when a file is malformed or its length differs from n_frames by more than tolerance.
-    """
-    tables, notes = [], []
-    for task, path in files.items():
-        labels = read_annotation(path, task)
-        notes += _length_note(len(labels), n_frames, f"{Path(path).name} ({task.upper()})", tolerance)
-        tables.append(labels)
-    return align_ground_truth(pd.concat(tables, axis=1), n_frames), notes
-
-
-def ground_truth_from_labels(labels: pd.DataFrame, n_frames: int, what: str) -> tuple[pd.DataFrame, list[str]]:
-    """Like ground_truth_from_files for labels already read (e.g. AffWild2Index.video_frames)."""
-    notes = _length_note(len(labels), n_frames, f"annotation of {what}")
-    return align_ground_truth(labels, n_frames), notes
-
-
-def align_ground_truth(labels: pd.DataFrame, n_frames: int) -> pd.DataFrame:
-    """Annotation columns (as core.affwild2 reads them, indexed by frame) renamed with gt_ and aligned
-    to frames 0..n_frames-1."""
-    gt = labels.rename(columns=GT_RENAME)
-    gt = gt[[c for c in GT_RENAME.values() if c in gt]].reindex(pd.RangeIndex(n_frames))
-    gt.index.name = "frame"
-    return gt
-
-
-def join_ground_truth(predictions: pd.DataFrame, gt: pd.DataFrame | None) -> pd.DataFrame:
-    """The predictions table with gt_ columns added by frame; the run metadata is kept."""
-    if gt is None or gt.empty:
-        return predictions
-    out = predictions.drop(columns=[c for c in gt.columns if c in predictions]).join(gt, on="frame")
-    out.attrs = predictions.attrs
-    return out
-
-
-def clip_sets(df: pd.DataFrame) -> list[str]:
-    """Names of the CLIP prompt sets whose outputs the table holds."""
-    return [c[len("clip_"):-len("_expr")] for c in df.columns if c.startswith("clip_") and c.endswith("_expr")]
-
-
-def metrics_table(df: pd.DataFrame) -> pd.DataFrame:
+def metrics_table(df: pd.DataFrame, run: dict | None = None) -> pd.DataFrame:
     """ABAW metrics of every output in the table against its gt_ columns (rows: output, metric, value,
-    frames). Empty when the table has no ground truth."""
+    frames); outputs are named by output_names(run). Empty when the table has no ground truth."""
     rows = []
+    names = output_names(run or {})
+    name = lambda output: names.get(output, output)                                  # noqa: E731
 
     def add(output, metric, value, frames):
         rows.append({"output": output, "metric": metric, "value": round(float(value), 4), "frames": int(frames)})
@@ -88,13 +41,13 @@ def metrics_table(df: pd.DataFrame) -> pd.DataFrame:
     if {"valence", "arousal", "gt_valence", "gt_arousal"} <= set(df.columns):
         scores = metrics.va_scores(df[["valence", "arousal"]], df[["gt_valence", "gt_arousal"]])
         n = int(df[["gt_valence", "gt_arousal"]].notna().all(axis=1).sum())
-        add("DDAMFN+LSTM", "CCC valence", scores["ccc_valence"], n)
-        add("DDAMFN+LSTM", "CCC arousal", scores["ccc_arousal"], n)
-        add("DDAMFN+LSTM", "P_VA", scores["p_va"], n)
+        add(name("va"), "CCC valence", scores["ccc_valence"], n)
+        add(name("va"), "CCC arousal", scores["ccc_arousal"], n)
+        add(name("va"), "P_VA", scores["p_va"], n)
     if "gt_expr" in df:
         n = int(df["gt_expr"].notna().sum())
-        outputs = ([("DDAMFN+LSTM", "expr")] if "expr" in df else []) + [
-            (f"CLIP {name}", f"clip_{name}_expr") for name in clip_sets(df)]
+        outputs = ([(name("expr"), "expr")] if "expr" in df else []) + [
+            (name(f"clip_{s}"), f"clip_{s}_expr") for s in clip_sets(df)]
         for output, col in outputs:
             add(output, "P_EXPR (F1, 8 classes)", metrics.expr_scores(df[col], df["gt_expr"])["p_expr"], n)
     gt_au = [f"gt_{au}" for au in AUS]
@@ -102,7 +55,7 @@ def metrics_table(df: pd.DataFrame) -> pd.DataFrame:
         probs = df[[f"p_{au}" for au in AUS]].to_numpy(dtype="float64")
         gt = df[gt_au].to_numpy(dtype="float64", na_value=np.nan)
         n = int((~np.isnan(gt)).any(axis=1).sum())
-        add("DDAMFN+LSTM", "P_AU (F1 at 0.5)", metrics.au_scores(probs, gt)["p_au"], n)
+        add(name("au"), "P_AU (F1 at 0.5)", metrics.au_scores(probs, gt)["p_au"], n)
     return pd.DataFrame(rows, columns=["output", "metric", "value", "frames"])
 
 
@@ -113,22 +66,14 @@ def expr_f1(df: pd.DataFrame, column: str) -> float | None:
     return round(metrics.expr_scores(df[column], df["gt_expr"])["p_expr"], 4)
 
 
-def write_downloads(df: pd.DataFrame, video: str, out_dir: Path) -> list[Path]:
-    """The predictions table as CSV and one ABAW submission file per task the table holds."""
+def write_downloads(analysis: Analysis, video: str, out_dir: Path) -> list[Path]:
+    """The predictions table as CSV (with its `untrained` column), the run metadata as JSON beside it,
+    and one ABAW submission file per task the table holds."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{video}_predictions.csv"]
-    df.to_csv(paths[0], index=False)
-    locations = [f"{video}/{image_name(int(f))}" for f in df["frame"]]
-    task_columns = {"va": ["valence", "arousal"], "expr": ["expr"], "au": list(AUS)}
-    for task in TASKS:
-        if not set(task_columns[task]) <= set(df.columns):
-            continue
-        table = df[task_columns[task]].rename(columns={"expr": "expression"})
-        table.insert(0, "image_location", locations)
-        path = out_dir / f"{video}_{task.upper()}_submission.txt"
-        write_submission(table, path, task)
-        paths.append(path)
-    return paths
+    paths = [out_dir / f"{video}_predictions.csv", out_dir / f"{video}_run.json"]
+    analysis.export_table().to_csv(paths[0], index=False)
+    paths[1].write_text(json.dumps(analysis.run, indent=1))
+    return paths + write_submissions({video: analysis.table}, out_dir, name=f"{video}_{{TASK}}_submission.txt")
 
 
 def frame_summary(df: pd.DataFrame, frame: int) -> pd.DataFrame:

@@ -18,24 +18,26 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from core import pipeline
 from core.affwild2 import LABEL_COLUMNS, AffWild2Index, AnnotationError, read_annotation
-from core.device import run_batched
 from core.faces import crop_face
 from core.labels import AUS, EXPRESSIONS, TASKS
-from core.models.clip import DEFAULT_PROMPT_SETS, ClipAdapter, PromptSet, prompt_set
+from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet, prompt_set
+from core.predict import encode, zero_shot
+from core.registry import CARDS, by_label, with_encoders
+from core.table import (Analysis, align_ground_truth, attach_ground_truth, ground_truth_from_files,
+                        ground_truth_from_labels, set_clip_output)
 from core.review import suspicious_segments
 from core.video import VideoError, iter_frames
 from core.weights import WeightsError, load_checkpoint
 from db import export, repo
 from db.engine import init_db, make_session_factory
-from webapp import results
 from webapp.config import AppConfig
 from webapp.inputs import InputError, annotation_files, check_video, video_message
 
-MODEL_CHOICES = ("DDAMFN+LSTM", "CLIP zero-shot", "CLIP prompted")
+MODEL_CHOICES = tuple(card.label for card in CARDS.values())
+DEFAULT_MODELS = ("DDAMFN+LSTM", "CLIP")
 CROP_SIZE = 224
 GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
 LOADED_KEEP = 2       # model configurations kept in memory
@@ -88,41 +90,35 @@ class Services:
         estimate = info.frame_count_estimate
         try:
             if files:
-                results.ground_truth_from_files(files, estimate, tolerance=max(10, estimate // 10))
+                ground_truth_from_files(files, estimate, tolerance=max(10, estimate // 10))
         except AnnotationError as err:
             raise InputError(f"Annotation file problem: {err}") from None
         path = Path(info.path)
         return VideoItem(name=path.name, path=path, annotation_files=files)
 
     # -- models and analysis ----------------------------------------------------------------------------
+    def model_weights(self) -> dict[str, str | None]:
+        """The weights the app runs per model card (the environment's defaults; None: random)."""
+        return {"ddamfn": self.config.weights_ddamfn, "lstm": self.config.weights_lstm,
+                "clip": self.config.weights_clip_prompted or self.config.weights_clip, "clip-lstm": None}
+
     def analysis_config(self, choices: list[str], prompt_set_name: str | None) -> pipeline.AnalysisConfig:
-        """The pipeline settings for the page's model choices; weights from the app's configuration."""
-        choices = list(choices or [])
+        """The pipeline settings for the page's model choices (core.registry labels)."""
         if not choices:
             raise InputError("Choose at least one model.")
-        models, weights = [], {}
-        if "DDAMFN+LSTM" in choices:
-            models += ["ddamfn", "lstm"]
-            weights.update({k: w for k, w in (("ddamfn", self.config.weights_ddamfn),
-                                              ("lstm", self.config.weights_lstm)) if w})
-        if "CLIP prompted" in choices:
-            if not self.config.weights_clip_prompted:
-                raise InputError("CLIP prompted runs a trained CLIP adapter, and none is configured: set "
-                                 "AFFECTLENS_WEIGHTS_CLIP_PROMPTED (train one with `python -m training train "
-                                 "--preset clip-adapter`), or choose CLIP zero-shot.")
-            models.append("clip")
-            weights["clip"] = self.config.weights_clip_prompted
-        elif "CLIP zero-shot" in choices:
-            models.append("clip")
-            if self.config.weights_clip:
-                weights["clip"] = self.config.weights_clip
+        try:
+            models = with_encoders([by_label(c).name for c in choices])
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        weights = {name: spec for name, spec in self.model_weights().items() if spec and name in models}
         sets = (self.prompt_set_object(prompt_set_name or "basic"),) if "clip" in models else ()
-        return pipeline.AnalysisConfig(models=tuple(models), weights=weights, prompt_sets=sets,
+        return pipeline.AnalysisConfig(models=models, weights=weights, prompt_sets=sets,
                                        clip_model=self.config.clip_model, device=self.config.device)
 
     def loaded_models(self, config: pipeline.AnalysisConfig) -> pipeline.LoadedModels:
         """Models for a configuration, loaded once and kept (the few most recent configurations)."""
-        key = (config.model_names(), tuple(sorted(config.weights.items())), config.clip_model, config.device)
+        key = (config.model_names(), tuple(sorted(config.weights.items())), config.clip_model, config.device,
+               tuple(prompt_set(p).key for p in config.prompt_sets))
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
@@ -136,42 +132,43 @@ class Services:
                 self._loaded.popitem(last=False)
             return loaded
 
-    def analyse(self, item: VideoItem, choices, prompt_set_name, progress=None) -> tuple[pd.DataFrame, list[str]]:
-        """The predictions table with ground truth joined, and notes for the page."""
+    def analyse(self, item: VideoItem, choices, prompt_set_name, progress=None) -> Analysis:
+        """The Analysis, its table with the ground truth attached and notes for the page."""
         config = self.analysis_config(choices, prompt_set_name)
         loaded = self.loaded_models(config)
         try:
             if item.path is None:
-                table = pipeline.analyze_affwild2(self.affwild2_index(), item.name, config, progress,
-                                                  loaded=loaded)
+                analysis = pipeline.analyze_affwild2(self.affwild2_index(), item.name, config, progress,
+                                                     loaded=loaded)
             else:
-                table = pipeline.analyze_video(item.path, config, progress, loaded=loaded)
+                analysis = pipeline.analyze_video(item.path, config, progress, loaded=loaded)
         except VideoError as err:
             raise InputError(video_message(err, item.path)) from None
+        table = analysis.table
         if not table["face"].any():
             raise InputError(f"No face was found in any of the {len(table)} frames of {item.name}: there is "
                              "nothing to analyse. Try a clip where the face is visible.")
-        gt, notes = self.ground_truth(item, len(table))
-        return results.join_ground_truth(table, gt), notes
+        truth, analysis.notes = self.ground_truth(item, len(table))
+        analysis.table = attach_ground_truth(table, truth)
+        return analysis
 
     def ground_truth(self, item: VideoItem, n_frames: int) -> tuple[pd.DataFrame | None, list[str]]:
         """gt_ columns for the item's frames, and notes for the page."""
         try:
             if item.path is None:
                 labels = self.affwild2_index().video_frames(item.name)
-                return results.ground_truth_from_labels(labels.set_index("frame").drop(columns="image_path"),
-                                                        n_frames, item.name)
+                return ground_truth_from_labels(labels.set_index("frame").drop(columns="image_path"),
+                                                n_frames, item.name)
             if item.annotation_files:
-                return results.ground_truth_from_files(item.annotation_files, n_frames)
+                return ground_truth_from_files(item.annotation_files, n_frames)
         except AnnotationError as err:
             raise InputError(f"Annotation file problem: {err}") from None
         return None, []
 
     @staticmethod
-    def run_summary(table: pd.DataFrame, name: str, notes: list[str]) -> str:
+    def run_summary(run: dict, name: str, notes: list[str]) -> str:
         """Which weights ran, on what, how fast; `untrained` in plain words when weights are random."""
-        run = table.attrs.get("run", {})
-        lines = [f"**{name}**: {run.get('frames', len(table))} frames, {run.get('face_frames', '?')} with a "
+        lines = [f"**{name}**: {run.get('frames', '?')} frames, {run.get('face_frames', '?')} with a "
                  f"face; ran on `{run.get('device', '?')}` in {run.get('timings_s', {}).get('total', 0):.1f} s "
                  f"({run.get('frames_per_s') or 0:.1f} frames/s).", "", "| model | weights | state |",
                  "|---|---|---|"]
@@ -233,30 +230,26 @@ class Services:
         return found
 
     # -- CLIP prompt sets -------------------------------------------------------------------------------
-    def compare_prompts(self, state: dict, sets: list[PromptSet], progress=None) -> tuple[pd.DataFrame, tuple]:
-        """The analysed video's table with clip_<S>_ columns for each prompt set, zero-shot CLIP on the
-        subject's face crops; and the CLIP image embeddings (face frames, (N, D)) for the caller to keep in
-        state["clip_embeddings"], so that the next comparison only encodes prompts."""
-        config = self.analysis_config(["CLIP zero-shot"], None)
+    def compare_prompts(self, state: dict, sets: list[PromptSet], progress=None) -> tuple[pd.DataFrame, np.ndarray]:
+        """The analysed video's table with clip_<S>_ columns for each prompt set: zero-shot CLIP
+        (core.predict) on the CLIP image embeddings of the subject's face frames. The analysis keeps them
+        when it ran CLIP (state["clip"]); otherwise they are computed once from the face crops and
+        returned for the caller to keep, so that the next comparison only encodes prompts."""
+        config = self.analysis_config(["CLIP"], None)
         loaded = self.loaded_models(config)
-        clip = loaded.clip.model.clip if isinstance(loaded.clip.model, ClipAdapter) else loaded.clip.model
-        embeddings = state.get("clip_embeddings") or self._clip_embeddings(state, loaded, clip, progress)
-        face_frames, emb = embeddings
-        table = state["table"].copy()
-        n = len(table)
-        with torch.no_grad():
-            for ps in sets:
-                probs = np.full((n, len(EXPRESSIONS)), np.nan)
-                probs[face_frames] = clip.zero_shot(torch.as_tensor(emb).to(loaded.device), ps).cpu().numpy()
-                valid = ~np.isnan(probs).any(axis=1)
-                label = pd.array(np.nan_to_num(probs).argmax(axis=1), dtype="Int64")
-                label[~valid] = pd.NA
-                table[f"clip_{ps.name}_expr"] = label
-                for k, e in enumerate(EXPRESSIONS):
-                    table[f"clip_{ps.name}_p_{e}"] = probs[:, k]
-        return table, embeddings
+        table = state["table"]
+        face = table["face"].to_numpy(dtype=bool)
+        emb = state.get("clip")
+        if emb is None:
+            emb = self._clip_embeddings(state, loaded, progress)
+        for ps in sets:
+            probs = np.full((len(table), len(EXPRESSIONS)), np.nan)
+            probs[face] = zero_shot(loaded.clip.model, emb, ps)
+            table = set_clip_output(table, ps.name, probs)
+        return table, emb
 
-    def _clip_embeddings(self, state, loaded, clip, progress) -> tuple[np.ndarray, np.ndarray]:
+    def _clip_embeddings(self, state, loaded, progress) -> np.ndarray:
+        """Raw CLIP embeddings of the face frames' crops, 64 frames at a time (core.predict.encode)."""
         table = state["table"]
         face_frames = table.loc[table["face"].astype(bool), "frame"].to_numpy()
         size = loaded.clip_size
@@ -265,11 +258,10 @@ class Services:
             part = [int(f) for f in face_frames[start:start + 64]]
             crops = self.face_crops(state, part)
             images = np.stack([cv2.resize(crops[f], (size, size), interpolation=cv2.INTER_AREA) for f in part])
-            chunks.append(run_batched(clip.encode_images, loaded.clip.preprocess(images),
-                                      amp=loaded.device.type == "cuda").numpy())
+            chunks.append(encode(loaded.clip, images, "clip"))
             if progress:
                 progress(start + len(part), len(face_frames))
-        return face_frames, np.concatenate(chunks)
+        return np.concatenate(chunks)
 
     @staticmethod
     def prompt_set_from_text(name: str, templates: list[str], classes: dict) -> PromptSet:
@@ -310,10 +302,10 @@ class Services:
                 self._sessions = make_session_factory(init_db(self.config.db_url))
         return self._sessions
 
-    def record_analysis(self, item: VideoItem, table: pd.DataFrame, table_path: Path) -> tuple[str, list[str]]:
+    def record_analysis(self, item: VideoItem, analysis: Analysis, table_path: Path) -> tuple[str, list[str]]:
         """Register the analysed video, its annotation files and the prediction run; returns the video's
         database key and notes for the page."""
-        run = table.attrs.get("run", {})
+        table, run = analysis.table, analysis.run
         key = item.name if item.path is None else repo.upload_key(item.path)
         files = dict(item.annotation_files)
         if item.path is None:
@@ -344,10 +336,9 @@ class Services:
                 if repo.latest_annotation_set(s, key, task) is None:
                     continue
                 labels = repo.effective_labels(s, key, task)
-                gt = results.align_ground_truth(labels[LABEL_COLUMNS[task]], len(table))
-                for col in gt.columns:
-                    out[col] = gt[col].to_numpy()
-        out.attrs = table.attrs
+                truth = align_ground_truth(labels[LABEL_COLUMNS[task]], len(table))
+                for col in truth.columns:
+                    out[col] = truth[col].to_numpy()
         return out
 
     def flag(self, key, task, start, end, reason, note, user) -> int:
@@ -418,8 +409,9 @@ class Services:
     # -- retraining -------------------------------------------------------------------------------------
     def current_weights(self, model_kind: str) -> str | None:
         """The weights the app runs for a training model kind (what a retrained model is compared with)."""
-        return {"ddamfn": self.config.weights_ddamfn, "ddamfn-heads": self.config.weights_ddamfn,
-                "lstm": self.config.weights_lstm, "clip-adapter": self.config.weights_clip_prompted}[model_kind]
+        weights = self.model_weights()
+        return {"ddamfn": weights["ddamfn"], "ddamfn-heads": weights["ddamfn"], "lstm": weights["lstm"],
+                "clip-adapter": weights["clip"]}[model_kind]
 
     def retrain(self, preset: str, epochs: int, steps_per_epoch: int, batch_size: int, user: str
                 ) -> tuple[str, pd.DataFrame]:

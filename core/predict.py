@@ -1,0 +1,310 @@
+"""The one prediction path, shared by the pipeline (videos and Aff-Wild2 images), the page and training:
+
+    uint8 face crops --encode()--> embeddings per encoder ("ddamfn" 512-d, "clip" D)
+    embeddings of the face frames --predict()--> per-frame outputs after their activation:
+        va (n, 2) in [-1, 1], expr (n, 8) and au (n, 12) probabilities, clip_<set> / clip_adapter /
+        clip_lstm (n, 8) expression probabilities
+    probabilities --decisions in core.table--> classes and AU on/off
+
+Frame models run on the face frames and the other frames are filled by core.fill ("interpolate");
+temporal models (LSTMs) run over the whole sequence with the face mask and give every frame its own
+output. Each task comes from the most specific model that has it: the LSTM where it predicts the task,
+else DDAMFN's heads; the AU thresholds are those of the checkpoint that produced the AU outputs.
+
+A trained LSTM only means something on the encoder weights it was trained on: its checkpoint records
+their content key (metadata["embedding"]), and load_models refuses a different or random encoder. When
+no encoder weights are given, the ones the LSTM recorded are loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core.device import pick_device, run_batched
+from core.fill import fill_gaps
+from core.labels import AUS, EXPRESSIONS
+from core.models import LoadedModel, create_model
+from core.models.clip import ClipAdapter, ClipExpression, prompt_set
+from core.registry import CARDS, CLIP_MODEL, LSTM_STRIDE, LSTM_WINDOW, with_encoders
+from core.weights import WeightsError
+
+ACTIVATIONS = {"va": lambda v: v, "expr": lambda v: v.softmax(-1), "au": torch.sigmoid}
+
+
+def jsonable(value):
+    """A JSON-safe copy (numpy arrays and other objects become lists or strings)."""
+    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+
+
+def state_key(modules: Iterable[torch.nn.Module], extra) -> str:
+    """Content key of some modules' tensors (names, shapes, bytes) and a JSON-able extra: the same
+    weights and preprocessing give the same key whatever file or heads they came with."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    for module in modules:
+        for name, t in sorted(module.state_dict().items()):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def encoder_kind(model: torch.nn.Module, adapted: bool = True) -> str:
+    """"ddamfn", "clip" (raw CLIP image embeddings) or "clip-adapter" (an adapter's own embeddings)."""
+    if isinstance(model, ClipAdapter):
+        return "clip-adapter" if adapted else "clip"
+    return "clip" if isinstance(model, ClipExpression) else "ddamfn"
+
+
+def encoder_key(model: torch.nn.Module, kind: str | None = None) -> str:
+    """The content key of an encoder's embeddings (what a trained LSTM records and is checked against)."""
+    kind = kind or encoder_kind(model)
+    if kind == "ddamfn":
+        return state_key([model.net], dict(model.preprocessing))
+    clip = model.clip if isinstance(model, ClipAdapter) else model
+    if kind == "clip":
+        return state_key([clip.model], {**clip.preprocessing, "model": clip.model_name})
+    return state_key([model], {**model.preprocessing, "model": clip.model_name, "adapted": True})
+
+
+def embedding_dim(model: torch.nn.Module, kind: str | None = None) -> int:
+    kind = kind or encoder_kind(model)
+    if kind == "ddamfn":
+        return model.net.fc.in_features
+    return (model.clip if isinstance(model, ClipAdapter) else model).embed_dim
+
+
+@torch.no_grad()
+def encode(loaded: LoadedModel, crops, kind: str | None = None) -> np.ndarray:
+    """Embeddings (B, D) float32 of uint8 RGB face crops (B, H, W, 3), numpy or torch: DDAMFN's 512-d
+    embedding, CLIP's raw image embedding (also under an adapter; kind "clip-adapter" gives the
+    adapter's own), on the model's device, fp16 autocast on a GPU."""
+    model, gpu = loaded.model, loaded.device.type == "cuda"
+    kind = kind or encoder_kind(model, adapted=False)
+    x = loaded.preprocess(crops)
+    if kind == "ddamfn":
+        return run_batched(model.embed, x, amp=gpu, channels_last=gpu).numpy()
+    clip = model.clip if isinstance(model, ClipAdapter) else model
+    raw = run_batched(clip.encode_images, x, amp=gpu)
+    if kind == "clip-adapter":
+        return model.forward_embeddings(raw.to(loaded.device))["embedding"].float().cpu().numpy()
+    return raw.numpy()
+
+
+@dataclass
+class LoadedModels:
+    """The models of an analysis, loaded once and reused (the app keeps a few)."""
+
+    device: torch.device
+    models: dict[str, LoadedModel]        # card name -> model
+    au_thresholds: np.ndarray             # of the checkpoint whose heads give the AU outputs
+    windows: dict[str, dict] = field(default_factory=dict)   # temporal card -> {window, stride}
+
+    @property
+    def clip(self) -> LoadedModel | None:
+        return self.models.get("clip")
+
+    @property
+    def clip_size(self) -> int:
+        return self.clip.model.preprocessing["size"] if self.clip else 0
+
+    @property
+    def encoders(self) -> dict[str, int]:
+        """The encoders this analysis runs on face crops, with their embedding widths."""
+        return {n: embedding_dim(m.model, encoder_kind(m.model, adapted=False)) for n, m in self.models.items()
+                if CARDS[n].reads is None}
+
+    def task_sources(self) -> dict[str, str]:
+        """task -> the card whose outputs fill the va / expr / au columns."""
+        out = {}
+        for name in ("ddamfn", "lstm"):
+            if name in self.models:
+                out.update({t: name for t in self.models[name].info.tasks if t in ACTIVATIONS})
+        return out
+
+    def describe(self) -> dict:
+        return {name: {"source": m.info.source, "untrained": m.info.untrained,
+                       "untrained_tasks": list(m.info.untrained_tasks), "tasks": list(m.info.tasks),
+                       "metadata": jsonable(m.info.metadata)} for name, m in self.models.items()}
+
+    @property
+    def untrained(self) -> bool:
+        return any(m.info.untrained for m in self.models.values())
+
+
+def load_models(models: Iterable[str], weights: dict[str, str] | None = None, device="auto",
+                clip_model: str = CLIP_MODEL, prompt_sets: Iterable = ()) -> LoadedModels:
+    """Build the chosen models (and the encoders they read) on one device. weights: card name -> spec
+    (absent: random, reported as untrained). Raises WeightsError (one line) for weights that cannot be
+    had or do not fit, including a trained LSTM on other encoder weights than its own."""
+    weights = {k: v for k, v in (weights or {}).items() if v}
+    names = with_encoders([*models, *weights])
+    dev = pick_device(device)
+    temporal = {}
+    for name in names:        # trained temporal models first: they name the encoder weights they need
+        card = CARDS[name]
+        if card.reads and name in weights:
+            temporal[name] = create_model(card.builder, weights[name], device=dev)
+            recorded = temporal[name].info.metadata.get("embedding") or {}
+            if card.reads not in weights and recorded.get("weights"):
+                weights[card.reads] = recorded["weights"]
+    loaded: dict[str, LoadedModel] = {}
+    for name in names:
+        card = CARDS[name]
+        if card.reads is None:
+            options = {"model_name": clip_model} if name == "clip" else {}
+            loaded[name] = create_model(card.builder, weights.get(name), device=dev, **options)
+    windows = {}
+    for name in names:
+        card = CARDS[name]
+        if card.reads is None:
+            continue
+        encoder = loaded[card.reads]
+        if name in temporal:
+            check_encoder(temporal[name], encoder)
+            loaded[name] = temporal[name]
+        else:
+            loaded[name] = create_model(card.builder, None, device=dev, tasks=card.tasks,
+                                        input_dim=embedding_dim(encoder.model))
+        windows[name] = loaded[name].info.metadata.get("windows") or {"window": LSTM_WINDOW, "stride": LSTM_STRIDE}
+    if "ddamfn" in loaded and dev.type == "cuda":          # encode() feeds it channels_last batches
+        loaded["ddamfn"].model.to(memory_format=torch.channels_last)
+    if "clip" in loaded:                                   # text embeddings of the prompt sets, once
+        clip = loaded["clip"].model
+        for spec in prompt_sets:
+            (clip.clip if isinstance(clip, ClipAdapter) else clip).text_embeddings(prompt_set(spec))
+    result = LoadedModels(dev, loaded, np.full(len(AUS), 0.5), windows)
+    au_source = result.task_sources().get("au")
+    thresholds = loaded[au_source].info.metadata.get("au_thresholds") if au_source else None
+    result.au_thresholds = np.broadcast_to(np.asarray(thresholds or 0.5, np.float64), (len(AUS),)).copy()
+    return result
+
+
+def check_encoder(temporal: LoadedModel, loaded_encoder: LoadedModel) -> None:
+    """Refuse a trained temporal model on an encoder other than the one its checkpoint records."""
+    source, encoder = temporal.info.source, loaded_encoder.model
+    recorded = temporal.info.metadata.get("embedding") or {}
+    if not recorded.get("key"):
+        raise WeightsError(f"{source} does not record the encoder weights it was trained on; retrain it with "
+                           "`python -m training train` so that it can be checked")
+    kind = recorded.get("encoder", "ddamfn")
+    if loaded_encoder.info.source == "random":
+        raise WeightsError(f"{source} was trained on embeddings of {recorded.get('weights')}; the {kind} "
+                           "loaded here is random: give its weights")
+    if encoder_kind(encoder) == "clip" and kind == "clip-adapter":
+        raise WeightsError(f"{source} was trained on adapted CLIP embeddings ({recorded.get('weights')}); "
+                           "the CLIP loaded here is not that adapter")
+    key = encoder_key(encoder, kind)
+    if key != recorded["key"]:
+        raise WeightsError(f"{source} was trained on embeddings {recorded['key']} of {recorded.get('weights')}; "
+                           f"the {kind} loaded here gives {key}: use the encoder weights it was trained on")
+
+
+@dataclass
+class Predictions:
+    """Per-frame outputs of one sequence of frames (n rows), activated; NaN where none."""
+
+    outputs: dict[str, np.ndarray]        # va, expr, au, clip_<set>, clip_adapter, clip_lstm
+    face: np.ndarray                      # (n,) bool
+    filled: np.ndarray                    # (n,) bool: a faceless row that got values from the rule above
+    sources: dict[str, str]               # output -> card name
+
+
+@torch.no_grad()
+def predict(loaded: LoadedModels, emb: dict[str, np.ndarray], face: np.ndarray, prompt_sets: Iterable = (),
+            fill: bool = True) -> Predictions:
+    """Outputs for n frames from the embeddings of their face frames. emb: encoder -> (face.sum(), D) in
+    frame order; face: (n,) bool. fill=False leaves faceless rows empty (NaN)."""
+    face = np.asarray(face, dtype=bool)
+    n, any_face = len(face), bool(face.any())
+    outputs, sources = {}, {}
+
+    def frames(values: np.ndarray) -> np.ndarray:          # face-row values -> (n, k), faceless filled
+        full = np.full((n, values.shape[1]), np.nan)
+        full[face] = values
+        return fill_gaps(full, face) if fill else full
+
+    def sequence(values: np.ndarray) -> np.ndarray:        # a temporal model's (n, k) -> as fill says
+        out = values.astype(np.float64)
+        if not any_face:
+            out[:] = np.nan
+        elif not fill:
+            out[~face] = np.nan
+        return out
+
+    task_sources = loaded.task_sources()
+    if "ddamfn" in loaded.models and any_face:
+        heads = activate(_run_heads(loaded.models["ddamfn"], emb["ddamfn"]))
+        for task, values in heads.items():
+            if task_sources.get(task) == "ddamfn":
+                outputs[task], sources[task] = frames(values), "ddamfn"
+    if "lstm" in loaded.models and any_face:
+        out = _temporal(loaded, "lstm", emb["ddamfn"], face)
+        for task, values in out.items():
+            outputs[task], sources[task] = sequence(values), "lstm"
+    if loaded.clip is not None:
+        outputs.update(_clip_outputs(loaded, emb.get("clip"), face, prompt_sets, frames, sequence, sources))
+    for task, dim in (("va", 2), ("expr", len(EXPRESSIONS)), ("au", len(AUS))):
+        outputs.setdefault(task, np.full((n, dim), np.nan))
+    filled = ~face & any_face & fill
+    return Predictions(outputs, face, filled, sources)
+
+
+def _clip_outputs(loaded, raw, face, prompt_sets, frames, sequence, sources) -> dict[str, np.ndarray]:
+    model = loaded.clip.model
+    adapter = model if isinstance(model, ClipAdapter) else None
+    out = {}
+    raw_t = torch.as_tensor(raw if raw is not None else np.zeros((0, 1)), dtype=torch.float32).to(loaded.device)
+    for spec in prompt_sets:
+        ps = prompt_set(spec)
+        out[f"clip_{ps.name}"] = frames(zero_shot(model, raw_t, ps))
+        sources[f"clip_{ps.name}"] = "clip"
+    features = raw_t
+    if adapter is not None and len(raw_t):
+        adapted = adapter.forward_embeddings(raw_t)
+        out["clip_adapter"] = frames(adapted["expr"].float().softmax(-1).cpu().numpy())
+        sources["clip_adapter"] = "clip"
+        features = adapted["embedding"]
+    if "clip-lstm" in loaded.models:
+        n = len(face)
+        probs = np.full((n, len(EXPRESSIONS)), np.nan)
+        if face.any():
+            probs = sequence(_temporal(loaded, "clip-lstm", features.float().cpu().numpy(), face)["expr"])
+        out["clip_lstm"], sources["clip_lstm"] = probs, "clip-lstm"
+    return out
+
+
+@torch.no_grad()
+def zero_shot(model: torch.nn.Module, raw: torch.Tensor | np.ndarray, prompts) -> np.ndarray:
+    """Zero-shot expression probabilities (B, 8) of raw CLIP image embeddings for a prompt set (also
+    under an adapter: its frozen CLIP)."""
+    clip = model.clip if isinstance(model, ClipAdapter) else model
+    raw = torch.as_tensor(raw, dtype=torch.float32).to(clip.logit_scale().device)
+    if not len(raw):
+        return np.zeros((0, len(EXPRESSIONS)))
+    return clip.zero_shot(raw, prompt_set(prompts)).cpu().numpy()
+
+
+def activate(out: dict) -> dict[str, np.ndarray]:
+    """Model outputs (va already in [-1, 1], expr / au logits) -> float64 va and probabilities."""
+    return {t: ACTIVATIONS[t](torch.as_tensor(v).float()).numpy().astype(np.float64)
+            for t, v in out.items() if t in ACTIVATIONS}
+
+
+def _run_heads(model: LoadedModel, emb: np.ndarray) -> dict[str, torch.Tensor]:
+    x = torch.as_tensor(np.asarray(emb, np.float32)).to(model.device)
+    return run_batched(model.model.heads, x, batch_size=4096, amp=False)
+
+
+def _temporal(loaded: LoadedModels, name: str, emb: np.ndarray, face: np.ndarray) -> dict[str, np.ndarray]:
+    """A temporal model over the sequence (faceless rows zero, masked), activated, every row."""
+    seq = np.zeros((len(face), emb.shape[1]), np.float32)
+    seq[face] = emb
+    w = loaded.windows[name]
+    out = loaded.models[name].model.predict_video(seq, face, window=w["window"], stride=w["stride"])
+    return activate(out)

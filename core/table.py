@@ -1,0 +1,256 @@
+"""The per-frame table: its columns, how predictions become its rows, the ground truth beside them, the
+ABAW submission files written from it, and the Analysis that keeps it with its run metadata.
+
+One row per decoded frame (or per annotation line of an Aff-Wild2 video). Every module reads columns
+through the names here, never by spelling them or by prefix.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.affwild2 import AnnotationError, image_name, read_annotation, write_submission
+from core.labels import AUS, EXPRESSIONS, TASKS
+
+# -- columns ----------------------------------------------------------------------------------------
+FRAME, TIME, FACE, FACE_PROB, FILLED = "frame", "time_s", "face", "face_prob", "filled"
+BOX_COLUMNS = ["box_x1", "box_y1", "box_x2", "box_y2"]
+BOX_DETECTED = "box_detected"          # True: MTCNN ran on this frame; False: the box was interpolated
+VALENCE, AROUSAL = "valence", "arousal"
+EXPR, EXPR_NAME = "expr", "expr_name"
+EXPR_PROBS = [f"p_{e}" for e in EXPRESSIONS]
+AU_PROBS = [f"p_{a}" for a in AUS]
+AU_DECISIONS = list(AUS)
+GT_PREFIX = "gt_"
+# prediction columns -> the annotation columns of core.affwild2 they are scored against
+TASK_COLUMNS = {"va": [VALENCE, AROUSAL], "expr": [EXPR], "au": AU_DECISIONS}
+UNTRAINED = "untrained"                # a column of every exported CSV: outputs from random weights
+
+
+def gt(column: str) -> str:
+    """The ground-truth twin of a prediction column (gt_valence, gt_expr, gt_AU12)."""
+    return GT_PREFIX + column
+
+
+GT_RENAME = {"valence": gt(VALENCE), "arousal": gt(AROUSAL), "expression": gt(EXPR), **{a: gt(a) for a in AUS}}
+
+
+def clip_expr(name: str) -> str:
+    """The class column of CLIP output `name` (a prompt set, "adapter" or "lstm")."""
+    return f"clip_{name}_expr"
+
+
+def clip_probs(name: str) -> list[str]:
+    return [f"clip_{name}_p_{e}" for e in EXPRESSIONS]
+
+
+def clip_sets(df: pd.DataFrame) -> list[str]:
+    """The CLIP outputs the table holds, in column order."""
+    return [c[len("clip_"):-len("_expr")] for c in df.columns if c.startswith("clip_") and c.endswith("_expr")]
+
+
+def prediction_columns(clip_names=()) -> list[str]:
+    """The table's prediction columns in order (before any ground truth)."""
+    cols = [FRAME, TIME, FACE, FACE_PROB, *BOX_COLUMNS, BOX_DETECTED, FILLED, VALENCE, AROUSAL, EXPR, EXPR_NAME,
+            *EXPR_PROBS, *AU_PROBS, *AU_DECISIONS]
+    for name in clip_names:
+        cols += [clip_expr(name), *clip_probs(name)]
+    return cols
+
+
+# -- decisions --------------------------------------------------------------------------------------
+def expr_classes(probs: np.ndarray) -> pd.arrays.IntegerArray:
+    """Int64 argmax class, <NA> where the probabilities are NaN."""
+    probs = np.asarray(probs, dtype=np.float64)
+    valid = ~np.isnan(probs).any(axis=1)
+    label = pd.array(np.where(valid, np.nan_to_num(probs).argmax(axis=1), 0), dtype="Int64")
+    label[~valid] = pd.NA
+    return label
+
+
+def au_decisions(probs: np.ndarray, thresholds) -> pd.DataFrame:
+    """Int64 0/1 per AU at the given thresholds (scalar or one per AU), <NA> where no probability."""
+    probs = np.asarray(probs, dtype=np.float64)
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(AUS),))
+    out = pd.DataFrame(probs >= thr, columns=AU_DECISIONS).astype("Int64")
+    out[np.isnan(probs)] = pd.NA
+    return out
+
+
+def expr_column_values(probs: np.ndarray, name: str | None = None) -> dict:
+    """The class and probability columns of one expression output (name None: the main expr)."""
+    if name is None:
+        return {EXPR: expr_classes(probs), **{c: probs[:, i] for i, c in enumerate(EXPR_PROBS)}}
+    return {clip_expr(name): expr_classes(probs), **{c: probs[:, i] for i, c in enumerate(clip_probs(name))}}
+
+
+def decision_columns(outputs: dict[str, np.ndarray], au_thresholds) -> dict:
+    """The va / expr / au columns (values, classes, probabilities, AU decisions) of activated outputs."""
+    cols = {VALENCE: outputs["va"][:, 0], AROUSAL: outputs["va"][:, 1], **expr_column_values(outputs["expr"])}
+    cols[EXPR_NAME] = np.array([EXPRESSIONS[int(i)] if i is not pd.NA else None for i in cols[EXPR]], dtype=object)
+    cols.update({c: outputs["au"][:, i] for i, c in enumerate(AU_PROBS)})
+    decisions = au_decisions(outputs["au"], au_thresholds)
+    cols.update({a: decisions[a].array for a in AU_DECISIONS})
+    return cols
+
+
+def build(predictions, time_s: np.ndarray, au_thresholds, face_prob: np.ndarray | None = None,
+          boxes: np.ndarray | None = None, box_detected: np.ndarray | None = None) -> pd.DataFrame:
+    """The table from core.predict.Predictions (n rows) and per-frame face data (NaN / <NA> without)."""
+    out, face = predictions.outputs, predictions.face
+    n = len(face)
+    nan = lambda k: np.full((n, k), np.nan)                                           # noqa: E731
+    boxes = nan(4) if boxes is None else boxes
+    cols = {FRAME: np.arange(n, dtype=np.int64), TIME: np.asarray(time_s, np.float64), FACE: face,
+            FACE_PROB: nan(1)[:, 0] if face_prob is None else face_prob,
+            **{c: boxes[:, i] for i, c in enumerate(BOX_COLUMNS)},
+            BOX_DETECTED: pd.array([pd.NA] * n if box_detected is None else box_detected, dtype="boolean"),
+            FILLED: predictions.filled, **decision_columns(out, au_thresholds)}
+    for key, probs in out.items():
+        if key.startswith("clip_"):
+            cols.update(expr_column_values(probs, key[len("clip_"):]))
+    return pd.DataFrame(cols)[prediction_columns([k[len("clip_"):] for k in out if k.startswith("clip_")])]
+
+
+def set_clip_output(table: pd.DataFrame, name: str, probs: np.ndarray) -> pd.DataFrame:
+    """A copy of the table with CLIP output `name` (probabilities over every row) set."""
+    table = table.copy()
+    for column, values in expr_column_values(probs, name).items():
+        table[column] = values
+    return table
+
+
+# -- ground truth -----------------------------------------------------------------------------------
+# How far an annotation file's line count may differ from the decoded frame count: OpenCV and the
+# annotators' tools sometimes disagree by a frame at the end. More than this means the wrong file.
+LENGTH_TOLERANCE = 2
+
+
+def _length_note(n_labels: int, n_frames: int, what: str, tolerance: int = LENGTH_TOLERANCE) -> list[str]:
+    """Raise when an annotation clearly belongs to another video; a note when it is off by a frame or two."""
+    diff = n_labels - n_frames
+    if abs(diff) > tolerance:
+        raise AnnotationError(what, None, f"{n_labels} annotated frames, but the video has {n_frames}: "
+                                          "this annotation does not belong to this video")
+    if diff:
+        return [f"{what}: {n_labels} annotated frames for {n_frames} video frames; "
+                "the difference is left unannotated"]
+    return []
+
+
+def ground_truth_from_files(files: dict[str, str | Path], n_frames: int, tolerance: int = LENGTH_TOLERANCE
+                            ) -> tuple[pd.DataFrame, list[str]]:
+    """Annotation files (task -> path) of a video of n_frames frames as gt_ columns, and notes.
+    Raises AnnotationError when a file is malformed or its length is off by more than tolerance."""
+    tables, notes = [], []
+    for task, path in files.items():
+        labels = read_annotation(path, task)
+        notes += _length_note(len(labels), n_frames, f"{Path(path).name} ({task.upper()})", tolerance)
+        tables.append(labels)
+    return align_ground_truth(pd.concat(tables, axis=1), n_frames), notes
+
+
+def ground_truth_from_labels(labels: pd.DataFrame, n_frames: int, what: str) -> tuple[pd.DataFrame, list[str]]:
+    """Like ground_truth_from_files for labels already read (e.g. AffWild2Index.video_frames)."""
+    notes = _length_note(len(labels), n_frames, f"annotation of {what}")
+    return align_ground_truth(labels, n_frames), notes
+
+
+def align_ground_truth(labels: pd.DataFrame, n_frames: int) -> pd.DataFrame:
+    """Annotation columns (as core.affwild2 reads them, indexed by frame) as gt_ columns of frames
+    0..n_frames-1."""
+    out = labels.rename(columns=GT_RENAME)
+    out = out[[c for c in GT_RENAME.values() if c in out]].reindex(pd.RangeIndex(n_frames))
+    out.index.name = FRAME
+    return out
+
+
+def attach_ground_truth(table: pd.DataFrame, truth: pd.DataFrame | None) -> pd.DataFrame:
+    """The table with gt_ columns (replacing any it had) joined by frame."""
+    if truth is None or truth.empty:
+        return table
+    return table.drop(columns=[c for c in truth.columns if c in table]).join(truth, on=FRAME)
+
+
+def has_ground_truth(table: pd.DataFrame, task: str) -> bool:
+    return all(gt(c) in table for c in TASK_COLUMNS[task])
+
+
+# -- files ------------------------------------------------------------------------------------------
+def write_submissions(tables: dict[str, pd.DataFrame], out_dir, name: str = "{task}.txt",
+                      tasks=TASKS) -> list[Path]:
+    """One ABAW submission file per task that has predictions, over the given videos' tables (video ->
+    table with frame and the task's decision columns; rows <video>/<frame+1:05d>.jpg). Faceless frames
+    take the nearest frame's values (core.affwild2.write_submission): ABAW needs a value for every frame."""
+    out_dir = Path(out_dir)
+    written = []
+    for task in tasks:
+        parts = []
+        for video, table in tables.items():
+            values = table[TASK_COLUMNS[task]].rename(columns={EXPR: "expression"})
+            values.insert(0, "image_location", [f"{video}/{image_name(int(f))}" for f in table[FRAME]])
+            parts.append(values)
+        values = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if values.empty or not values.iloc[:, 1:].notna().any().any():
+            continue
+        path = out_dir / name.format(task=task, TASK=task.upper())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_submission(values, path, task)
+        written.append(path)
+    return written
+
+
+@dataclass
+class Analysis:
+    """What one analysis produced: the table, the run metadata, and what a later step reuses without
+    decoding the video again: the subject's face boxes per frame (in the table) and the CLIP image
+    embeddings of its face frames."""
+
+    table: pd.DataFrame
+    run: dict
+    clip_embeddings: np.ndarray | None = None        # (face frames, D) raw CLIP, in frame order
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def untrained(self) -> bool:
+        return bool(self.run.get("untrained"))
+
+    @property
+    def face_frames(self) -> np.ndarray:
+        return self.table.loc[self.table[FACE].astype(bool), FRAME].to_numpy()
+
+    def export_table(self) -> pd.DataFrame:
+        """The table as downloaded: with an `untrained` column so that a CSV says where it came from."""
+        out = self.table.copy()
+        out[UNTRAINED] = self.untrained
+        return out
+
+    def save(self, folder) -> Path:
+        """table.parquet, run.json and clip.npy in `folder`, each written atomically."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic(folder / "table.parquet", lambda f: self.table.to_parquet(f, index=False))
+        _atomic(folder / "run.json", lambda f: f.write(json.dumps(self.run, indent=1).encode()))
+        if self.clip_embeddings is not None:
+            _atomic(folder / "clip.npy", lambda f: np.save(f, self.clip_embeddings.astype(np.float32)))
+        return folder
+
+    @classmethod
+    def load(cls, folder) -> "Analysis":
+        folder = Path(folder)
+        clip = folder / "clip.npy"
+        return cls(pd.read_parquet(folder / "table.parquet"), json.loads((folder / "run.json").read_text()),
+                   np.load(clip) if clip.exists() else None)
+
+
+def _atomic(path: Path, write) -> None:
+    """write(binary file) into a temporary file, then put it in place: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
