@@ -31,7 +31,8 @@ import pandas as pd
 import pytest
 import torch
 
-from core.affwild2 import LABEL_COLUMNS, AffWild2Index, image_name, write_annotation
+from core.affwild2 import LABEL_COLUMNS, AffWild2Index, image_name, read_submission, write_annotation
+from core.faces import read_face_image
 from core.labels import AUS, TASKS
 from core.models import create_model
 from core.models.ddamfn import DDAMFN, preprocess
@@ -39,7 +40,7 @@ from core.weights import load_checkpoint, save_checkpoint
 from tests.datagen import SPLITS, TINTS, copy_affwild2
 from training import config
 from training.__main__ import main as cli
-from training.data import load_labels, read_image, target_arrays
+from training.data import load_labels, target_arrays
 from training.evaluate import Predictor
 from training.extract import extract
 from training.loop import train
@@ -117,7 +118,7 @@ def build_planted(base, root: Path, seed: int = 0) -> tuple[Path, Path]:
         for frame in range(len(shown)):
             path = folder / image_name(frame)
             if path.exists():
-                painted = paint(read_image(str(path)), shown.iloc[frame])
+                painted = paint(read_face_image(path, 112), shown.iloc[frame])
                 cv2.imwrite(str(path), cv2.cvtColor(painted, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
     write_labels(static, shown_labels)
     shutil.copytree(static, temporal, ignore=shutil.ignore_patterns("cropped_aligned", "videos"))
@@ -131,7 +132,7 @@ def calibrated_encoder(root: Path, path: Path) -> Path:
     torch.manual_seed(0)
     model = DDAMFN().eval()
     images = sorted((root / "cropped_aligned").glob("*/*.jpg"))[::20]
-    x = preprocess(np.stack([read_image(str(p)) for p in images]))
+    x = preprocess(np.stack([read_face_image(p, 112) for p in images]))
     seen = []
     bn = model.net.Linear.bn
     hook = bn.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].flatten(1).double()))
@@ -296,3 +297,47 @@ def test_trained_checkpoints_run_in_core_analyze(frame_model, temporal_models, m
     assert len(df) == 6 and df["face"].all() and df["valence"].between(-1, 1).all()
     run_info = json.loads(out.with_suffix(".run.json").read_text())
     assert run_info["main_outputs"] == "lstm"
+
+
+def test_the_app_and_training_predict_an_affwild2_video_alike(planted, temporal_models, tmp_path):
+    """One prediction path: the same LSTM checkpoint through the app's command line (`core.analyze
+    --affwild2`) and through `training predict` gives the same outputs on the same frames, faceless
+    frames included."""
+    lstm, root = temporal_models[1], planted["temporal"]
+    index = AffWild2Index(root)
+    video = next(v for v in index.all_videos() if index.video_frames(v)["image_path"].isna().any())
+    (tmp_path / "videos.txt").write_text(video + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    app = subprocess.run(
+        [sys.executable, "-m", "core.analyze", video, "--affwild2", str(root), "--weights", f"lstm={lstm}",
+         "--device", "cpu", "--out", str(tmp_path / "app.csv"), "--abaw", str(tmp_path / "app")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert app.returncode == 0, app.stderr
+    assert cli(["predict", "--weights", str(lstm), "--root", str(root), "--cache", str(planted["cache"]),
+                "--videos", str(tmp_path / "videos.txt"), "--out", str(tmp_path / "training"), "--device", "cpu",
+                "--workers", "0", "--no-progress"]) == 0
+    for task in ("va", "expr"):
+        ours, theirs = (read_submission(tmp_path / d / f"{task}.txt", task) for d in ("app", "training"))
+        assert len(ours) == len(index.video_frames(video)) and list(ours["frame"]) == list(theirs["frame"])
+        columns = LABEL_COLUMNS[task]
+        np.testing.assert_allclose(ours[columns].to_numpy(float), theirs[columns].to_numpy(float), atol=2e-5)
+
+
+def test_an_lstm_runs_only_on_the_encoder_it_was_trained_on(planted, temporal_models, media_dir, tmp_path):
+    """Without DDAMFN weights the LSTM brings the encoder it recorded; other DDAMFN weights are refused
+    with one line, before any video work."""
+    lstm = temporal_models[1]
+    common = [sys.executable, "-m", "core.analyze", str(media_dir / "single_face.mp4"), "--device", "cpu",
+              "--max-frames", "4", "--models", "lstm", "--weights", f"lstm={lstm}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    own = subprocess.run([*common, "--out", str(tmp_path / "own.csv")], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert own.returncode == 0, own.stderr
+    run_info = json.loads((tmp_path / "own.run.json").read_text())
+    assert run_info["models"]["ddamfn"]["source"] == str(planted["weights"]) and run_info["outputs_from"]["va"] == "lstm"
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "other.pt", DDAMFN())
+    refused = subprocess.run([*common, "--weights", f"ddamfn={other}", "--out", str(tmp_path / "x.csv")], cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and not (tmp_path / "x.csv").exists()
+    assert refused.stderr.count("\n") == 1 and "use the encoder weights it was trained on" in refused.stderr
