@@ -164,7 +164,7 @@ def write_gt_files(folder, n):
 
 def test_ground_truth_join_metrics_and_length_check(tmp_path):
     from core.affwild2 import AnnotationError
-    from webapp.results import ground_truth_from_files, join_ground_truth, metrics_table
+    from webapp.results import ground_truth_from_files, join_ground_truth, metrics_table, prompt_f1_table
 
     n = 90
     paths = write_gt_files(tmp_path, n)
@@ -177,6 +177,18 @@ def test_ground_truth_join_metrics_and_length_check(tmp_path):
     assert table.loc[("DDAMFN+LSTM", "CCC valence"), "value"] == pytest.approx(1.0)  # same curve
     assert ("CLIP default", "P_EXPR (F1, 8 classes)") in table.index
     assert 0 <= table.loc[("DDAMFN+LSTM", "P_AU (F1 at 0.5)"), "value"] <= 1
+    assert (table["missing"] == 0).all()
+    # Frames without a prediction (CLIP on faceless frames, an AU left empty) are counted, not hidden.
+    df.loc[40:49, "clip_default_expr"] = pd.NA
+    df.loc[0:9, "p_AU12"] = np.nan
+    table = metrics_table(df).set_index(["output", "metric"])
+    assert table.loc[("CLIP default", "P_EXPR (F1, 8 classes)"), "missing"] == 10
+    assert table.loc[("DDAMFN+LSTM", "P_AU (F1 at 0.5)"), "missing"] == 10
+    assert table.loc[("DDAMFN+LSTM", "P_EXPR (F1, 8 classes)"), "missing"] == 0
+    f1 = prompt_f1_table(df, ["default"]).set_index("prompt set")
+    assert f1.loc["default", "missing"] == 10
+    assert f1.loc["default", "P_EXPR (F1, 8 classes)"] == table.loc[("CLIP default", "P_EXPR (F1, 8 classes)"), "value"]
+    assert prompt_f1_table(df.drop(columns="gt_expr"), ["default"])["missing"].isna().all()
 
     _, notes = ground_truth_from_files(paths, n + 2)
     assert len(notes) == 3 and "90 annotated frames for 92 video frames" in notes[0]

@@ -17,6 +17,9 @@ from core.labels import AUS, EXPRESSIONS, TASKS
 # annotators' tools sometimes disagree by a frame at the end. More than this means the wrong file.
 LENGTH_TOLERANCE = 2
 
+METRICS_COLUMNS = ["output", "metric", "value", "frames", "missing"]
+PROMPT_F1_COLUMNS = ["prompt set", "P_EXPR (F1, 8 classes)", "missing"]
+
 GT_RENAME = {"valence": "gt_valence", "arousal": "gt_arousal", "expression": "gt_expr",
              **{au: f"gt_{au}" for au in AUS}}
 
@@ -79,38 +82,46 @@ def clip_sets(df: pd.DataFrame) -> list[str]:
 
 def metrics_table(df: pd.DataFrame) -> pd.DataFrame:
     """ABAW metrics of every output in the table against its gt_ columns (rows: output, metric, value,
-    frames). Empty when the table has no ground truth."""
+    frames: annotated frames, missing: those of them without a prediction, left out of the value).
+    Empty when the table has no ground truth."""
     rows = []
 
-    def add(output, metric, value, frames):
-        rows.append({"output": output, "metric": metric, "value": round(float(value), 4), "frames": int(frames)})
+    def add(output, metric, scores, key, frames):
+        rows.append({"output": output, "metric": metric, "value": round(float(scores[key]), 4),
+                     "frames": int(frames), "missing": scores["missing_predictions"]})
 
     if {"valence", "arousal", "gt_valence", "gt_arousal"} <= set(df.columns):
-        scores = metrics.va_scores(df[["valence", "arousal"]], df[["gt_valence", "gt_arousal"]])
+        scores = metrics.va_scores(df[["valence", "arousal"]], df[["gt_valence", "gt_arousal"]], allow_missing=True)
         n = int(df[["gt_valence", "gt_arousal"]].notna().all(axis=1).sum())
-        add("DDAMFN+LSTM", "CCC valence", scores["ccc_valence"], n)
-        add("DDAMFN+LSTM", "CCC arousal", scores["ccc_arousal"], n)
-        add("DDAMFN+LSTM", "P_VA", scores["p_va"], n)
+        add("DDAMFN+LSTM", "CCC valence", scores, "ccc_valence", n)
+        add("DDAMFN+LSTM", "CCC arousal", scores, "ccc_arousal", n)
+        add("DDAMFN+LSTM", "P_VA", scores, "p_va", n)
     if "gt_expr" in df:
         n = int(df["gt_expr"].notna().sum())
         outputs = ([("DDAMFN+LSTM", "expr")] if "expr" in df else []) + [
             (f"CLIP {name}", f"clip_{name}_expr") for name in clip_sets(df)]
         for output, col in outputs:
-            add(output, "P_EXPR (F1, 8 classes)", metrics.expr_scores(df[col], df["gt_expr"])["p_expr"], n)
+            scores = metrics.expr_scores(df[col], df["gt_expr"], allow_missing=True)
+            add(output, "P_EXPR (F1, 8 classes)", scores, "p_expr", n)
     gt_au = [f"gt_{au}" for au in AUS]
     if set(gt_au) <= set(df.columns) and all(f"p_{au}" in df for au in AUS):
         probs = df[[f"p_{au}" for au in AUS]].to_numpy(dtype="float64")
         gt = df[gt_au].to_numpy(dtype="float64", na_value=np.nan)
         n = int((~np.isnan(gt)).any(axis=1).sum())
-        add("DDAMFN+LSTM", "P_AU (F1 at 0.5)", metrics.au_scores(probs, gt)["p_au"], n)
-    return pd.DataFrame(rows, columns=["output", "metric", "value", "frames"])
+        add("DDAMFN+LSTM", "P_AU (F1 at 0.5)", metrics.au_scores(probs, gt, allow_missing=True), "p_au", n)
+    return pd.DataFrame(rows, columns=METRICS_COLUMNS)
 
 
-def expr_f1(df: pd.DataFrame, column: str) -> float | None:
-    """P_EXPR of one expression column against gt_expr, or None without annotation."""
-    if "gt_expr" not in df or not df["gt_expr"].notna().any():
-        return None
-    return round(metrics.expr_scores(df[column], df["gt_expr"])["p_expr"], 4)
+def prompt_f1_table(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """P_EXPR of each CLIP prompt set's clip_<name>_expr column against gt_expr (None without annotation),
+    and how many annotated frames had no prediction (no face) and were left out."""
+    annotated = "gt_expr" in df and df["gt_expr"].notna().any()
+    scores = [metrics.expr_scores(df[f"clip_{n}_expr"], df["gt_expr"], allow_missing=True) if annotated else None
+              for n in names]
+    return pd.DataFrame({"prompt set": names,
+                         "P_EXPR (F1, 8 classes)": [round(s["p_expr"], 4) if s else None for s in scores],
+                         "missing": [s["missing_predictions"] if s else None for s in scores]},
+                        columns=PROMPT_F1_COLUMNS)
 
 
 def write_downloads(df: pd.DataFrame, video: str, out_dir: Path) -> list[Path]:
