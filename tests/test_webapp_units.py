@@ -96,6 +96,8 @@ def test_confusion_matrix_counts_valid_frames_only():
     assert counts.sum() == 3 and counts[0, 0] == 1 and counts[4, 4] == 1 and counts[5, 4] == 1
     fig = confusion_figure(pred, gt, "set A")
     assert fig.layout.title.text == "set A" and np.array_equal(np.asarray(fig.data[0].z), counts)
+    nothing = confusion_matrix(pd.array([1, pd.NA], dtype="Int64"), pd.array([-1, 2], dtype="Int64"))
+    assert nothing.shape == (8, 8) and nothing.sum() == 0                     # no valid frame: zeros
 
 
 def test_prompt_probabilities_one_row_per_set():
