@@ -23,6 +23,7 @@ from core.labels import TASKS
 from core.metrics import optimise_au_thresholds
 from core.weights import WeightsError, load_checkpoint
 from training import distributed
+from training.config import UNTRAINED
 from training.data import LabelSet, image_paths, load_labels, target_arrays, valid_mask
 from training.extract import clip_encoder, ensure_embeddings, load_encoder, video_images, videos_to_embed
 from training.predictions import (abaw_metrics, decisions, fill_from_neighbours, merge, predict_embeddings,
@@ -39,13 +40,15 @@ class Predictor:
 
         self.cfg, self.weights = cfg, str(weights)
         self.device = distributed.setup(cfg.device)
-        ckpt = load_checkpoint(weights)
-        self.metadata = ckpt.metadata
-        kind = {"ddamfn-upstream": "ddamfn"}.get(ckpt.architecture, ckpt.architecture)
+        ckpt = None if self.weights == UNTRAINED else load_checkpoint(weights)    # UNTRAINED: the baseline row
+        self.metadata = ckpt.metadata if ckpt else {}
+        kind = {"ddamfn-upstream": "ddamfn"}.get(ckpt.architecture, ckpt.architecture) if ckpt else "ddamfn"
         if kind not in ("ddamfn", "lstm", "clip-adapter"):
             raise WeightsError(f"{weights}: a {ckpt.architecture} checkpoint is not one training can evaluate")
         self.kind = kind
-        self.loaded = create_model(kind, weights, device=self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)              # random weights: the same in every run and torchrun process
+            self.loaded = create_model(kind, weights if ckpt else None, device=self.device)
         self.model = self.loaded.model.eval()
         self.tasks = tuple(self.loaded.info.tasks)
         self.encoder = None
