@@ -121,27 +121,6 @@ def _nms_per_image(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tenso
     return batched_nms(boxes, scores, image, threshold)
 
 
-def _nms_min(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Greedy NMS per image where overlap = intersection / the smaller box (pixel-inclusive areas)."""
-    if not len(boxes):
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    b = boxes.double().cpu().numpy()
-    b = b + image.double().cpu().numpy()[:, None] * (b.max() + 1)     # images never overlap
-    area = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-    order = list(np.argsort(scores.double().cpu().numpy(), kind="stable")[::-1])
-    keep = []
-    while order:
-        i, rest = order[0], np.array(order[1:], dtype=np.int64)
-        keep.append(i)
-        if not len(rest):
-            break
-        w = np.maximum(0.0, np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]) + 1)
-        h = np.maximum(0.0, np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]) + 1)
-        overlap = w * h / np.minimum(area[i], area[rest])
-        order = list(rest[overlap <= threshold])
-    return torch.as_tensor(keep, dtype=torch.long, device=boxes.device)
-
-
 def _square(boxes: torch.Tensor) -> torch.Tensor:
     """Boxes made square around their centre (side = the longer side)."""
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -177,6 +156,8 @@ def _refine(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
 def mtcnn_detect_batched(mtcnn, images: torch.Tensor) -> list[np.ndarray]:
     """MTCNN on a batch (B, H, W, 3) (uint8 or float, on the networks' device): per image (k, 5) arrays
     of x1, y1, x2, y2, probability, in MTCNN's final order."""
+    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy
+
     dtype = next(mtcnn.pnet.parameters()).dtype
     imgs = images.permute(0, 3, 1, 2).to(dtype)
     n, _, h, w = imgs.shape
@@ -224,7 +205,8 @@ def mtcnn_detect_batched(mtcnn, images: torch.Tensor) -> list[np.ndarray]:
         passed = prob[:, 1] > t2
         boxes, image, reg, score = boxes[passed], image[passed], reg[passed], prob[passed, 1]
         boxes = _refine(boxes, reg)
-        keep = _nms_min(boxes, score, image, 0.7)
+        # stock MTCNN's last NMS: overlap = intersection / the smaller box (float64: exact per-image offsets)
+        keep = batched_nms_numpy(boxes.double(), score.double(), image, 0.7, "Min")
         result, image = torch.cat([boxes[keep], score[keep].unsqueeze(1)], dim=1), image[keep]
     result, image = result.float().cpu().numpy(), image.cpu().numpy() if len(result) else np.zeros(0, np.int64)
     return [result[image == i] for i in range(n)]

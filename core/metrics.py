@@ -6,8 +6,11 @@
 - P_AU = mean binary F1 over the 12 AUs at threshold 0.5 (or per-AU thresholds chosen on validation data).
 - 7th ABAW multi-task score = P_VA + P_EXPR + P_AU.
 
-Frames whose ground truth or prediction is missing (NaN, <NA>) or an invalid marker (-5 VA, -1 EXPR/AU)
-are left out. An undefined score (no valid frame, zero variance, no positive anywhere) is 0.0, never NaN.
+Frames whose ground truth is missing (NaN, <NA>) or an invalid marker (-5 VA, -1 EXPR/AU) are left out.
+A frame with valid ground truth but no prediction (NaN, <NA>) is never dropped silently: the scores refuse
+it (ValueError), or, with allow_missing=True, score the other frames and count it in the result's
+"missing_predictions" (frames with at least one such label). An undefined score (no valid frame, zero
+variance, no positive anywhere) is 0.0, never NaN.
 """
 from __future__ import annotations
 
@@ -37,6 +40,20 @@ def _same_length(pred: np.ndarray, gt: np.ndarray, what: str) -> None:
         raise ValueError(f"{what}: predictions have {pred.shape[0]} frames, ground truth {gt.shape[0]}")
 
 
+def _missing(pred_nan: np.ndarray, gt_valid: np.ndarray, what: str, allow_missing: bool) -> dict:
+    """Frames (rows) with a valid label but no prediction: refused, or counted when allow_missing."""
+    lacking = pred_nan & gt_valid
+    if lacking.ndim == 2:
+        lacking, gt_valid = lacking.any(axis=1), gt_valid.any(axis=1)
+    n = int(lacking.sum())
+    if allow_missing:
+        return {"missing_predictions": n}
+    if n:
+        raise ValueError(f"{what}: {n} of {int(gt_valid.sum())} frames with ground truth have no prediction; "
+                         "predict every frame, or pass allow_missing=True to score the rest and count them")
+    return {}
+
+
 def _ccc_valid(x: np.ndarray, y: np.ndarray) -> float:
     # A constant series has zero covariance with anything: CCC is 0 (also when both are constant, where
     # the formula is 0/0, and without float round-off passing for variance).
@@ -49,22 +66,29 @@ def _ccc_valid(x: np.ndarray, y: np.ndarray) -> float:
     return float(2 * cov / denom) if denom > 0 else 0.0
 
 
+def _va_valid(gt: np.ndarray) -> np.ndarray:
+    return ~np.isnan(gt) & (gt != INVALID_VA)
+
+
 def ccc(pred, gt) -> float:
-    """Concordance correlation coefficient of two 1-D series; frames missing in either are left out."""
+    """Concordance correlation coefficient of two 1-D series over the frames with valid ground truth;
+    every such frame needs a prediction."""
     x, y = _as_float(pred).ravel(), _as_float(gt).ravel()
     _same_length(x, y, "ccc")
-    keep = ~np.isnan(x) & ~np.isnan(y) & (y != INVALID_VA)
+    keep = _va_valid(y)
+    _missing(np.isnan(x), keep, "ccc", allow_missing=False)
     return _ccc_valid(x[keep], y[keep])
 
 
-def va_scores(pred, gt) -> dict:
+def va_scores(pred, gt, allow_missing: bool = False) -> dict:
     """CCC of valence and arousal and P_VA. pred, gt: (N, 2) arrays or tables with valence, arousal."""
     p, g = _as_float(pred, VA_NAMES), _as_float(gt, VA_NAMES)
     if p.ndim != 2 or p.shape[1:] != (2,) or g.shape[1:] != (2,):
         raise ValueError(f"va_scores needs (N, 2) inputs, got {p.shape} and {g.shape}")
     _same_length(p, g, "va_scores")
-    cv, ca = ccc(p[:, 0], g[:, 0]), ccc(p[:, 1], g[:, 1])
-    return {"ccc_valence": cv, "ccc_arousal": ca, "p_va": (cv + ca) / 2}
+    missing = _missing(np.isnan(p), _va_valid(g), "va_scores", allow_missing)
+    cv, ca = (ccc(p[~np.isnan(p[:, k]), k], g[~np.isnan(p[:, k]), k]) for k in range(2))
+    return {"ccc_valence": cv, "ccc_arousal": ca, "p_va": (cv + ca) / 2, **missing}
 
 
 def _f1(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -76,7 +100,7 @@ def _f1(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(2 * tp / denom) if denom > 0 else 0.0
 
 
-def expr_scores(pred, gt) -> dict:
+def expr_scores(pred, gt, allow_missing: bool = False) -> dict:
     """Per-class F1 over the 8 Aff-Wild2 expressions and P_EXPR (their plain mean).
 
     pred: class indices (N,) (or a table with an "expression" column), or scores (N, 8) whose argmax is
@@ -89,17 +113,19 @@ def expr_scores(pred, gt) -> dict:
         p = np.where(np.isnan(p).any(axis=1), np.nan, np.argmax(np.nan_to_num(p, nan=-np.inf), axis=1))
     p = p.ravel()
     _same_length(p, g, "expr_scores")
-    keep = ~np.isnan(p) & ~np.isnan(g) & (g != INVALID_EXPR)
+    valid = ~np.isnan(g) & (g != INVALID_EXPR)
+    missing = _missing(np.isnan(p), valid, "expr_scores", allow_missing)
+    keep = valid & ~np.isnan(p)
     p, g = p[keep], g[keep]
     for name, labels in (("predictions", p), ("ground truth", g)):
         bad = (labels != np.round(labels)) | (labels < 0) | (labels >= len(EXPRESSIONS))
         if bad.any():
             raise ValueError(f"expr_scores: {name} hold {labels[bad][0]!r}, not a class index 0..7")
     f1 = [_f1(p == c, g == c) for c in range(len(EXPRESSIONS))]
-    return {"f1_per_class": f1, "p_expr": float(np.mean(f1))}
+    return {"f1_per_class": f1, "p_expr": float(np.mean(f1)), **missing}
 
 
-def _au_arrays(pred, gt, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _au_arrays(pred, gt, what: str, allow_missing: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
     p, g = _as_float(pred, AUS), _as_float(gt, AUS)
     if p.ndim != 2 or p.shape[1:] != (len(AUS),) or g.shape[1:] != (len(AUS),):
         raise ValueError(f"{what} needs (N, {len(AUS)}) inputs, got {p.shape} and {g.shape}")
@@ -107,23 +133,23 @@ def _au_arrays(pred, gt, what: str) -> tuple[np.ndarray, np.ndarray]:
     g = np.where(g == INVALID_AU, np.nan, g)
     if np.any(~np.isnan(g) & (g != 0) & (g != 1)):
         raise ValueError(f"{what}: ground truth AU values must be 0, 1 or invalid")
-    return p, g
+    return p, g, _missing(np.isnan(p), ~np.isnan(g), what, allow_missing)
 
 
-def au_scores(pred, gt, thresholds=0.5) -> dict:
+def au_scores(pred, gt, thresholds=0.5, allow_missing: bool = False) -> dict:
     """Per-AU binary F1 and P_AU (their mean).
 
     pred: probabilities or 0/1 decisions (N, 12), positive where pred >= threshold; thresholds: one
     number or one per AU (e.g. from optimise_au_thresholds). gt: 0/1 (N, 12); each AU uses its own
     valid frames.
     """
-    p, g = _au_arrays(pred, gt, "au_scores")
+    p, g, missing = _au_arrays(pred, gt, "au_scores", allow_missing)
     thr = np.broadcast_to(np.asarray(thresholds, dtype="float64"), (len(AUS),))
     f1 = []
     for k in range(len(AUS)):
         keep = ~np.isnan(p[:, k]) & ~np.isnan(g[:, k])
         f1.append(_f1(p[keep, k] >= thr[k], g[keep, k] == 1))
-    return {"f1_per_au": f1, "p_au": float(np.mean(f1))}
+    return {"f1_per_au": f1, "p_au": float(np.mean(f1)), **missing}
 
 
 def optimise_au_thresholds(probs, gt, grid=THRESHOLD_GRID) -> np.ndarray:
@@ -131,7 +157,7 @@ def optimise_au_thresholds(probs, gt, grid=THRESHOLD_GRID) -> np.ndarray:
 
     Ties go to the threshold nearest 0.5; an AU without valid frames keeps 0.5.
     """
-    p, g = _au_arrays(probs, gt, "optimise_au_thresholds")
+    p, g, _ = _au_arrays(probs, gt, "optimise_au_thresholds")
     grid = np.asarray(grid, dtype="float64")
     # Try candidates nearest 0.5 first so that a strict ">" keeps the nearest one among equal scores.
     candidates = grid[np.argsort(np.abs(grid - 0.5), kind="stable")]

@@ -1,5 +1,7 @@
 """Shared fixtures. Tests never reach a network: the Hugging Face Hub is offline for the whole session."""
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,28 @@ MEDIA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
-    """The real face videos beside the checkout (../shared/media); CI and every developer have them."""
+    """The real face videos beside the checkout (../shared/media); CI and every developer have them, so a
+    missing folder fails the tests that need it rather than skipping them unnoticed."""
     if not MEDIA_DIR.is_dir():
-        pytest.skip(f"sample media not found at {MEDIA_DIR}")
+        pytest.fail(f"sample media not found: these tests need the folder {MEDIA_DIR} (../shared/media beside "
+                    "the checkout)", pytrace=False)
     return MEDIA_DIR
+
+
+@pytest.fixture(scope="session")
+def ffmpeg():
+    """ffmpeg run quietly, overwriting outputs: ffmpeg(*args) -> CompletedProcess (stdout as bytes).
+
+    The README's test command (make test) installs ffmpeg, so a missing one fails the tests that need it."""
+    path = shutil.which("ffmpeg")
+    if path is None:
+        pytest.fail("ffmpeg is not installed: run the tests with `make test`, which installs it, or "
+                    "`apt-get install ffmpeg`", pytrace=False)
+
+    def run(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([path, "-v", "error", "-y", *map(str, args)], check=True, capture_output=True)
+
+    return run
 
 
 @pytest.fixture(scope="session")

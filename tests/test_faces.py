@@ -1,16 +1,11 @@
 """core.faces: MTCNN on real frames (face / no face / five faces), detection every k-th frame, tracks and
 crops. Detection runs on CPU at 320 px, on short stretches of the sample videos, to stay quick."""
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 
 from core.faces import (FaceDetector, Track, choose_track, crop_face, crop_faces, detect_stream, interpolate_boxes,
                         iou, square_region, track_faces)
 from core.video import iter_frames
-
-FFMPEG = shutil.which("ffmpeg")
 
 
 def first_frames(path, n):
@@ -23,15 +18,11 @@ def detector():
 
 
 @pytest.fixture(scope="module")
-def multi_face_video(tmp_path_factory, media_dir):
+def multi_face_video(tmp_path_factory, media_dir, ffmpeg):
     """Eight frames panning across the five-face photo (faces move 10 px a frame)."""
-    if FFMPEG is None:
-        pytest.skip("ffmpeg is not installed")
     out = tmp_path_factory.mktemp("faces") / "multi.mp4"
-    subprocess.run([FFMPEG, "-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i",
-                    str(media_dir / "multi_face.jpg"), "-frames:v", "8", "-vf", "crop=880:640:x=n*10:y=0",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
-                   check=True, capture_output=True)
+    ffmpeg("-loop", 1, "-framerate", 10, "-i", media_dir / "multi_face.jpg", "-frames:v", 8,
+           "-vf", "crop=880:640:x=n*10:y=0", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", out)
     return out
 
 

@@ -65,16 +65,21 @@ def test_ccc_is_zero_not_nan_when_undefined_or_constant(pred, gt):
     assert value == 0.0 and not math.isnan(value)
 
 
-def test_ccc_ignores_invalid_and_missing_frames():
+def test_ccc_ignores_invalid_frames_and_needs_a_prediction_for_every_valid_one():
     rng = np.random.default_rng(7)
     x, y = rng.uniform(-1, 1, 300), rng.uniform(-1, 1, 300)
     y_marked, x_missing = y.copy(), pd.array(x, dtype="Float64")
     y_marked[::7] = -5.0
-    x_missing[5::11] = pd.NA
-    keep = (np.arange(300) % 7 != 0) & ((np.arange(300) - 5) % 11 != 0)
+    y_marked[1::7] = np.nan
+    x_missing[::7] = pd.NA                       # no prediction where there is no label: fine
+    keep = (np.arange(300) % 7 > 1)
     assert ccc(x_missing, y_marked) == pytest.approx(reference_ccc(x[keep], y[keep]), abs=1e-12)
     as_list = [None if pd.isna(v) else v for v in x_missing]
     assert ccc(pd.Series(as_list, dtype="Float64"), y_marked) == pytest.approx(reference_ccc(x[keep], y[keep]))
+    x_missing[2::11] = pd.NA
+    lacking = int(((np.arange(300) - 2) % 11 == 0)[keep].sum())
+    with pytest.raises(ValueError, match=f"ccc: {lacking} of {keep.sum()} frames with ground truth have no prediction"):
+        ccc(x_missing, y_marked)
 
 
 def test_ccc_refuses_different_lengths():
@@ -96,6 +101,22 @@ def test_va_scores_average_the_two_cccs_and_select_columns_by_name():
     assert scores["ccc_valence"] > scores["ccc_arousal"]
     arrays = va_scores(pred[["valence", "arousal"]].to_numpy(), gt.to_numpy())
     assert arrays == pytest.approx(scores)
+
+
+def test_va_scores_refuse_missing_predictions_or_count_them_when_allowed():
+    """The defect this guards against: 15 of 20 frames without prediction scored CCC 1.0 over the other 5."""
+    gt = np.column_stack([np.linspace(-1, 1, 20), np.linspace(1, -1, 20)])
+    pred = gt.copy()
+    pred[5:] = np.nan
+    with pytest.raises(ValueError, match="va_scores: 15 of 20 frames with ground truth have no prediction"):
+        va_scores(pred, gt)
+    scores = va_scores(pred, gt, allow_missing=True)
+    assert scores["missing_predictions"] == 15 and scores["p_va"] == pytest.approx(1.0)
+    pred[5:, 0] = gt[5:, 0]                                      # arousal alone missing: still a missing frame
+    gt[5:10, 1] = np.nan                                         # ... except where arousal is not annotated
+    assert va_scores(pred, gt, allow_missing=True)["missing_predictions"] == 10
+    assert va_scores(gt, gt, allow_missing=True)["missing_predictions"] == 0
+    assert "missing_predictions" not in va_scores(gt, gt)
 
 
 def test_va_scores_on_empty_and_constant_inputs():
@@ -138,7 +159,7 @@ def test_expr_perfect_prediction_of_all_classes_is_one_and_invalid_frames_are_ig
     assert expr_scores(pred, gt)["p_expr"] == pytest.approx(1.0)
 
 
-def test_expr_takes_argmax_of_scores_and_skips_missing_predictions():
+def test_expr_takes_argmax_of_scores_and_refuses_or_counts_missing_predictions():
     rng = np.random.default_rng(5)
     logits = rng.normal(size=(200, 8))
     gt = rng.integers(0, 8, 200)
@@ -147,7 +168,13 @@ def test_expr_takes_argmax_of_scores_and_skips_missing_predictions():
     assert expr_scores(table, pd.DataFrame({"expression": gt})) == expr_scores(logits.argmax(1), gt)
     pred = pd.array(logits.argmax(1), dtype="Int64")
     pred[:20] = pd.NA
-    assert expr_scores(pred, gt) == expr_scores(logits.argmax(1)[20:], gt[20:])
+    with pytest.raises(ValueError, match="expr_scores: 20 of 200 frames with ground truth have no prediction"):
+        expr_scores(pred, gt)
+    scores = expr_scores(pred, gt, allow_missing=True)
+    assert scores == {**expr_scores(logits.argmax(1)[20:], gt[20:]), "missing_predictions": 20}
+    logits[:20, 3] = np.nan                                       # a score row with a NaN has no prediction
+    assert expr_scores(logits, gt, allow_missing=True) == {**expr_scores(logits[20:], gt[20:]),
+                                                           "missing_predictions": 20}
 
 
 @pytest.mark.parametrize("gt", [[], [-1, -1, -1], [np.nan, np.nan, np.nan]])
@@ -205,6 +232,22 @@ def test_au_edge_cases_are_zero_not_nan():
         au_scores(np.zeros((2, 12)), np.full((2, 12), 2))
     with pytest.raises(ValueError, match=r"\(N, 12\)"):
         au_scores(np.zeros((2, 11)), np.zeros((2, 11)))
+
+
+def test_au_missing_predictions_are_refused_or_counted_per_frame():
+    rng = np.random.default_rng(2)
+    gt = rng.integers(0, 2, (100, 12)).astype(float)
+    probs = rng.random((100, 12))
+    probs[:10, 0] = np.nan                                        # one AU missing on 10 frames
+    probs[90:] = np.nan                                           # every AU missing on 10 frames ...
+    gt[95:] = -1                                                  # ... of which 5 have no valid label
+    for score in (au_scores, optimise_au_thresholds):
+        with pytest.raises(ValueError, match="15 of 95 frames with ground truth have no prediction"):
+            score(probs, gt)
+    scores = au_scores(probs, gt, allow_missing=True)
+    assert scores["missing_predictions"] == 15
+    keep = ~np.isnan(probs[:, 0]) & (gt[:, 0] != -1)
+    assert scores["f1_per_au"][0] == pytest.approx(f1_by_counts(probs[keep, 0] >= 0.5, gt[keep, 0] == 1))
 
 
 def test_optimised_thresholds_are_the_grid_optimum_per_au():

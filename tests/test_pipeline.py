@@ -1,7 +1,6 @@
 """core.pipeline on real videos, on CPU with random weights (untrained): one row per decoded frame, faces
 where there are faces, none where there are none, faceless rows filled or empty as documented, the
 subject's track, the CLIP columns, a checkpoint's outputs reproduced, and Aff-Wild2 aligned images."""
-import shutil
 import subprocess
 
 import numpy as np
@@ -18,15 +17,8 @@ from core.table import prediction_columns
 from core.video import VideoError, iter_frames
 from core.weights import save_checkpoint
 
-FFMPEG = shutil.which("ffmpeg")
 P_EXPR = [f"p_{e}" for e in EXPRESSIONS]
 P_AU = [f"p_{a}" for a in AUS]
-
-
-def ffmpeg(*args):
-    if FFMPEG is None:
-        pytest.skip("ffmpeg is not installed")
-    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +182,7 @@ def test_a_checkpoint_gives_the_outputs_of_its_model_on_the_crops(media_dir, tmp
 
 
 @pytest.fixture(scope="module")
-def multi_face_video(tmp_path_factory, media_dir):
+def multi_face_video(tmp_path_factory, media_dir, ffmpeg):
     out = tmp_path_factory.mktemp("pipeline") / "multi.mp4"
     ffmpeg("-loop", 1, "-framerate", 10, "-i", media_dir / "multi_face.jpg", "-frames:v", 4,
            "-vf", "crop=880:640:x=n*10:y=0", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", out)
@@ -216,7 +208,7 @@ def test_several_people_follow_the_largest_or_the_chosen_one(ddamfn_models, mult
                       loaded=loaded)
 
 
-def test_portrait_phone_video_is_analysed_upright(ddamfn_models, media_dir, tmp_path):
+def test_portrait_phone_video_is_analysed_upright(ddamfn_models, media_dir, tmp_path, ffmpeg):
     """A phone stores a portrait video sideways with a rotation tag: the face must be where it is in
     the upright picture (the landscape frames padded to portrait, 300 px of black above)."""
     sideways = tmp_path / "sideways.mp4"
@@ -238,7 +230,7 @@ def test_portrait_phone_video_is_analysed_upright(ddamfn_models, media_dir, tmp_
     assert min(iou(found[i:i + 1], upright[i][None])[0, 0] for i in range(4)) > 0.8
 
 
-def test_one_frame_video(ddamfn_models, media_dir, tmp_path):
+def test_one_frame_video(ddamfn_models, media_dir, tmp_path, ffmpeg):
     one = tmp_path / "one.mp4"
     ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 1, one)
     df_analysis = analyze_video(one, AnalysisConfig(device="cpu"), loaded=ddamfn_models)

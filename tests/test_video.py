@@ -1,20 +1,11 @@
 """core.video on the real sample videos and on files written here with ffmpeg (rotated, VFR, webm, avi,
 truncated, one frame, not a video)."""
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
 from core.video import FrameBatch, VideoError, iter_frames, probe
-
-FFMPEG = shutil.which("ffmpeg")
-needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
-
-
-def ffmpeg(*args):
-    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True, capture_output=True)
-
 
 def decode_all(path, **kwargs):
     batches = list(iter_frames(path, **kwargs))
@@ -24,10 +15,8 @@ def decode_all(path, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory, media_dir):
+def clip(tmp_path_factory, media_dir, ffmpeg):
     """One second (30 frames) of single_face.mp4, re-encoded as H.264 without audio."""
-    if FFMPEG is None:
-        pytest.skip("ffmpeg is not installed")
     out = tmp_path_factory.mktemp("video") / "clip.mp4"
     ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 30, "-an", "-c:v", "libx264", "-preset",
            "ultrafast", out)
@@ -56,17 +45,15 @@ def test_probe_reports_container_facts(media_dir):
     assert probe(media_dir / "face_noface.mov").codec.lower() in ("hevc", "hev1", "hvc1")
 
 
-def test_frames_are_rgb(media_dir, tmp_path):
+def test_frames_are_rgb(tmp_path, ffmpeg):
     """A pure red frame written by ffmpeg decodes as red in channel 0."""
-    if FFMPEG is None:
-        pytest.skip("ffmpeg is not installed")
     out = tmp_path / "red.mp4"
     ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x64:d=0.2", "-c:v", "libx264", "-pix_fmt", "yuv444p", out)
     frame = next(iter(iter_frames(out))).frames[0].astype(int)
     assert frame[..., 0].mean() > 200 and frame[..., 1].mean() < 50 and frame[..., 2].mean() < 50
 
 
-def test_vfr_timestamps_are_true_presentation_times(clip, tmp_path):
+def test_vfr_timestamps_are_true_presentation_times(clip, tmp_path, ffmpeg):
     """Frames 10+ are shifted by half a second: timestamps keep the gap instead of index / fps."""
     out = tmp_path / "vfr.mp4"
     ffmpeg("-i", clip, "-vf", "setpts='(N/30+if(gte(N,10),0.5,0))/TB'", "-fps_mode", "passthrough",
@@ -81,14 +68,13 @@ def test_hevc_mov_timestamps_span_its_duration(media_dir):
     assert times[-1] == pytest.approx(6.345, abs=0.01)     # ffprobe: last frame at 6.3453 s
 
 
-def ffmpeg_first_frame(path, shape):
+def ffmpeg_first_frame(ffmpeg, path, shape):
     """ffmpeg's own decode of the first frame (it applies rotation by default), as RGB."""
-    raw = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    raw = ffmpeg("-i", path, "-frames:v", 1, "-f", "rawvideo", "-pix_fmt", "rgb24", "-").stdout
     return np.frombuffer(raw, np.uint8).reshape(shape)
 
 
-def write_rotated(src, out, degrees):
+def write_rotated(ffmpeg, src, out, degrees):
     """Tag a video as rotated without re-encoding (newer ffmpeg: -display_rotation; 5.x: rotate tag)."""
     try:
         ffmpeg("-display_rotation", degrees, "-i", src, "-c", "copy", out)
@@ -96,25 +82,23 @@ def write_rotated(src, out, degrees):
         ffmpeg("-i", src, "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}", out)
 
 
-@needs_ffmpeg
 @pytest.mark.parametrize("degrees", [90, 270])
-def test_rotated_phone_video_comes_out_upright(clip, tmp_path, degrees):
+def test_rotated_phone_video_comes_out_upright(clip, tmp_path, degrees, ffmpeg):
     out = tmp_path / f"portrait{degrees}.mp4"
-    write_rotated(clip, out, degrees)
+    write_rotated(ffmpeg, clip, out, degrees)
     info = probe(out)
     assert (info.width, info.height) == (360, 640) and info.rotation in (90, 270)
     frame = next(iter(iter_frames(out))).frames[0]
     assert frame.shape == (640, 360, 3)
-    reference = ffmpeg_first_frame(out, frame.shape).astype(int)
+    reference = ffmpeg_first_frame(ffmpeg, out, frame.shape).astype(int)
     assert np.abs(frame.astype(int) - reference).mean() < 1.0
     # and it is not merely transposed: turning it the other way disagrees with ffmpeg
     assert np.abs(np.rot90(frame, 2).astype(int) - reference).mean() > 10
 
 
-@needs_ffmpeg
 @pytest.mark.parametrize("suffix, codec", [(".webm", ["libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"]),
                                            (".avi", ["mjpeg"]), (".mov", ["libx264", "-preset", "ultrafast"])])
-def test_other_containers_decode(clip, tmp_path, suffix, codec):
+def test_other_containers_decode(clip, tmp_path, suffix, codec, ffmpeg):
     out = tmp_path / f"clip{suffix}"
     ffmpeg("-i", clip, "-c:v", *codec, out)
     _, index, times = decode_all(out, batch_size=7)
@@ -122,8 +106,7 @@ def test_other_containers_decode(clip, tmp_path, suffix, codec):
     assert np.allclose(np.diff(times), 1 / 30, atol=2e-3)
 
 
-@needs_ffmpeg
-def test_one_frame_video(clip, tmp_path):
+def test_one_frame_video(clip, tmp_path, ffmpeg):
     out = tmp_path / "one.mp4"
     ffmpeg("-i", clip, "-frames:v", 1, out)
     batches, index, times = decode_all(out)
@@ -135,8 +118,7 @@ def test_max_frames_stops_early(media_dir):
     assert np.array_equal(index, np.arange(40))
 
 
-@needs_ffmpeg
-def test_truncated_file_with_index_first_raises_after_its_frames(media_dir, tmp_path):
+def test_truncated_file_with_index_first_raises_after_its_frames(media_dir, tmp_path, ffmpeg):
     """moov atom first (+faststart), then cut: the first frames decode, and the end is reported."""
     whole = tmp_path / "faststart.mp4"
     ffmpeg("-i", media_dir / "single_face.mp4", "-c", "copy", "-movflags", "+faststart", whole)

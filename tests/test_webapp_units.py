@@ -96,6 +96,8 @@ def test_confusion_matrix_counts_valid_frames_only():
     assert counts.sum() == 3 and counts[0, 0] == 1 and counts[4, 4] == 1 and counts[5, 4] == 1
     fig = confusion_figure(pred, gt, "set A")
     assert fig.layout.title.text == "set A" and np.array_equal(np.asarray(fig.data[0].z), counts)
+    nothing = confusion_matrix(pd.array([1, pd.NA], dtype="Int64"), pd.array([-1, 2], dtype="Int64"))
+    assert nothing.shape == (8, 8) and nothing.sum() == 0                     # no valid frame: zeros
 
 
 def test_prompt_probabilities_one_row_per_set():
@@ -164,7 +166,7 @@ def write_gt_files(folder, n):
 
 def test_ground_truth_join_metrics_and_length_check(tmp_path):
     from core.affwild2 import AnnotationError
-    from webapp.results import ground_truth_from_files, join_ground_truth, metrics_table
+    from webapp.results import ground_truth_from_files, join_ground_truth, metrics_table, prompt_f1_table
 
     n = 90
     paths = write_gt_files(tmp_path, n)
@@ -177,6 +179,18 @@ def test_ground_truth_join_metrics_and_length_check(tmp_path):
     assert table.loc[("DDAMFN+LSTM", "CCC valence"), "value"] == pytest.approx(1.0)  # same curve
     assert ("CLIP default", "P_EXPR (F1, 8 classes)") in table.index
     assert 0 <= table.loc[("DDAMFN+LSTM", "P_AU (F1 at 0.5)"), "value"] <= 1
+    assert (table["missing"] == 0).all()
+    # Frames without a prediction (CLIP on faceless frames, an AU left empty) are counted, not hidden.
+    df.loc[40:49, "clip_default_expr"] = pd.NA
+    df.loc[0:9, "p_AU12"] = np.nan
+    table = metrics_table(df).set_index(["output", "metric"])
+    assert table.loc[("CLIP default", "P_EXPR (F1, 8 classes)"), "missing"] == 10
+    assert table.loc[("DDAMFN+LSTM", "P_AU (F1 at 0.5)"), "missing"] == 10
+    assert table.loc[("DDAMFN+LSTM", "P_EXPR (F1, 8 classes)"), "missing"] == 0
+    f1 = prompt_f1_table(df, ["default"]).set_index("prompt set")
+    assert f1.loc["default", "missing"] == 10
+    assert f1.loc["default", "P_EXPR (F1, 8 classes)"] == table.loc[("CLIP default", "P_EXPR (F1, 8 classes)"), "value"]
+    assert prompt_f1_table(df.drop(columns="gt_expr"), ["default"])["missing"].isna().all()
 
     _, notes = ground_truth_from_files(paths, n + 2)
     assert len(notes) == 3 and "90 annotated frames for 92 video frames" in notes[0]

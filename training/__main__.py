@@ -39,10 +39,17 @@ def run(command: str, cfg):
     if command == "train":
         from training.loop import train
 
-        return {"best": str(train(cfg))}
+        best = train(cfg)
+        if not best.is_file():
+            raise ValueError(f"no checkpoint was written ({best} does not exist)"
+                             + ("; --epochs 0 trains nothing" if cfg.epochs == 0 else ""))
+        return {"best": str(best)}
+    if command == "thresholds" and cfg.weights == config.UNTRAINED:
+        raise ValueError("thresholds are stored in a checkpoint: give one with --weights")
     from training import evaluate
 
-    return getattr(evaluate, command)(cfg)
+    result = getattr(evaluate, command)(cfg)
+    return {"weights": cfg.weights, "files": result} if command == "predict" else result
 
 
 def main(argv=None) -> int:

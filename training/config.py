@@ -20,6 +20,8 @@ from core.registry import CLIP_MODEL, LSTM_STRIDE, LSTM_WINDOW
 
 PRESET_DIR = Path(__file__).parent / "presets"
 MODEL_KINDS = ("ddamfn", "ddamfn-heads", "lstm", "clip-adapter")
+# evaluate / predict --weights UNTRAINED: a DDAMFN with random weights (seed 0), the baseline row.
+UNTRAINED = "untrained"
 ENCODERS = ("ddamfn", "clip", "clip-adapter")
 
 
@@ -99,7 +101,8 @@ class TrainConfig(LabelOptions):
 class EvalConfig(LabelOptions):
     """`evaluate` / `thresholds`: a checkpoint's ABAW metrics on a split."""
 
-    weights: str = _help("checkpoint to evaluate", default="")
+    weights: str = _help(f"checkpoint to evaluate (evaluate: or {UNTRAINED!r}, a DDAMFN with random weights, "
+                         "the baseline)", default="")
     split: str = _help("train or val", default="val")
     out: str | None = _help("evaluate: also write the metrics as JSON here; thresholds: write the updated "
                             "checkpoint here instead of in place", default=None)
@@ -109,7 +112,7 @@ class EvalConfig(LabelOptions):
 class PredictConfig(DataOptions):
     """`predict`: ABAW submission files (one per task) for a list of videos."""
 
-    weights: str = _help("checkpoint", default="")
+    weights: str = _help(f"checkpoint (or {UNTRAINED!r}: a DDAMFN with random weights, the baseline)", default="")
     videos: str = _help("val, train, all, or a text file with one video name per line", default="val")
     out: str = _help("folder for the submission files", default="submission")
     tasks: tuple[str, ...] = _help("tasks to write (those the checkpoint has among them)", default=TASKS)

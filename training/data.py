@@ -8,12 +8,12 @@ reviewer, or not annotated for that task). Predictions are aligned with its rows
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -105,6 +105,12 @@ def _label_columns() -> list[str]:
     return [c for t in TASKS for c in LABEL_COLUMNS[t]]
 
 
+@functools.cache
+def _warn_once(message: str) -> None:
+    """Log a warning the first time only: every split (train, val) opens the database again."""
+    log.warning(message)
+
+
 class _DatabaseLabels:
     """Effective labels from the review database (db.repo), remembering which corrections were used."""
 
@@ -128,11 +134,11 @@ class _DatabaseLabels:
         shown = parsed.render_as_string(hide_password=True)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
                 and not Path(parsed.database).expanduser().exists():
-            log.warning("no review database at %s: training on the annotation files", shown)
+            _warn_once(f"no review database at {shown}: training on the annotation files")
             return None
         engine = make_engine(url)
         if current_revision(engine) is None:
-            log.warning("%s has no AffectLens schema: training on the annotation files", shown)
+            _warn_once(f"{shown} has no AffectLens schema: training on the annotation files")
             return None
         return cls(engine)
 

@@ -25,6 +25,7 @@ from core import predict as core_predict
 from core.table import decision_columns, write_submissions
 from core.weights import WeightsError, load_checkpoint
 from training import distributed
+from training.config import UNTRAINED
 from training.data import LabelSet, image_paths, load_labels, target_arrays, valid_mask, video_rows
 from training.extract import encoder_of, ensure_embeddings, video_images, videos_to_embed
 from training.predictions import abaw_metrics, fill_faceless, merge
@@ -41,17 +42,23 @@ class Predictor:
     def __init__(self, weights: str, cfg):
         self.cfg, self.weights = cfg, str(weights)
         self.device = distributed.setup(cfg.device)
-        ckpt = load_checkpoint(weights)
-        self.metadata = ckpt.metadata
-        if ckpt.architecture == "lstm":
-            reads = (self.metadata.get("embedding") or {}).get("encoder", "ddamfn")
-            card = "lstm" if reads == "ddamfn" else "clip-lstm"
-        elif ckpt.architecture in _RUNS_AS:
-            card = _RUNS_AS[ckpt.architecture]
+        if self.weights == UNTRAINED:          # the baseline row: a random DDAMFN
+            card, self.metadata = "ddamfn", {}
         else:
-            raise WeightsError(f"{weights}: a {ckpt.architecture} checkpoint is not one training can evaluate")
+            ckpt = load_checkpoint(weights)
+            self.metadata = ckpt.metadata
+            if ckpt.architecture == "lstm":
+                reads = (self.metadata.get("embedding") or {}).get("encoder", "ddamfn")
+                card = "lstm" if reads == "ddamfn" else "clip-lstm"
+            elif ckpt.architecture in _RUNS_AS:
+                card = _RUNS_AS[ckpt.architecture]
+            else:
+                raise WeightsError(f"{weights}: a {ckpt.architecture} checkpoint is not one training can evaluate")
         self.card = card
-        self.loaded = core_predict.load_models((card,), {card: self.weights}, self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)              # random weights: the same in every run and torchrun process
+            self.loaded = core_predict.load_models(
+                (card,), {} if self.weights == UNTRAINED else {card: self.weights}, self.device)
         self.tasks = tuple(self.loaded.models[card].info.tasks)
         recorded = self.loaded.models[card].info.metadata.get("embedding") or {}
         self.encoders = {name: encoder_of("clip" if name == "clip" else "ddamfn",

@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import shutil
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -163,7 +164,7 @@ def train(cfg: TrainConfig) -> Path:
                    **{f"val_{k}": v for k, v in _scalar_metrics(metrics).items()}, "best": improved}
             csv_log.write(row)
             tqdm.write(f"epoch {epoch + 1}: loss {row.get('loss', float('nan')):.4f}  val score "
-                       f"{metrics['score']:.4f}{'  (best)' if improved else ''}")
+                       f"{metrics['score']:.4f}{'  (best)' if improved else ''}", file=sys.stderr)  # stdout: the result
         distributed.barrier()
     distributed.teardown()
     return out / "best.pt"

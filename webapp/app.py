@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import gradio as gr
-import pandas as pd
 
 from core.affwild2 import AnnotationError
 from core.labels import AUS, EXPRESSIONS, TASKS
@@ -132,8 +131,7 @@ class Handlers:
         objects = [self.services.prompt_set_from_text(*s) for s in sets]
         table, state["clip"] = self.run_comparison(
             state, objects, _Progress(progress, "CLIP image embeddings", "faces"))
-        f1 = pd.DataFrame({"prompt set": names,
-                           "P_EXPR (F1, 8 classes)": [results.expr_f1(table, f"clip_{n}_expr") for n in names]})
+        f1 = results.prompt_f1_table(table, names)
         confusions = [plots.confusion_figure(table[f"clip_{n}_expr"], table["gt_expr"], n)
                       if "gt_expr" in table else None for n in names]
         confusions += [None] * (PROMPT_COLUMNS - len(confusions))
@@ -294,7 +292,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 with gr.Column(scale=3):
                     run_info = gr.Markdown(elem_id="run-info")
                     timeline = gr.Plot(label="Timeline (grey: no face)", elem_id="timeline")
-                    metrics = gr.Dataframe(headers=["output", "metric", "value", "frames"], interactive=False,
+                    metrics = gr.Dataframe(headers=results.METRICS_COLUMNS, interactive=False,
                                            label="ABAW metrics against the annotation", elem_id="metrics")
                     frame = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
                     with gr.Row():
@@ -325,7 +323,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
             prompt_status = gr.Markdown()
             prompt_probs = gr.Plot(label="Per-frame probabilities", elem_id="prompt-probs")
-            prompt_f1 = gr.Dataframe(headers=["prompt set", "P_EXPR (F1, 8 classes)"], interactive=False,
+            prompt_f1 = gr.Dataframe(headers=results.PROMPT_F1_COLUMNS, interactive=False,
                                      label="F1 against the annotation")
             with gr.Row():
                 confusions = [gr.Plot(label=f"Confusion matrix, set {i + 1}") for i in range(PROMPT_COLUMNS)]

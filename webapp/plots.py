@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from core.labels import AUS, EXPRESSION_COLORS, EXPRESSIONS
 
@@ -155,14 +156,15 @@ def _add_au_row(fig, df, kind, t, frames, row):
 
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """8x8 counts, rows = annotation, columns = prediction; frames where either is invalid are skipped."""
+    """8x8 counts, rows = annotation, columns = prediction; frames where either is missing or invalid are
+    skipped (scikit-learn refuses NaN, and refuses an empty input where the page shows zeros)."""
     pred = np.asarray(pd.to_numeric(pd.Series(pred), errors="coerce"), dtype="float64")
     gt = np.asarray(pd.to_numeric(pd.Series(gt), errors="coerce"), dtype="float64")
     ok = ~np.isnan(pred) & ~np.isnan(gt) & (gt >= 0) & (pred >= 0)
     n = len(EXPRESSIONS)
-    counts = np.zeros((n, n), dtype=int)
-    np.add.at(counts, (gt[ok].astype(int), pred[ok].astype(int)), 1)
-    return counts
+    if not ok.any():
+        return np.zeros((n, n), dtype=int)
+    return sklearn_confusion_matrix(gt[ok].astype(int), pred[ok].astype(int), labels=np.arange(n))
 
 
 def confusion_figure(pred, gt, title: str) -> go.Figure:

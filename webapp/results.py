@@ -15,6 +15,7 @@ from core.labels import AUS, EXPRESSIONS
 from core.registry import CARDS
 from core.table import Analysis, clip_sets, write_submissions
 
+
 def output_names(run: dict) -> dict[str, str]:
     """Output (va, expr, au, clip_<S>) -> how the page names it: the model card's label, marked
     "(untrained)" when that model's weights are random."""
@@ -28,42 +29,54 @@ def output_names(run: dict) -> dict[str, str]:
     return names
 
 
+METRICS_COLUMNS = ["output", "metric", "value", "frames", "missing"]
+PROMPT_F1_COLUMNS = ["prompt set", "P_EXPR (F1, 8 classes)", "missing"]
+
+
 def metrics_table(df: pd.DataFrame, run: dict | None = None) -> pd.DataFrame:
     """ABAW metrics of every output in the table against its gt_ columns (rows: output, metric, value,
-    frames); outputs are named by output_names(run). Empty when the table has no ground truth."""
+    frames: annotated frames, missing: those of them without a prediction, left out of the value);
+    outputs are named by output_names(run). Empty when the table has no ground truth."""
     rows = []
     names = output_names(run or {})
     name = lambda output: names.get(output, output)                                  # noqa: E731
 
-    def add(output, metric, value, frames):
-        rows.append({"output": output, "metric": metric, "value": round(float(value), 4), "frames": int(frames)})
+    def add(output, metric, scores, key, frames):
+        rows.append({"output": output, "metric": metric, "value": round(float(scores[key]), 4),
+                     "frames": int(frames), "missing": scores["missing_predictions"]})
 
     if {"valence", "arousal", "gt_valence", "gt_arousal"} <= set(df.columns):
-        scores = metrics.va_scores(df[["valence", "arousal"]], df[["gt_valence", "gt_arousal"]])
+        scores = metrics.va_scores(df[["valence", "arousal"]], df[["gt_valence", "gt_arousal"]], allow_missing=True)
         n = int(df[["gt_valence", "gt_arousal"]].notna().all(axis=1).sum())
-        add(name("va"), "CCC valence", scores["ccc_valence"], n)
-        add(name("va"), "CCC arousal", scores["ccc_arousal"], n)
-        add(name("va"), "P_VA", scores["p_va"], n)
+        add(name("va"), "CCC valence", scores, "ccc_valence", n)
+        add(name("va"), "CCC arousal", scores, "ccc_arousal", n)
+        add(name("va"), "P_VA", scores, "p_va", n)
     if "gt_expr" in df:
         n = int(df["gt_expr"].notna().sum())
         outputs = ([(name("expr"), "expr")] if "expr" in df else []) + [
             (name(f"clip_{s}"), f"clip_{s}_expr") for s in clip_sets(df)]
         for output, col in outputs:
-            add(output, "P_EXPR (F1, 8 classes)", metrics.expr_scores(df[col], df["gt_expr"])["p_expr"], n)
+            scores = metrics.expr_scores(df[col], df["gt_expr"], allow_missing=True)
+            add(output, "P_EXPR (F1, 8 classes)", scores, "p_expr", n)
     gt_au = [f"gt_{au}" for au in AUS]
     if set(gt_au) <= set(df.columns) and all(f"p_{au}" in df for au in AUS):
         probs = df[[f"p_{au}" for au in AUS]].to_numpy(dtype="float64")
         gt = df[gt_au].to_numpy(dtype="float64", na_value=np.nan)
         n = int((~np.isnan(gt)).any(axis=1).sum())
-        add(name("au"), "P_AU (F1 at 0.5)", metrics.au_scores(probs, gt)["p_au"], n)
-    return pd.DataFrame(rows, columns=["output", "metric", "value", "frames"])
+        add(name("au"), "P_AU (F1 at 0.5)", metrics.au_scores(probs, gt, allow_missing=True), "p_au", n)
+    return pd.DataFrame(rows, columns=METRICS_COLUMNS)
 
 
-def expr_f1(df: pd.DataFrame, column: str) -> float | None:
-    """P_EXPR of one expression column against gt_expr, or None without annotation."""
-    if "gt_expr" not in df or not df["gt_expr"].notna().any():
-        return None
-    return round(metrics.expr_scores(df[column], df["gt_expr"])["p_expr"], 4)
+def prompt_f1_table(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """P_EXPR of each CLIP prompt set's clip_<name>_expr column against gt_expr (None without annotation),
+    and how many annotated frames had no prediction (no face) and were left out."""
+    annotated = "gt_expr" in df and df["gt_expr"].notna().any()
+    scores = [metrics.expr_scores(df[f"clip_{n}_expr"], df["gt_expr"], allow_missing=True) if annotated else None
+              for n in names]
+    return pd.DataFrame({"prompt set": names,
+                         "P_EXPR (F1, 8 classes)": [round(s["p_expr"], 4) if s else None for s in scores],
+                         "missing": [s["missing_predictions"] if s else None for s in scores]},
+                        columns=PROMPT_F1_COLUMNS)
 
 
 def write_downloads(analysis: Analysis, video: str, out_dir: Path) -> list[Path]:
