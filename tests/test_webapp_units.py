@@ -166,30 +166,33 @@ def write_gt_files(folder, n):
 
 def test_ground_truth_join_metrics_and_length_check(tmp_path):
     from core.affwild2 import AnnotationError
-    from webapp.results import ground_truth_from_files, join_ground_truth, metrics_table, prompt_f1_table
+    from core.table import attach_ground_truth, ground_truth_from_files
+    from webapp.results import metrics_table, prompt_f1_table
 
     n = 90
     paths = write_gt_files(tmp_path, n)
     gt, notes = ground_truth_from_files(paths, n)
     assert notes == [] and len(gt) == n and gt["gt_valence"].isna().sum() == 3
-    df = join_ground_truth(predictions_table(with_gt=False), gt)
-    table = metrics_table(df).set_index(["output", "metric"])
+    df = attach_ground_truth(predictions_table(with_gt=False), gt)
+    run = {"outputs_from": {"va": "lstm", "expr": "lstm", "au": "lstm", "clip_default": "clip"},
+           "models": {"lstm": {"untrained": False}, "clip": {"untrained": True}}}
+    table = metrics_table(df, run).set_index(["output", "metric"])
     expected = (np.sin(np.arange(3, n) / 10) * 0.5)
     assert expected.size == table.loc[("DDAMFN+LSTM", "CCC valence"), "frames"]
     assert table.loc[("DDAMFN+LSTM", "CCC valence"), "value"] == pytest.approx(1.0)  # same curve
-    assert ("CLIP default", "P_EXPR (F1, 8 classes)") in table.index
+    assert ("CLIP default (untrained)", "P_EXPR (F1, 8 classes)") in table.index
     assert 0 <= table.loc[("DDAMFN+LSTM", "P_AU (F1 at 0.5)"), "value"] <= 1
     assert (table["missing"] == 0).all()
     # Frames without a prediction (CLIP on faceless frames, an AU left empty) are counted, not hidden.
     df.loc[40:49, "clip_default_expr"] = pd.NA
     df.loc[0:9, "p_AU12"] = np.nan
-    table = metrics_table(df).set_index(["output", "metric"])
-    assert table.loc[("CLIP default", "P_EXPR (F1, 8 classes)"), "missing"] == 10
+    table = metrics_table(df, run).set_index(["output", "metric"])
+    assert table.loc[("CLIP default (untrained)", "P_EXPR (F1, 8 classes)"), "missing"] == 10
     assert table.loc[("DDAMFN+LSTM", "P_AU (F1 at 0.5)"), "missing"] == 10
     assert table.loc[("DDAMFN+LSTM", "P_EXPR (F1, 8 classes)"), "missing"] == 0
     f1 = prompt_f1_table(df, ["default"]).set_index("prompt set")
     assert f1.loc["default", "missing"] == 10
-    assert f1.loc["default", "P_EXPR (F1, 8 classes)"] == table.loc[("CLIP default", "P_EXPR (F1, 8 classes)"), "value"]
+    assert f1.loc["default", "P_EXPR (F1, 8 classes)"] == table.loc[("CLIP default (untrained)", "P_EXPR (F1, 8 classes)"), "value"]
     assert prompt_f1_table(df.drop(columns="gt_expr"), ["default"])["missing"].isna().all()
 
     _, notes = ground_truth_from_files(paths, n + 2)
@@ -198,15 +201,21 @@ def test_ground_truth_join_metrics_and_length_check(tmp_path):
         ground_truth_from_files(paths, 72)
 
 
-def test_downloads_are_csv_and_abaw_submissions(tmp_path):
+def test_downloads_are_csv_run_json_and_abaw_submissions_that_say_untrained(tmp_path):
+    import json
+
     from core.affwild2 import read_submission
+    from core.table import Analysis
     from webapp.results import write_downloads
 
     df = predictions_table(with_gt=False)
-    paths = write_downloads(df, "clip-1", tmp_path)
-    assert [p.name for p in paths] == ["clip-1_predictions.csv", "clip-1_VA_submission.txt",
+    paths = write_downloads(Analysis(df, {"untrained": True, "frames": len(df)}), "clip-1", tmp_path)
+    assert [p.name for p in paths] == ["clip-1_predictions.csv", "clip-1_run.json", "clip-1_VA_submission.txt",
                                        "clip-1_EXPR_submission.txt", "clip-1_AU_submission.txt"]
-    assert len(pd.read_csv(paths[0])) == len(df)
+    csv = pd.read_csv(paths[0])
+    assert len(csv) == len(df) and csv["untrained"].all()
+    assert json.loads(paths[1].read_text())["untrained"] is True
+    paths = [paths[0], *paths[2:]]
     expr = read_submission(paths[2], "expr")
     assert expr["image_location"].iloc[0] == "clip-1/00001.jpg" and len(expr) == len(df)
     assert (expr["expression"].to_numpy() == df["expr"].to_numpy()).all()
