@@ -83,7 +83,7 @@ def table(data: dict) -> pd.DataFrame:
     return pd.DataFrame(data["data"], columns=data["headers"])
 
 
-def analyse(client, video, annotation_files=(), models=("DDAMFN+LSTM", "CLIP zero-shot"), source="Uploaded video",
+def analyse(client, video, annotation_files=(), models=("DDAMFN+LSTM", "CLIP"), source="Uploaded video",
             affwild2_video=None, prompt="basic"):
     files = [handle_file(str(p)) for p in annotation_files]
     video = handle_file(str(video)) if video else None
@@ -208,7 +208,6 @@ def test_bad_input_gives_a_message_and_the_app_keeps_serving(server, media_dir, 
          "is not an Aff-Wild2 annotation file"),
         (dict(video=None), "Choose a video first"),
         (dict(video=media_dir / "single_face.mp4", models=()), "Choose at least one model"),
-        (dict(video=media_dir / "single_face.mp4", models=("CLIP prompted",)), "AFFECTLENS_WEIGHTS_CLIP_PROMPTED"),
     ]
     for kwargs, message in cases:
         with pytest.raises(AppError, match=message):
@@ -260,7 +259,7 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
 def test_compare_prompt_sets_save_and_reuse(server, media_dir, annotations):
     cfg, url = server
     alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
-    analyse(alice, media_dir / "single_face.mp4", [annotations["expr"]], models=("CLIP zero-shot",))
+    analyse(alice, media_dir / "single_face.mp4", [annotations["expr"]], models=("CLIP",))
     name, templates, classes = alice.predict("basic", api_name="/load_prompt_set")
     assert name == "basic" and "{}" in templates and classes.splitlines()[4].startswith("Happiness:")
     mine = ("mine", "a photo of a {} person.", classes.replace("Happiness: happy", "Happiness: grinning"))
@@ -287,7 +286,7 @@ def test_compare_prompt_sets_save_and_reuse(server, media_dir, annotations):
     assert alice.predict("mine", api_name="/load_prompt_set") == edited
 
     # A saved set runs in an analysis like the built-in ones.
-    downloads = analyse(alice, media_dir / "single_face.mp4", models=("CLIP zero-shot",), prompt="mine")[6]
+    downloads = analyse(alice, media_dir / "single_face.mp4", models=("CLIP",), prompt="mine")[6]
     predictions = pd.read_csv(next(p for p in downloads if p.endswith("_predictions.csv")))
     assert predictions["clip_mine_expr"].between(0, 7).all()
     with make_session_factory(make_engine(cfg.db_url))() as s:
