@@ -34,7 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", action="append", default=[], metavar="NAME=SPEC",
                    help="weights of a model: a local file, hf://owner/repo/file.pt, or for clip an open_clip "
                    "tag (e.g. clip=openai); a SPEC without NAME= is for ddamfn. Repeatable. Without weights "
-                   "a model is random and reported as untrained")
+                   "a model is random and reported as untrained, except CLIP, which gets the open_clip tag "
+                   "openai when the Hub or its cache has it")
     p.add_argument("--prompt-sets", default="basic", help="comma-separated CLIP prompt sets (default: basic)")
     p.add_argument("--clip-model", default=CLIP_MODEL, help=f"open_clip architecture (default: {CLIP_MODEL})")
     p.add_argument("--abaw", type=Path, metavar="DIR", help="also write ABAW prediction files, one per task")
@@ -68,13 +69,21 @@ def _weights(items: list[str]) -> dict[str, str]:
 def _config(args):
     from core.pipeline import AnalysisConfig
 
-    return AnalysisConfig(
+    from core.weights import default_clip_weights
+
+    config = AnalysisConfig(
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
         weights=_weights(args.weights),
         prompt_sets=tuple(s.strip() for s in args.prompt_sets.split(",") if s.strip()),
         device=args.device, detect_every=args.detect_every, detect_size=args.detect_size, track=args.track,
         batched_detection=args.batched_detection,
         fill=args.fill, max_frames=args.max_frames, clip_model=args.clip_model)
+    if "clip" in config.model_names() and "clip" not in config.weights:
+        spec, note = default_clip_weights(config.clip_model)
+        print(f"note: {note}", file=sys.stderr)
+        if spec:
+            config.weights["clip"] = spec
+    return config
 
 
 def _progress_bar():

@@ -34,6 +34,7 @@ UPSTREAM_DDAMFN = "ddamfn-upstream"
 HF_PREFIX = "hf://"
 OPEN_CLIP_PREFIX = "open_clip:"
 HUB_PROBE_TIMEOUT_S = 3.0
+DEFAULT_CLIP_TAG = "openai"     # CLIP weights used when none are configured, where the Hub can be reached
 
 
 class WeightsError(RuntimeError):
@@ -127,6 +128,21 @@ def _hub_file(repo_id: str, filename: str, spec: str) -> Path:
                                f"({offline})") from None
         raise WeightsError(f"{spec}: cannot download from the Hugging Face Hub "
                            f"({e.__class__.__name__}: {_first_line(e)})") from None
+
+
+def default_clip_weights(model_name: str) -> tuple[str | None, str]:
+    """The CLIP weights to use when none are configured, and a line for the log saying which.
+
+    `open_clip:<model_name>:openai`, downloaded into the Hub cache now when the Hub can be reached (or found
+    there offline), so that a first visitor sees real CLIP predictions; otherwise None (random CLIP, reported
+    as untrained) so that an offline machine still starts. The app and `core.analyze` both ask here.
+    """
+    spec = f"{OPEN_CLIP_PREFIX}{model_name}:{DEFAULT_CLIP_TAG}"
+    try:
+        resolve(spec)
+    except WeightsError as e:
+        return None, f"CLIP: no weights configured and the default cannot be had ({e}): CLIP is random, untrained"
+    return spec, f"CLIP: no weights configured: using the default {spec}"
 
 
 def _is_open_clip_model(name: str) -> bool:

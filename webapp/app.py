@@ -5,7 +5,7 @@ action is also an API endpoint (api_name below), so gradio_client can drive it. 
 the environment's configuration and `launch(demo, config)` serves it. Handlers are thin: webapp.services
 talks to core/, db/ and training/; webapp.results and webapp.plots shape tables and figures.
 """
-from webapp.gpu import gpu  # first: on ZeroGPU, `spaces` must be imported before CUDA is touched
+from webapp.gpu import analysis_seconds, gpu  # first: on ZeroGPU, `spaces` comes before anything touches CUDA
 
 import functools
 import inspect
@@ -82,7 +82,7 @@ class Handlers:
         # The model work, on the GPU when there is one. On ZeroGPU these run in a worker process: their
         # arguments and results are pickled and only gr.Error crosses back with its message, so they
         # only compute and report page errors themselves; the database and session files stay here.
-        self.run_analysis = gpu(duration=180)(_page_errors(self.services.analyse))
+        self.run_analysis = gpu(duration=analysis_seconds)(_page_errors(self.services.analyse))
         self.run_comparison = gpu(duration=120)(_page_errors(self.services.compare_prompts))
         self.run_training = gpu(duration=600)(_page_errors(self.services.retrain))
 
@@ -290,6 +290,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                              label="Prompt set for CLIP zero-shot (built-in or saved)")
                     analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 with gr.Column(scale=3):
+                    weights_info = gr.Markdown(elem_id="weights-info")
                     run_info = gr.Markdown(elem_id="run-info")
                     timeline = gr.Plot(label="Timeline (grey: no face)", elem_id="timeline")
                     metrics = gr.Dataframe(headers=results.METRICS_COLUMNS, interactive=False,
@@ -392,6 +393,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         # -- wiring -----------------------------------------------------------------------------------
         set_pickers = [prompt_set, *(c[0] for c in set_columns)]
         demo.load(on_page["who"], None, who, api_name=False)
+        demo.load(h.services.weights_overview, None, weights_info, api_name=False)
         demo.load(on_page["prompt_set_choices"], None, set_pickers, api_name=False)
         demo.unload(h.cleanup)
 
@@ -439,6 +441,7 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides):
     the rest stays responsive, the upload size limit, the logins, and no folder served besides the
     bundled example and the files the app wrote itself."""
     demo.queue(default_concurrency_limit=8, max_size=64)
+    print("\n".join(config.startup_log()), flush=True)
     kwargs = dict(
         server_name=config.host, server_port=config.port, auth=list(config.users) or None,
         auth_message="AffectLens: sign in; reviews are recorded under your login.",

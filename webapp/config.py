@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from core.models.clip import DEFAULT_MODEL as DEFAULT_CLIP_MODEL
+from core.weights import default_clip_weights
+from webapp.gpu import ZEROGPU_MAX_VIDEO_S
+
 
 def _users(text: str) -> tuple[tuple[str, str], ...]:
     """Parse "alice:pw,bob:pw" into login pairs; a malformed entry is an error, not a silent skip."""
@@ -36,14 +40,15 @@ class AppConfig:
     affwild2_root: Path | None = None         # local Aff-Wild2 copy (EULA data); None hides that source
     weights_ddamfn: str | None = None         # local file or hf://org/repo/file.pt; None = random init
     weights_lstm: str | None = None
-    weights_clip: str | None = None           # open_clip pretrained tag, local file or hf:// id
-    weights_clip_prompted: str | None = None  # trained CLIP adapter checkpoint
-    clip_model: str = "ViT-B-32"              # open_clip architecture name
+    weights_clip: str | None = None           # open_clip pretrained tag, local file or hf:// id; None = random
+    weights_clip_note: str | None = None      # from_env: why CLIP has the default weights, or none (for the log)
+    clip_model: str = DEFAULT_CLIP_MODEL      # open_clip architecture name
     device: str = "auto"
     max_upload_mb: int = 200
     max_duration_s: float = 600.0
     users: tuple[tuple[str, str], ...] = ()   # local logins; empty = no password page
     oauth: bool = False                       # Hugging Face login (on a Space with OAuth enabled)
+    space_id: str | None = None               # set on a Hugging Face Space (SPACE_ID)
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
     runs_dir: Path = Path("runs")             # checkpoints of retraining runs started from the page
     host: str = "127.0.0.1"
@@ -52,23 +57,52 @@ class AppConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
+        """The settings from environment variables. Without AFFECTLENS_WEIGHTS_CLIP, CLIP gets the default
+        pretrained weights (downloaded now) or, offline, random ones (core.weights.default_clip_weights).
+        On ZeroGPU (SPACES_ZERO_GPU, as the `spaces` package reads it) videos are capped at what one GPU
+        call can analyse (webapp.gpu)."""
         env = os.environ if env is None else env
+        clip_model = env.get("AFFECTLENS_CLIP_MODEL") or DEFAULT_CLIP_MODEL
+        weights_clip, clip_note = env.get("AFFECTLENS_WEIGHTS_CLIP") or None, None
+        if weights_clip is None:
+            weights_clip, clip_note = default_clip_weights(clip_model)
+        max_duration_s = float(env.get("AFFECTLENS_MAX_DURATION_S") or 600)
+        if env.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true"):
+            max_duration_s = min(max_duration_s, ZEROGPU_MAX_VIDEO_S)
         return cls(
             db_url=env.get("AFFECTLENS_DB_URL") or None,
             affwild2_root=_path(env.get("AFFECTLENS_AFFWILD2_ROOT")),
             weights_ddamfn=env.get("AFFECTLENS_WEIGHTS_DDAMFN") or None,
             weights_lstm=env.get("AFFECTLENS_WEIGHTS_LSTM") or None,
-            weights_clip=env.get("AFFECTLENS_WEIGHTS_CLIP") or None,
-            weights_clip_prompted=env.get("AFFECTLENS_WEIGHTS_CLIP_PROMPTED") or None,
-            clip_model=env.get("AFFECTLENS_CLIP_MODEL") or "ViT-B-32",
+            weights_clip=weights_clip,
+            weights_clip_note=clip_note,
+            clip_model=clip_model,
             device=env.get("AFFECTLENS_DEVICE") or "auto",
             max_upload_mb=int(env.get("AFFECTLENS_MAX_UPLOAD_MB") or 200),
-            max_duration_s=float(env.get("AFFECTLENS_MAX_DURATION_S") or 600),
+            max_duration_s=max_duration_s,
             users=_users(env.get("AFFECTLENS_USERS", "")),
             oauth=bool(env.get("SPACE_ID") and env.get("OAUTH_CLIENT_ID")),
+            space_id=env.get("SPACE_ID") or None,
             cache_dir=_path(env.get("AFFECTLENS_CACHE_DIR")) or _default_cache_dir(env),
             runs_dir=_path(env.get("AFFECTLENS_RUNS_DIR")) or Path("runs"),
             host=env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
             gpu_concurrency=int(env.get("AFFECTLENS_GPU_CONCURRENCY") or 1),
         )
+
+    def startup_log(self) -> list[str]:
+        """Lines for the log at start-up: the database (a warning for a SQLite file on a Space, which loses
+        it at every restart) and where CLIP's weights come from when none were configured."""
+        from sqlalchemy.engine import make_url
+
+        from db.engine import default_url
+
+        url = make_url(self.db_url or default_url())
+        lines = [f"AffectLens database: {url.render_as_string(hide_password=True)}"]
+        if url.get_backend_name() == "sqlite" and self.space_id:
+            lines.append(f"WARNING: the database is a SQLite file on the Space {self.space_id}: it is lost when the "
+                         "Space restarts. Set AFFECTLENS_DB_URL to a PostgreSQL server (a Space secret), or "
+                         "export the corrections regularly.")
+        if self.weights_clip_note:
+            lines.append(self.weights_clip_note)
+        return lines

@@ -112,3 +112,16 @@ def frame_summary(df: pd.DataFrame, frame: int) -> pd.DataFrame:
         gt_active = [au for au in AUS if pd.notna(row[f"gt_{au}"]) and int(row[f"gt_{au}"]) == 1]
         items.append(("AUs annotated", ", ".join(gt_active) or "none"))
     return pd.DataFrame(items, columns=["what", "value"])
+
+
+def weights_table(models: dict[str, dict]) -> list[str]:
+    """Markdown table of where each model's weights came from and whether they are trained, from
+    LoadedModels.describe(): the run summary and the page's weights box say it the same way."""
+    lines = ["| model | weights | state |", "|---|---|---|"]
+    for model, info in models.items():
+        if info.get("untrained_tasks") and len(info["untrained_tasks"]) < len(info.get("tasks", [])):
+            state = f"**untrained** ({', '.join(info['untrained_tasks'])} heads random)"
+        else:
+            state = "**untrained** (random weights)" if info.get("untrained") else "trained"
+        lines.append(f"| {model} | `{info.get('source', '?')}` | {state} |")
+    return lines

@@ -33,6 +33,7 @@ from core.video import VideoError, iter_frames
 from core.weights import WeightsError, load_checkpoint
 from db import export, repo
 from db.engine import init_db, make_session_factory
+from webapp import results
 from webapp.config import AppConfig
 from webapp.inputs import InputError, annotation_files, check_video, video_message
 
@@ -60,6 +61,7 @@ class Services:
         self._sessions = None
         self._loaded: OrderedDict[tuple, pipeline.LoadedModels] = OrderedDict()
         self._lock = threading.Lock()
+        self._overview: str | None = None
 
     # -- choosing a video -------------------------------------------------------------------------------
     def affwild2_index(self) -> AffWild2Index | None:
@@ -100,7 +102,7 @@ class Services:
     def model_weights(self) -> dict[str, str | None]:
         """The weights the app runs per model card (the environment's defaults; None: random)."""
         return {"ddamfn": self.config.weights_ddamfn, "lstm": self.config.weights_lstm,
-                "clip": self.config.weights_clip_prompted or self.config.weights_clip, "clip-lstm": None}
+                "clip": self.config.weights_clip, "clip-lstm": None}
 
     def analysis_config(self, choices: list[str], prompt_set_name: str | None) -> pipeline.AnalysisConfig:
         """The pipeline settings for the page's model choices (core.registry labels)."""
@@ -170,14 +172,8 @@ class Services:
         """Which weights ran, on what, how fast; `untrained` in plain words when weights are random."""
         lines = [f"**{name}**: {run.get('frames', '?')} frames, {run.get('face_frames', '?')} with a "
                  f"face; ran on `{run.get('device', '?')}` in {run.get('timings_s', {}).get('total', 0):.1f} s "
-                 f"({run.get('frames_per_s') or 0:.1f} frames/s).", "", "| model | weights | state |",
-                 "|---|---|---|"]
-        for model, info in run.get("models", {}).items():
-            if info.get("untrained_tasks") and len(info["untrained_tasks"]) < len(info.get("tasks", [])):
-                state = f"**untrained** ({', '.join(info['untrained_tasks'])} heads random)"
-            else:
-                state = "**untrained** (random weights)" if info.get("untrained") else "trained"
-            lines.append(f"| {model} | `{info.get('source', '?')}` | {state} |")
+                 f"({run.get('frames_per_s') or 0:.1f} frames/s).", "",
+                 *results.weights_table(run.get("models", {}))]
         if run.get("untrained"):
             lines += ["", "Outputs from **untrained** models come from random weights: they show how the app "
                           "works, not what the face expresses."]
@@ -185,6 +181,23 @@ class Services:
             lines += ["", f"Frames without a face (shaded grey): {run['faceless_predictions']}."]
         lines += [f"\n{note}" for note in notes]
         return "\n".join(lines)
+
+    def weights_overview(self) -> str:
+        """For the page before any analysis: where each model's weights came from and whether they are
+        trained, as the run summary says it. The page's models are loaded once for this, on the CPU (a
+        ZeroGPU Space has a GPU only inside an analysis), and let go."""
+        with self._lock:
+            if self._overview is None:
+                self._overview = self._describe_weights()
+            return self._overview
+
+    def _describe_weights(self) -> str:
+        config = dataclasses.replace(self.analysis_config(list(MODEL_CHOICES), None), device="cpu")
+        try:
+            models = pipeline.load_models(config).describe()
+        except WeightsError as err:
+            return f"The model weights could not be loaded: {err}"
+        return "\n".join(["**Model weights**", "", *results.weights_table(models)])
 
     # -- frames and crops -------------------------------------------------------------------------------
     def face_crops(self, state: dict, frames: list[int]) -> dict[int, np.ndarray]:
