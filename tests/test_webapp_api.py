@@ -106,16 +106,17 @@ def test_analyse_review_export_and_database(server, media_dir, annotations):
             "AU disagreement"} <= names
     # Per-video ABAW metrics against the uploaded annotation (VA has 5 invalid frames).
     m = table(metrics).set_index(["output", "metric"])
-    assert m.loc[("DDAMFN+LSTM", "CCC valence"), "frames"] == N_FRAMES - 5
-    assert ("CLIP basic", "P_EXPR (F1, 8 classes)") in m.index and m["value"].between(-1, 1).all()
+    assert m.loc[("DDAMFN+LSTM (untrained)", "CCC valence"), "frames"] == N_FRAMES - 5
+    assert ("CLIP basic (untrained)", "P_EXPR (F1, 8 classes)") in m.index and m["value"].between(-1, 1).all()
     assert frame["maximum"] == N_FRAMES - 1
     assert Path(crop).is_file()
-    # Downloads: the predictions table and the ABAW files.
+    # Downloads: the predictions table, the run metadata and the ABAW files, each saying `untrained`.
     files = {Path(p).name: Path(p) for p in downloads}
-    assert set(files) == {"single_face_predictions.csv", "single_face_VA_submission.txt",
+    assert set(files) == {"single_face_predictions.csv", "single_face_run.json", "single_face_VA_submission.txt",
                           "single_face_EXPR_submission.txt", "single_face_AU_submission.txt"}
     predictions = pd.read_csv(files["single_face_predictions.csv"])
     assert len(predictions) == N_FRAMES and {"gt_valence", "clip_basic_expr", "p_AU12"} <= set(predictions)
+    assert predictions["untrained"].all() and json.loads(files["single_face_run.json"].read_text())["untrained"]
     va = read_submission(files["single_face_VA_submission.txt"], "va")
     assert va["image_location"].iloc[0] == "single_face/00001.jpg" and len(va) == N_FRAMES
     assert np.allclose(va["valence"], predictions["valence"], atol=1e-4)
