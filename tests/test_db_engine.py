@@ -31,7 +31,7 @@ from db.models import Base, Flag
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("AFFECTLENS_TEST_POSTGRES_URL")
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -187,7 +187,8 @@ def test_upgrade_keeps_rows_written_by_the_first_revision(db_url):
         assert labels["expression"].iloc[30:40].tolist() == [4] * 10
         assert labels["flagged"].sum() == 0
         # What the second revision added works on the old rows.
-        repo.resolve_flag(session, flag.id, "bob", "fixed by correction 1")
+        repo.resolve_flag(session, flag.id, video="10-24-640x360", reviewer="bob", resolution="frames unusable",
+                          note="hand over face")
         repo.save_prompt_set(session, "kept", ["a {} face"], {c: [c.lower()] for c in EXPRESSIONS}, "alice")
         repo.add_flag(session, "10-24-640x360", "au", 0, 5, "no face", "bob")
     with sessions() as session:
@@ -204,7 +205,7 @@ def test_downgrade_and_upgrade_again_keep_the_rows(engine):
         repo.get_or_create_reviewer(session, "bob")
         repo.register_video(session, "v", 50, 30.0)
         flag = repo.add_flag(session, "v", "va", 1, 2, "ambiguous", "alice")
-        repo.resolve_flag(session, flag, "bob")
+        repo.resolve_flag(session, flag.id, video="v", reviewer="bob", resolution="annotation is right")
         repo.add_correction(session, "v", "va", 3, 4, (0.1, 0.2), "alice")
     config = alembic_config(engine)
     command.downgrade(config, "0001")            # SQLite: the flags table is rebuilt under audit events

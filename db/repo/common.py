@@ -20,6 +20,8 @@ from db.models import AuditEvent, Video
 
 T = TypeVar("T")
 MAX_KEY_LENGTH = 100
+MAX_TEXT_LENGTH = 2_000      # notes, comments, reasons: a paragraph, not a document
+MAX_ID = 2**63 - 1           # the largest id any backend stores; larger numbers cannot name a row
 
 
 class ValidationError(ValueError):
@@ -60,16 +62,29 @@ def _integer(value, what: str) -> int:
     return int(value)
 
 
+def _row_id(value, what: str) -> int:
+    """A row id as typed by a person: an integer the database can hold (a larger one is refused here,
+    not by the driver with an OverflowError)."""
+    value = _integer(value, what)
+    if not 1 <= value <= MAX_ID:
+        raise ValidationError(f"{what} {value} is out of range: ids run from 1 to {MAX_ID}")
+    return value
+
+
 def _number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _note(note) -> str:
+def _note(note, what: str = "note") -> str:
+    """Optional free text (None: empty), at most MAX_TEXT_LENGTH characters."""
     if note is None:
         return ""
     if not isinstance(note, str):
-        raise ValidationError(f"a note must be text, not {note!r}")
-    return note.strip()
+        raise ValidationError(f"a {what} must be text, not {note!r}")
+    note = note.strip()
+    if len(note) > MAX_TEXT_LENGTH:
+        raise ValidationError(f"the {what} is {len(note):,} characters long; keep it under {MAX_TEXT_LENGTH:,}")
+    return note
 
 
 def _frame_range(video: Video, start_frame, end_frame) -> tuple[int, int]:

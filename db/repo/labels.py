@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core.affwild2 import LABEL_COLUMNS, read_annotation
@@ -100,8 +100,8 @@ def _apply_accepted(session: Session, video: Video, task: str, values: np.ndarra
 
 def effective_labels(session: Session, video: Video | str, task: str, annotation: pd.DataFrame | None = None
                      ) -> pd.DataFrame:
-    """The labels to train and evaluate on: annotations with accepted corrections applied (later
-    acceptances win), frames under an unresolved flag marked.
+    """The labels to train, export and evaluate on: annotations with accepted corrections applied (later
+    acceptances win), and the frames a flag keeps out marked `flagged` (see excluded_frames()).
 
     annotation: the video's annotation table (as read_annotation returns it) -- then the result has its
     rows, and a video the database does not know simply has no corrections or flags; without it, the
@@ -121,14 +121,9 @@ def effective_labels(session: Session, video: Video | str, task: str, annotation
     video = get_video(session, video)
     values, _ = _base_values(session, video, task, annotation)
     correction_ids = _apply_accepted(session, video, task, values)
-    flags = session.scalars(select(Flag).where(Flag.video_id == video.id, Flag.task == task,
-                                               Flag.resolved_at.is_(None)))
     out = _labels_frame(values, task)
     out["correction_id"] = pd.Series(correction_ids, index=out.index, dtype="Int64").mask(correction_ids < 0)
-    by_reason: dict[str, np.ndarray] = {}
-    for flag in flags:
-        mask = by_reason.setdefault(flag.reason, np.zeros(len(out), dtype=bool))
-        mask[flag.start_frame:flag.end_frame + 1] = True
+    by_reason = excluded_frames(session, video, task, len(out))
     flagged = np.zeros(len(out), dtype=bool)
     for mask in by_reason.values():
         flagged |= mask
@@ -138,3 +133,24 @@ def effective_labels(session: Session, video: Video | str, task: str, annotation
     out["flagged"] = flagged
     out["flag_reasons"] = reasons
     return out
+
+
+def excluded_frames(session: Session, video: Video, task: str, n: int) -> dict[str, np.ndarray]:
+    """Frames 0..n-1 that flags keep out of training and export, as {flag reason: mask}.
+
+    An open flag keeps all its frames out, and so does one resolved "frames unusable"; "annotation is
+    right" lets them all back in. "fixed by correction" lets back in the frames its correction labels,
+    while that correction is accepted: frames the correction does not cover were never fixed.
+    """
+    flags = session.scalars(select(Flag).where(
+        Flag.video_id == video.id, Flag.task == task,
+        or_(Flag.resolution.is_(None), Flag.resolution != "annotation is right")))
+    by_reason: dict[str, np.ndarray] = {}
+    for flag in flags:
+        mask = np.zeros(n, dtype=bool)
+        mask[flag.start_frame:flag.end_frame + 1] = True
+        fix = flag.resolved_by_correction
+        if fix is not None and fix.status == "accepted":
+            mask[fix.start_frame:fix.end_frame + 1] = False
+        by_reason[flag.reason] = by_reason.get(flag.reason, np.zeros(n, dtype=bool)) | mask
+    return by_reason

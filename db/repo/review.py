@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.affwild2 import LABEL_COLUMNS
 from core.labels import AUS, EXPRESSIONS
-from db.models import FLAG_REASONS, STATUSES, AuditEvent, Correction, Flag, Reviewer, Video, utcnow
+from db.models import FLAG_REASONS, FLAG_RESOLUTIONS, STATUSES, AuditEvent, Correction, Flag, Reviewer, Video, utcnow
 from db.repo.common import (
     NotFoundError,
     ReviewRuleError,
@@ -22,11 +22,12 @@ from db.repo.common import (
     _integer,
     _note,
     _number,
+    _row_id,
     _task,
     _text,
 )
 from db.repo.labels import _apply_accepted, _base_values
-from db.repo.videos import get_reviewer, get_video
+from db.repo.videos import get_or_create_reviewer, get_reviewer, get_video, open_video
 
 
 def add_flag(session: Session, video: Video | str, task: str, start_frame: int, end_frame: int, reason: str,
@@ -62,32 +63,82 @@ def add_flag(session: Session, video: Video | str, task: str, start_frame: int, 
         lambda flag: AuditEvent(reviewer_id=reviewer.id, action="flagged", flag_id=flag.id, detail=detail))
 
 
-def resolve_flag(session: Session, flag: Flag | int, reviewer: Reviewer | str, note: str = "") -> Flag:
-    """Mark a flag as dealt with (it stays stored, and effective_labels stops marking its frames).
-    Resolving an already resolved flag changes nothing."""
-    flag_id = flag.id if isinstance(flag, Flag) else _integer(flag, "flag id")
-    reviewer = get_reviewer(session, reviewer)
+def _reviewer_name(reviewer: Reviewer | str) -> str:
+    return reviewer.name if isinstance(reviewer, Reviewer) else _text(reviewer, "reviewer name", 100)
+
+
+def resolve_flag(session: Session, flag_id: int, *, video: Video | str | None, reviewer: Reviewer | str,
+                 resolution: str, correction_id: int | None = None, note: str = "") -> Flag:
+    """Close a flag of the open video with one of FLAG_RESOLUTIONS, which decides what its frames
+    become in effective_labels: "fixed by correction" (correction_id: an accepted correction of the same
+    video and task overlapping the flag) releases the frames that correction covers; "annotation is
+    right" releases them all with the annotation; "frames unusable" keeps them all out.
+
+    Everything is checked before anything is written (the reviewer row is created last). The same
+    resolution sent again returns the flag unchanged; a different one for a resolved flag is refused.
+    """
+    video = open_video(session, video)
+    flag_id = _row_id(flag_id, "flag id")
+    name = _reviewer_name(reviewer)
+    if resolution not in FLAG_RESOLUTIONS:
+        raise ValidationError(f"unknown resolution {resolution!r}; choose one of {', '.join(FLAG_RESOLUTIONS)}")
+    note = _note(note)
+    if (resolution == "fixed by correction") != (correction_id is not None):
+        raise ValidationError("'fixed by correction' names the correction that fixed the frames (and only it does)")
     flag = session.get(Flag, flag_id)
     if flag is None:
-        raise NotFoundError(f"unknown flag {flag_id}")
+        raise NotFoundError(f"No flag {flag_id}")
+    if flag.video_id != video.id:
+        raise ReviewRuleError(f"flag {flag_id} belongs to video {flag.video.name!r}, not to {video.name!r}, "
+                              "which is open")
+    if correction_id is not None:
+        _check_fix(session, flag, _row_id(correction_id, "correction id"))
     if flag.resolved_at is not None:
-        return flag
-    note = _note(note)
-    changed = session.execute(update(Flag).where(Flag.id == flag.id, Flag.resolved_at.is_(None))
-                              .values(resolved_at=utcnow(), resolved_by_id=reviewer.id, resolution_note=note))
-    if changed.rowcount == 1:
-        session.add(AuditEvent(reviewer_id=reviewer.id, action="resolved", flag_id=flag.id, detail={"note": note}))
-        session.flush()
+        if (flag.resolution, flag.resolved_by_correction_id) == (resolution, correction_id):
+            return flag
+        raise ReviewRuleError(f"flag {flag.id} was already resolved ({flag.resolution}) by {flag.resolved_by.name}")
+
+    resolver = get_or_create_reviewer(session, name)
+    changed = session.execute(update(Flag).where(Flag.id == flag.id, Flag.resolved_at.is_(None)).values(
+        resolved_at=utcnow(), resolved_by_id=resolver.id, resolution=resolution, resolution_note=note,
+        resolved_by_correction_id=correction_id))
+    if changed.rowcount != 1:      # someone else resolved it since we read it
+        session.refresh(flag)
+        if (flag.resolution, flag.resolved_by_correction_id) == (resolution, correction_id):
+            return flag
+        raise ReviewRuleError(f"flag {flag.id} was resolved ({flag.resolution}) by {flag.resolved_by.name} "
+                              "meanwhile; reload it")
+    session.add(AuditEvent(reviewer_id=resolver.id, action="resolved", flag_id=flag.id,
+                           detail={"resolution": resolution, "correction_id": correction_id, "note": note}))
+    session.flush()
     session.refresh(flag)
     return flag
 
 
+def _check_fix(session: Session, flag: Flag, correction_id: int) -> None:
+    """A correction can resolve a flag as its fix only if it is accepted and labels some of its frames."""
+    correction = session.get(Correction, correction_id)
+    if correction is None:
+        raise NotFoundError(f"No correction {correction_id}")
+    if (correction.video_id, correction.task) != (flag.video_id, flag.task):
+        raise ReviewRuleError(f"correction {correction.id} is for {correction.task.upper()} of video "
+                              f"{correction.video.name!r}; flag {flag.id} is for {flag.task.upper()} of "
+                              f"{flag.video.name!r}")
+    if correction.end_frame < flag.start_frame or correction.start_frame > flag.end_frame:
+        raise ReviewRuleError(f"correction {correction.id} (frames {correction.start_frame}-{correction.end_frame}) "
+                              f"does not overlap flag {flag.id} (frames {flag.start_frame}-{flag.end_frame})")
+    if correction.status != "accepted":
+        raise ReviewRuleError(f"correction {correction.id} is {correction.status}; only an accepted correction "
+                              "fixes a flag")
+
+
 def list_flags(session: Session, video: Video | str | None = None, task: str | None = None, *,
                frames: tuple[int, int] | None = None, reviewer: Reviewer | str | None = None,
-               include_resolved: bool = True) -> list[Flag]:
-    """Flags, oldest first, filtered by video, task, overlap with frames (start, end), reviewer."""
+               open_only: bool = False) -> list[Flag]:
+    """Flags, oldest first, filtered by video, task, overlap with frames (start, end), author, and
+    (open_only) not yet resolved."""
     query = _range_filters(select(Flag), Flag, session, video, task, frames, reviewer)
-    if not include_resolved:
+    if open_only:
         query = query.where(Flag.resolved_at.is_(None))
     return list(session.scalars(query.order_by(Flag.id)))
 
@@ -200,38 +251,95 @@ def _json_values(values: np.ndarray, task: str) -> list:
     return [None if np.isnan(v) else kind(v) for v in values]
 
 
-def review_correction(session: Session, correction: Correction | int, reviewer: Reviewer | str, accept: bool,
-                      comment: str = "") -> Correction:
-    """Accept or reject a correction. The reviewer must not be its author. A later reviewer may change
-    the decision; each change is an AuditEvent. Repeating the current decision changes nothing."""
-    correction_id = correction.id if isinstance(correction, Correction) else _integer(correction, "correction id")
+def _decidable(session: Session, correction_id, video, reviewer: Reviewer | str, accept) -> tuple[Correction, str]:
+    """The checks every decision makes before writing: a video open, a real correction id of that video,
+    and a reviewer who is not its author. Returns the correction and the reviewer's name."""
+    video = open_video(session, video)
+    correction_id = _row_id(correction_id, "correction id")
+    name = _reviewer_name(reviewer)
     if not isinstance(accept, bool):
         raise ValidationError(f"accept must be True or False, not {accept!r}")
-    reviewer = get_reviewer(session, reviewer)
     correction = session.get(Correction, correction_id)
     if correction is None:
-        raise NotFoundError(f"unknown correction {correction_id}")
-    if correction.reviewer_id == reviewer.id:
-        raise ReviewRuleError(f"{reviewer.name} proposed correction {correction.id}; a second reviewer must "
-                              "accept or reject it")
-    comment = _note(comment)
-    before, after = correction.status, "accepted" if accept else "rejected"
-    if before == after:
+        raise NotFoundError(f"No correction {correction_id}")
+    if correction.video_id != video.id:
+        raise ReviewRuleError(f"correction {correction_id} belongs to video {correction.video.name!r}, not to "
+                              f"{video.name!r}, which is open")
+    if correction.reviewer.name == name:
+        raise ReviewRuleError(f"{name} proposed correction {correction_id}; a second reviewer must accept or "
+                              "reject it")
+    return correction, name
+
+
+def decide_correction(session: Session, correction_id: int, *, video: Video | str | None, reviewer: Reviewer | str,
+                      accept: bool, comment: str = "") -> Correction:
+    """Accept or reject a pending correction of the open video (`video`: its key or Video), with an
+    optional comment.
+
+    Checked before anything is written: a video is open, the id names a correction of that video, the
+    reviewer is not its author, and it is pending. The same decision sent again (a double click, or two
+    reviewers agreeing at once) returns it unchanged; changing a decision is revise_decision().
+    """
+    correction, name = _decidable(session, correction_id, video, reviewer, accept)
+    comment = _note(comment, "comment")
+    after = "accepted" if accept else "rejected"
+    if correction.status == after:
         return correction
+    if correction.status != "proposed":
+        raise ReviewRuleError(f"correction {correction.id} was already {correction.status} by "
+                              f"{correction.reviewed_by.name}; revise the decision, with a reason, to change it")
+    return _set_status(session, correction, name, after, comment, action=after,
+                       detail={"from": "proposed", "to": after, "comment": comment})
+
+
+def revise_decision(session: Session, correction_id: int, *, video: Video | str | None, reviewer: Reviewer | str,
+                    accept: bool, reason: str) -> Correction:
+    """Change an accepted or rejected correction of the open video to the other decision. The reason is
+    required; it becomes the decision comment and stays in the audit trail (action "revised", detail:
+    before, after, reason). The same checks as decide_correction come first."""
+    correction, name = _decidable(session, correction_id, video, reviewer, accept)
+    reason = _note(reason, "reason")
+    if not reason:
+        raise ValidationError("revising a decision needs a reason")
+    after = "accepted" if accept else "rejected"
+    if correction.status == "proposed":
+        raise ReviewRuleError(f"correction {correction.id} is pending: accept or reject it; there is nothing to revise")
+    if correction.status == after:
+        raise ReviewRuleError(f"correction {correction.id} is already {after}; nothing to revise")
+    return _set_status(session, correction, name, after, reason, action="revised",
+                       detail={"before": correction.status, "after": after, "reason": reason})
+
+
+def _set_status(session: Session, correction: Correction, name: str, after: str, comment: str, *, action: str,
+                detail: dict) -> Correction:
+    """Write a checked decision and its audit event; the status must still be the one the checks saw."""
+    before = correction.status
+    reviewer = get_or_create_reviewer(session, name)
     changed = session.execute(
         update(Correction).where(Correction.id == correction.id, Correction.status == before)
-        .values(status=after, reviewed_by_id=reviewer.id, reviewed_at=utcnow()))
+        .values(status=after, reviewed_by_id=reviewer.id, reviewed_at=utcnow(), decision_comment=comment or None))
     if changed.rowcount != 1:     # another reviewer's decision landed since we read the status
         session.refresh(correction)
         if correction.status == after:
             return correction
         raise ReviewRuleError(f"correction {correction.id} was {correction.status} by {correction.reviewed_by.name} "
                               "meanwhile; reload it")
-    session.add(AuditEvent(reviewer_id=reviewer.id, action=after, correction_id=correction.id,
-                           detail={"from": before, "to": after, "comment": comment}))
+    session.add(AuditEvent(reviewer_id=reviewer.id, action=action, correction_id=correction.id, detail=detail))
     session.flush()
     session.refresh(correction)
     return correction
+
+
+def review_correction(session: Session, correction: Correction | int, reviewer: Reviewer | str, accept: bool,
+                      comment: str = "") -> Correction:
+    """decide_correction() for scripts that decide by id with no video open: the correction's own video
+    stands in for the open one. The page must call decide_correction with the video it shows."""
+    correction_id = correction.id if isinstance(correction, Correction) else _row_id(correction, "correction id")
+    found = session.get(Correction, correction_id)
+    if found is None:
+        raise NotFoundError(f"No correction {correction_id}")
+    return decide_correction(session, correction_id, video=found.video, reviewer=reviewer, accept=accept,
+                             comment=comment)
 
 
 def list_corrections(session: Session, video: Video | str | None = None, task: str | None = None, *,
@@ -244,6 +352,17 @@ def list_corrections(session: Session, video: Video | str | None = None, task: s
             raise ValidationError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
         query = query.where(Correction.status == status)
     return list(session.scalars(query.order_by(Correction.id)))
+
+
+def waiting_for(session: Session, reviewer: Reviewer | str, video: Video | str | None = None) -> list[Correction]:
+    """Pending corrections someone else proposed (that this reviewer may decide), newest first; all of
+    them for a reviewer the database does not know yet."""
+    name = _reviewer_name(reviewer)
+    query = (select(Correction).join(Reviewer, Correction.reviewer_id == Reviewer.id)
+             .where(Correction.status == "proposed", Reviewer.name != name))
+    if video is not None:
+        query = query.where(Correction.video_id == get_video(session, video).id)
+    return list(session.scalars(query.order_by(Correction.id.desc())))
 
 
 def history(session: Session, *, video: Video | str | None = None, correction: Correction | int | None = None,

@@ -1,13 +1,15 @@
-"""Reviewers and videos: the two things every other row points to."""
+"""Reviewers and videos: the two things every other row points to, and the list of videos a reviewer
+picks from."""
 from __future__ import annotations
 
 import hashlib
 import math
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Reviewer, Video
+from db.models import AuditEvent, Correction, Flag, PredictionRun, Reviewer, Video
 from db.repo.common import NotFoundError, ValidationError, _insert_once, _integer, _number, _text
 
 
@@ -16,6 +18,14 @@ def get_or_create_reviewer(session: Session, name: str) -> Reviewer:
     name = _text(name, "reviewer name", 100)
     find = lambda: session.scalar(select(Reviewer).where(Reviewer.name == name))  # noqa: E731
     return find() or _insert_once(session, Reviewer(name=name), find)
+
+
+def author_id(session: Session, reviewer: Reviewer | str | None) -> int | None:
+    """The id of who started something that is not a review decision (a run, a model, a training job);
+    a signed-in name is created on first use."""
+    if reviewer is None:
+        return None
+    return reviewer.id if isinstance(reviewer, Reviewer) else get_or_create_reviewer(session, reviewer).id
 
 
 def get_reviewer(session: Session, reviewer: Reviewer | str) -> Reviewer:
@@ -48,7 +58,8 @@ def register_video(session: Session, key: str, frame_count: int, fps: float, nam
     """The video with this key (an Aff-Wild2 id, or upload_key() of a file), created on first use.
 
     Registering an existing key again returns it; a different frame count or fps is refused, since
-    stored frame ranges depend on them.
+    stored frame ranges depend on them. An upload needs its file name: reviewers pick videos by name,
+    never by hash.
     """
     key = _text(key, "video key", 255)
     frame_count = _integer(frame_count, "frame_count")
@@ -56,8 +67,10 @@ def register_video(session: Session, key: str, frame_count: int, fps: float, nam
         raise ValidationError(f"video {key!r}: frame_count must be positive, got {frame_count}")
     if not _number(fps) or fps <= 0:
         raise ValidationError(f"video {key!r}: fps must be a positive number, got {fps!r}")
-    name = _text(name, "video name", 255) if name is not None else key
     sha256 = key.removeprefix("sha256:") if key.startswith("sha256:") else None
+    if name is None and sha256 is not None:
+        raise ValidationError(f"video {key!r} is an upload: give its file name")
+    name = _text(name, "video name", 255) if name is not None else key
 
     find = lambda: session.scalar(select(Video).where(Video.key == key))  # noqa: E731
     video = find() or _insert_once(
@@ -77,3 +90,40 @@ def get_video(session: Session, video: Video | str) -> Video:
     if found is None:
         raise NotFoundError(f"unknown video {getattr(video, 'key', video)!r}; register it first")
     return found
+
+
+def open_video(session: Session, video: Video | str | None) -> Video:
+    """The video a reviewer has open, for decisions that must concern it: none open is refused."""
+    if video is None or (isinstance(video, str) and not video.strip()):
+        raise ValidationError("No video is open: open the video before deciding on its flags or corrections")
+    return get_video(session, video)
+
+
+def list_videos(session: Session) -> list[dict]:
+    """Every video with what a reviewer needs to pick one, most recent activity first: key, name (the
+    file name), frame_count, runs, latest_run_id, open_flags, pending_corrections and last_activity (the
+    newest run, flag, correction or audit event; the registration when there is none)."""
+    runs = dict(session.execute(select(PredictionRun.video_id, func.count()).group_by(PredictionRun.video_id)).all())
+    latest = dict(session.execute(select(PredictionRun.video_id, func.max(PredictionRun.id))
+                                  .group_by(PredictionRun.video_id)).all())
+    open_flags = dict(session.execute(select(Flag.video_id, func.count()).where(Flag.resolved_at.is_(None))
+                                      .group_by(Flag.video_id)).all())
+    pending = dict(session.execute(select(Correction.video_id, func.count()).where(Correction.status == "proposed")
+                                   .group_by(Correction.video_id)).all())
+    times = [select(PredictionRun.video_id, func.max(PredictionRun.created_at)).group_by(PredictionRun.video_id),
+             select(Flag.video_id, func.max(Flag.created_at)).group_by(Flag.video_id),
+             select(Correction.video_id, func.max(Correction.created_at)).group_by(Correction.video_id),
+             select(Flag.video_id, func.max(AuditEvent.created_at)).join(Flag, AuditEvent.flag_id == Flag.id)
+             .group_by(Flag.video_id),
+             select(Correction.video_id, func.max(AuditEvent.created_at))
+             .join(Correction, AuditEvent.correction_id == Correction.id).group_by(Correction.video_id)]
+    last: dict[int, datetime] = {}
+    for query in times:
+        for video_id, at in session.execute(query):
+            if at is not None and (video_id not in last or at > last[video_id]):
+                last[video_id] = at
+    rows = [{"key": v.key, "name": v.name, "frame_count": v.frame_count, "runs": runs.get(v.id, 0),
+             "latest_run_id": latest.get(v.id), "open_flags": open_flags.get(v.id, 0),
+             "pending_corrections": pending.get(v.id, 0), "last_activity": last.get(v.id, v.created_at)}
+            for v in session.scalars(select(Video))]
+    return sorted(rows, key=lambda r: (r["last_activity"], r["key"]), reverse=True)
