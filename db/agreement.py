@@ -72,7 +72,7 @@ def model_agreement(session: Session, video: Video | str, predictions: pd.DataFr
         pred = (predictions[PREDICTION_COLUMNS[task]].reindex(before.index)
                 .to_numpy(dtype="float64", na_value=np.nan))
         labels = {"before": before[columns].to_numpy(dtype="float64", na_value=np.nan),
-                  "after": after[columns].to_numpy(dtype="float64", na_value=np.nan)}
+                  "after": after[columns].to_numpy(dtype="float64", na_value=np.nan, copy=True)}
         labels["after"][after["flagged"].to_numpy()] = np.nan
         out[task] = {when: model_scores(task, pred, gt) for when, gt in labels.items()}
     return out
@@ -109,8 +109,9 @@ def pair_scores(task: str, a: np.ndarray, b: np.ndarray) -> dict:
                 "ccc_arousal": _figure(ccc(a[keep, 1], b[keep, 1]), n), "frames": n}
     n = int(both.any(axis=1).sum())
     x, y = a[both].astype(int), b[both].astype(int)
-    kappa = cohen_kappa_score(x, y, replace_undefined_by=np.nan) if len(x) else np.nan
-    return {"kappa": _figure(kappa, n), "frames": n}
+    if len(np.union1d(x, y)) < 2:         # one class only: chance agreement is 1 and kappa undefined
+        return {"kappa": None, "frames": n}
+    return {"kappa": _figure(cohen_kappa_score(x, y), n), "frames": n}
 
 
 def reviewer_agreement(session: Session, video: Video | str | None = None) -> dict:

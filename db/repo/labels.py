@@ -71,7 +71,7 @@ def _base_values(session: Session, video: Video, task: str, annotation: pd.DataF
         missing = [c for c in columns if c not in annotation.columns]
         if missing:
             raise ValidationError(f"annotation table lacks column(s) {', '.join(missing)}")
-        return annotation[columns].to_numpy(dtype="float64", na_value=np.nan), None
+        return annotation[columns].to_numpy(dtype="float64", na_value=np.nan, copy=True), None
     values = np.full((video.frame_count, len(columns)), np.nan)
     annotation_set = latest_annotation_set(session, video, task)
     if annotation_set is not None:
