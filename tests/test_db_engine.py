@@ -77,7 +77,7 @@ def count(engine, table: str) -> int:
 
 
 def test_db_imports_neither_torch_nor_gradio():
-    code = ("import sys, db, db.engine, db.models, db.repo, db.export, db.__main__\n"
+    code = ("import sys, db, db.engine, db.models, db.repo, db.export, db.agreement, db.__main__\n"
             "print(sorted(m for m in ('torch', 'gradio', 'open_clip') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=120)
