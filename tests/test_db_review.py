@@ -64,11 +64,13 @@ def test_accepting_with_no_video_open_is_refused_and_writes_nothing(sessions, en
 def test_bad_ids_wrong_video_and_own_correction_are_refused_and_write_nothing(sessions, engine, proposed):
     decide = dict(video="v", reviewer="newcomer", accept=True)
     cases = [
-        (repo.ValidationError, f"correction id {2**63} is out of range: ids run from 1 to {2**63 - 1}",
+        (repo.ValidationError, f"correction id {2**63} is out of range: ids run from 1 to {2**31 - 1}",
          dict(decide, correction_id=2**63)),
+        (repo.ValidationError, f"correction id {2**31} is out of range", dict(decide, correction_id=2**31)),
         (repo.ValidationError, "correction id 0 is out of range", dict(decide, correction_id=0)),
         (repo.ValidationError, "correction id must be an integer, not '1'", dict(decide, correction_id="1")),
         (repo.NotFoundError, "No correction 2", dict(decide, correction_id=2)),
+        (repo.NotFoundError, f"No correction {2**31 - 1}", dict(decide, correction_id=2**31 - 1)),
         (repo.NotFoundError, "unknown video 'x'", dict(decide, correction_id=1, video="x")),
         (repo.ReviewRuleError, "correction 1 belongs to video 'clip.mp4', not to 'other.mp4', which is open",
          dict(decide, correction_id=1, video="w")),

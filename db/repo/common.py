@@ -21,7 +21,7 @@ from db.models import AuditEvent, Video
 T = TypeVar("T")
 MAX_KEY_LENGTH = 100
 MAX_TEXT_LENGTH = 2_000      # notes, comments, reasons: a paragraph, not a document
-MAX_ID = 2**63 - 1           # the largest id any backend stores; larger numbers cannot name a row
+MAX_ID = 2**31 - 1           # ids are SQL INTEGER (32 bits on PostgreSQL): a larger number names no row
 
 
 class ValidationError(ValueError):
@@ -63,8 +63,8 @@ def _integer(value, what: str) -> int:
 
 
 def _row_id(value, what: str) -> int:
-    """A row id as typed by a person: an integer the database can hold (a larger one is refused here,
-    not by the driver with an OverflowError)."""
+    """A row id as typed by a person: an integer an id column can hold (a larger one is refused here,
+    not by the driver with an OverflowError or an out-of-range error)."""
     value = _integer(value, what)
     if not 1 <= value <= MAX_ID:
         raise ValidationError(f"{what} {value} is out of range: ids run from 1 to {MAX_ID}")
