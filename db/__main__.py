@@ -3,8 +3,9 @@
     python -m db upgrade                 create or migrate the database to the newest schema
     python -m db current                 print the URL (password hidden) and the schema revision
     python -m db videos                  list videos: runs, open flags, corrections waiting, last activity
-    python -m db flags KEY               list a video's flags and how each was resolved
-    python -m db resolve-flag ID --video KEY --reviewer NAME --resolution "annotation is right" [--correction N] [--note ...]
+    python -m db flags KEY [--open]      list a video's flags and how each was resolved
+    python -m db resolve-flag ID --video KEY --reviewer NAME --resolution "annotation is right"
+                                         [--correction N] [--note TEXT]   resolve a flag (see --help)
     python -m db report [--video KEY] [--predictions table.parquet|csv]
                                          agreement figures (JSON): reviewers, and the model against the annotation
     python -m db export OUT_DIR          write flags and corrections as CSV and JSON (with audit trail)

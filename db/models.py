@@ -312,7 +312,6 @@ class PromptSet(Base):
                 "classes": {c: list(p) for c, p in self.classes.items()}}
 
 
-
 class ModelRecord(Base):
     """A checkpoint the app can analyse with, identified by the SHA-256 of its file: where it is, what it
     is (architecture, tasks, the encoder weights an LSTM or adapter was trained on), how it was trained

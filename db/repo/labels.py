@@ -54,7 +54,6 @@ def annotation_frame(annotation_set: AnnotationSet) -> pd.DataFrame:
     return _labels_frame(annotation_set.labels_array(), annotation_set.task)
 
 
-
 def _labels_frame(values: np.ndarray, task: str) -> pd.DataFrame:
     columns = LABEL_COLUMNS[task]
     df = pd.DataFrame(values.reshape(len(values), len(columns)), columns=columns)

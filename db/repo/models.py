@@ -177,6 +177,7 @@ def finish_job(session: Session, job_id: int, model_id: int | None = None, after
         get_model(session, model_id)
     if error is not None:      # kept, not refused, when long: the end of a traceback says the most
         error = str(error).strip()[-MAX_TEXT_LENGTH:] or "failed without a message"
+    after_metrics = _jsonable(dict(after_metrics)) if after_metrics else None
     return _move(session, job_id, "running", "failed" if error is not None else "done", finished_at=utcnow(),
-                 model_id=model_id, error=error, after_metrics=_jsonable(dict(after_metrics)) if after_metrics else None)
+                 model_id=model_id, error=error, after_metrics=after_metrics)
 

@@ -85,6 +85,7 @@ def resolve_flag(session: Session, flag_id: int, *, video: Video | str | None, r
     note = _note(note)
     if (resolution == "fixed by correction") != (correction_id is not None):
         raise ValidationError("'fixed by correction' names the correction that fixed the frames (and only it does)")
+    correction_id = _row_id(correction_id, "correction id") if correction_id is not None else None
     flag = session.get(Flag, flag_id)
     if flag is None:
         raise NotFoundError(f"No flag {flag_id}")
@@ -92,7 +93,7 @@ def resolve_flag(session: Session, flag_id: int, *, video: Video | str | None, r
         raise ReviewRuleError(f"flag {flag_id} belongs to video {flag.video.name!r}, not to {video.name!r}, "
                               "which is open")
     if correction_id is not None:
-        _check_fix(session, flag, _row_id(correction_id, "correction id"))
+        _check_fix(session, flag, correction_id)
     if flag.resolved_at is not None:
         if (flag.resolution, flag.resolved_by_correction_id) == (resolution, correction_id):
             return flag
@@ -156,7 +157,6 @@ def _range_filters(query: Select, model, session, video, task, frames, reviewer)
     if reviewer is not None:
         query = query.where(model.reviewer_id == get_reviewer(session, reviewer).id)
     return query
-
 
 
 def correction_value(task: str, value) -> dict:
@@ -367,7 +367,7 @@ def waiting_for(session: Session, reviewer: Reviewer | str, video: Video | str |
 
 def history(session: Session, *, video: Video | str | None = None, correction: Correction | int | None = None,
             flag: Flag | int | None = None, reviewer: Reviewer | str | None = None) -> list[AuditEvent]:
-    """The audit trail, oldest first: every flag, resolution, proposal and review decision."""
+    """The audit trail, oldest first: every flag, resolution, proposal, decision and revision."""
     query = select(AuditEvent)
     if video is not None:
         video_id = get_video(session, video).id
