@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -102,28 +101,24 @@ def open_video(session: Session, video: Video | str | None) -> Video:
 def list_videos(session: Session) -> list[dict]:
     """Every video with what a reviewer needs to pick one, most recent activity first: key, name (the
     file name), frame_count, runs, latest_run_id, open_flags, pending_corrections and last_activity (the
-    newest run, flag, correction or audit event; the registration when there is none)."""
-    runs = dict(session.execute(select(PredictionRun.video_id, func.count()).group_by(PredictionRun.video_id)).all())
-    latest = dict(session.execute(select(PredictionRun.video_id, func.max(PredictionRun.id))
-                                  .group_by(PredictionRun.video_id)).all())
+    newest run or audit event -- every flag and correction has one; the registration when there is none)."""
+    runs = {video_id: (n, latest, at) for video_id, n, latest, at in session.execute(
+        select(PredictionRun.video_id, func.count(), func.max(PredictionRun.id), func.max(PredictionRun.created_at))
+        .group_by(PredictionRun.video_id))}
     open_flags = dict(session.execute(select(Flag.video_id, func.count()).where(Flag.resolved_at.is_(None))
                                       .group_by(Flag.video_id)).all())
     pending = dict(session.execute(select(Correction.video_id, func.count()).where(Correction.status == "proposed")
                                    .group_by(Correction.video_id)).all())
-    times = [select(PredictionRun.video_id, func.max(PredictionRun.created_at)).group_by(PredictionRun.video_id),
-             select(Flag.video_id, func.max(Flag.created_at)).group_by(Flag.video_id),
-             select(Correction.video_id, func.max(Correction.created_at)).group_by(Correction.video_id),
-             select(Flag.video_id, func.max(AuditEvent.created_at)).join(Flag, AuditEvent.flag_id == Flag.id)
-             .group_by(Flag.video_id),
-             select(Correction.video_id, func.max(AuditEvent.created_at))
-             .join(Correction, AuditEvent.correction_id == Correction.id).group_by(Correction.video_id)]
-    last: dict[int, datetime] = {}
-    for query in times:
-        for video_id, at in session.execute(query):
-            if at is not None and (video_id not in last or at > last[video_id]):
-                last[video_id] = at
-    rows = [{"key": v.key, "name": v.name, "frame_count": v.frame_count, "runs": runs.get(v.id, 0),
-             "latest_run_id": latest.get(v.id), "open_flags": open_flags.get(v.id, 0),
-             "pending_corrections": pending.get(v.id, 0), "last_activity": last.get(v.id, v.created_at)}
-            for v in session.scalars(select(Video))]
+    last = {video_id: at for video_id, (_, _, at) in runs.items()}
+    for subject in (Flag, Correction):
+        link = AuditEvent.flag_id if subject is Flag else AuditEvent.correction_id
+        for video_id, at in session.execute(select(subject.video_id, func.max(AuditEvent.created_at))
+                                            .join(subject, link == subject.id).group_by(subject.video_id)):
+            last[video_id] = max(at, last.get(video_id, at))
+    rows = []
+    for v in session.scalars(select(Video)):
+        n_runs, latest_run_id, _ = runs.get(v.id, (0, None, None))
+        rows.append({"key": v.key, "name": v.name, "frame_count": v.frame_count, "runs": n_runs,
+                     "latest_run_id": latest_run_id, "open_flags": open_flags.get(v.id, 0),
+                     "pending_corrections": pending.get(v.id, 0), "last_activity": last.get(v.id, v.created_at)})
     return sorted(rows, key=lambda r: (r["last_activity"], r["key"]), reverse=True)
