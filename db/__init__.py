@@ -1,7 +1,9 @@
 """The review database: videos, Aff-Wild2 annotation sets, prediction runs, reviewers, flags, corrections
-(with their audit trail) and CLIP prompt sets.
+(with their audit trail), model records, training jobs and CLIP prompt sets.
 
 db/engine.py opens a database (SQLite under ./data by default, any SQLAlchemy URL otherwise) and migrates it
-with Alembic; db/models.py holds the tables; db/repo.py the functions that read and write them, each taking
-a Session first. Nothing here imports torch or Gradio, so training jobs, scripts and the web app share it.
+with Alembic; db/models.py holds the tables; db/repo/ the functions that read and write them, each taking
+a Session first (one module per aggregate, all importable as `db.repo.<name>`); db/export.py writes the
+work out as files and db/agreement.py computes agreement figures. Nothing here imports torch or Gradio, so
+training jobs, scripts and the web app share it.
 """

@@ -1,56 +1,133 @@
-"""Database maintenance from the command line (the URL comes from --url or the usual configuration):
+"""Database maintenance and review from the command line (the URL comes from --url or the usual configuration):
 
     python -m db upgrade                 create or migrate the database to the newest schema
     python -m db current                 print the URL (password hidden) and the schema revision
+    python -m db videos                  list videos: runs, open flags, corrections waiting, last activity
+    python -m db flags KEY [--open]      list a video's flags and how each was resolved
+    python -m db resolve-flag ID --video KEY --reviewer NAME --resolution "annotation is right"
+                                         [--correction N] [--note TEXT]   resolve a flag (see --help)
+    python -m db report [--video KEY] [--predictions table.parquet|csv]
+                                         agreement figures (JSON): reviewers, and the model against the annotation
     python -m db export OUT_DIR          write flags and corrections as CSV and JSON (with audit trail)
     python -m db revision -m "message"   (developers) a new migration from the changed models
+
+Refused input (an unknown video, a rule of the review process) is one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
+import pandas as pd
+
 from db.engine import alembic_config, current_revision, init_db, make_engine, make_session_factory
+from db.models import FLAG_RESOLUTIONS
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m db", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="SQLAlchemy URL (default: AFFECTLENS_DB_URL or ./data/affectlens.db)")
     commands = parser.add_subparsers(dest="command", required=True)
     upgrade = commands.add_parser("upgrade", help="migrate to the newest schema (or --revision)")
     upgrade.add_argument("--revision", default="head")
     commands.add_parser("current", help="print the database URL and schema revision")
+    commands.add_parser("videos", help="list videos with runs, open flags, pending corrections, last activity")
+    flags = commands.add_parser("flags", help="list a video's flags")
+    flags.add_argument("video", metavar="KEY")
+    flags.add_argument("--open", action="store_true", help="only flags not yet resolved")
+    resolve = commands.add_parser("resolve-flag", help="resolve a flag of a video")
+    resolve.add_argument("flag_id", metavar="ID", type=int)
+    resolve.add_argument("--video", required=True, metavar="KEY")
+    resolve.add_argument("--reviewer", required=True, metavar="NAME")
+    resolve.add_argument("--resolution", required=True, choices=FLAG_RESOLUTIONS)
+    resolve.add_argument("--correction", type=int, metavar="N", help="the accepted correction that fixed it")
+    resolve.add_argument("--note", default="")
+    report = commands.add_parser("report", help="agreement figures as JSON")
+    report.add_argument("--video", metavar="KEY", help="one video (default: all, pooled)")
+    report.add_argument("--predictions", type=Path, help="the video's per-frame predictions (.parquet or .csv)")
     export = commands.add_parser("export", help="write flags and corrections as CSV and JSON")
     export.add_argument("out_dir", type=Path)
     export.add_argument("--video", help="only this video key")
     export.add_argument("--task", choices=("va", "expr", "au"))
     revision = commands.add_parser("revision", help="autogenerate a migration from the models")
     revision.add_argument("-m", "--message", required=True)
-    args = parser.parse_args(argv)
+    return parser
 
-    engine = make_engine(args.url)
-    try:
+
+def _print_table(table: pd.DataFrame) -> None:
+    print(table.to_string(index=False) if len(table) else "(none)")
+
+
+def _read_predictions(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    raise ValueError(f"{path}: predictions are read from .parquet or .csv")
+
+
+def _run(args, engine) -> None:
+    from db import repo
+
+    if args.command in ("upgrade", "current"):
         if args.command == "upgrade":
             init_db(engine, args.revision)
-            print(f"{engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)}")
-        elif args.command == "current":
-            print(f"{engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)}")
-        elif args.command == "export":
+        print(f"{engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)}")
+        return
+    if args.command == "revision":
+        from alembic import command
+
+        command.revision(alembic_config(engine), args.message, autogenerate=True)
+        return
+    init_db(engine)
+    sessions = make_session_factory(engine)
+    if args.command == "resolve-flag":
+        with sessions.begin() as session:
+            flag = repo.resolve_flag(session, args.flag_id, video=args.video, reviewer=args.reviewer,
+                                     resolution=args.resolution, correction_id=args.correction, note=args.note)
+            print(f"flag {flag.id} resolved: {flag.resolution}"
+                  + (f" {flag.resolved_by_correction_id}" if flag.resolved_by_correction_id else "")
+                  + f", by {flag.resolved_by.name}")
+        return
+    with make_session_factory(engine, read_only=True)() as session:
+        if args.command == "videos":
+            _print_table(pd.DataFrame(repo.list_videos(session), columns=[
+                "key", "name", "frame_count", "runs", "latest_run_id", "open_flags", "pending_corrections",
+                "last_activity"]))
+        elif args.command == "flags":
+            from db.export import flags_table
+
+            table = flags_table(session, args.video)
+            if args.open:
+                table = table[table["resolved_at"].isna()]
+            _print_table(table.drop(columns=["video"]))
+        elif args.command == "report":
+            from db.agreement import agreement_report
+
+            predictions = _read_predictions(args.predictions) if args.predictions else None
+            print(json.dumps(agreement_report(session, args.video, predictions), indent=1))
+        else:
             from db.export import export_corrections, export_flags
 
-            init_db(engine)
-            with make_session_factory(engine)() as session:
-                for suffix in ("csv", "json"):
-                    for name, write in (("corrections", export_corrections), ("flags", export_flags)):
-                        path = write(session, args.out_dir / f"{name}.{suffix}", video=args.video, task=args.task)
-                        print(path)
-        else:
-            from alembic import command
+            for suffix in ("csv", "json"):
+                for name, write in (("corrections", export_corrections), ("flags", export_flags)):
+                    print(write(session, args.out_dir / f"{name}.{suffix}", video=args.video, task=args.task))
 
-            command.revision(alembic_config(engine), args.message, autogenerate=True)
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    engine = make_engine(args.url)
+    try:
+        _run(args, engine)
+    except (ValueError, OSError) as e:     # refused input (ValidationError is a ValueError): one line
+        print(f"python -m db {args.command}: {e}", file=sys.stderr)
+        return 2
     finally:
         engine.dispose()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

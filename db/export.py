@@ -17,9 +17,9 @@ from db.models import AnnotationSet, AuditEvent, Correction, Flag, Reviewer, Vid
 from db.repo import ValidationError, effective_labels, get_video, history, list_corrections, list_flags
 
 CORRECTION_COLUMNS = ["id", "video", "task", "start_frame", "end_frame", "value", "original", "status",
-                      "reviewer", "created_at", "reviewed_by", "reviewed_at", "note"]
+                      "reviewer", "created_at", "reviewed_by", "reviewed_at", "decision_comment", "note"]
 FLAG_COLUMNS = ["id", "video", "task", "start_frame", "end_frame", "reason", "note", "reviewer", "created_at",
-                "resolved_by", "resolved_at", "resolution_note"]
+                "resolution", "resolved_by_correction_id", "resolved_by", "resolved_at", "resolution_note"]
 
 
 def export_annotations(session: Session, video: Video | str, task: str, path, *, flagged_invalid: bool = True,
@@ -27,7 +27,8 @@ def export_annotations(session: Session, video: Video | str, task: str, path, *,
     """Write a video's effective labels as an Aff-Wild2 annotation file (core.affwild2.write_annotation).
 
     The format has no way to mark a flag except as an invalid frame: flagged_invalid=True (default)
-    writes flagged frames with the invalid marker, False keeps their labels.
+    writes the frames flags keep out (open flags, "frames unusable", frames a fixing correction does not
+    cover; see repo.excluded_frames) with the invalid marker, False keeps their labels.
     """
     labels = effective_labels(session, video, task, annotation)
     values = labels[LABEL_COLUMNS[task]].copy()
@@ -68,13 +69,14 @@ def _correction_record(c: Correction) -> dict:
     return {"id": c.id, "video": c.video.key, "task": c.task, "start_frame": c.start_frame,
             "end_frame": c.end_frame, "value": c.value, "original": c.original, "status": c.status,
             "reviewer": c.reviewer.name, "created_at": _time(c.created_at), "reviewed_by": _name(c.reviewed_by),
-            "reviewed_at": _time(c.reviewed_at), "note": c.note}
+            "reviewed_at": _time(c.reviewed_at), "decision_comment": c.decision_comment, "note": c.note}
 
 
 def _flag_record(f: Flag) -> dict:
     return {"id": f.id, "video": f.video.key, "task": f.task, "start_frame": f.start_frame,
             "end_frame": f.end_frame, "reason": f.reason, "note": f.note, "reviewer": f.reviewer.name,
-            "created_at": _time(f.created_at), "resolved_by": _name(f.resolved_by),
+            "created_at": _time(f.created_at), "resolution": f.resolution,
+            "resolved_by_correction_id": f.resolved_by_correction_id, "resolved_by": _name(f.resolved_by),
             "resolved_at": _time(f.resolved_at), "resolution_note": f.resolution_note}
 
 
@@ -98,7 +100,11 @@ def _corrections_frame(records: list[dict]) -> pd.DataFrame:
 
 def flags_table(session: Session, video: Video | str | None = None, task: str | None = None) -> pd.DataFrame:
     """One row per flag (FLAG_COLUMNS)."""
-    return pd.DataFrame([_flag_record(f) for f in list_flags(session, video, task)], columns=FLAG_COLUMNS)
+    return _flags_frame([_flag_record(f) for f in list_flags(session, video, task)])
+
+
+def _flags_frame(records: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(records, columns=FLAG_COLUMNS).astype({"resolved_by_correction_id": "Int64"})
 
 
 def _write(path, table: pd.DataFrame, records: list[dict]) -> Path:
@@ -125,4 +131,4 @@ def export_flags(session: Session, path, video: Video | str | None = None, task:
     """Write flags to a .csv (one row each) or .json file (each with its audit trail, "events")."""
     records = [{**_flag_record(f), "events": [_event_record(e) for e in history(session, flag=f)]}
                for f in list_flags(session, video, task)]
-    return _write(path, pd.DataFrame(records, columns=FLAG_COLUMNS), records)
+    return _write(path, _flags_frame(records), records)

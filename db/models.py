@@ -40,9 +40,13 @@ from core.labels import TASKS
 
 FLAG_REASONS = ("wrong label", "ambiguous", "no face", "occluded", "annotation lag", "wrong subject", "other")
 STATUSES = ("proposed", "accepted", "rejected")
+FLAG_RESOLUTIONS = ("fixed by correction", "annotation is right", "frames unusable")
+JOB_STATUSES = ("queued", "running", "done", "failed")
 
 _TASK_CHECK = "task IN ({})".format(", ".join(f"'{t}'" for t in TASKS))
 _STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES))
+_RESOLUTION_CHECK = "resolution IS NULL OR resolution IN ({})".format(", ".join(f"'{r}'" for r in FLAG_RESOLUTIONS))
+_JOB_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in JOB_STATUSES))
 
 
 def utcnow() -> datetime:
@@ -149,30 +153,44 @@ class AnnotationSet(Base):
 
 
 class PredictionRun(Base):
-    """One analysis of a video; the per-frame predictions table itself lives in a file (table_path)."""
+    """One analysis of a video. Its outputs are files under the app's data directory (artifacts_dir:
+    table.parquet, faces.npz, clip.npy; table_path: the table itself), both relative to that directory
+    so that a moved data directory or another server sharing it still finds them. run_key is the
+    caller's content key (video, models, weight hashes, settings): an analysis with the same key can
+    reuse this run instead of decoding the video again."""
 
     __tablename__ = "prediction_runs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     video_id: Mapped[int] = mapped_column(ForeignKey("videos.id"), index=True)
+    run_key: Mapped[str | None] = mapped_column(String(100), index=True)
     models: Mapped[dict] = mapped_column(JSON)          # name -> {source, untrained, tasks, ...}
     weights: Mapped[dict] = mapped_column(JSON)         # name -> weight spec (file, hf:// id, tag) or null
+    weight_hashes: Mapped[dict] = mapped_column(JSON, default=dict)   # name -> sha256 of the weights, or null
     device: Mapped[str] = mapped_column(String(50))
     table_path: Mapped[str] = mapped_column(Text)
+    artifacts_dir: Mapped[str | None] = mapped_column(Text)
     untrained: Mapped[bool]
     details: Mapped[dict] = mapped_column(JSON)         # the pipeline's run metadata (timings, video info)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     video: Mapped[Video] = relationship(lazy="joined")
+    created_by: Mapped[Reviewer | None] = relationship(lazy="joined")
 
 
 class Flag(Base):
-    """A reviewer's mark on frames [start_frame, end_frame] (inclusive) of one task of a video."""
+    """A reviewer's mark on frames [start_frame, end_frame] (inclusive) of one task of a video, open until
+    resolved with one of FLAG_RESOLUTIONS ("fixed by correction" names the accepted correction)."""
 
     __tablename__ = "flags"
     __table_args__ = (
         CheckConstraint(_TASK_CHECK, name="task"),
         CheckConstraint("start_frame >= 0 AND end_frame >= start_frame", name="frame_range"),
+        CheckConstraint(_RESOLUTION_CHECK, name="resolution"),
+        CheckConstraint("(resolved_by_correction_id IS NULL) OR (resolution = 'fixed by correction')",
+                        name="resolution_correction"),
+        CheckConstraint("(resolved_at IS NULL) = (resolution IS NULL)", name="resolved"),
         Index(None, "video_id", "task"),
     )
 
@@ -188,11 +206,14 @@ class Flag(Base):
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"))
+    resolution: Mapped[str | None] = mapped_column(String(30))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    resolved_by_correction_id: Mapped[int | None] = mapped_column(ForeignKey("corrections.id"))
 
     video: Mapped[Video] = relationship(lazy="joined")
     reviewer: Mapped[Reviewer] = relationship(foreign_keys=[reviewer_id], lazy="joined")
     resolved_by: Mapped[Reviewer | None] = relationship(foreign_keys=[resolved_by_id], lazy="joined")
+    resolved_by_correction: Mapped[Correction | None] = relationship(lazy="joined")
 
     def __repr__(self) -> str:
         return (f"Flag(id={self.id}, video={self.video_id}, {self.task} {self.start_frame}-{self.end_frame}, "
@@ -202,7 +223,9 @@ class Flag(Base):
 class Correction(Base):
     """A corrected label for frames [start_frame, end_frame] (inclusive), proposed by one reviewer and
     accepted or rejected by another. `value` maps label columns (valence/arousal, expression, AU names) to
-    the new value; `original` maps the same columns to the per-frame values it replaces (None: invalid)."""
+    the new value; `original` maps the same columns to the per-frame values it replaces (None: invalid).
+    reviewed_by/reviewed_at/decision_comment describe the current decision (after a revision: the
+    reviser, when, and the reason); every earlier decision stays in the audit trail."""
 
     __tablename__ = "corrections"
     __table_args__ = (
@@ -226,6 +249,7 @@ class Correction(Base):
     status: Mapped[str] = mapped_column(String(10), default="proposed")
     reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"))
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
 
@@ -249,7 +273,7 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"))
-    action: Mapped[str] = mapped_column(String(20))     # flagged, resolved, proposed, accepted, rejected
+    action: Mapped[str] = mapped_column(String(20))     # flagged, resolved, proposed, accepted, rejected, revised
     correction_id: Mapped[int | None] = mapped_column(ForeignKey("corrections.id"), index=True)
     flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id"), index=True)
     detail: Mapped[dict] = mapped_column(JSON)          # status before/after, comment, the values involved
@@ -286,3 +310,60 @@ class PromptSet(Base):
         """The form core.models.clip.prompt_set() accepts: name, templates, classes."""
         return {"name": self.name, "templates": list(self.templates),
                 "classes": {c: list(p) for c, p in self.classes.items()}}
+
+
+class ModelRecord(Base):
+    """A checkpoint the app can analyse with, identified by the SHA-256 of its file: where it is, what it
+    is (architecture, tasks, the encoder weights an LSTM or adapter was trained on), how it was trained
+    (preset, steps, epochs, frames seen, data summary, the accepted corrections used) and its validation
+    metrics. trained_steps says how far training went, so a handful of steps never looks finished."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    architecture: Mapped[str] = mapped_column(String(50), index=True)
+    tasks: Mapped[list] = mapped_column(JSON)
+    encoder_hash: Mapped[str | None] = mapped_column(String(64))
+    training: Mapped[dict] = mapped_column(JSON, default=dict)
+    correction_ids: Mapped[list] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    trained_steps: Mapped[int | None]
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    started_by: Mapped[Reviewer | None] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"ModelRecord(id={self.id}, {self.name!r}, {self.architecture}, sha256 {self.content_hash[:12]})"
+
+
+class TrainingJob(Base):
+    """A retraining run in its own process: queued -> running -> done or failed, never back. progress is
+    what the process last reported (epoch, epochs, step, steps, loss, eta_s, updated_at)."""
+
+    __tablename__ = "training_jobs"
+    __table_args__ = (CheckConstraint(_JOB_STATUS_CHECK, name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    preset: Mapped[str] = mapped_column(String(50))
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(10), default="queued", index=True)
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pid: Mapped[int | None]
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    before_metrics: Mapped[dict | None] = mapped_column(JSON)
+    after_metrics: Mapped[dict | None] = mapped_column(JSON)
+
+    started_by: Mapped[Reviewer | None] = relationship(lazy="joined")
+    model: Mapped[ModelRecord | None] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"TrainingJob(id={self.id}, {self.preset}, {self.status})"

@@ -107,7 +107,7 @@ def test_concurrent_reviews_of_one_correction_record_one_decision(engine, sessio
         try:
             start.wait()
             with sessions.begin() as session:
-                repo.review_correction(session, correction.id, name, accept=True)
+                repo.decide_correction(session, correction.id, video="v", reviewer=name, accept=True)
         except Exception as err:  # noqa: BLE001
             errors.append(repr(err))
 

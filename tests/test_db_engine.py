@@ -31,7 +31,7 @@ from db.models import Base, Flag
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("AFFECTLENS_TEST_POSTGRES_URL")
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -77,7 +77,7 @@ def count(engine, table: str) -> int:
 
 
 def test_db_imports_neither_torch_nor_gradio():
-    code = ("import sys, db, db.engine, db.models, db.repo, db.export, db.__main__\n"
+    code = ("import sys, db, db.engine, db.models, db.repo, db.export, db.agreement, db.__main__\n"
             "print(sorted(m for m in ('torch', 'gradio', 'open_clip') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=120)
@@ -187,13 +187,67 @@ def test_upgrade_keeps_rows_written_by_the_first_revision(db_url):
         assert labels["expression"].iloc[30:40].tolist() == [4] * 10
         assert labels["flagged"].sum() == 0
         # What the second revision added works on the old rows.
-        repo.resolve_flag(session, flag.id, "bob", "fixed by correction 1")
+        repo.resolve_flag(session, flag.id, video="10-24-640x360", reviewer="bob", resolution="frames unusable",
+                          note="hand over face")
         repo.save_prompt_set(session, "kept", ["a {} face"], {c: [c.lower()] for c in EXPRESSIONS}, "alice")
         repo.add_flag(session, "10-24-640x360", "au", 0, 5, "no face", "bob")
     with sessions() as session:
         assert repo.list_flags(session, "10-24-640x360")[0].resolved_by.name == "bob"
         assert [e.id for e in repo.history(session)] == [1, 2, 3, 4, 5]
     assert count(engine, "reviewers") == 2 and count(engine, "prompt_sets") == 1
+    engine.dispose()
+
+
+ROWS_0002 = """
+INSERT INTO flags (id, video_id, task, start_frame, end_frame, reason, note, reviewer_id, created_at,
+                   idempotency_key, resolved_at, resolved_by_id, resolution_note)
+    VALUES (2, 1, 'expr', 50, 59, 'ambiguous', '', 1, '2024-05-02 09:00:00', 'old-flag-2', '2024-05-02 10:00:00',
+            2, 'label is fine');
+INSERT INTO audit_events (id, created_at, reviewer_id, action, correction_id, flag_id, detail) VALUES
+    (4, '2024-05-02 09:00:00', 1, 'flagged', NULL, 2, '{"reason": "ambiguous"}'),
+    (5, '2024-05-02 10:00:00', 2, 'resolved', NULL, 2, '{"note": "label is fine"}');
+INSERT INTO prediction_runs (id, video_id, models, weights, device, table_path, untrained, details, created_at)
+    VALUES (1, 1, '{"ddamfn": {}}', '{"ddamfn": null}', 'cpu', '/tmp/session/table.parquet', TRUE, '{}',
+            '2024-05-02 08:00:00');
+"""
+
+
+def test_upgrade_from_the_second_revision_keeps_rows_and_resolved_flags_keep_their_effect(db_url):
+    """Rows written at 0002 -- an open and a resolved flag, an accepted correction, a prediction run --
+    survive 0003; the old resolution ("dealt with": frames back in) becomes "annotation is right"."""
+    engine = init_db(make_engine(db_url), "0002")
+    with engine.begin() as connection:
+        for statement in filter(str.strip, (OLD_ROWS + ROWS_0002).split(";")):
+            connection.exec_driver_sql(statement)
+        if connection.dialect.name == "postgresql":
+            for table in ("reviewers", "videos", "flags", "corrections", "audit_events", "prediction_runs"):
+                connection.exec_driver_sql(f"SELECT setval('{table}_id_seq', (SELECT MAX(id) FROM {table}))")
+    init_db(engine)
+    assert current_revision(engine) == HEAD
+    sessions = make_session_factory(engine)
+    key = "10-24-640x360"
+    with sessions.begin() as session:
+        open_flag, resolved = repo.list_flags(session, key)
+        assert (open_flag.resolution, open_flag.resolved_at) == (None, None)
+        assert (resolved.resolution, resolved.resolution_note, resolved.resolved_by.name) == (
+            "annotation is right", "label is fine", "bob")
+        [correction] = repo.list_corrections(session, key)
+        assert (correction.status, correction.decision_comment) == ("accepted", None)
+        [run] = repo.list_prediction_runs(session, key)
+        assert (run.weight_hashes, run.run_key, run.artifacts_dir, run.created_by) == ({}, None, None, None)
+        assert run.table_path == "/tmp/session/table.parquet" and run.untrained
+        assert repo.effective_labels(session, key, "expr")["flagged"].sum() == 0     # as before the upgrade
+        assert [e.id for e in repo.history(session, video=key)] == [1, 2, 3, 4, 5]
+        # What 0003 added works on the old rows.
+        repo.resolve_flag(session, open_flag.id, video=key, reviewer="carol", resolution="frames unusable")
+        repo.revise_decision(session, correction.id, video=key, reviewer="carol", accept=False, reason="not happy")
+        assert repo.latest_run(session, key).id == run.id
+        repo.add_prediction_run(session, key, models=["ddamfn"], device="cpu", table_path="runs/2/table.parquet",
+                                untrained=False, run_key="k", weight_hashes={"ddamfn": "f" * 64})
+    with sessions() as session:
+        assert [e.action for e in repo.history(session, video=key)][-2:] == ["resolved", "revised"]
+        assert repo.find_run(session, "k").id == 2
+    assert (count(engine, "reviewers"), count(engine, "flags"), count(engine, "prediction_runs")) == (3, 2, 2)
     engine.dispose()
 
 
@@ -204,7 +258,7 @@ def test_downgrade_and_upgrade_again_keep_the_rows(engine):
         repo.get_or_create_reviewer(session, "bob")
         repo.register_video(session, "v", 50, 30.0)
         flag = repo.add_flag(session, "v", "va", 1, 2, "ambiguous", "alice")
-        repo.resolve_flag(session, flag, "bob")
+        repo.resolve_flag(session, flag.id, video="v", reviewer="bob", resolution="annotation is right")
         repo.add_correction(session, "v", "va", 3, 4, (0.1, 0.2), "alice")
     config = alembic_config(engine)
     command.downgrade(config, "0001")            # SQLite: the flags table is rebuilt under audit events

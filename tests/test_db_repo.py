@@ -230,36 +230,43 @@ def test_correction_keeps_the_values_it_replaces(sessions, setup):
     assert c_expr.annotation_set_id is not None and c_expr.status == "proposed" and c_expr.reviewed_by is None
 
 
+def decide(session, correction, reviewer: str, accept: bool, comment: str = ""):
+    """A decision made with the correction's video ("v") open, as the page makes it."""
+    return repo.decide_correction(session, getattr(correction, "id", correction), video="v", reviewer=reviewer,
+                                  accept=accept, comment=comment)
+
+
 def test_a_second_reviewer_decides_and_every_step_is_kept(sessions, setup, engine):
     with sessions.begin() as session:
         correction = repo.add_correction(session, "v", "expr", 10, 19, 4, "alice", note="she smiles")
     with sessions.begin() as session:
         with pytest.raises(repo.ReviewRuleError, match="alice proposed correction .*a second reviewer"):
-            repo.review_correction(session, correction.id, "alice", accept=True)
-        with pytest.raises(repo.NotFoundError):
-            repo.review_correction(session, 999, "bob", accept=True)
-        with pytest.raises(repo.NotFoundError):
-            repo.review_correction(session, correction, "dave", accept=True)
+            decide(session, correction, "alice", accept=True)
+        with pytest.raises(repo.NotFoundError, match="No correction 999"):
+            decide(session, 999, "bob", accept=True)
     with sessions() as session:
         assert repo.effective_labels(session, "v", "expr")["expression"].iloc[10:20].tolist() == [1] * 10
     with sessions.begin() as session:
-        accepted = repo.review_correction(session, correction, "bob", accept=True, comment="agreed")
-        assert repo.review_correction(session, correction, "bob", accept=True).status == "accepted"   # double click
-    assert (accepted.status, accepted.reviewed_by.name) == ("accepted", "bob")
+        accepted = decide(session, correction, "bob", accept=True, comment="agreed")
+        assert decide(session, correction, "bob", accept=True).status == "accepted"   # double click
+    assert (accepted.status, accepted.reviewed_by.name, accepted.decision_comment) == ("accepted", "bob", "agreed")
     with sessions() as session:
         labels = repo.effective_labels(session, "v", "expr")
     assert labels["expression"].iloc[10:20].tolist() == [4] * 10
     assert labels["correction_id"].iloc[10:20].tolist() == [correction.id] * 10
     assert labels["correction_id"].iloc[:10].isna().all()
     with sessions.begin() as session:
-        rejected = repo.review_correction(session, correction, "carol", accept=False, comment="she grimaces")
-    assert (rejected.status, rejected.reviewed_by.name) == ("rejected", "carol")
+        rejected = repo.revise_decision(session, correction.id, video="v", reviewer="carol", accept=False,
+                                        reason="she grimaces")
+    assert (rejected.status, rejected.reviewed_by.name, rejected.decision_comment) == (
+        "rejected", "carol", "she grimaces")
     with sessions() as session:
         assert repo.effective_labels(session, "v", "expr")["expression"].iloc[10:20].tolist() == [1] * 10
         events = repo.history(session, correction=correction)
         assert [(e.action, e.reviewer.name) for e in events] == [
-            ("proposed", "alice"), ("accepted", "bob"), ("rejected", "carol")]
+            ("proposed", "alice"), ("accepted", "bob"), ("revised", "carol")]
         assert events[1].detail == {"from": "proposed", "to": "accepted", "comment": "agreed"}
+        assert events[2].detail == {"before": "accepted", "after": "rejected", "reason": "she grimaces"}
         assert events[0].detail["value"] == {"expression": 4}
         assert [e.id for e in repo.history(session, reviewer="bob")] == [events[1].id]
         stored = repo.list_corrections(session, "v")[0]
@@ -278,9 +285,9 @@ def test_effective_labels_apply_accepted_corrections_and_mark_flags(sessions, se
         late = repo.add_correction(session, "v", "expr", 20, 39, "Anger", "bob")
         repo.add_correction(session, "v", "expr", 40, 49, "Fear", "alice")                  # never reviewed
         single = repo.add_correction(session, "v", "au", 0, 9, {"AU12": 1}, "alice")
-        repo.review_correction(session, late, "carol", accept=True)      # accepted first...
-        repo.review_correction(session, early, "bob", accept=True)       # ...but this acceptance is later
-        repo.review_correction(session, single, "bob", accept=True)
+        decide(session, late, "carol", accept=True)      # accepted first...
+        decide(session, early, "bob", accept=True)       # ...but this acceptance is later
+        decide(session, single, "bob", accept=True)
         flag = repo.add_flag(session, "v", "expr", 45, 47, "ambiguous", "carol")
         repo.add_flag(session, "v", "expr", 47, 48, "no face", "bob")
         repo.add_flag(session, "v", "va", 0, 59, "occluded", "bob")      # another task: not marked
@@ -298,10 +305,12 @@ def test_effective_labels_apply_accepted_corrections_and_mark_flags(sessions, se
     assert au_labels["AU12"].iloc[:10].tolist() == [1] * 10               # only AU12 changed
     pd.testing.assert_frame_equal(au_labels[[a for a in AUS if a != "AU12"]], au[[a for a in AUS if a != "AU12"]])
     with sessions.begin() as session:
-        assert repo.resolve_flag(session, flag, "alice", "label is fine").resolved_by.name == "alice"
-        repo.resolve_flag(session, flag.id, "bob")                        # already resolved: no change
+        resolved = repo.resolve_flag(session, flag.id, video="v", reviewer="alice", resolution="annotation is right",
+                                     note="label is fine")
+        assert resolved.resolved_by.name == "alice"
+        repo.resolve_flag(session, flag.id, video="v", reviewer="bob", resolution="annotation is right")  # no change
         assert [e.action for e in repo.history(session, flag=flag)] == ["flagged", "resolved"]
-        assert len(repo.list_flags(session, "v", "expr", include_resolved=False)) == 1
+        assert len(repo.list_flags(session, "v", "expr", open_only=True)) == 1
         assert repo.effective_labels(session, "v", "expr")["flagged"].to_numpy().nonzero()[0].tolist() == [47, 48]
 
 
@@ -310,7 +319,7 @@ def test_effective_labels_for_a_given_annotation_table(sessions, setup):
     expr = read_annotation(setup["expr"], "expr").iloc[:40]
     with sessions.begin() as session:
         c = repo.add_correction(session, "v", "expr", 35, 59, 7, "alice")
-        repo.review_correction(session, c, "bob", accept=True)
+        decide(session, c, "bob", accept=True)
         repo.add_flag(session, "v", "expr", 0, 0, "wrong label", "bob")
     with sessions() as session:
         labels = repo.effective_labels(session, "v", "expr", expr)
@@ -330,7 +339,7 @@ def test_listing_filters(sessions, setup):
         repo.add_flag(session, "v", "au", 5, 25, "ambiguous", "bob")
         a = repo.add_correction(session, "v", "va", 0, 4, (0, 0), "alice")
         repo.add_correction(session, "v", "va", 30, 39, (0.1, 0.1), "bob")
-        repo.review_correction(session, a, "bob", accept=False)
+        decide(session, a, "bob", accept=False)
     with sessions() as session:
         reasons = lambda flags: [f.reason for f in flags]  # noqa: E731
         assert reasons(repo.list_flags(session, "v", frames=(9, 20))) == ["occluded", "no face", "ambiguous"]
@@ -352,7 +361,7 @@ def test_listing_filters(sessions, setup):
 def test_export_annotation_files(sessions, setup, tmp_path):
     with sessions.begin() as session:
         c = repo.add_correction(session, "v", "va", 10, 11, (0.5, 0.25), "alice")
-        repo.review_correction(session, c, "bob", accept=True)
+        decide(session, c, "bob", accept=True)
         repo.add_flag(session, "v", "va", 20, 21, "annotation lag", "bob")
     with sessions() as session:
         marked = export.export_annotations(session, "v", "va", tmp_path / "marked.txt")
@@ -372,7 +381,7 @@ def test_export_annotation_files(sessions, setup, tmp_path):
 def test_export_corrections_and_flags(sessions, setup, tmp_path):
     with sessions.begin() as session:
         c = repo.add_correction(session, "v", "expr", 3, 5, "Sadness", "alice", note="tears, \"clearly\"")
-        repo.review_correction(session, c, "bob", accept=True, comment="yes")
+        decide(session, c, "bob", accept=True, comment="yes")
         repo.add_correction(session, "v", "au", 7, 7, {"AU4": 1, "AU7": 0}, "carol")
         repo.add_flag(session, "v", "va", 1, 2, "other", "bob", note="camera shake")
     with sessions() as session:

@@ -1,0 +1,165 @@
+"""Agreement figures: how well a model matches the annotation before and after reviewers' accepted
+corrections, and how well reviewers agree with each other.
+
+- model_agreement: a predictions table against a video's imported annotation ("before") and against
+  its effective labels ("after": accepted corrections applied, frames flags keep out left out) -- CCC
+  for valence and arousal, P_EXPR and P_AU (ABAW F1, core.metrics), with the frames each used.
+- reviewer_agreement: each reviewer's share of decided corrections that were accepted, and, for every
+  two reviewers whose corrections label the same frames of the same task, CCC (VA) and Cohen's kappa
+  (EXPR; AU pooled over the AUs both labelled) on those frames.
+
+A figure computed from fewer than MIN_FRAMES frames (or undefined, like kappa when both reviewers used
+one class only) is None -- "n/a" -- never NaN.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import cohen_kappa_score
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.affwild2 import LABEL_COLUMNS
+from core.labels import AUS, TASKS, VA_NAMES
+from core.metrics import au_scores, ccc, expr_scores
+from db.models import Correction, Video
+from db.repo import annotation_frame, effective_labels, get_video, latest_annotation_set
+
+MIN_FRAMES = 2
+PREDICTION_COLUMNS = {"va": list(VA_NAMES), "expr": ["expr"], "au": list(AUS)}   # core.pipeline's table
+
+
+def _figure(value: float, frames: int) -> float | None:
+    return None if frames < MIN_FRAMES or value is None or math.isnan(value) else round(float(value), 6)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model against annotation
+
+
+def model_scores(task: str, pred: np.ndarray, gt: np.ndarray) -> dict:
+    """ABAW scores of predictions against labels, both (frames, columns) float with NaN where missing,
+    on the frames where both have a value (AU: where the labels have any AU)."""
+    keep = ~np.isnan(pred).any(axis=1) & (~np.isnan(gt).all(axis=1) if task == "au" else ~np.isnan(gt).any(axis=1))
+    pred, gt, n = pred[keep], gt[keep], int(keep.sum())
+    if task == "va":
+        cv, ca = ccc(pred[:, 0], gt[:, 0]), ccc(pred[:, 1], gt[:, 1])
+        return {"ccc_valence": _figure(cv, n), "ccc_arousal": _figure(ca, n), "p_va": _figure((cv + ca) / 2, n),
+                "frames": n}
+    score = expr_scores(pred[:, 0], gt[:, 0])["p_expr"] if task == "expr" else au_scores(pred, gt)["p_au"]
+    return {"f1": _figure(score, n), "frames": n}
+
+
+def model_agreement(session: Session, video: Video | str, predictions: pd.DataFrame) -> dict:
+    """{task: {"before": scores, "after": scores}} for each task that has an imported annotation and
+    columns in `predictions` (core.pipeline's per-frame table: frame, valence, arousal, expr, AU1..AU26;
+    frames it lacks count as missing). Scores as model_scores()."""
+    video = get_video(session, video)
+    if "frame" not in predictions.columns:
+        raise ValueError("the predictions table needs a 'frame' column")
+    predictions = predictions.set_index("frame")
+    out = {}
+    for task in TASKS:
+        annotation_set = latest_annotation_set(session, video, task)
+        if annotation_set is None or not set(PREDICTION_COLUMNS[task]) <= set(predictions.columns):
+            continue
+        columns = LABEL_COLUMNS[task]
+        before = annotation_frame(annotation_set)
+        after = effective_labels(session, video, task, before)
+        pred = (predictions[PREDICTION_COLUMNS[task]].reindex(before.index)
+                .to_numpy(dtype="float64", na_value=np.nan))
+        labels = {"before": before[columns].to_numpy(dtype="float64", na_value=np.nan),
+                  "after": after[columns].to_numpy(dtype="float64", na_value=np.nan, copy=True)}
+        labels["after"][after["flagged"].to_numpy()] = np.nan
+        out[task] = {when: model_scores(task, pred, gt) for when, gt in labels.items()}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reviewers
+
+
+def _reviewer_labels(session: Session, videos: list[Video]) -> dict[tuple[int, str], dict[str, np.ndarray]]:
+    """(video id, task) -> {reviewer name: (frames, columns) labels from their corrections, NaN where
+    they labelled nothing}. Every correction counts, whatever its status: it is what its author saw."""
+    out: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    frames = {v.id: v.frame_count for v in videos}
+    query = select(Correction).where(Correction.video_id.in_(frames)).order_by(Correction.id)
+    for c in session.scalars(query):
+        columns = LABEL_COLUMNS[c.task]
+        by_reviewer = out.setdefault((c.video_id, c.task), {})
+        values = by_reviewer.setdefault(c.reviewer.name, np.full((frames[c.video_id], len(columns)), np.nan))
+        for column, v in c.value.items():
+            values[c.start_frame:c.end_frame + 1, columns.index(column)] = v
+    return out
+
+
+def pair_scores(task: str, a: np.ndarray, b: np.ndarray) -> dict:
+    """Agreement of two reviewers' labels (frames, columns), NaN where one labelled nothing, on the
+    frames both labelled: CCC per VA dimension, Cohen's kappa for EXPR and for AU (pooled over every
+    (frame, AU) both labelled)."""
+    both = ~np.isnan(a) & ~np.isnan(b)
+    if task == "va":
+        keep = both.all(axis=1)
+        n = int(keep.sum())
+        return {"ccc_valence": _figure(ccc(a[keep, 0], b[keep, 0]), n),
+                "ccc_arousal": _figure(ccc(a[keep, 1], b[keep, 1]), n), "frames": n}
+    n = int(both.any(axis=1).sum())
+    x, y = a[both].astype(int), b[both].astype(int)
+    if len(np.union1d(x, y)) < 2:         # one class only: chance agreement is 1 and kappa undefined
+        return {"kappa": None, "frames": n}
+    return {"kappa": _figure(cohen_kappa_score(x, y), n), "frames": n}
+
+
+def reviewer_agreement(session: Session, video: Video | str | None = None) -> dict:
+    """For one video or (None) all: {"reviewers": {name: {proposed, accepted, rejected, pending,
+    share_accepted}}, "pairs": [{"reviewers": [a, b], "va": ..., "expr": ..., "au": ...}]}.
+
+    share_accepted = accepted / decided (None while none is decided). A pair is listed when the two
+    labelled a frame of the same task in common; tasks they did not share have frames 0 and None figures.
+    Over several videos the frames are pooled, as ABAW pools a split.
+    """
+    videos = [get_video(session, video)] if video is not None else list(session.scalars(select(Video)))
+    query = select(Correction).where(Correction.video_id.in_([v.id for v in videos]))
+    counts: dict[str, dict] = {}
+    for c in session.scalars(query):
+        row = counts.setdefault(c.reviewer.name, {"proposed": 0, "accepted": 0, "rejected": 0, "pending": 0})
+        row["proposed"] += 1
+        row["pending" if c.status == "proposed" else c.status] += 1
+    for row in counts.values():
+        decided = row["accepted"] + row["rejected"]
+        row["share_accepted"] = round(row["accepted"] / decided, 6) if decided else None
+
+    shared: dict[tuple[str, str], dict[str, list]] = {}
+    for (_, task), by_reviewer in _reviewer_labels(session, videos).items():
+        for r1, r2 in itertools.combinations(sorted(by_reviewer), 2):
+            a, b = by_reviewer[r1], by_reviewer[r2]
+            rows = (~np.isnan(a) & ~np.isnan(b)).any(axis=1)
+            if rows.any():
+                parts = shared.setdefault((r1, r2), {}).setdefault(task, [[], []])
+                parts[0].append(a[rows])
+                parts[1].append(b[rows])
+    pairs = []
+    for (r1, r2), tasks in sorted(shared.items()):
+        pair = {"reviewers": [r1, r2]}
+        for task in TASKS:
+            a, b = tasks.get(task, ([np.empty((0, len(LABEL_COLUMNS[task])))],) * 2)
+            pair[task] = pair_scores(task, np.concatenate(a), np.concatenate(b))
+        pairs.append(pair)
+    return {"reviewers": dict(sorted(counts.items())), "pairs": pairs}
+
+
+def agreement_report(session: Session, video: Video | str | None = None,
+                     predictions: pd.DataFrame | None = None) -> dict:
+    """What `python -m db report` prints: reviewer agreement for the video (or all videos) and, given a
+    video's predictions table, the model against its annotation before and after corrections."""
+    report = {"video": get_video(session, video).key if video is not None else None,
+              **reviewer_agreement(session, video)}
+    if predictions is not None:
+        if video is None:
+            raise ValueError("model agreement needs the video the predictions are for")
+        report["model"] = model_agreement(session, video, predictions)
+    return report
