@@ -136,6 +136,13 @@ class LoadedModels:
     def untrained(self) -> bool:
         return any(m.info.untrained for m in self.models.values())
 
+    def weight_keys(self) -> dict[str, str]:
+        """Content key of each model's weights (computed once): what makes two analyses of one video the
+        same, random weights included (they differ from one load to the next)."""
+        if not hasattr(self, "_weight_keys"):
+            self._weight_keys = {n: state_key([m.model], {"source": m.info.source}) for n, m in self.models.items()}
+        return self._weight_keys
+
 
 def load_models(models: Iterable[str], weights: dict[str, str] | None = None, device="auto",
                 clip_model: str = CLIP_MODEL, prompt_sets: Iterable = ()) -> LoadedModels:

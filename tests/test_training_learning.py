@@ -255,10 +255,10 @@ def test_retraining_with_corrections_moves_predictions_to_the_corrected_labels(p
             repo.register_video(s, video, len(rows), 24.0)
             for frame in rows.loc[(rows["expression"] == anger).fillna(False), "frame"]:
                 c = repo.add_correction(s, video, "expr", int(frame), int(frame), "Surprise", "ann")
-                accepted.append(repo.review_correction(s, c, "bob", accept=True).id)
+                accepted.append(repo.decide_correction(s, c.id, video=video, reviewer="bob", accept=True).id)
         video = train_labels["video"].iloc[0]
         rejected = repo.add_correction(s, video, "expr", 0, 9, "Disgust", "bob")
-        repo.review_correction(s, rejected, "ann", accept=False)
+        repo.decide_correction(s, rejected.id, video=video, reviewer="ann", accept=False)
         repo.add_flag(s, video, "expr", 30, 39, "other", "bob", note="occluded")
     val = load_labels(planted["static"], ("expr",), "val", corrections=False).table
     shows_anger = (val["expression"] == anger).to_numpy(dtype=bool, na_value=False)

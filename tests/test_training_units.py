@@ -142,8 +142,8 @@ def _review_db(tmp_path, video: str, n_frames: int):
             repo.get_or_create_reviewer(s, name)
         good = repo.add_correction(s, video, "expr", 10, 14, 4, "ann")
         bad = repo.add_correction(s, video, "expr", 20, 24, 6, "ann")
-        repo.review_correction(s, good, "bob", accept=True)
-        repo.review_correction(s, bad, "bob", accept=False)
+        repo.decide_correction(s, good.id, video=video, reviewer="bob", accept=True)
+        repo.decide_correction(s, bad.id, video=video, reviewer="bob", accept=False)
         repo.add_flag(s, video, "expr", 30, 31, "other", "bob", note="blurred")
         return url, good.id
 

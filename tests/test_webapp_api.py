@@ -40,7 +40,7 @@ def free_port() -> int:
 def start_server(tmp: Path, affwild2_root: Path | None) -> tuple:
     cfg = AppConfig(db_url=f"sqlite:///{tmp / 'review.db'}", affwild2_root=affwild2_root,
                     users=(("alice", "alice-pw"), ("bob", "bob-pw")), cache_dir=tmp / "cache",
-                    runs_dir=tmp / "runs", port=free_port(),
+                    runs_dir=tmp / "runs", data_dir=tmp / "data", port=free_port(),
                     clip_model="ViT-S-32", device="cpu", max_duration_s=10, max_upload_mb=2)
     demo = build_app(cfg)
     launch(demo, cfg, prevent_thread_lock=True, quiet=True)
@@ -135,16 +135,16 @@ def test_analyse_review_export_and_database(server, media_dir, annotations):
     assert table(labels)["frame"].tolist() == list(range(start, end + 1))
 
     # Flag, propose a correction, and have the other reviewer accept it.
-    status, corrections, history = alice.predict(key, "expr", 10, 20, "wrong label", "the smile starts earlier",
-                                                 api_name="/flag")
+    status, corrections, history, flags = alice.predict(key, "expr", 10, 20, "wrong label",
+                                                        "the smile starts earlier", api_name="/flag")
     assert status.startswith("Flag 1: EXPR frames 10-20") and "by alice" in status
-    status, corrections, history = alice.predict(key, "va", 30, 39, 0.6, 0.3, "Neutral", [], "clearly positive",
-                                                 api_name="/correct")
+    status, corrections, history, flags = alice.predict(key, "va", 30, 39, 0.6, 0.3, "Neutral", [],
+                                                        "clearly positive", api_name="/correct")
     assert status.startswith("Correction 1: VA frames 30-39")
     with pytest.raises(AppError, match="a second reviewer must accept or reject it"):
-        alice.predict(key, 1, api_name="/accept_correction")
+        alice.predict(key, 1, "", api_name="/accept_correction")
     bob = Client(url, auth=("bob", "bob-pw"), verbose=False)
-    status, corrections, history = bob.predict(key, 1, api_name="/accept_correction")
+    status, corrections, history, flags = bob.predict(key, 1, "", api_name="/accept_correction")
     assert status == "Correction 1 accepted by bob."
     assert table(corrections)[["id", "status", "reviewer", "reviewed_by"]].values.tolist() == [
         [1, "accepted", "alice", "bob"]]
@@ -240,9 +240,9 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
     assert key == video and "40 frames" in run_info
     assert {"CCC valence", "P_VA", "P_EXPR (F1, 8 classes)", "P_AU (F1 at 0.5)"} <= set(table(metrics)["metric"])
 
-    status, corrections, _ = alice.predict(key, "va", 0, 9, -0.5, 0.5, "Neutral", [], "", api_name="/correct")
+    status, corrections, *_ = alice.predict(key, "va", 0, 9, -0.5, 0.5, "Neutral", [], "", api_name="/correct")
     correction_id = int(table(corrections)["id"].iloc[-1])
-    bob.predict(key, correction_id, api_name="/accept_correction")
+    bob.predict(key, correction_id, "", api_name="/accept_correction")
 
     with pytest.raises(AppError, match="Training could not run: embeddings of a random ddamfn model"):
         alice.predict("ddamfn-lstm", 1, 1, 0, api_name="/retrain")

@@ -13,24 +13,28 @@ import shutil
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
 from core.affwild2 import AnnotationError
 from core.labels import AUS, EXPRESSIONS, TASKS
 from core.models.clip import DEFAULT_PROMPT_SETS
 from core.review import SEGMENT_COLUMNS
+from core.table import attach_ground_truth
 from db.export import CORRECTION_COLUMNS
-from db.models import FLAG_REASONS
+from db.models import FLAG_REASONS, FLAG_RESOLUTIONS
 from db.repo import ValidationError
 from training.config import presets
 from webapp import plots, results
 from webapp.config import AppConfig
 from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
-from webapp.services import DEFAULT_MODELS, HISTORY_COLUMNS, MODEL_CHOICES, Services
+from webapp.services import (AGREEMENT_COLUMNS, DEFAULT_MODELS, HISTORY_COLUMNS, MODEL_CHOICES, WAITING_COLUMNS,
+                             Services)
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 SOURCE_UPLOAD, SOURCE_AFFWILD2 = "Uploaded video", "Aff-Wild2 video"
 GPU_QUEUE = "gpu"     # every event that runs models shares this queue
 PROMPT_COLUMNS = 3    # prompt sets side by side
+DECISIONS = ("accepted", "rejected")
 
 
 def _user(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
@@ -39,6 +43,10 @@ def _user(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
     if not name:
         raise InputError("Sign in to review: flags, corrections and decisions are recorded under your login.")
     return name
+
+
+def _signed_in(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str | None:
+    return getattr(profile, "username", None) or getattr(request, "username", None)
 
 
 def _page_errors(fn):
@@ -88,22 +96,33 @@ class Handlers:
 
     # -- Analyse ----------------------------------------------------------------------------------------
     def analyse(self, video, source, affwild2_video, annotation_paths, models, prompt_set,
-                request: gr.Request, progress=gr.Progress()):
+                request: gr.Request, profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         if source == SOURCE_AFFWILD2:
             item = self.services.affwild2_item(affwild2_video)
         else:
             item = self.services.upload_item(video, annotation_paths)
         progress(0.0, desc="loading models")
-        analysis = self.run_analysis(item, models, prompt_set, _Progress(progress, "analysing frames", "frames"))
+        config = self.services.analysis_config(models, prompt_set)
+        run_key, weight_keys = self.services.run_key(item, config)
+        stored = self.services.stored_analysis(run_key)
+        if stored is not None:      # the same video, models and weights: the stored analysis, at once
+            analysis, key = stored
+            truth, notes = self.services.ground_truth(item, len(analysis.table))
+            analysis.table = attach_ground_truth(analysis.table, truth)
+            notes = [*notes, "This video was analysed before with the same models and weights: the stored "
+                             "analysis is shown."]
+        else:
+            analysis = self.run_analysis(item, models, prompt_set, _Progress(progress, "analysing frames", "frames"))
+            key, db_notes = self.services.store_analysis(item, analysis, run_key, weight_keys,
+                                                         _signed_in(request, profile))
+            notes = analysis.notes + db_notes
         table = analysis.table
-        out_dir = self._session_dir(request)
-        downloads = results.write_downloads(analysis, Path(item.name).stem, out_dir)
-        key, db_notes = self.services.record_analysis(item, analysis, downloads[0])
+        downloads = results.write_downloads(analysis, Path(item.name).stem, self._session_dir(request))
         state = {"key": key, "name": item.name, "path": str(item.path) if item.path else None, "table": table,
-                 "clip": analysis.clip_embeddings}
+                 "clip": analysis.clip_embeddings, "run": analysis.run}
         first = int(table.loc[table["face"].astype(bool), "frame"].iloc[0])
         crop, frame_info = self._frame_view(state, first)
-        return (state, self.services.run_summary(analysis.run, item.name, analysis.notes + db_notes),
+        return (state, self.services.run_summary(analysis.run, item.name, notes),
                 plots.timeline_figure(table, item.name), results.metrics_table(table, analysis.run),
                 gr.update(maximum=int(table["frame"].max()), value=first), crop, frame_info,
                 [str(p) for p in downloads], self.services.review_queue(self.services.labelled_table(key, table)),
@@ -201,18 +220,57 @@ class Handlers:
         return (f"Correction {correction_id}: {task.upper()} frames {int(start)}-{int(end)}, proposed by {user}; "
                 "another reviewer can accept or reject it.", *self._tables(video_key))
 
-    def accept(self, video_key, correction_id, request: gr.Request, profile: gr.OAuthProfile | None):
-        return self._decide(video_key, correction_id, True, _user(request, profile))
+    def accept(self, video_key, correction_id, comment, request: gr.Request, profile: gr.OAuthProfile | None):
+        return self._decide(video_key, correction_id, True, comment, _user(request, profile))
 
-    def reject(self, video_key, correction_id, request: gr.Request, profile: gr.OAuthProfile | None):
-        return self._decide(video_key, correction_id, False, _user(request, profile))
+    def reject(self, video_key, correction_id, comment, request: gr.Request, profile: gr.OAuthProfile | None):
+        return self._decide(video_key, correction_id, False, comment, _user(request, profile))
 
-    def _decide(self, video_key, correction_id, accept, user):
+    def _decide(self, video_key, correction_id, accept, comment, user):
         if correction_id is None:
             raise InputError("Enter the id of the correction to accept or reject.")
-        self.services.decide(int(correction_id), accept, user)
+        self.services.decide(video_key or None, correction_id, accept, comment, user)
         return (f"Correction {int(correction_id)} {'accepted' if accept else 'rejected'} by {user}.",
                 *self._tables(video_key))
+
+    def revise(self, video_key, correction_id, decision, reason, request: gr.Request,
+               profile: gr.OAuthProfile | None):
+        user = _user(request, profile)
+        if correction_id is None:
+            raise InputError("Enter the id of the correction whose decision you revise.")
+        accept = decision == DECISIONS[0]
+        self.services.revise(video_key or None, correction_id, accept, reason, user)
+        return (f"Correction {int(correction_id)} revised to {'accepted' if accept else 'rejected'} by {user}.",
+                *self._tables(video_key))
+
+    def resolve_flag(self, video_key, flag_id, resolution, correction_id, note, request: gr.Request,
+                     profile: gr.OAuthProfile | None):
+        user = _user(request, profile)
+        if flag_id is None:
+            raise InputError("Enter the id of the flag to resolve.")
+        self.services.resolve_flag(video_key or None, flag_id, resolution, correction_id, note, user)
+        return (f"Flag {int(flag_id)} resolved ({resolution}) by {user}.", *self._tables(video_key))
+
+    def list_videos(self, request: gr.Request, profile: gr.OAuthProfile | None):
+        """The videos in the database and the corrections waiting for this reviewer (a refresh shows
+        what others did)."""
+        name = _signed_in(request, profile)
+        waiting = self.services.waiting_for(name) if name else pd.DataFrame(columns=WAITING_COLUMNS)
+        return self.services.video_list(), gr.update(choices=self.services.video_choices()), waiting
+
+    def open_video(self, key):
+        """Any stored video's newest analysis, for any reviewer, without analysing it again."""
+        if not key:
+            raise InputError("Choose a video from the list.")
+        state = self.services.open_video(key)
+        table = state["table"]
+        return (state, key, plots.timeline_figure(table, state["name"]),
+                self.services.review_queue(self.services.labelled_table(key, table)), *self._tables(key)[:3],
+                gr.update(maximum=max(1, int(table["frame"].max())), value=0))
+
+    def agreement(self, state):
+        state = _need(state)
+        return self.services.agreement(state["key"], state["table"])
 
     def history(self, video_key):
         return self._tables(video_key)
@@ -236,7 +294,7 @@ class Handlers:
 
     def _tables(self, video_key):
         key = self._key(video_key)
-        return self.services.corrections(key), self.services.history(key)
+        return self.services.corrections(key), self.services.history(key), self.services.flags(key)
 
     # -- Files ------------------------------------------------------------------------------------------
     def _session_dir(self, request: gr.Request) -> Path:
@@ -256,6 +314,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
     on_page = {name: _page_errors(getattr(h, name)) for name in (
         "analyse", "show_frame", "compare_prompts", "save_prompt_set", "load_prompt_set", "prompt_set_choices",
         "who", "review_queue", "open_segment", "show_range", "flag", "correct", "accept", "reject", "history",
+        "revise", "resolve_flag", "list_videos", "open_video", "agreement",
         "export", "retrain")}
     gpu_lane = dict(concurrency_id=GPU_QUEUE, concurrency_limit=config.gpu_concurrency)
     builtin_sets = list(DEFAULT_PROMPT_SETS)
@@ -333,6 +392,15 @@ def build_app(config: AppConfig) -> gr.Blocks:
             gr.Markdown("Segments worth a look, most suspicious first: the models disagree with the annotation "
                         "for a while, the annotation jumps, flickers, holds still for long, or is missing where "
                         "a face is visible.")
+            gr.Markdown("### Videos in the database\nOpen any analysed video without analysing it again; "
+                        "Refresh shows what other reviewers did.")
+            videos = gr.Dataframe(label="Videos", interactive=False, elem_id="videos")
+            with gr.Row():
+                refresh_btn = gr.Button("Refresh", elem_id="refresh")
+                open_choice = gr.Dropdown([], label="Video", elem_id="open-choice")
+                open_video_btn = gr.Button("Open video", elem_id="open-video")
+            waiting = gr.Dataframe(headers=WAITING_COLUMNS, label="Waiting for my decision (proposed by others)",
+                                   interactive=False, elem_id="waiting")
             review_video = gr.Textbox(label="Video under review (database key)", interactive=False,
                                       elem_id="review-video")
             queue_btn = gr.Button("Rank segments")
@@ -371,8 +439,26 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                        label="Corrections of this video", elem_id="corrections")
             with gr.Row():
                 correction_id = gr.Number(label="Correction id", precision=0, elem_id="correction-id")
+                decision_comment = gr.Textbox(label="Comment (optional)", elem_id="decision-comment")
                 accept_btn = gr.Button("Accept", elem_id="accept")
                 reject_btn = gr.Button("Reject", elem_id="reject")
+            with gr.Row():
+                revised = gr.Radio(list(DECISIONS), value=DECISIONS[0], label="Revise a decision to")
+                revise_reason = gr.Textbox(label="Reason (required)", elem_id="revise-reason")
+                revise_btn = gr.Button("Revise decision", elem_id="revise")
+            flags = gr.Dataframe(label="Flags of this video", interactive=False, elem_id="flags")
+            with gr.Row():
+                flag_id = gr.Number(label="Flag id", precision=0, elem_id="flag-id")
+                resolution = gr.Dropdown(list(FLAG_RESOLUTIONS), value=FLAG_RESOLUTIONS[0], label="Resolution",
+                                         elem_id="resolution")
+                fixing_correction = gr.Number(label="Fixed by correction id", precision=0)
+                resolve_note = gr.Textbox(label="Note")
+                resolve_btn = gr.Button("Resolve flag", elem_id="resolve")
+            with gr.Row():
+                agreement_btn = gr.Button("Agreement figures", elem_id="agreement-btn")
+            agreement = gr.Dataframe(headers=AGREEMENT_COLUMNS, label="Agreement: the model against the annotation "
+                                     "(before and after accepted corrections) and between reviewers",
+                                     interactive=False, elem_id="agreement")
             history = gr.Dataframe(headers=list(HISTORY_COLUMNS), label="History", interactive=False,
                                    elem_id="history")
             with gr.Row():
@@ -421,13 +507,26 @@ def build_app(config: AppConfig) -> gr.Blocks:
             on_page["open_segment"], [state, queue, segment], segment_view, api_name=False)
         open_btn.click(on_page["open_segment"], [state, queue, segment], segment_view, api_name="open_segment")
         show_btn.click(on_page["show_range"], [state, start, end], segment_view[3:], api_name="show_range")
-        tables = [review_status, corrections, history]
+        tables = [review_status, corrections, history, flags]
         flag_btn.click(on_page["flag"], [review_video, task, start, end, reason, flag_note], tables,
                        api_name="flag")
         correct_btn.click(on_page["correct"], [review_video, task, start, end, valence, arousal, expression, aus,
                                                correct_note], tables, api_name="correct")
-        accept_btn.click(on_page["accept"], [review_video, correction_id], tables, api_name="accept_correction")
-        reject_btn.click(on_page["reject"], [review_video, correction_id], tables, api_name="reject_correction")
+        accept_btn.click(on_page["accept"], [review_video, correction_id, decision_comment], tables,
+                         api_name="accept_correction")
+        reject_btn.click(on_page["reject"], [review_video, correction_id, decision_comment], tables,
+                         api_name="reject_correction")
+        revise_btn.click(on_page["revise"], [review_video, correction_id, revised, revise_reason], tables,
+                         api_name="revise_decision")
+        resolve_btn.click(on_page["resolve_flag"], [review_video, flag_id, resolution, fixing_correction,
+                                                     resolve_note], tables, api_name="resolve_flag")
+        agreement_btn.click(on_page["agreement"], state, agreement, api_name="agreement")
+        video_lists = [videos, open_choice, waiting]
+        demo.load(on_page["list_videos"], None, video_lists, api_name=False)
+        refresh_btn.click(on_page["list_videos"], None, video_lists, api_name="list_videos")
+        open_video_btn.click(on_page["open_video"], open_choice, [state, review_video, timeline, queue,
+                                                                  corrections, history, flags, frame],
+                             api_name="open_video")
         review_video.change(on_page["history"], review_video, tables[1:], api_name="history")
         export_btn.click(on_page["export"], review_video, export_files, api_name="export_corrections")
         retrain_btn.click(on_page["retrain"], [preset, epochs, steps, batch], [retrain_info, retrain_metrics],

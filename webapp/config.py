@@ -51,6 +51,7 @@ class AppConfig:
     space_id: str | None = None               # set on a Hugging Face Space (SPACE_ID)
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
     runs_dir: Path = Path("runs")             # checkpoints of retraining runs started from the page
+    data_dir: Path = Path("data")             # stored analyses and uploaded videos (and the default SQLite)
     host: str = "127.0.0.1"
     port: int = 7860
     gpu_concurrency: int = 1                  # analyses that may run on the GPU at once
@@ -85,6 +86,7 @@ class AppConfig:
             space_id=env.get("SPACE_ID") or None,
             cache_dir=_path(env.get("AFFECTLENS_CACHE_DIR")) or _default_cache_dir(env),
             runs_dir=_path(env.get("AFFECTLENS_RUNS_DIR")) or Path("runs"),
+            data_dir=_path(env.get("AFFECTLENS_DATA_DIR")) or Path("data"),
             host=env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
             gpu_concurrency=int(env.get("AFFECTLENS_GPU_CONCURRENCY") or 1),

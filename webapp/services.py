@@ -7,6 +7,9 @@ cannot be had, a review rule) come out as InputError with a sentence for the pag
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import shutil
 import json
 import re
 import threading
@@ -32,6 +35,7 @@ from core.review import suspicious_segments
 from core.video import VideoError, iter_frames
 from core.weights import WeightsError, load_checkpoint
 from db import export, repo
+from db.agreement import agreement_report
 from db.engine import init_db, make_session_factory
 from webapp import results
 from webapp.config import AppConfig
@@ -43,6 +47,8 @@ CROP_SIZE = 224
 GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
 LOADED_KEEP = 2       # model configurations kept in memory
 HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
+WAITING_COLUMNS = ["id", "video", "task", "frames", "proposed by", "note"]
+AGREEMENT_COLUMNS = ["who", "task", "measure", "value", "frames"]
 
 
 @dataclass
@@ -315,11 +321,38 @@ class Services:
                 self._sessions = make_session_factory(init_db(self.config.db_url))
         return self._sessions
 
-    def record_analysis(self, item: VideoItem, analysis: Analysis, table_path: Path) -> tuple[str, list[str]]:
-        """Register the analysed video, its annotation files and the prediction run; returns the video's
-        database key and notes for the page."""
+    # -- stored analyses --------------------------------------------------------------------------------
+    def run_key(self, item: VideoItem, config: pipeline.AnalysisConfig) -> tuple[str, dict[str, str]]:
+        """The content key of an analysis (video content, models, the content of their weights, settings)
+        under which it is stored and found again, and the weights' content keys."""
+        weight_keys = self.loaded_models(config).weight_keys()
+        video = item.name if item.path is None else repo.upload_key(item.path)
+        settings = {"video": video, "weights": weight_keys, "clip_model": config.clip_model, "fill": config.fill,
+                    "prompt_sets": [prompt_set(p).key for p in config.prompt_sets],
+                    "detection": pipeline.detection_settings(config)}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        return digest, weight_keys
+
+    def stored_analysis(self, run_key: str) -> tuple[Analysis, str] | None:
+        """A stored Analysis and its video's key, or None (never analysed, or its files are gone)."""
+        with self.sessions().begin() as s:
+            run = repo.find_run(s, run_key)
+            found = (run.artifacts_dir, run.video.key) if run is not None and run.artifacts_dir else None
+        if found is None or not (self.config.data_dir / found[0] / "table.parquet").is_file():
+            return None
+        return Analysis.load(self.config.data_dir / found[0]), found[1]
+
+    def store_analysis(self, item: VideoItem, analysis: Analysis, run_key: str, weight_keys: dict,
+                       user: str | None) -> tuple[str, list[str]]:
+        """Keep the analysis under the data directory (table, run metadata, CLIP embeddings, and a copy of
+        an uploaded video for frame views), register the video, its annotation files and the run; returns
+        the video's database key and notes for the page."""
         table, run = analysis.table, analysis.run
         key = item.name if item.path is None else repo.upload_key(item.path)
+        folder = Path("analyses") / run_key[:32]
+        analysis.save(self.config.data_dir / folder)
+        if item.path is not None:
+            self.stored_video(key, item.path)
         files = dict(item.annotation_files)
         if item.path is None:
             index = self.affwild2_index()
@@ -336,9 +369,66 @@ class Services:
                 repo.import_annotations(s, video, task, path)
             repo.add_prediction_run(
                 s, video, models=run.get("models") or {"unknown": {}}, device=str(run.get("device", "unknown")),
-                table_path=table_path, untrained=bool(run.get("untrained", True)),
-                weights=(run.get("config") or {}).get("weights"), details=run)
+                table_path=str(folder / "table.parquet"), untrained=bool(run.get("untrained", True)),
+                weights=(run.get("config") or {}).get("weights"), details=run, run_key=run_key,
+                artifacts_dir=str(folder), weight_hashes=weight_keys, created_by=user)
         return key, notes
+
+    def stored_video(self, key: str, source: Path | None = None) -> Path | None:
+        """The kept copy of an uploaded video (made from `source` the first time), so that any reviewer can
+        see its frames after the uploader's session is gone; None for Aff-Wild2 videos."""
+        if not key.startswith("sha256:"):
+            return None
+        folder = self.config.data_dir / "videos"
+        found = sorted(folder.glob(key.removeprefix("sha256:") + ".*"))
+        if found or source is None:
+            return found[0] if found else None
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / (key.removeprefix("sha256:") + Path(source).suffix.lower())
+        tmp = target.with_name("." + target.name + ".tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return target
+
+    def open_video(self, key: str) -> dict:
+        """The review state of a stored video's newest analysis (no analysing again), for any reviewer."""
+        with self.sessions().begin() as s:
+            try:
+                run = repo.latest_run(s, key)
+            except repo.ValidationError as err:
+                raise InputError(str(err)) from None
+            if run is None or not run.artifacts_dir:
+                raise InputError(f"{run.video.name if run else key} has no stored analysis: analyse it first.")
+            folder, name = run.artifacts_dir, run.video.name
+        if not (self.config.data_dir / folder / "table.parquet").is_file():
+            raise InputError(f"The stored analysis of {name} is missing from {self.config.data_dir}: analyse it again.")
+        analysis = Analysis.load(self.config.data_dir / folder)
+        path = self.stored_video(key)
+        return {"key": key, "name": name, "path": str(path) if path else None, "table": analysis.table,
+                "clip": analysis.clip_embeddings, "run": analysis.run}
+
+    def video_list(self) -> pd.DataFrame:
+        """Every video in the database with its runs, open flags, pending corrections and last activity."""
+        with self.sessions().begin() as s:
+            rows = repo.list_videos(s)
+        out = pd.DataFrame(rows, columns=["name", "key", "frame_count", "runs", "open_flags", "pending_corrections",
+                                          "last_activity"])
+        out["last_activity"] = [t.strftime("%Y-%m-%d %H:%M:%S") if t else "" for t in out["last_activity"]]
+        return out.rename(columns={"frame_count": "frames", "open_flags": "open flags",
+                                   "pending_corrections": "waiting for a decision", "last_activity": "last activity"})
+
+    def video_choices(self) -> list[tuple[str, str]]:
+        """(file name, key) pairs for the "open a video" list: people see names, the page keeps keys."""
+        videos = self.video_list()
+        return [(f"{n} ({k.removeprefix('sha256:')[:8]})" if k.startswith("sha256:") else n, k)
+                for n, k in zip(videos["name"], videos["key"])]
+
+    def waiting_for(self, user: str) -> pd.DataFrame:
+        """Corrections proposed by others that wait for a decision."""
+        with self.sessions().begin() as s:
+            rows = [{"id": c.id, "video": c.video.name, "task": c.task, "frames": f"{c.start_frame}-{c.end_frame}",
+                     "proposed by": c.reviewer.name, "note": c.note} for c in repo.waiting_for(s, user)]
+        return pd.DataFrame(rows, columns=WAITING_COLUMNS)
 
     def labelled_table(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
         """The table with the effective labels (accepted corrections applied) as gt_ columns for each task
@@ -364,10 +454,49 @@ class Services:
             repo.get_or_create_reviewer(s, user)
             return repo.add_correction(s, key, task, start, end, value, user, note=note).id
 
-    def decide(self, correction_id: int, accept: bool, user: str) -> None:
+    def decide(self, key: str | None, correction_id, accept: bool, comment: str, user: str) -> None:
+        """Accept or reject a correction of the open video; every rule is checked before anything is written."""
         with self.sessions().begin() as s:
-            repo.get_or_create_reviewer(s, user)
-            repo.review_correction(s, correction_id, user, accept)
+            repo.decide_correction(s, correction_id, video=key, reviewer=user, accept=accept, comment=comment or "")
+
+    def revise(self, key: str | None, correction_id, accept: bool, reason: str, user: str) -> None:
+        with self.sessions().begin() as s:
+            repo.revise_decision(s, correction_id, video=key, reviewer=user, accept=accept, reason=reason or "")
+
+    def flags(self, key: str) -> pd.DataFrame:
+        with self.sessions().begin() as s:
+            return export.flags_table(s, key).drop(columns=["video"], errors="ignore")
+
+    def resolve_flag(self, key: str | None, flag_id, resolution: str, correction_id, note: str, user: str) -> None:
+        with self.sessions().begin() as s:
+            repo.resolve_flag(s, flag_id, video=key, reviewer=user, resolution=resolution,
+                              correction_id=correction_id, note=note or "")
+
+    def agreement(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
+        """The model against the annotation before and after accepted corrections, and the reviewers
+        against each other, for the open video (db.agreement) as one readable table."""
+        with self.sessions().begin() as s:
+            report = agreement_report(s, key, table)
+        rows = []
+
+        def add(who, task, scores):
+            for measure, value in scores.items():
+                if measure != "frames":
+                    rows.append({"who": who, "task": task, "measure": measure.replace("_", " "),
+                                 "value": None if value is None else round(float(value), 3),
+                                 "frames": scores.get("frames")})
+
+        for task, stages in report.get("model", {}).items():
+            for stage, scores in stages.items():
+                add(f"model vs annotation, {stage} corrections", task, scores)
+        for name, counts in report["reviewers"].items():
+            add(name, "all", {"share of own corrections accepted": counts.get("share_accepted"),
+                              "frames": counts.get("proposed")})
+        for pair in report["pairs"]:
+            for task in TASKS:
+                if pair[task].get("frames"):
+                    add(" and ".join(pair["reviewers"]), task, pair[task])
+        return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 
     def corrections(self, key: str) -> pd.DataFrame:
         with self.sessions().begin() as s:

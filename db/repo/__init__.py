@@ -45,7 +45,6 @@ from db.repo.review import (
     list_corrections,
     list_flags,
     resolve_flag,
-    review_correction,
     revise_decision,
     waiting_for,
 )
@@ -68,7 +67,7 @@ __all__ = [
     "update_job_progress",
     "get_prompt_set", "list_prompt_sets", "save_prompt_set",
     "add_correction", "add_flag", "correction_value", "decide_correction", "history", "list_corrections",
-    "list_flags", "resolve_flag", "review_correction", "revise_decision", "waiting_for",
+    "list_flags", "resolve_flag", "revise_decision", "waiting_for",
     "add_prediction_run", "find_run", "latest_run", "list_prediction_runs",
     "file_sha256", "get_or_create_reviewer", "get_reviewer", "get_video", "list_videos", "open_video",
     "register_video", "upload_key",

@@ -330,18 +330,6 @@ def _set_status(session: Session, correction: Correction, name: str, after: str,
     return correction
 
 
-def review_correction(session: Session, correction: Correction | int, reviewer: Reviewer | str, accept: bool,
-                      comment: str = "") -> Correction:
-    """decide_correction() for scripts that decide by id with no video open: the correction's own video
-    stands in for the open one. The page must call decide_correction with the video it shows."""
-    correction_id = correction.id if isinstance(correction, Correction) else _row_id(correction, "correction id")
-    found = session.get(Correction, correction_id)
-    if found is None:
-        raise NotFoundError(f"No correction {correction_id}")
-    return decide_correction(session, correction_id, video=found.video, reviewer=reviewer, accept=accept,
-                             comment=comment)
-
-
 def list_corrections(session: Session, video: Video | str | None = None, task: str | None = None, *,
                      status: str | None = None, frames: tuple[int, int] | None = None,
                      reviewer: Reviewer | str | None = None) -> list[Correction]:
