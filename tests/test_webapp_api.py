@@ -265,8 +265,9 @@ def test_compare_prompt_sets_save_and_reuse(server, media_dir, annotations):
     assert name == "basic" and "{}" in templates and classes.splitlines()[4].startswith("Happiness:")
     mine = ("mine", "a photo of a {} person.", classes.replace("Happiness: happy", "Happiness: grinning"))
 
-    probs, f1, confusion_1, confusion_2, confusion_3 = alice.predict(
+    note, probs, f1, confusion_1, confusion_2, confusion_3 = alice.predict(
         name, templates, classes, *mine, "", "", "", api_name="/compare_prompts")
+    assert "random weights (untrained)" in note
     traces = json.loads(probs["plot"])["data"]
     assert len(traces) == 16 and all(plotly_array(t["y"]).shape == (N_FRAMES,) for t in traces)
     scores = table(f1).set_index("prompt set")["P_EXPR (F1, 8 classes)"]

@@ -45,7 +45,7 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
         assert counts(cfg.db_url) == before
 
         # Bob lists the videos under their file names, sees what waits for him, opens Alice's video.
-        videos, choices, waiting = bob.predict(api_name="/list_videos")
+        videos, choices, waiting, models, model_choice = bob.predict(api_name="/list_videos")
         listed = table(videos)
         assert listed["name"].tolist() == ["single_face.mp4"] and not listed["name"].str.contains("sha256").any()
         assert listed["waiting for a decision"].tolist() == [1] and listed["open flags"].tolist() == [1]
@@ -73,7 +73,7 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
         assert figures.set_index("who").loc["alice", "value"] == pytest.approx(1.0)
 
         # Alice's refresh shows Bob's work.
-        videos, _, waiting = alice.predict(api_name="/list_videos")
+        videos, _, waiting, *_ = alice.predict(api_name="/list_videos")
         assert table(videos)["waiting for a decision"].tolist() == [0] and table(videos)["open flags"].tolist() == [0]
     finally:
         demo.close()
@@ -82,7 +82,7 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
     demo, cfg, url = start_server(tmp_path, None)
     try:
         carol = Client(url, auth=("bob", "bob-pw"), verbose=False)
-        videos, _, _ = carol.predict(api_name="/list_videos")
+        videos, *_ = carol.predict(api_name="/list_videos")
         assert table(videos)["name"].tolist() == ["single_face.mp4"]
         opened = carol.predict(key, api_name="/open_video")
         assert opened[0] == key

@@ -27,7 +27,8 @@ from training.config import presets
 from webapp import plots, results
 from webapp.config import AppConfig
 from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
-from webapp.services import (AGREEMENT_COLUMNS, DEFAULT_MODELS, HISTORY_COLUMNS, MODEL_CHOICES, WAITING_COLUMNS,
+from webapp.services import (AGREEMENT_COLUMNS, DEFAULT_MODELS, HISTORY_COLUMNS, MODEL_CHOICES, MODEL_COLUMNS,
+                             WAITING_COLUMNS,
                              Services)
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -95,14 +96,14 @@ class Handlers:
         self.run_training = gpu(duration=600)(_page_errors(self.services.retrain))
 
     # -- Analyse ----------------------------------------------------------------------------------------
-    def analyse(self, video, source, affwild2_video, annotation_paths, models, prompt_set,
-                request: gr.Request, profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
+    def analyse(self, video, source, affwild2_video, annotation_paths, models, prompt_set, model_id=None,
+                request: gr.Request = None, profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         if source == SOURCE_AFFWILD2:
             item = self.services.affwild2_item(affwild2_video)
         else:
             item = self.services.upload_item(video, annotation_paths)
         progress(0.0, desc="loading models")
-        config = self.services.analysis_config(models, prompt_set)
+        config = self.services.analysis_config(models, prompt_set, model_id)
         run_key, weight_keys = self.services.run_key(item, config)
         stored = self.services.stored_analysis(run_key)
         if stored is not None:      # the same video, models and weights: the stored analysis, at once
@@ -112,7 +113,8 @@ class Handlers:
             notes = [*notes, "This video was analysed before with the same models and weights: the stored "
                              "analysis is shown."]
         else:
-            analysis = self.run_analysis(item, models, prompt_set, _Progress(progress, "analysing frames", "frames"))
+            analysis = self.run_analysis(item, models, prompt_set, model_id,
+                                         _Progress(progress, "analysing frames", "frames"))
             key, db_notes = self.services.store_analysis(item, analysis, run_key, weight_keys,
                                                          _signed_in(request, profile))
             notes = analysis.notes + db_notes
@@ -154,7 +156,9 @@ class Handlers:
         confusions = [plots.confusion_figure(table[f"clip_{n}_expr"], table["gt_expr"], n)
                       if "gt_expr" in table else None for n in names]
         confusions += [None] * (PROMPT_COLUMNS - len(confusions))
-        return (state, plots.prompt_probabilities_figure(table, names), f1, *confusions)
+        note = ("CLIP runs with **random weights (untrained)** here: these probabilities and F1 show how the "
+                "comparison works, not what the prompts are worth." if self.services.clip_untrained() else "")
+        return (state, note, plots.prompt_probabilities_figure(table, names), f1, *confusions)
 
     def save_prompt_set(self, name, templates_text, classes_text, request: gr.Request,
                         profile: gr.OAuthProfile | None):
@@ -256,7 +260,8 @@ class Handlers:
         what others did)."""
         name = _signed_in(request, profile)
         waiting = self.services.waiting_for(name) if name else pd.DataFrame(columns=WAITING_COLUMNS)
-        return self.services.video_list(), gr.update(choices=self.services.video_choices()), waiting
+        return (self.services.video_list(), gr.update(choices=self.services.video_choices()), waiting,
+                self.services.model_list(), gr.update(choices=self.services.model_choices()))
 
     def open_video(self, key):
         """Any stored video's newest analysis, for any reviewer, without analysing it again."""
@@ -347,6 +352,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     models = gr.CheckboxGroup(list(MODEL_CHOICES), value=list(DEFAULT_MODELS), label="Models")
                     prompt_set = gr.Dropdown(builtin_sets, value=builtin_sets[0], allow_custom_value=True,
                                              label="Prompt set for CLIP zero-shot (built-in or saved)")
+                    trained_model = gr.Dropdown(h.services.model_choices(), value=0, elem_id="trained-model",
+                                                label="Weights: a trained model from the models table (Review tab)")
                     analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 with gr.Column(scale=3):
                     weights_info = gr.Markdown(elem_id="weights-info")
@@ -464,6 +471,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
             with gr.Row():
                 export_btn = gr.Button("Export corrections", elem_id="export")
                 export_files = gr.File(label="Export", file_count="multiple", interactive=False)
+            gr.Markdown("### Models\nEvery checkpoint written by `python -m training` or by a retraining job; "
+                        "pick one on the Analyse tab to analyse with it, no restart.")
+            model_table = gr.Dataframe(headers=MODEL_COLUMNS, label="Models", interactive=False, elem_id="models")
             gr.Markdown("### Retrain on the corrected labels (needs the Aff-Wild2 folder)")
             with gr.Row():
                 preset = gr.Dropdown(training_presets, value="ddamfn-va" if "ddamfn-va" in training_presets
@@ -484,7 +494,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         demo.unload(h.cleanup)
 
         analyse_btn.click(
-            on_page["analyse"], [video, source, affwild2_video, annotations, models, prompt_set],
+            on_page["analyse"], [video, source, affwild2_video, annotations, models, prompt_set, trained_model],
             [state, run_info, timeline, metrics, frame, crop, frame_info, downloads, queue, review_video],
             api_name="analyse", **gpu_lane)
         frame.release(on_page["show_frame"], [state, frame], [crop, frame_info], api_name="show_frame")
@@ -492,7 +502,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         affwild2_video.input(lambda _: SOURCE_AFFWILD2, affwild2_video, source, api_name=False)
 
         compare_btn.click(on_page["compare_prompts"], [state, *set_fields],
-                          [state, prompt_probs, prompt_f1, *confusions],
+                          [state, prompt_status, prompt_probs, prompt_f1, *confusions],
                           api_name="compare_prompts", **gpu_lane)
         for i, (start_from, name, tpl, cls, save) in enumerate(set_columns):
             start_from.input(on_page["load_prompt_set"], start_from, [name, tpl, cls],
@@ -521,7 +531,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         resolve_btn.click(on_page["resolve_flag"], [review_video, flag_id, resolution, fixing_correction,
                                                      resolve_note], tables, api_name="resolve_flag")
         agreement_btn.click(on_page["agreement"], state, agreement, api_name="agreement")
-        video_lists = [videos, open_choice, waiting]
+        video_lists = [videos, open_choice, waiting, model_table, trained_model]
         demo.load(on_page["list_videos"], None, video_lists, api_name=False)
         refresh_btn.click(on_page["list_videos"], None, video_lists, api_name="list_videos")
         open_video_btn.click(on_page["open_video"], open_choice, [state, review_video, timeline, queue,

@@ -47,6 +47,7 @@ CROP_SIZE = 224
 GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
 LOADED_KEEP = 2       # model configurations kept in memory
 HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
+MODEL_COLUMNS = ["id", "name", "runs as", "tasks", "trained", "validation", "corrections", "by", "created"]
 WAITING_COLUMNS = ["id", "video", "task", "frames", "proposed by", "note"]
 AGREEMENT_COLUMNS = ["who", "task", "measure", "value", "frames"]
 
@@ -110,8 +111,10 @@ class Services:
         return {"ddamfn": self.config.weights_ddamfn, "lstm": self.config.weights_lstm,
                 "clip": self.config.weights_clip, "clip-lstm": None}
 
-    def analysis_config(self, choices: list[str], prompt_set_name: str | None) -> pipeline.AnalysisConfig:
-        """The pipeline settings for the page's model choices (core.registry labels)."""
+    def analysis_config(self, choices: list[str], prompt_set_name: str | None,
+                        model_id=None) -> pipeline.AnalysisConfig:
+        """The pipeline settings for the page's model choices (core.registry labels), with the weights of
+        a registered model (the models table) in place of the default for the card it runs as."""
         if not choices:
             raise InputError("Choose at least one model.")
         try:
@@ -119,9 +122,48 @@ class Services:
         except ValueError as err:
             raise InputError(str(err)) from None
         weights = {name: spec for name, spec in self.model_weights().items() if spec and name in models}
+        if model_id:
+            card, path = self.registered_weights(model_id)
+            if card not in models:
+                raise InputError(f"Model {model_id} runs as {CARDS[card].label}: tick it among the models.")
+            weights[card] = path
         sets = (self.prompt_set_object(prompt_set_name or "basic"),) if "clip" in models else ()
         return pipeline.AnalysisConfig(models=models, weights=weights, prompt_sets=sets,
                                        clip_model=self.config.clip_model, device=self.config.device)
+
+    def registered_weights(self, model_id) -> tuple[str, str]:
+        """(card it runs as, checkpoint path) of a model in the models table."""
+        with self.sessions().begin() as s:
+            try:
+                model = repo.get_model(s, int(model_id))
+            except (repo.ValidationError, ValueError, TypeError):
+                raise InputError(f"There is no model {model_id} in the models table.") from None
+            architecture, path, encoder = model.architecture, model.path, (model.training or {}).get("encoder")
+        card = {"ddamfn": "ddamfn", "ddamfn-upstream": "ddamfn", "clip-adapter": "clip"}.get(architecture)
+        if architecture == "lstm":
+            card = "clip-lstm" if encoder in ("clip", "clip-adapter") else "lstm"
+        if card is None or not Path(path).is_file():
+            raise InputError(f"Model {model_id} ({path}) cannot be analysed with: "
+                             + ("its file is gone." if card else f"a {architecture} checkpoint is no analysis model."))
+        return card, path
+
+    def model_list(self) -> pd.DataFrame:
+        """The models table for the page: what each is, how far it was trained, its validation scores."""
+        with self.sessions().begin() as s:
+            rows = [{"id": m.id, "name": m.name, "runs as": m.architecture, "tasks": ", ".join(m.tasks),
+                     "trained": (f"{m.trained_steps} steps, {(m.training or {}).get('frames_seen', '?')} frames"
+                                 if m.trained_steps is not None else "unknown"),
+                     "validation": ", ".join(f"{k} {v:.3f}" for k, v in (m.metrics or {}).items()
+                                             if k in ("p_va", "p_expr", "p_au", "score") and v is not None),
+                     "corrections": len(m.correction_ids), "by": m.started_by.name if m.started_by else "",
+                     "created": m.created_at.strftime("%Y-%m-%d %H:%M")} for m in repo.list_models(s)]
+        return pd.DataFrame(rows, columns=MODEL_COLUMNS)
+
+    def model_choices(self) -> list[tuple[str, int]]:
+        models = self.model_list()
+        return [("the app's default weights", 0)] + [
+            (f"{i}: {n} ({a}, {t})", int(i)) for i, n, a, t in zip(models["id"], models["name"], models["runs as"],
+                                                                  models["trained"])]
 
     def loaded_models(self, config: pipeline.AnalysisConfig) -> pipeline.LoadedModels:
         """Models for a configuration, loaded once and kept (the few most recent configurations)."""
@@ -140,9 +182,9 @@ class Services:
                 self._loaded.popitem(last=False)
             return loaded
 
-    def analyse(self, item: VideoItem, choices, prompt_set_name, progress=None) -> Analysis:
+    def analyse(self, item: VideoItem, choices, prompt_set_name, model_id=None, progress=None) -> Analysis:
         """The Analysis, its table with the ground truth attached and notes for the page."""
-        config = self.analysis_config(choices, prompt_set_name)
+        config = self.analysis_config(choices, prompt_set_name, model_id)
         loaded = self.loaded_models(config)
         try:
             if item.path is None:
@@ -266,6 +308,10 @@ class Services:
             probs[face] = zero_shot(loaded.clip.model, emb, ps)
             table = set_clip_output(table, ps.name, probs)
         return table, emb
+
+    def clip_untrained(self) -> bool:
+        """Whether the CLIP the comparison runs has random weights (then every figure says so)."""
+        return self.loaded_models(self.analysis_config(["CLIP"], None)).clip.info.untrained
 
     def _clip_embeddings(self, state, loaded, progress) -> np.ndarray:
         """Raw CLIP embeddings of the face frames' crops, 64 frames at a time (core.predict.encode)."""

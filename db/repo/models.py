@@ -57,7 +57,7 @@ def register_model(session: Session, *, path, content_hash: str, name: str, arch
     row = ModelRecord(
         name=_text(name, "model name", 200), path=_text(str(path), "model path"), content_hash=content_hash,
         architecture=_text(architecture, "architecture", 50), tasks=tasks,
-        encoder_hash=_sha256(encoder_hash, "encoder_hash") if encoder_hash is not None else None,
+        encoder_hash=_text(encoder_hash, "encoder_hash", 64) if encoder_hash is not None else None,
         training=_jsonable(dict(training or {})),
         correction_ids=sorted({_row_id(i, "correction id") for i in correction_ids}),
         metrics=_jsonable(dict(metrics or {})), trained_steps=trained_steps)
