@@ -72,7 +72,7 @@ def upload_and_analyse(page, video: Path | None, annotations=(), clip: bool = Fa
         for p in annotations:
             expect(page.locator("#annotations")).to_contain_text(p.stem)
     if not clip:
-        page.get_by_role("checkbox", name="CLIP").uncheck()
+        page.get_by_role("checkbox", name="CLIP", exact=True).uncheck()
     page.locator("#analyse").click()
 
 
@@ -97,7 +97,7 @@ def test_bad_input_shows_a_message_and_the_next_request_works(page, files, media
     page.reload()
     page.locator("#example").get_by_text("single_face.mp4").click()
     page.locator("#video video").wait_for(state="attached")
-    page.get_by_role("checkbox", name="CLIP").uncheck()
+    page.get_by_role("checkbox", name="CLIP", exact=True).uncheck()
     page.locator("#analyse").click()
     expect(page.locator("#run-info")).to_contain_text("72 frames, 72 with a face", timeout=ANALYSIS_TIMEOUT_MS)
 
