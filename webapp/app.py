@@ -93,7 +93,6 @@ class Handlers:
         # only compute and report page errors themselves; the database and session files stay here.
         self.run_analysis = gpu(duration=analysis_seconds)(_page_errors(self.services.analyse))
         self.run_comparison = gpu(duration=120)(_page_errors(self.services.compare_prompts))
-        self.run_training = gpu(duration=600)(_page_errors(self.services.retrain))
 
     # -- Analyse ----------------------------------------------------------------------------------------
     def analyse(self, video, source, affwild2_video, annotation_paths, models, prompt_set, model_id=None,
@@ -286,10 +285,15 @@ class Handlers:
         return [str(p) for p in self.services.export(key, name, self._session_dir(request) / "export")]
 
     def retrain(self, preset, epochs, steps_per_epoch, batch_size, request: gr.Request,
-                profile: gr.OAuthProfile | None, progress=gr.Progress(track_tqdm=True)):
-        user = _user(request, profile)
-        progress(0.0, desc=f"training {preset}")
-        return self.run_training(preset, epochs, steps_per_epoch, batch_size, user)
+                profile: gr.OAuthProfile | None):
+        """Start retraining as a job in its own process: it goes on when the browser closes."""
+        job_id = self.services.retrain(preset, epochs, steps_per_epoch, batch_size, _user(request, profile))
+        return (*self.job_status(job_id)[:2], job_id)
+
+    def job_status(self, job_id):
+        text, metrics, model_id = self.services.job_status(job_id)
+        picker = gr.update(choices=self.services.model_choices(), value=model_id) if model_id else gr.update()
+        return text, metrics, picker
 
     @staticmethod
     def _key(video_key) -> str:
@@ -320,7 +324,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         "analyse", "show_frame", "compare_prompts", "save_prompt_set", "load_prompt_set", "prompt_set_choices",
         "who", "review_queue", "open_segment", "show_range", "flag", "correct", "accept", "reject", "history",
         "revise", "resolve_flag", "list_videos", "open_video", "agreement",
-        "export", "retrain")}
+        "export", "retrain", "job_status")}
     gpu_lane = dict(concurrency_id=GPU_QUEUE, concurrency_limit=config.gpu_concurrency)
     builtin_sets = list(DEFAULT_PROMPT_SETS)
     affwild2_videos = h.services.affwild2_videos()
@@ -482,7 +486,10 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 steps = gr.Number(0, label="Steps per epoch (0: all)", precision=0, minimum=0)
                 batch = gr.Number(0, label="Batch size (0: the preset's)", precision=0, minimum=0)
                 retrain_btn = gr.Button("Retrain", elem_id="retrain")
-            retrain_info = gr.Markdown()
+            with gr.Row():
+                job_id = gr.Number(label="Job", precision=0, elem_id="job-id")
+                job_btn = gr.Button("Refresh job", elem_id="job-refresh")
+            retrain_info = gr.Markdown(elem_id="retrain-info")
             retrain_metrics = gr.Dataframe(headers=["metric", "before", "after"], interactive=False,
                                            label="Validation metrics, before and after")
 
@@ -539,9 +546,10 @@ def build_app(config: AppConfig) -> gr.Blocks:
                              api_name="open_video")
         review_video.change(on_page["history"], review_video, tables[1:], api_name="history")
         export_btn.click(on_page["export"], review_video, export_files, api_name="export_corrections")
-        retrain_btn.click(on_page["retrain"], [preset, epochs, steps, batch], [retrain_info, retrain_metrics],
-                          api_name="retrain",
-                          **gpu_lane)
+        retrain_btn.click(on_page["retrain"], [preset, epochs, steps, batch], [retrain_info, retrain_metrics, job_id],
+                          api_name="retrain")
+        job_btn.click(on_page["job_status"], job_id, [retrain_info, retrain_metrics, trained_model],
+                      api_name="job_status")
     return demo
 
 

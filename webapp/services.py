@@ -11,9 +11,7 @@ import hashlib
 import os
 import shutil
 import json
-import re
 import threading
-from datetime import datetime, timezone
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +31,10 @@ from core.table import (Analysis, align_ground_truth, attach_ground_truth, groun
                         ground_truth_from_labels, set_clip_output)
 from core.review import suspicious_segments
 from core.video import VideoError, iter_frames
-from core.weights import WeightsError, load_checkpoint
+from core.weights import WeightsError
 from db import export, repo
 from db.agreement import agreement_report
-from db.engine import init_db, make_session_factory
+from db.engine import default_url, init_db, make_session_factory
 from webapp import results
 from webapp.config import AppConfig
 from webapp.inputs import InputError, annotation_files, check_video, video_message
@@ -601,54 +599,66 @@ class Services:
         return {"ddamfn": weights["ddamfn"], "ddamfn-heads": weights["ddamfn"], "lstm": weights["lstm"],
                 "clip-adapter": weights["clip"]}[model_kind]
 
-    def retrain(self, preset: str, epochs: int, steps_per_epoch: int, batch_size: int, user: str
-                ) -> tuple[str, pd.DataFrame]:
-        """Train a preset on the Aff-Wild2 root with the reviewers' effective labels (accepted corrections
-        applied, flagged frames left out); validation metrics of the current weights and the new ones."""
+    def retrain(self, preset: str, epochs: int, steps_per_epoch: int, batch_size: int, user: str) -> int:
+        """Start a preset's training on the Aff-Wild2 root with the reviewers' effective labels (accepted
+        corrections applied, flagged frames left out) as a job in its own process (training.jobs); the
+        job evaluates the weights the app runs now first, for a before/after comparison. Returns its id."""
         from training import config as tconfig
-        from training.evaluate import evaluate
-        from training.loop import train
+        from training.jobs import COMPARE, submit
 
         if self.config.affwild2_root is None:
             raise InputError("Retraining needs the Aff-Wild2 folder: set AFFECTLENS_AFFWILD2_ROOT.")
         if preset not in tconfig.presets():
             raise InputError(f"Unknown training preset {preset!r}; choose one of {', '.join(tconfig.presets())}.")
-        common = dict(root=str(self.config.affwild2_root), db=self.config.db_url, device=self.config.device,
-                      cache=str(self.config.cache_dir / "embeddings"), progress=False, workers=0)
-        sizes = {"batch_size": int(batch_size)} if batch_size else {}   # 0: the preset's
+        settings = dict(root=str(self.config.affwild2_root), device=self.config.device, progress=False, workers=0,
+                        cache=str(self.config.data_dir / "embeddings"), out=str(self.config.runs_dir),
+                        epochs=int(epochs), steps_per_epoch=int(steps_per_epoch), corrections=True)
+        if batch_size:                                                   # 0: the preset's
+            settings["batch_size"] = int(batch_size)
+        cfg = tconfig.build(tconfig.TrainConfig, preset)
+        start = self.start_weights(cfg.model, getattr(cfg, "encoder", None))
+        if start:
+            settings["weights"] = start
+        if self.current_weights(cfg.model):
+            settings[COMPARE] = self.current_weights(cfg.model)
         try:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-            out = self.config.runs_dir / f"webapp-{preset}-{stamp}-{re.sub(r'[^A-Za-z0-9_-]', '_', user)}"
-            cfg = tconfig.build(tconfig.TrainConfig, preset, out=str(out),
-                                epochs=int(epochs), steps_per_epoch=int(steps_per_epoch), corrections=True,
-                                **common, **sizes)
+            return submit(self.config.db_url or default_url(), preset, settings, user, self.config.runs_dir / "logs")
         except ValueError as err:
             raise InputError(f"Training settings: {err}") from None
-        before_weights, notes, before = self.current_weights(cfg.model), [], {}
-        # Start from what the app runs: DDAMFN fine-tunes its weights, the LSTM and heads train on its
-        # embeddings, the adapter on the configured CLIP.
-        start = self.config.weights_clip if cfg.model == "clip-adapter" else self.config.weights_ddamfn
-        if start:
-            cfg = dataclasses.replace(cfg, weights=start)
-        if before_weights:
+
+    def start_weights(self, model_kind: str, encoder: str | None) -> str | None:
+        """What a training run starts from, by what it trains on: DDAMFN fine-tunes the DDAMFN the app runs;
+        heads and LSTMs train on the embeddings of their encoder (DDAMFN, or the CLIP / adapter the app runs);
+        an adapter trains on the CLIP the app runs."""
+        weights = self.model_weights()
+        if model_kind == "clip-adapter" or encoder in ("clip", "clip-adapter"):
+            return weights["clip"]
+        return weights["ddamfn"]
+
+    def job_status(self, job_id) -> tuple[str, pd.DataFrame, int | None]:
+        """A retraining job as the page shows it: status, progress, time left, the error; when done the model
+        it registered and the validation metrics before (the app's weights) and after."""
+        with self.sessions().begin() as s:
             try:
-                before = evaluate(tconfig.build(tconfig.EvalConfig, weights=before_weights, tasks=cfg.tasks,
-                                                **common))["metrics"]
-            except (ValueError, RuntimeError) as err:
-                notes.append(f"The current weights ({before_weights}) could not be evaluated: {err}")
-        else:
-            notes.append("The app runs this model with random weights (untrained): there is no 'before' "
-                         "to compare with.")
-        try:
-            best = train(cfg)
-        except (ValueError, WeightsError) as err:
-            raise InputError(f"Training could not run: {err}") from None
-        after = load_checkpoint(best).metadata["metrics"]["val"]   # validated by train() on the same labels
+                job = repo.get_job(s, int(job_id))
+            except (repo.ValidationError, ValueError, TypeError):
+                raise InputError(f"There is no retraining job {job_id}.") from None
+            p, model = job.progress or {}, job.model
+            lines = [f"**Job {job.id}** ({job.preset}, started by {job.started_by.name if job.started_by else '?'}): "
+                     f"**{job.status}**."]
+            if p:
+                lines.append(f"Epoch {p.get('epoch', '?')}/{p.get('epochs', '?')}, step {p.get('step', '?')}/"
+                             f"{p.get('steps', '?')}, loss {p.get('loss', float('nan')):.4f}, about "
+                             f"{p.get('eta_s') or 0:.0f} s left.")
+            if job.error:
+                lines.append(f"It failed: {job.error}")
+            if model is not None:
+                lines.append(f"New model **{model.id}: {model.name}**, trained {model.trained_steps} steps on "
+                             f"{(model.training or {}).get('frames_seen', '?')} frames. Pick it on the Analyse tab "
+                             "(Weights) and analyse again to compare.")
+            before, after = job.before_metrics or {}, job.after_metrics or {}
+            model_id = model.id if model is not None else None
         names = [k for k, v in after.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         table = pd.DataFrame({"metric": names, "before": [before.get(k) for k in names],
-                              "after": [after[k] for k in names]})
-        text = (f"Trained **{preset}** ({cfg.model}; tasks {', '.join(cfg.tasks)}) for {cfg.epochs} epoch(s) on "
-                f"`{self.config.affwild2_root}` with the reviewers' corrections. New checkpoint: `{best}` (point "
-                "AFFECTLENS_WEIGHTS_* at it to run it here). Validation metrics:")
-        return "\n\n".join([text, *notes]), table
-
+                              "after": [after[k] for k in names]}, columns=["metric", "before", "after"])
+        return "\n\n".join(lines), table, model_id
