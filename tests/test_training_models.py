@@ -59,6 +59,7 @@ def test_ddamfn_trains_end_to_end_writes_checkpoints_and_resumes(affwild2_root, 
     assert meta["label_order"]["expr"] == list(EXPRESSIONS)
     assert meta["metrics"]["val"]["score"] == pytest.approx(float(rows[0]["val_score"]), abs=1e-5)
     assert meta["training"]["corrections"]["used"] is False and meta["training"]["data"]["train"]["videos"] == 4
+    assert (meta["training"]["steps"], meta["training"]["frames_seen"]) == (2, 8)
     assert ckpt.optimizer_state_dict is not None
     torch.manual_seed(0)
     start = DDAMFN(tasks=TASKS).state_dict()                 # the loop's seed 0 builds the same model
@@ -71,7 +72,8 @@ def test_ddamfn_trains_end_to_end_writes_checkpoints_and_resumes(affwild2_root, 
                resume=True))
     rows = read_log(out / "log.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["lr"]) == pytest.approx(5e-4)
-    assert load_checkpoint(out / "last.pt").metadata["training"]["epoch"] == 1
+    resumed = load_checkpoint(out / "last.pt").metadata["training"]
+    assert resumed["epoch"] == 1 and (resumed["steps"], resumed["frames_seen"]) == (4, 16)   # counted on
 
 
 def test_ddamfn_starts_from_an_upstream_checkpoint(tmp_path):
@@ -97,6 +99,7 @@ def test_torchrun_two_cpu_processes(affwild2_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = load_checkpoint(out / "best.pt").metadata
     assert meta["training"]["world_size"] == 2 and meta["tasks"] == ["va"]
+    assert (meta["training"]["steps"], meta["training"]["frames_seen"]) == (2, 8)    # 2 steps of 2 frames each
     assert meta["metrics"]["val"]["va_frames"] == 80                           # both processes' videos
     assert len(read_log(out / "log.csv")) == 1
 

@@ -1,5 +1,7 @@
 """`python -m training {extract,train,thresholds,evaluate,predict} [--preset NAME] [--key value ...]`.
 
+`python -m training job ID --db URL` runs a queued training job of the database (training/jobs.py starts it).
+
 Each command's options are the fields of its dataclass in training/config.py; `--help` lists them.
 Launch with `torchrun --nproc_per_node=N -m training train ...` for several GPUs (or CPU processes).
 """
@@ -27,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, (cls, text) in COMMANDS.items():
         config.add_arguments(sub.add_parser(name, help=text, description=f"{text}. {cls.__doc__}"), cls)
+    job = sub.add_parser("job", help="run a queued training job: progress, model and status in the database")
+    job.add_argument("job_id", type=int)
+    job.add_argument("--db", required=True, help="database URL")
     return p
 
 
@@ -55,6 +60,10 @@ def run(command: str, cfg):
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
+    if args.command == "job":
+        from training.jobs import run as run_job
+
+        return run_job(args.job_id, args.db)
     cls, _ = COMMANDS[args.command]
     try:
         cfg = config.from_args(cls, args)

@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +73,9 @@ def _scalar_metrics(metrics: dict) -> dict:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items() if not isinstance(v, list)}
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train cfg.model; returns the path of the best checkpoint."""
+def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> Path:
+    """Train cfg.model; returns the path of the best checkpoint. on_progress(epoch=, epochs=, step=, steps=,
+    loss=, eta_s=) is called by process 0 after every step (a training job reports it to the database)."""
     # -- setup ------------------------------------------------------------------------------------------
     device = distributed.setup(cfg.device)
     rank, world = distributed.rank_and_world()
@@ -91,6 +93,7 @@ def train(cfg: TrainConfig) -> Path:
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
     start_epoch, best_score, best_epoch = 0, -math.inf, None
+    total_steps, frames_seen = 0, 0      # over all epochs: a checkpoint says how far it was trained
     if cfg.resume and (out / "last.pt").exists():
         ckpt = load_checkpoint(out / "last.pt")
         recipe.load_checkpoint_model(ckpt)
@@ -98,6 +101,7 @@ def train(cfg: TrainConfig) -> Path:
         state = ckpt.metadata["training"]
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
+        total_steps, frames_seen = state.get("steps", 0), state.get("frames_seen", 0)
         if main:
             log.info("resuming %s after epoch %d", out / "last.pt", state["epoch"])
     net = module
@@ -134,12 +138,18 @@ def train(cfg: TrainConfig) -> Path:
             loss.backward()
             optimizer.step()
             count += 1
+            total_steps += 1
+            frames_seen += int((batch["row"] >= 0).sum()) * world    # "row" -1: window padding
             sums["loss"] += loss.item()
             for name, value in parts.items():
                 sums[f"loss_{name}"] += value.item()
             if extra is not None:
                 sums["loss_attention"] += extra.item()
             bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+            if main and on_progress is not None:
+                left = steps - count + (cfg.epochs - epoch - 1) * steps
+                on_progress(epoch=epoch + 1, epochs=cfg.epochs, step=count, steps=steps, loss=sums["loss"] / count,
+                            eta_s=round((time.time() - started) / count * left, 1))
         bar.close()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
@@ -152,6 +162,7 @@ def train(cfg: TrainConfig) -> Path:
                 "metrics": {"val": metrics},
                 "training": {"config": to_dict(cfg), "epoch": epoch, "best_score": best_score,
                              "best_epoch": best_epoch, "scheduler": scheduler.state_dict(), "world_size": world,
+                             "steps": total_steps, "frames_seen": frames_seen,
                              "data": {"train": train_labels.summary(), "val": val_labels.summary()},
                              "corrections": corrections},
                 **recipe.extra_metadata,

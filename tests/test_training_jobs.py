@@ -1,0 +1,89 @@
+"""Retraining jobs (training/jobs.py) as the page starts them: a real process per job on the small Aff-Wild2
+copy (tests/datagen.py) and a SQLite review database, whose job row says queued, running, then done with the
+registered model, or failed with one line."""
+import time
+
+import pytest
+
+from core.weights import load_checkpoint
+from db import repo
+from db.engine import init_db, make_session_factory
+from training import jobs
+from training.config import UNTRAINED
+
+VIDEO = "10-24-640x360"      # in the training split, annotated for VA
+QUICK = dict(tasks="va", device="cpu")        # with the "tiny" preset: 1 epoch of 2 steps of 8 frames, on CPU
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    """A review database with one accepted VA correction on VIDEO; (URL, session factory, correction id)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")      # inherited by the job's process: 2 shared cores
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    sessions = make_session_factory(init_db(url))
+    with sessions.begin() as s:
+        repo.register_video(s, VIDEO, 40, 24.0)
+        for name in ("ann", "bob"):
+            repo.get_or_create_reviewer(s, name)
+        correction = repo.add_correction(s, VIDEO, "va", 0, 3, (0.5, -0.5), "ann")
+        repo.decide_correction(s, correction.id, video=VIDEO, reviewer="bob", accept=True)
+    return url, sessions, correction.id
+
+
+def wait(sessions, job_id: int, timeout_s: float = 180) -> tuple[object, list[str]]:
+    """Poll a job until it ends; (the job, the statuses seen on the way)."""
+    seen, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with sessions() as s:
+            job = repo.get_job(s, job_id)
+        seen.append(job.status)
+        if job.status in ("done", "failed"):
+            return job, seen
+        time.sleep(0.2)
+    pytest.fail(f"job {job_id} still {seen[-1]} after {timeout_s} s")
+
+
+def test_a_job_trains_in_its_own_process_and_registers_its_checkpoint(affwild2_root, db, tmp_path):
+    url, sessions, correction_id = db
+    settings = dict(QUICK, root=str(affwild2_root), out=str(tmp_path / "runs"), compare_weights=UNTRAINED)
+    job_id = jobs.submit(url, "tiny", settings, "alice", tmp_path / "logs")
+    job, seen = wait(sessions, job_id)
+
+    assert seen[0] in ("queued", "running") and set(seen) <= {"queued", "running", "done"}
+    assert job.status == "done", jobs.log_path(tmp_path / "logs", job_id).read_text()
+    assert job.settings == settings and job.started_by.name == "alice" and job.pid > 0 and job.error is None
+    assert (job.progress["epoch"], job.progress["epochs"], job.progress["steps"]) == (1, 1, 2)
+    assert job.progress["loss"] > 0 and job.progress["eta_s"] >= 0
+    with sessions() as s:
+        model = repo.get_model(s, job.model_id)
+    best = tmp_path / "runs" / f"job-{job_id}" / "best.pt"
+    assert model.path == str(best) and model.content_hash == repo.file_sha256(best)
+    assert (model.architecture, model.tasks, model.trained_steps) == ("ddamfn", ["va"], 2)
+    assert model.correction_ids == [correction_id] and model.started_by.name == "alice"
+    assert model.training["steps"] == 2 and model.training["frames_seen"] == 16 and model.training["preset"] == "tiny"
+    meta = load_checkpoint(best).metadata
+    assert (meta["training"]["steps"], meta["training"]["frames_seen"]) == (2, 16)   # "trained 2 steps, 16 frames"
+    assert job.after_metrics == model.metrics and "p_va" in model.metrics
+    assert "p_va" in job.before_metrics                  # the compared (untrained) weights, evaluated first
+    assert '"job": %d' % job_id in jobs.log_path(tmp_path / "logs", job_id).read_text()
+
+
+def test_a_job_that_fails_in_its_process_says_why_in_one_line(db, tmp_path):
+    url, sessions, _ = db
+    (tmp_path / "empty").mkdir()
+    job_id = jobs.submit(url, "tiny", dict(QUICK, root=str(tmp_path / "empty"), out=str(tmp_path / "runs")), None,
+                         tmp_path / "logs")
+    job, _ = wait(sessions, job_id)
+    assert job.status == "failed" and job.model_id is None and job.after_metrics is None
+    assert "no va videos in the train split" in job.error and "\n" not in job.error, job.error
+    assert "Traceback" in jobs.log_path(tmp_path / "logs", job_id).read_text()     # the details are in the log
+
+
+@pytest.mark.parametrize("preset, settings, message", [("no-such", {}, "unknown preset 'no-such'"),
+                                                       ("tiny", {"epochz": 1}, "has no setting(s) epochz")])
+def test_bad_settings_are_refused_before_a_job_is_stored(db, tmp_path, preset, settings, message):
+    url, sessions, _ = db
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        jobs.submit(url, preset, settings, "alice", tmp_path / "logs")
+    with sessions() as s:
+        assert repo.list_jobs(s) == []
