@@ -27,9 +27,27 @@ def test_a_short_training_run_prints_only_its_result_and_warns_once_about_the_da
                     "--steps-per-epoch", 1, "--batch-size", 8, *CPU, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)                      # the whole of stdout is the JSON result
-    assert result == {"best": str(tmp_path / "run" / "best.pt")} and Path(result["best"]).is_file()
+    assert result == {"best": str(tmp_path / "run" / "best.pt"), "model": None} and Path(result["best"]).is_file()
     assert "epoch 1: loss" in proc.stderr
-    assert proc.stderr.count("no review database at") == 1      # train and val splits, one warning
+    assert proc.stderr.count("training on the annotation files") == 1      # train and val splits, one warning
+    assert proc.stderr.count("the checkpoint is not registered as a model") == 1
+
+
+def test_a_checkpoint_written_by_training_is_a_row_of_the_models_table(affwild2_root, tmp_path):
+    from db import repo
+    from db.engine import init_db, make_session_factory
+
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    init_db(url)
+    proc = training("train", "--root", affwild2_root, "--out", tmp_path / "run", "--tasks", "va", "--epochs", 1,
+                    "--steps-per-epoch", 2, "--batch-size", 8, "--db", url, *CPU, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    with make_session_factory(init_db(url))() as s:
+        model = repo.get_model(s, result["model"])
+        assert model.path == str(Path(result["best"]).resolve()) and model.trained_steps == 2
+        assert model.content_hash == repo.file_sha256(result["best"]) and model.tasks == ["va"]
+        assert model.training["frames_seen"] == 16
 
 
 def test_training_that_writes_no_checkpoint_says_so(affwild2_root, tmp_path):

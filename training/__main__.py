@@ -48,13 +48,28 @@ def run(command: str, cfg):
         if not best.is_file():
             raise ValueError(f"no checkpoint was written ({best} does not exist)"
                              + ("; --epochs 0 trains nothing" if cfg.epochs == 0 else ""))
-        return {"best": str(best)}
+        return {"best": str(best), "model": _register(cfg, best)}
     if command == "thresholds" and cfg.weights == config.UNTRAINED:
         raise ValueError("thresholds are stored in a checkpoint: give one with --weights")
     from training import evaluate
 
     result = getattr(evaluate, command)(cfg)
     return {"weights": cfg.weights, "files": result} if command == "predict" else result
+
+
+def _register(cfg, best) -> int | None:
+    """The checkpoint's id in the review database's models table (None without a review database), so
+    that the app can pick it."""
+    from db.engine import make_session_factory
+    from training.data import review_engine
+    from training.jobs import register_checkpoint
+
+    engine = review_engine(cfg.db, "the checkpoint is not registered as a model")
+    if engine is None:
+        return None
+    with make_session_factory(engine).begin() as s:
+        return register_checkpoint(s, best, f"{cfg.model} {'+'.join(cfg.tasks)}: {best.parent}", None,
+                                   cfg.epochs, None).id
 
 
 def main(argv=None) -> int:

@@ -111,6 +111,27 @@ def _warn_once(message: str) -> None:
     log.warning(message)
 
 
+def review_engine(url: str | None, otherwise: str):
+    """The review database at `url` (default: the app's), or None (warned once, saying what happens
+    `otherwise`) when there is none: a SQLite file that does not exist, or a database without our schema,
+    is not created here."""
+    from sqlalchemy.engine import make_url
+
+    from db.engine import current_revision, default_url, make_engine
+
+    parsed = make_url(url or default_url())
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).expanduser().exists():
+        _warn_once(f"no review database at {shown}: {otherwise}")
+        return None
+    engine = make_engine(url)
+    if current_revision(engine) is None:
+        _warn_once(f"{shown} has no AffectLens schema: {otherwise}")
+        return None
+    return engine
+
+
 class _DatabaseLabels:
     """Effective labels from the review database (db.repo), remembering which corrections were used."""
 
@@ -124,23 +145,9 @@ class _DatabaseLabels:
 
     @classmethod
     def open(cls, url: str | None):
-        """The database at `url` (default: the app's), or None when there is none: a SQLite file that does
-        not exist or a database without our schema has no corrections (and is not created here)."""
-        from sqlalchemy.engine import make_url
-
-        from db.engine import current_revision, default_url, make_engine
-
-        parsed = make_url(url or default_url())
-        shown = parsed.render_as_string(hide_password=True)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
-                and not Path(parsed.database).expanduser().exists():
-            _warn_once(f"no review database at {shown}: training on the annotation files")
-            return None
-        engine = make_engine(url)
-        if current_revision(engine) is None:
-            _warn_once(f"{shown} has no AffectLens schema: training on the annotation files")
-            return None
-        return cls(engine)
+        """The database at `url` (default: the app's), or None when there is none."""
+        engine = review_engine(url, "training on the annotation files")
+        return cls(engine) if engine is not None else None
 
     def labels(self, path: Path, task: str, video: str) -> pd.DataFrame:
         from db import repo

@@ -92,10 +92,28 @@ def _encoder_hash(metadata: dict) -> str | None:
     return file_sha256(path) if path is not None and path.is_file() else None
 
 
+def register_checkpoint(session, best: Path, name: str, preset: str | None, epochs: int,
+                        started_by: str | None, job: int | None = None):
+    """Record a checkpoint written by training in the models table (db.repo.register_model): what it is,
+    how far it was trained (steps, frames seen), the corrections in its labels and its validation scores."""
+    from core.weights import load_checkpoint
+    from db import repo
+
+    meta = load_checkpoint(best).metadata
+    state, metrics = meta["training"], _finite(meta["metrics"]["val"])
+    summary = {"job": job, "preset": preset, "epochs": epochs, "epoch": state["epoch"] + 1,
+               "steps": state["steps"], "frames_seen": state["frames_seen"], "data": state["data"],
+               "encoder": (meta.get("embedding") or {}).get("encoder")}
+    return repo.register_model(
+        session, path=str(Path(best).resolve()), content_hash=repo.file_sha256(best), name=name,
+        architecture=meta["architecture"], tasks=meta["tasks"], encoder_hash=_encoder_hash(meta), training=summary,
+        correction_ids=state["corrections"]["ids"], metrics=metrics, trained_steps=state["steps"],
+        started_by=started_by)
+
+
 def run(job_id: int, db_url: str) -> int:
     """The job's process: mark it running, evaluate the compared weights, train, register the best
     checkpoint and finish the job; any error fails the job with one line (the traceback goes to the log)."""
-    from core.weights import load_checkpoint
     from db import repo
     from db.engine import make_engine, make_session_factory
     from training.evaluate import evaluate
@@ -127,17 +145,10 @@ def run(job_id: int, db_url: str) -> int:
         best = train(cfg, on_progress=report)
         if not best.is_file():
             raise ValueError(f"no checkpoint was written ({best} does not exist)")
-        meta = load_checkpoint(best).metadata
-        state, metrics = meta["training"], _finite(meta["metrics"]["val"])
-        summary = {"job": job_id, "preset": preset, "epochs": cfg.epochs, "epoch": state["epoch"] + 1,
-                   "steps": state["steps"], "frames_seen": state["frames_seen"], "data": state["data"]}
         with sessions.begin() as s:
-            model = repo.register_model(
-                s, path=str(best.resolve()), content_hash=repo.file_sha256(best), name=f"{preset} (job {job_id})",
-                architecture=meta["architecture"], tasks=meta["tasks"], encoder_hash=_encoder_hash(meta),
-                training=summary, correction_ids=state["corrections"]["ids"], metrics=metrics,
-                trained_steps=state["steps"], started_by=started_by)
-            repo.finish_job(s, job_id, model_id=model.id, after_metrics=metrics)
+            model = register_checkpoint(s, best, f"{preset} (job {job_id})", preset, cfg.epochs, started_by,
+                                        job=job_id)
+            repo.finish_job(s, job_id, model_id=model.id, after_metrics=model.metrics)
     except Exception as err:
         log.exception("training job %d failed", job_id)
         with sessions.begin() as s:
