@@ -149,3 +149,36 @@ def test_upload_timelines_and_review_with_clicks(page, server, files, media_dir)
     page.locator("#export").click()
     expect(page.get_by_role("cell", name=re.compile("_corrections.json$"))).to_be_visible()
     page.screenshot(path=str(SCREENSHOT_DIR / "review.png"), full_page=True)
+
+
+def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(server):
+    """Bob, in his own browser, never analyses: he finds Alice's video in the database list and her
+    correction among those waiting for him, opens the video and accepts the correction with a comment."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.locator("input[type=text]").fill("bob")
+        page.locator("input[type=password]").fill("bob-pw")
+        page.get_by_role("button", name="Login").click()
+        expect(page.locator("#who")).to_contain_text("Signed in as bob")
+        page.get_by_role("tab", name="Review").click()
+        expect(page.locator("#videos")).to_contain_text("single_face.mp4")
+        expect(page.locator("#waiting")).to_contain_text("alice")
+        page.locator("#open-choice input").click()
+        page.get_by_role("option", name=re.compile("single_face.mp4")).click()
+        page.locator("#open-video").click()
+        expect(page.locator("#corrections")).to_contain_text("proposed", timeout=60_000)
+        expect(page.locator("#flags")).to_contain_text("wrong label")
+        page.locator("#correction-id input").fill("1")
+        page.locator("#decision-comment textarea, #decision-comment input").first.fill("the smile is there")
+        page.locator("#accept").click()
+        expect(page.locator("#review-status")).to_contain_text("Correction 1 accepted by bob")
+        expect(page.locator("#history")).to_contain_text("accepted")
+        expect(page.locator("#corrections")).to_contain_text("the smile is there")
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        shot = SCREENSHOT_DIR / "second-reviewer.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        assert page.get_by_text("Error", exact=True).count() == 0      # no output replaced by an error badge
+        browser.close()
