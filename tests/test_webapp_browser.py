@@ -151,12 +151,12 @@ def test_upload_timelines_and_review_with_clicks(page, server, files, media_dir)
     page.screenshot(path=str(SCREENSHOT_DIR / "review.png"), full_page=True)
 
 
-def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(server):
+def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(page, server):
     """Bob, in his own browser, never analyses: he finds Alice's video in the database list and her
     correction among those waiting for him, opens the video and accepts the correction with a comment."""
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})   # his own cookies
+    try:
+        page = context.new_page()
         page.goto(server)
         page.locator("input[type=text]").fill("bob")
         page.locator("input[type=password]").fill("bob-pw")
@@ -181,4 +181,5 @@ def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(server)
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
         assert page.get_by_text("Error", exact=True).count() == 0      # no output replaced by an error badge
-        browser.close()
+    finally:
+        context.close()
