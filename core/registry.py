@@ -57,6 +57,14 @@ def with_encoders(names) -> tuple[str, ...]:
     return tuple(n for n in CARDS if n in chosen)
 
 
+def card_for_checkpoint(architecture: str, encoder: str | None = None) -> str | None:
+    """The card that runs a checkpoint of an architecture (an LSTM's by the encoder it was trained on:
+    "ddamfn", or "clip" / "clip-adapter"); None for a checkpoint no analysis runs."""
+    if architecture == "lstm":
+        return "clip-lstm" if encoder in ("clip", "clip-adapter") else "lstm"
+    return {"ddamfn": "ddamfn", "ddamfn-upstream": "ddamfn", "clip-adapter": "clip"}.get(architecture)
+
+
 def by_label(label: str) -> ModelCard:
     for c in CARDS.values():
         if c.label == label:

@@ -177,10 +177,6 @@ def attach_ground_truth(table: pd.DataFrame, truth: pd.DataFrame | None) -> pd.D
     return table.drop(columns=[c for c in truth.columns if c in table]).join(truth, on=FRAME)
 
 
-def has_ground_truth(table: pd.DataFrame, task: str) -> bool:
-    return all(gt(c) in table for c in TASK_COLUMNS[task])
-
-
 # -- files ------------------------------------------------------------------------------------------
 def write_submissions(tables: dict[str, pd.DataFrame], out_dir, name: str = "{task}.txt",
                       tasks=TASKS) -> list[Path]:
@@ -219,10 +215,6 @@ class Analysis:
     @property
     def untrained(self) -> bool:
         return bool(self.run.get("untrained"))
-
-    @property
-    def face_frames(self) -> np.ndarray:
-        return self.table.loc[self.table[FACE].astype(bool), FRAME].to_numpy()
 
     def export_table(self) -> pd.DataFrame:
         """The table as downloaded: with an `untrained` column so that a CSV says where it came from."""

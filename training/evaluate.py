@@ -22,6 +22,7 @@ import torch
 from core.affwild2 import AffWild2Index, read_annotation
 from core.metrics import optimise_au_thresholds
 from core import predict as core_predict
+from core.registry import card_for_checkpoint
 from core.table import decision_columns, write_submissions
 from core.weights import WeightsError, load_checkpoint
 from training import distributed
@@ -31,10 +32,6 @@ from training.extract import encoder_of, ensure_embeddings, video_images, videos
 from training.predictions import abaw_metrics, fill_faceless, merge
 
 log = logging.getLogger(__name__)
-
-# checkpoint architecture -> (the card that runs it, the output that holds its expressions)
-_RUNS_AS = {"ddamfn": "ddamfn", "ddamfn-upstream": "ddamfn", "clip-adapter": "clip"}
-
 
 class Predictor:
     """A checkpoint loaded through core.predict.load_models, ready to predict label tables."""
@@ -47,12 +44,8 @@ class Predictor:
         else:
             ckpt = load_checkpoint(weights)
             self.metadata = ckpt.metadata
-            if ckpt.architecture == "lstm":
-                reads = (self.metadata.get("embedding") or {}).get("encoder", "ddamfn")
-                card = "lstm" if reads == "ddamfn" else "clip-lstm"
-            elif ckpt.architecture in _RUNS_AS:
-                card = _RUNS_AS[ckpt.architecture]
-            else:
+            card = card_for_checkpoint(ckpt.architecture, (self.metadata.get("embedding") or {}).get("encoder"))
+            if card is None:
                 raise WeightsError(f"{weights}: a {ckpt.architecture} checkpoint is not one training can evaluate")
         self.card = card
         with torch.random.fork_rng(devices=[]):

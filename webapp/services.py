@@ -26,7 +26,7 @@ from core.faces import crop_face
 from core.labels import AUS, EXPRESSIONS, TASKS
 from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet, prompt_set
 from core.predict import encode, zero_shot
-from core.registry import CARDS, by_label, with_encoders
+from core.registry import CARDS, by_label, card_for_checkpoint, with_encoders
 from core.table import (Analysis, align_ground_truth, attach_ground_truth, ground_truth_from_files,
                         ground_truth_from_labels, set_clip_output)
 from core.review import suspicious_segments
@@ -137,9 +137,7 @@ class Services:
             except (repo.ValidationError, ValueError, TypeError):
                 raise InputError(f"There is no model {model_id} in the models table.") from None
             architecture, path, encoder = model.architecture, model.path, (model.training or {}).get("encoder")
-        card = {"ddamfn": "ddamfn", "ddamfn-upstream": "ddamfn", "clip-adapter": "clip"}.get(architecture)
-        if architecture == "lstm":
-            card = "clip-lstm" if encoder in ("clip", "clip-adapter") else "lstm"
+        card = card_for_checkpoint(architecture, encoder)
         if card is None or not Path(path).is_file():
             raise InputError(f"Model {model_id} ({path}) cannot be analysed with: "
                              + ("its file is gone." if card else f"a {architecture} checkpoint is no analysis model."))
@@ -382,9 +380,13 @@ class Services:
         with self.sessions().begin() as s:
             run = repo.find_run(s, run_key)
             found = (run.artifacts_dir, run.video.key) if run is not None and run.artifacts_dir else None
-        if found is None or not (self.config.data_dir / found[0] / "table.parquet").is_file():
-            return None
-        return Analysis.load(self.config.data_dir / found[0]), found[1]
+        analysis = self._load_stored(found[0]) if found is not None else None
+        return (analysis, found[1]) if analysis is not None else None
+
+    def _load_stored(self, folder: str) -> Analysis | None:
+        """The Analysis kept in `folder` (relative to the data directory), or None when its files are gone."""
+        path = self.config.data_dir / folder
+        return Analysis.load(path) if (path / "table.parquet").is_file() else None
 
     def store_analysis(self, item: VideoItem, analysis: Analysis, run_key: str, weight_keys: dict,
                        user: str | None) -> tuple[str, list[str]]:
@@ -444,9 +446,9 @@ class Services:
             if run is None or not run.artifacts_dir:
                 raise InputError(f"{run.video.name if run else key} has no stored analysis: analyse it first.")
             folder, name = run.artifacts_dir, run.video.name
-        if not (self.config.data_dir / folder / "table.parquet").is_file():
+        analysis = self._load_stored(folder)
+        if analysis is None:
             raise InputError(f"The stored analysis of {name} is missing from {self.config.data_dir}: analyse it again.")
-        analysis = Analysis.load(self.config.data_dir / folder)
         path = self.stored_video(key)
         return {"key": key, "name": name, "path": str(path) if path else None, "table": analysis.table,
                 "clip": analysis.clip_embeddings, "run": analysis.run}
