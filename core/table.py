@@ -178,6 +178,11 @@ def attach_ground_truth(table: pd.DataFrame, truth: pd.DataFrame | None) -> pd.D
 
 
 # -- files ------------------------------------------------------------------------------------------
+def frame_rate(table: pd.DataFrame) -> float:
+    """Frames per second of an analysed video, from its time column (30 for a single frame)."""
+    return float(1.0 / np.median(np.diff(table[TIME]))) if len(table) > 1 else 30.0
+
+
 def write_submissions(tables: dict[str, pd.DataFrame], out_dir, name: str = "{task}.txt",
                       tasks=TASKS) -> list[Path]:
     """One ABAW submission file per task that has predictions, over the given videos' tables (video ->

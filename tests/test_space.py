@@ -23,12 +23,20 @@ from core.weights import save_checkpoint
 from webapp.config import AppConfig
 from webapp.gpu import ZEROGPU_CALL_LIMIT_S, ZEROGPU_MAX_VIDEO_S, analysis_seconds
 from webapp.inputs import InputError
-from webapp.services import Services, VideoItem
+from webapp.analyses import Analyses, VideoItem
+from webapp.context import Context
+from webapp.models import Models
 
 REPO = Path(__file__).resolve().parents[1]
 ZEROGPU_TORCH = {"torch": "2.11.0", "torchvision": "0.26.0"}   # the newest pair ZeroGPU accepts
 # glibc 2.28 and every older manylinux tag (pip expands only the legacy manylinux2014 name by itself)
 PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(28, 4, -1)] + ["manylinux2014_x86_64"]
+
+
+
+def analyses(config: AppConfig) -> Analyses:
+    ctx = Context(config)
+    return Analyses(ctx, Models(ctx))
 
 
 def requirements() -> list[Requirement]:
@@ -121,7 +129,7 @@ def test_zerogpu_refuses_long_videos_naming_the_limit(tmp_path):
     video = blank_video(tmp_path / "long.mp4", int(ZEROGPU_MAX_VIDEO_S) + 30)
     with pytest.raises(InputError, match=rf"long\.mp4 lasts {int(ZEROGPU_MAX_VIDEO_S) + 30} s; this app accepts "
                                          rf"videos up to {ZEROGPU_MAX_VIDEO_S:g} s"):
-        Services(config).upload_item(str(video), None)
+        analyses(config).upload_item(str(video), None)
 
 
 def test_start_up_log_names_the_database_and_warns_of_sqlite_on_a_space(tmp_path):
@@ -136,7 +144,7 @@ def test_start_up_log_names_the_database_and_warns_of_sqlite_on_a_space(tmp_path
 
 def test_weights_box_says_where_each_model_came_from(tmp_path):
     ddamfn = save_checkpoint(tmp_path / "ddamfn.pt", DDAMFN(tasks=TASKS))
-    services = Services(AppConfig(weights_ddamfn=str(ddamfn), clip_model="ViT-S-32", device="cpu"))
+    services = analyses(AppConfig(weights_ddamfn=str(ddamfn), clip_model="ViT-S-32", device="cpu"))
     box = services.weights_overview()
     assert f"| ddamfn | `{ddamfn}` | trained |" in box
     assert "| lstm | `random` | **untrained** (random weights) |" in box

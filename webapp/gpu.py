@@ -32,7 +32,7 @@ def gpu(duration):
 
 
 def analysis_seconds(item, *_args, **_kwargs) -> int:
-    """GPU time to ask for Services.analyse(item, ...), called by `spaces` with the same arguments: the
+    """GPU time to ask for Analyses.analyse(item, ...), called by `spaces` with the same arguments: the
     set-up plus the video's length, within ZeroGPU's limit (an Aff-Wild2 video, aligned images with no
     file to measure, gets the limit)."""
     from core.video import probe

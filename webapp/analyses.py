@@ -1,0 +1,297 @@
+"""Analysing a video and keeping the analysis: the video to analyse (upload or Aff-Wild2), the pipeline
+settings for the page's model choices, the analysis with its ground truth, the stored analyses and their
+frames and face crops. No Gradio here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from core import pipeline
+from core.affwild2 import AnnotationError, read_annotation
+from core.faces import crop_face
+from core.models.clip import prompt_set
+from core.registry import CARDS, by_label, with_encoders
+from core.table import (BOX_COLUMNS, FACE, FRAME, Analysis, attach_ground_truth, frame_rate,
+                        ground_truth_from_files, ground_truth_from_labels)
+from core.video import VideoError, iter_frames
+from core.weights import WeightsError
+from db import repo
+from webapp import results
+from webapp.context import Context
+from webapp.inputs import InputError, annotation_files, check_video, video_message
+from webapp.models import Models
+
+MODEL_CHOICES = tuple(card.label for card in CARDS.values())
+DEFAULT_MODELS = ("DDAMFN+LSTM", "CLIP")
+CROP_SIZE = 224
+GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
+
+
+@dataclass
+class VideoItem:
+    """A video to analyse and where its annotation comes from."""
+
+    name: str                                   # Aff-Wild2 video id, or the upload's file name
+    path: Path | None = None                    # the video file (None: Aff-Wild2 aligned images)
+    annotation_files: dict[str, str] = field(default_factory=dict)   # task -> uploaded file
+
+
+class Analyses:
+    def __init__(self, ctx: Context, models: Models):
+        self.ctx, self.models = ctx, models
+        self.config = ctx.config
+        self._overview: str | None = None
+        self._lock = threading.Lock()
+
+    # -- choosing a video -------------------------------------------------------------------------------
+    def affwild2_item(self, video: str | None) -> VideoItem:
+        if self.ctx.affwild2_index() is None:
+            raise InputError("No Aff-Wild2 folder is configured (AFFECTLENS_AFFWILD2_ROOT).")
+        if not video or video not in self.ctx.affwild2_videos():
+            raise InputError("Choose an Aff-Wild2 video from the list.")
+        return VideoItem(name=video)
+
+    def upload_item(self, video: str | None, annotation_paths: list[str] | None) -> VideoItem:
+        """An uploaded video within the limits, with its annotation files. An annotation far longer or
+        shorter than the container's frame estimate is refused now, before minutes of analysis; the
+        exact check against the decoded frames follows the analysis."""
+        info = check_video(video, self.config.max_upload_mb, self.config.max_duration_s)
+        files = annotation_files(annotation_paths)
+        estimate = info.frame_count_estimate
+        try:
+            if files:
+                ground_truth_from_files(files, estimate, tolerance=max(10, estimate // 10))
+        except AnnotationError as err:
+            raise InputError(f"Annotation file problem: {err}") from None
+        path = Path(info.path)
+        return VideoItem(name=path.name, path=path, annotation_files=files)
+
+    def analysis_config(self, choices: list[str], prompt_set_name: str | None,
+                        model_id=None) -> pipeline.AnalysisConfig:
+        """The pipeline settings for the page's model choices (core.registry labels), with the weights of
+        a registered model (the models table) in place of the default for the card it runs as."""
+        if not choices:
+            raise InputError("Choose at least one model.")
+        try:
+            models = with_encoders([by_label(c).name for c in choices])
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        weights = {name: spec for name, spec in self.ctx.model_weights().items() if spec and name in models}
+        if model_id:
+            card, path = self.models.registered_weights(model_id)
+            if card not in models:
+                raise InputError(f"Model {model_id} runs as {CARDS[card].label}: tick it among the models.")
+            weights[card] = path
+        sets = (self.ctx.prompt_set_object(prompt_set_name or "basic"),) if "clip" in models else ()
+        return pipeline.AnalysisConfig(models=models, weights=weights, prompt_sets=sets,
+                                       clip_model=self.config.clip_model, device=self.config.device)
+
+    def analyse(self, item: VideoItem, choices, prompt_set_name, model_id=None, progress=None) -> Analysis:
+        """The Analysis, its table with the ground truth attached and notes for the page."""
+        config = self.analysis_config(choices, prompt_set_name, model_id)
+        loaded = self.ctx.loaded_models(config)
+        try:
+            if item.path is None:
+                analysis = pipeline.analyze_affwild2(self.ctx.affwild2_index(), item.name, config, progress,
+                                                     loaded=loaded)
+            else:
+                analysis = pipeline.analyze_video(item.path, config, progress, loaded=loaded)
+        except VideoError as err:
+            raise InputError(video_message(err, item.path)) from None
+        table = analysis.table
+        if not table[FACE].any():
+            raise InputError(f"No face was found in any of the {len(table)} frames of {item.name}: there is "
+                             "nothing to analyse. Try a clip where the face is visible.")
+        truth, analysis.notes = self.ground_truth(item, len(table))
+        analysis.table = attach_ground_truth(table, truth)
+        return analysis
+
+    def ground_truth(self, item: VideoItem, n_frames: int) -> tuple[pd.DataFrame | None, list[str]]:
+        """gt_ columns for the item's frames, and notes for the page."""
+        try:
+            if item.path is None:
+                labels = self.ctx.affwild2_index().video_frames(item.name)
+                return ground_truth_from_labels(labels.set_index("frame").drop(columns="image_path"),
+                                                n_frames, item.name)
+            if item.annotation_files:
+                return ground_truth_from_files(item.annotation_files, n_frames)
+        except AnnotationError as err:
+            raise InputError(f"Annotation file problem: {err}") from None
+        return None, []
+
+    @staticmethod
+    def run_summary(run: dict, name: str, notes: list[str]) -> str:
+        """Which weights ran, on what, how fast; `untrained` in plain words when weights are random."""
+        lines = [f"**{name}**: {run.get('frames', '?')} frames, {run.get('face_frames', '?')} with a "
+                 f"face; ran on `{run.get('device', '?')}` in {run.get('timings_s', {}).get('total', 0):.1f} s "
+                 f"({run.get('frames_per_s') or 0:.1f} frames/s).", "",
+                 *results.weights_table(run.get("models", {}))]
+        if run.get("untrained"):
+            lines += ["", "Outputs from **untrained** models come from random weights: they show how the app "
+                          "works, not what the face expresses."]
+        if run.get("faceless_predictions") and run.get("face_frames", 0) < run.get("frames", 0):
+            lines += ["", f"Frames without a face (shaded grey): {run['faceless_predictions']}."]
+        lines += [f"\n{note}" for note in notes]
+        return "\n".join(lines)
+
+    def weights_overview(self) -> str:
+        """For the page before any analysis: where each model's weights came from and whether they are
+        trained, as the run summary says it. The page's models are loaded once for this, on the CPU (a
+        ZeroGPU Space has a GPU only inside an analysis), and let go."""
+        with self._lock:
+            if self._overview is None:
+                self._overview = self._describe_weights()
+            return self._overview
+
+    def _describe_weights(self) -> str:
+        config = dataclasses.replace(self.analysis_config(list(MODEL_CHOICES), None), device="cpu")
+        try:
+            models = pipeline.load_models(config).describe()
+        except WeightsError as err:
+            return f"The model weights could not be loaded: {err}"
+        return "\n".join(["**Model weights**", "", *results.weights_table(models)])
+
+    # -- frames and crops -------------------------------------------------------------------------------
+    def face_crops(self, state: dict, frames: list[int]) -> dict[int, np.ndarray]:
+        """Face crops (or, without a face, the shrunk whole frame) of the given frames."""
+        table = state["table"].set_index(FRAME)
+        frames = [f for f in frames if f in table.index]
+        if state["path"] is None:   # Aff-Wild2: the aligned face images themselves
+            images = self.ctx.affwild2_index().video_frames(state["name"]).set_index("frame")["image_path"]
+            out = {}
+            for f in frames:
+                if isinstance(images.get(f), str):
+                    out[f] = cv2.cvtColor(cv2.imread(images[f]), cv2.COLOR_BGR2RGB)
+            return out
+        images = self._read_frames(state["path"], frames)
+        out = {}
+        for f, image in images.items():
+            if table.loc[f, FACE]:
+                out[f] = crop_face(image, table.loc[f, BOX_COLUMNS].to_numpy(
+                    dtype="float64"), CROP_SIZE)
+            else:
+                h, w = image.shape[:2]
+                out[f] = cv2.resize(image, (CROP_SIZE, max(1, round(h * CROP_SIZE / w))),
+                                    interpolation=cv2.INTER_AREA)
+        return out
+
+    def gallery(self, state: dict, start: int, end: int) -> list[tuple[np.ndarray, str]]:
+        """Crops of a segment (at most GALLERY_MAX frames, evenly spaced), captioned by frame."""
+        frames = sorted({int(f) for f in np.linspace(start, end, min(GALLERY_MAX, end - start + 1))})
+        crops = self.face_crops(state, frames)
+        return [(crops[f], f"frame {f}") for f in frames if f in crops]
+
+    @staticmethod
+    def _read_frames(path, frames: list[int]) -> dict[int, np.ndarray]:
+        """The requested frames (RGB), decoding from the start up to the last one."""
+        wanted, found = set(frames), {}
+        if not frames:
+            return found
+        try:
+            for batch in iter_frames(path, batch_size=64, max_frames=max(frames) + 1):
+                found.update({int(i): im for i, im in zip(batch.index, batch.frames) if int(i) in wanted})
+        except VideoError as err:
+            raise InputError(video_message(err, path)) from None
+        return found
+
+    # -- stored analyses --------------------------------------------------------------------------------
+    def run_key(self, item: VideoItem, config: pipeline.AnalysisConfig) -> tuple[str, dict[str, str]]:
+        """The content key of an analysis (video content, models, the content of their weights, settings)
+        under which it is stored and found again, and the weights' content keys."""
+        weight_keys = self.ctx.loaded_models(config).weight_keys()
+        video = item.name if item.path is None else repo.upload_key(item.path)
+        settings = {"video": video, "weights": weight_keys, "clip_model": config.clip_model, "fill": config.fill,
+                    "prompt_sets": [prompt_set(p).key for p in config.prompt_sets],
+                    "detection": pipeline.detection_settings(config)}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        return digest, weight_keys
+
+    def stored_analysis(self, run_key: str) -> tuple[Analysis, str] | None:
+        """A stored Analysis and its video's key, or None (never analysed, or its files are gone)."""
+        with self.ctx.read() as s:
+            run = repo.find_run(s, run_key)
+            found = (run.artifacts_dir, run.video.key) if run is not None and run.artifacts_dir else None
+        analysis = self._load_stored(found[0]) if found is not None else None
+        return (analysis, found[1]) if analysis is not None else None
+
+    def _load_stored(self, folder: str) -> Analysis | None:
+        """The Analysis kept in `folder` (relative to the data directory), or None when its files are gone."""
+        path = self.config.data_dir / folder
+        return Analysis.load(path) if (path / "table.parquet").is_file() else None
+
+    def store_analysis(self, item: VideoItem, analysis: Analysis, run_key: str, weight_keys: dict,
+                       user: str | None) -> tuple[str, list[str]]:
+        """Keep the analysis under the data directory (table, run metadata, CLIP embeddings, and a copy of
+        an uploaded video for frame views), register the video, its annotation files and the run; returns
+        the video's database key and notes for the page."""
+        table, run = analysis.table, analysis.run
+        key = item.name if item.path is None else repo.upload_key(item.path)
+        folder = Path("analyses") / run_key[:32]
+        analysis.save(self.config.data_dir / folder)
+        if item.path is not None:
+            self.stored_video(key, item.path)
+        files = dict(item.annotation_files)
+        if item.path is None:
+            index = self.ctx.affwild2_index()
+            files = {task: index.annotation_path(task, split, item.name)
+                     for task, split in index.splits(item.name).items()}
+        notes, lines = [], {task: len(read_annotation(path, task)) for task, path in files.items()}
+        with self.ctx.write() as s:
+            video = repo.register_video(s, key, len(table), frame_rate(table), name=item.name)
+            for task, path in files.items():
+                if lines[task] > video.frame_count:
+                    notes.append(f"{Path(path).name} has more lines than the video has frames: shown, but not "
+                                 "stored for review.")
+                    continue
+                repo.import_annotations(s, video, task, path)
+            repo.add_prediction_run(
+                s, video, models=run.get("models") or {"unknown": {}}, device=str(run.get("device", "unknown")),
+                table_path=str(folder / "table.parquet"), untrained=bool(run.get("untrained", True)),
+                weights=(run.get("config") or {}).get("weights"), details=run, run_key=run_key,
+                artifacts_dir=str(folder), weight_hashes=weight_keys, created_by=user)
+        return key, notes
+
+    def stored_video(self, key: str, source: Path | None = None) -> Path | None:
+        """The kept copy of an uploaded video (made from `source` the first time), so that any reviewer can
+        see its frames after the uploader's session is gone; None for Aff-Wild2 videos."""
+        if not key.startswith("sha256:"):
+            return None
+        folder = self.config.data_dir / "videos"
+        found = sorted(folder.glob(key.removeprefix("sha256:") + ".*"))
+        if found or source is None:
+            return found[0] if found else None
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / (key.removeprefix("sha256:") + Path(source).suffix.lower())
+        tmp = target.with_name("." + target.name + ".tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return target
+
+    def open_video(self, key: str) -> dict:
+        """The review state of a stored video's newest analysis (no analysing again), for any reviewer."""
+        with self.ctx.read() as s:
+            try:
+                run = repo.latest_run(s, key)
+            except repo.ValidationError as err:
+                raise InputError(str(err)) from None
+            if run is None or not run.artifacts_dir:
+                raise InputError(f"{run.video.name if run else key} has no stored analysis: analyse it first.")
+            folder, name = run.artifacts_dir, run.video.name
+        analysis = self._load_stored(folder)
+        if analysis is None:
+            raise InputError(f"The stored analysis of {name} is missing from the data folder: analyse it again.")
+        path = self.stored_video(key)
+        return {"key": key, "name": name, "path": str(path) if path else None, "table": analysis.table,
+                "clip": analysis.clip_embeddings, "run": analysis.run}
+

@@ -1,0 +1,98 @@
+"""What every part of the app shares: the settings, the database, the Aff-Wild2 index, the loaded models
+and the prompt sets. No Gradio here: the tabs' handlers (webapp/tabs) call the parts (webapp.analyses,
+webapp.prompts, webapp.reviews, webapp.models), which hold one Context.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from core import pipeline
+from core.affwild2 import AffWild2Index
+from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet, prompt_set
+from core.weights import WeightsError
+from db import repo
+from db.engine import init_db, make_session_factory
+from webapp.config import AppConfig
+from webapp.inputs import InputError
+
+LOADED_KEEP = 2       # model configurations kept in memory
+
+
+class Context:
+    def __init__(self, config: AppConfig):
+        self.config = config
+        self._index: AffWild2Index | None = None
+        self._factories = None
+        self._loaded: OrderedDict[tuple, pipeline.LoadedModels] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- database ---------------------------------------------------------------------------------------
+    def _session_factories(self):
+        """(writing, read-only) session factories; the schema is created or migrated on first use."""
+        with self._lock:
+            if self._factories is None:
+                engine = init_db(self.config.db_url)
+                self._factories = (make_session_factory(engine), make_session_factory(engine, read_only=True))
+        return self._factories
+
+    def write(self):
+        """A transaction that writes (on SQLite it takes the write lock at the start)."""
+        return self._session_factories()[0].begin()
+
+    def read(self):
+        """A transaction that only reads: it never waits for, nor blocks, a writer."""
+        return self._session_factories()[1].begin()
+
+    # -- Aff-Wild2 --------------------------------------------------------------------------------------
+    def affwild2_index(self) -> AffWild2Index | None:
+        if self.config.affwild2_root is None:
+            return None
+        if self._index is None:
+            self._index = AffWild2Index(self.config.affwild2_root)
+        return self._index
+
+    def affwild2_videos(self) -> list[str]:
+        """Annotated Aff-Wild2 videos that have aligned face images in the configured root."""
+        index = self.affwild2_index()
+        return [v for v in index.all_videos() if index.image_dir(v) is not None] if index else []
+
+    # -- models -----------------------------------------------------------------------------------------
+    def model_weights(self) -> dict[str, str | None]:
+        """The weights the app runs per model card (the environment's defaults; None: random)."""
+        return {"ddamfn": self.config.weights_ddamfn, "lstm": self.config.weights_lstm,
+                "clip": self.config.weights_clip, "clip-lstm": None}
+
+    def loaded_models(self, config: pipeline.AnalysisConfig) -> pipeline.LoadedModels:
+        """Models for a configuration, loaded once and kept (the few most recent configurations)."""
+        key = (config.model_names(), tuple(sorted(config.weights.items())), config.clip_model, config.device,
+               tuple(prompt_set(p).key for p in config.prompt_sets))
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            try:
+                loaded = pipeline.load_models(config)
+            except WeightsError as err:
+                raise InputError(f"The model weights could not be loaded: {err}") from None
+            self._loaded[key] = loaded
+            while len(self._loaded) > LOADED_KEEP:
+                self._loaded.popitem(last=False)
+            return loaded
+
+    # -- CLIP prompt sets -------------------------------------------------------------------------------
+    def prompt_set_names(self) -> list[str]:
+        saved = [n for n in self._saved_prompt_sets() if n not in DEFAULT_PROMPT_SETS]
+        return list(DEFAULT_PROMPT_SETS) + saved
+
+    def prompt_set_object(self, name: str) -> PromptSet:
+        if name in DEFAULT_PROMPT_SETS:
+            return DEFAULT_PROMPT_SETS[name]
+        saved = self._saved_prompt_sets()
+        if name not in saved:
+            raise InputError(f"No prompt set called {name!r}.")
+        return saved[name]
+
+    def _saved_prompt_sets(self) -> dict[str, PromptSet]:
+        with self.read() as s:
+            return {row.name: prompt_set(row.to_dict()) for row in repo.list_prompt_sets(s)}

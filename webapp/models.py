@@ -1,0 +1,123 @@
+"""The models table and retraining: which checkpoints the app can analyse with, and retraining jobs
+started from the page (training.jobs), read back from the database. No Gradio here."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from core.registry import card_for_checkpoint
+from db import repo
+from db.engine import default_url
+from webapp.context import Context
+from webapp.inputs import InputError
+
+MODEL_COLUMNS = ["id", "name", "runs as", "tasks", "trained", "validation", "corrections", "by", "created"]
+
+
+class Models:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.config = ctx.config
+
+    def registered_weights(self, model_id) -> tuple[str, str]:
+        """(card it runs as, checkpoint path) of a model in the models table."""
+        with self.ctx.read() as s:
+            try:
+                model = repo.get_model(s, int(model_id))
+            except (repo.ValidationError, ValueError, TypeError):
+                raise InputError(f"There is no model {model_id} in the models table.") from None
+            architecture, path, encoder = model.architecture, model.path, (model.training or {}).get("encoder")
+        card = card_for_checkpoint(architecture, encoder)
+        if card is None or not Path(path).is_file():
+            raise InputError(f"Model {model_id} ({path}) cannot be analysed with: "
+                             + ("its file is gone." if card else f"a {architecture} checkpoint is no analysis model."))
+        return card, path
+
+    def model_list(self) -> pd.DataFrame:
+        """The models table for the page: what each is, how far it was trained, its validation scores."""
+        with self.ctx.read() as s:
+            rows = [{"id": m.id, "name": m.name, "runs as": m.architecture, "tasks": ", ".join(m.tasks),
+                     "trained": (f"{m.trained_steps} steps, {(m.training or {}).get('frames_seen', '?')} frames"
+                                 if m.trained_steps is not None else "unknown"),
+                     "validation": ", ".join(f"{k} {v:.3f}" for k, v in (m.metrics or {}).items()
+                                             if k in ("p_va", "p_expr", "p_au", "score") and v is not None),
+                     "corrections": len(m.correction_ids), "by": m.started_by.name if m.started_by else "",
+                     "created": m.created_at.strftime("%Y-%m-%d %H:%M")} for m in repo.list_models(s)]
+        return pd.DataFrame(rows, columns=MODEL_COLUMNS)
+
+    def model_choices(self) -> list[tuple[str, int]]:
+        models = self.model_list()
+        return [("the app's default weights", 0)] + [
+            (f"{i}: {n} ({a}, {t})", int(i)) for i, n, a, t in zip(models["id"], models["name"], models["runs as"],
+                                                                  models["trained"])]
+
+    def current_weights(self, model_kind: str) -> str | None:
+        """The weights the app runs for a training model kind (what a retrained model is compared with)."""
+        weights = self.ctx.model_weights()
+        return {"ddamfn": weights["ddamfn"], "ddamfn-heads": weights["ddamfn"], "lstm": weights["lstm"],
+                "clip-adapter": weights["clip"]}[model_kind]
+
+    def retrain(self, preset: str, epochs: int, steps_per_epoch: int, batch_size: int, user: str) -> int:
+        """Start a preset's training on the Aff-Wild2 root with the reviewers' effective labels (accepted
+        corrections applied, flagged frames left out) as a job in its own process (training.jobs); the
+        job evaluates the weights the app runs now first, for a before/after comparison. Returns its id."""
+        from training import config as tconfig
+        from training.jobs import COMPARE, submit
+
+        if self.config.affwild2_root is None:
+            raise InputError("Retraining needs the Aff-Wild2 folder: set AFFECTLENS_AFFWILD2_ROOT.")
+        if preset not in tconfig.presets():
+            raise InputError(f"Unknown training preset {preset!r}; choose one of {', '.join(tconfig.presets())}.")
+        settings = dict(root=str(self.config.affwild2_root), device=self.config.device, progress=False, workers=0,
+                        cache=str(self.config.data_dir / "embeddings"), out=str(self.config.runs_dir),
+                        epochs=int(epochs), steps_per_epoch=int(steps_per_epoch), corrections=True)
+        if batch_size:                                                   # 0: the preset's
+            settings["batch_size"] = int(batch_size)
+        cfg = tconfig.build(tconfig.TrainConfig, preset)
+        start = self.start_weights(cfg.model, getattr(cfg, "encoder", None))
+        if start:
+            settings["weights"] = start
+        if self.current_weights(cfg.model):
+            settings[COMPARE] = self.current_weights(cfg.model)
+        try:
+            return submit(self.config.db_url or default_url(), preset, settings, user, self.config.runs_dir / "logs")
+        except ValueError as err:
+            raise InputError(f"Training settings: {err}") from None
+
+    def start_weights(self, model_kind: str, encoder: str | None) -> str | None:
+        """What a training run starts from, by what it trains on: DDAMFN fine-tunes the DDAMFN the app runs;
+        heads and LSTMs train on the embeddings of their encoder (DDAMFN, or the CLIP / adapter the app runs);
+        an adapter trains on the CLIP the app runs."""
+        weights = self.ctx.model_weights()
+        if model_kind == "clip-adapter" or encoder in ("clip", "clip-adapter"):
+            return weights["clip"]
+        return weights["ddamfn"]
+
+    def job_status(self, job_id) -> tuple[str, pd.DataFrame, int | None]:
+        """A retraining job as the page shows it: status, progress, time left, the error; when done the model
+        it registered and the validation metrics before (the app's weights) and after."""
+        with self.ctx.read() as s:
+            try:
+                job = repo.get_job(s, int(job_id))
+            except (repo.ValidationError, ValueError, TypeError):
+                raise InputError(f"There is no retraining job {job_id}.") from None
+            p, model = job.progress or {}, job.model
+            lines = [f"**Job {job.id}** ({job.preset}, started by {job.started_by.name if job.started_by else '?'}): "
+                     f"**{job.status}**."]
+            if p:
+                lines.append(f"Epoch {p.get('epoch', '?')}/{p.get('epochs', '?')}, step {p.get('step', '?')}/"
+                             f"{p.get('steps', '?')}, loss {p.get('loss', float('nan')):.4f}, about "
+                             f"{p.get('eta_s') or 0:.0f} s left.")
+            if job.error:
+                lines.append(f"It failed: {job.error}")
+            if model is not None:
+                lines.append(f"New model **{model.id}: {model.name}**, trained {model.trained_steps} steps on "
+                             f"{(model.training or {}).get('frames_seen', '?')} frames. Pick it on the Analyse tab "
+                             "(Weights) and analyse again to compare.")
+            before, after = job.before_metrics or {}, job.after_metrics or {}
+            model_id = model.id if model is not None else None
+        names = [k for k, v in after.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        table = pd.DataFrame({"metric": names, "before": [before.get(k) for k in names],
+                              "after": [after[k] for k in names]}, columns=["metric", "before", "after"])
+        return "\n\n".join(lines), table, model_id
