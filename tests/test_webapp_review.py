@@ -36,6 +36,13 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
                                                             api_name="/flag")
         correction_id, flag_id = int(table(corrections)["id"].iloc[-1]), int(table(flags)["id"].iloc[-1])
 
+        # Bob, knowing Alice's session id (it shows in her download links), cannot read her session's frames.
+        intruder = Client(url, auth=("bob", "bob-pw"), verbose=False)
+        intruder.session_hash = alice.session_hash
+        with pytest.raises(AppError, match="another login"):
+            intruder.predict(3, api_name="/show_frame")
+        assert alice.predict(3, api_name="/show_frame")[0]
+
         # Bob, in a fresh session with no video open: deciding is refused and writes nothing.
         bob = Client(url, auth=("bob", "bob-pw"), verbose=False)
         before = counts(cfg.db_url)

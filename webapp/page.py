@@ -50,10 +50,14 @@ class Progress:
         self.progress((done, total), desc=self.desc, unit=self.unit)
 
 
-def need(state) -> dict:
-    """The analysed video of this browser session, or a message saying how to get one."""
+def need(state, request: gr.Request | None, profile: gr.OAuthProfile | None) -> dict:
+    """The analysed video of this browser session, or a message saying how to get one. A session's state
+    belongs to the login that made it: a request from another login (one who learnt the session id) is
+    refused."""
     if not state:
         raise InputError("Analyse a video first (Analyse tab), or open one from the database (Review tab).")
+    if state.get("owner") != signed_in(request, profile):
+        raise InputError("This session's video was opened under another login: analyse or open it yourself.")
     return state
 
 

@@ -49,7 +49,7 @@ class AnalyseTab:
             notes = analysis.notes + db_notes
         table = analysis.table
         downloads = results.write_downloads(analysis, Path(item.name).stem, session_dir(self.config.cache_dir, request))
-        state = {"key": key, "name": item.name, "path": str(item.path) if item.path else None, "table": table,
+        state = {"owner": signed_in(request, profile), "key": key, "name": item.name, "path": str(item.path) if item.path else None, "table": table,
                  "clip": analysis.clip_embeddings, "run": analysis.run}
         first = int(table.loc[table[FACE].astype(bool), FRAME].iloc[0])
         crop, frame_info = self.frame_view(state, first)
@@ -59,8 +59,8 @@ class AnalyseTab:
                 [str(p) for p in downloads], self.reviews.review_queue(self.reviews.labelled_table(key, table)),
                 key)
 
-    def show_frame(self, state, frame):
-        last = int(need(state)["table"][FRAME].max())
+    def show_frame(self, state, frame, request: gr.Request, profile: gr.OAuthProfile | None):
+        last = int(need(state, request, profile)["table"][FRAME].max())
         if frame is None or not 0 <= int(frame) <= last:
             raise InputError(f"Choose a frame from 0 to {last}.")
         return self.frame_view(state, int(frame))

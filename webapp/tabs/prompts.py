@@ -20,8 +20,9 @@ class PromptsTab:
         self.run_comparison = gpu(duration=120)(page_errors(prompts.compare_prompts))
 
     # -- handlers ---------------------------------------------------------------------------------------
-    def compare_prompts(self, state, *texts, progress=gr.Progress()):
-        state = need(state)
+    def compare_prompts(self, state, *texts, request: gr.Request, profile: gr.OAuthProfile | None,
+                        progress=gr.Progress()):
+        state = need(state, request, profile)
         sets = [parse_prompt_text(*texts[i:i + 3]) for i in range(0, len(texts), 3) if (texts[i] or "").strip()]
         names = [name for name, _, _ in sets]
         if not sets:

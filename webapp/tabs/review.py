@@ -38,22 +38,23 @@ class ReviewTab:
         return (self.reviews.video_list(), gr.update(choices=self.reviews.video_choices()), waiting,
                 self.models.model_list(), gr.update(choices=self.models.model_choices()))
 
-    def open_video(self, key):
+    def open_video(self, key, request: gr.Request, profile: gr.OAuthProfile | None):
         """Any stored video's newest analysis, for any reviewer, without analysing it again."""
         if not key:
             raise InputError("Choose a video from the list.")
-        state = self.analyses.open_video(key)
+        state = {**self.analyses.open_video(key), "owner": signed_in(request, profile)}
         table = state["table"]
         return (state, key, plots.timeline_figure(table, state["name"]),
                 self.reviews.review_queue(self.reviews.labelled_table(key, table)), *self._tables(key)[:3],
                 gr.update(maximum=max(1, int(table[FRAME].max())), value=0))
 
     # -- handlers: segments -----------------------------------------------------------------------------
-    def review_queue(self, state):
-        return self.reviews.review_queue(self.reviews.labelled_table(need(state)["key"], state["table"]))
+    def review_queue(self, state, request: gr.Request, profile: gr.OAuthProfile | None):
+        state = need(state, request, profile)
+        return self.reviews.review_queue(self.reviews.labelled_table(state["key"], state["table"]))
 
-    def open_segment(self, state, queue, number):
-        state = need(state)
+    def open_segment(self, state, queue, number, request: gr.Request, profile: gr.OAuthProfile | None):
+        state = need(state, request, profile)
         if queue is None or len(queue) == 0:
             raise InputError("The review queue is empty: rank the segments first.")
         number = int(number or 0)
@@ -67,8 +68,8 @@ class ReviewTab:
     def select_segment(evt: gr.SelectData):
         return evt.index[0]
 
-    def show_range(self, state, start, end):
-        return self._range_view(need(state), int(start), int(end))
+    def show_range(self, state, start, end, request: gr.Request, profile: gr.OAuthProfile | None):
+        return self._range_view(need(state, request, profile), int(start), int(end))
 
     def _range_view(self, state, start, end):
         table = self.reviews.labelled_table(state["key"], state["table"])
@@ -128,8 +129,8 @@ class ReviewTab:
         return (f"Flag {int(flag_id)} resolved ({resolution}) by {who}.", *self._tables(video_key))
 
     # -- handlers: figures and files --------------------------------------------------------------------
-    def agreement(self, state):
-        state = need(state)
+    def agreement(self, state, request: gr.Request, profile: gr.OAuthProfile | None):
+        state = need(state, request, profile)
         return self.reviews.agreement(state["key"], state["table"])
 
     def history(self, video_key):
