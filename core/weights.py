@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,6 +25,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from core import settings
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
 
 FORMAT = "affectlens-checkpoint"
@@ -33,7 +33,7 @@ FORMAT_VERSION = 1
 UPSTREAM_DDAMFN = "ddamfn-upstream"
 HF_PREFIX = "hf://"
 OPEN_CLIP_PREFIX = "open_clip:"
-HUB_PROBE_TIMEOUT_S = 3.0
+HUB_TIMEOUT_S = 3.0          # seconds to wait for the Hub before falling back to the cache
 DEFAULT_CLIP_TAG = "openai"     # CLIP weights used when none are configured, where the Hub can be reached
 
 
@@ -100,34 +100,41 @@ def resolve(spec: str | os.PathLike) -> WeightSource:
     return _resolve_open_clip(src)
 
 
-def hub_offline_reason() -> str | None:
-    """Why the Hub cannot be reached right now (None if it looks reachable): HF_HUB_OFFLINE, or no TCP
-    connection to the endpoint within a few seconds (skipped behind a proxy, which we cannot probe)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    try:
-        socket.create_connection((endpoint.hostname, endpoint.port or 443), HUB_PROBE_TIMEOUT_S).close()
-    except OSError as e:
-        return f"{endpoint.hostname} is unreachable ({e.__class__.__name__}: {e})"
-    return None
-
-
 def _hub_file(repo_id: str, filename: str, spec: str) -> Path:
-    """One file from the Hub cache, downloaded first when the Hub is reachable."""
-    from huggingface_hub import hf_hub_download
+    """One file from the Hub cache; when it is not there and the Hub is not declared offline, downloaded.
+    huggingface_hub answers both: the cache lookup touches no network, and one metadata request without
+    retries (hf_hub_download alone retries an unreachable Hub for about 20 s) says whether it can be had."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
-    offline = hub_offline_reason()
     try:
-        return Path(hf_hub_download(repo_id, filename, local_files_only=offline is not None, etag_timeout=5))
-    except Exception as e:   # huggingface_hub raises a dozen types; all mean "cannot have this file"
-        if offline:
-            raise WeightsError(f"{spec}: not in the local Hugging Face cache and the Hub is offline "
-                               f"({offline})") from None
+        return Path(hf_hub_download(repo_id, filename, local_files_only=True))
+    except Exception:   # huggingface_hub raises a dozen types; all mean "not in the cache"
+        pass
+    if settings.hub_offline():
+        raise WeightsError(f"{spec}: not in the local Hugging Face cache and the Hub is offline "
+                           "(HF_HUB_OFFLINE is set)")
+    endpoint = settings.hub_endpoint()
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filename, endpoint=endpoint), timeout=HUB_TIMEOUT_S)
+    except Exception as e:
+        if _is_connection_error(e):
+            raise WeightsError(f"{spec}: not in the local Hugging Face cache and {urlparse(endpoint).hostname} is "
+                               f"unreachable ({_first_line(e)})") from None
+        raise WeightsError(f"{spec}: the Hugging Face Hub refuses it ({e.__class__.__name__}: "
+                           f"{_first_line(e)})") from None
+    try:
+        return Path(hf_hub_download(repo_id, filename, endpoint=endpoint, etag_timeout=HUB_TIMEOUT_S))
+    except Exception as e:
         raise WeightsError(f"{spec}: cannot download from the Hugging Face Hub "
                            f"({e.__class__.__name__}: {_first_line(e)})") from None
+
+
+def _is_connection_error(e: BaseException) -> bool:
+    """Whether huggingface_hub failed to reach the endpoint at all (as opposed to an answer such as 404,
+    which comes as HfHubHTTPError)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return not isinstance(e, HfHubHTTPError)
 
 
 def default_clip_weights(model_name: str) -> tuple[str | None, str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from core import settings
 from core.models.clip import DEFAULT_MODEL as DEFAULT_CLIP_MODEL
 from core.weights import default_clip_weights
 from webapp.gpu import ZEROGPU_MAX_VIDEO_S
@@ -51,7 +52,7 @@ class AppConfig:
     space_id: str | None = None               # set on a Hugging Face Space (SPACE_ID)
     cache_dir: Path = field(default_factory=lambda: _default_cache_dir(os.environ))
     runs_dir: Path = Path("runs")             # checkpoints of retraining runs started from the page
-    data_dir: Path = Path("data")             # stored analyses and uploaded videos (and the default SQLite)
+    data_dir: Path = settings.DATA_DIR        # stored analyses and uploaded videos (and the default SQLite)
     host: str = "127.0.0.1"
     port: int = 7860
     gpu_concurrency: int = 1                  # analyses that may run on the GPU at once
@@ -86,7 +87,7 @@ class AppConfig:
             space_id=env.get("SPACE_ID") or None,
             cache_dir=_path(env.get("AFFECTLENS_CACHE_DIR")) or _default_cache_dir(env),
             runs_dir=_path(env.get("AFFECTLENS_RUNS_DIR")) or Path("runs"),
-            data_dir=_path(env.get("AFFECTLENS_DATA_DIR")) or Path("data"),
+            data_dir=settings.data_dir(env),
             host=env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
             gpu_concurrency=int(env.get("AFFECTLENS_GPU_CONCURRENCY") or 1),
@@ -97,9 +98,7 @@ class AppConfig:
         it at every restart) and where CLIP's weights come from when none were configured."""
         from sqlalchemy.engine import make_url
 
-        from db.engine import default_url
-
-        url = make_url(self.db_url or default_url())
+        url = make_url(self.db_url or settings.db_url())
         lines = [f"AffectLens database: {url.render_as_string(hide_password=True)}"]
         if url.get_backend_name() == "sqlite" and self.space_id:
             lines.append(f"WARNING: the database is a SQLite file on the Space {self.space_id}: it is lost when the "
