@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.labels import AUS, EXPRESSIONS
+from core.labels import EXPRESSIONS
+from core.table import AROUSAL, AU_DECISIONS, AU_PROBS, EXPR, EXPR_PROBS, FACE, FRAME, TIME, VALENCE, gt
 
 SEGMENT_COLUMNS = ["task", "kind", "start_frame", "end_frame", "frames", "start_s", "end_s", "score",
                    "detail"]
@@ -59,17 +60,17 @@ def _has(df: pd.DataFrame, *cols: str) -> bool:
 
 
 def _va_disagreement(df, s):
-    if not _has(df, "valence", "arousal", "gt_valence", "gt_arousal"):
+    if not _has(df, VALENCE, AROUSAL, gt(VALENCE), gt(AROUSAL)):
         return []
-    err = (np.abs(_values(df, "valence") - _values(df, "gt_valence"))
-           + np.abs(_values(df, "arousal") - _values(df, "gt_arousal"))) / 2
+    err = (np.abs(_values(df, VALENCE) - _values(df, gt(VALENCE)))
+           + np.abs(_values(df, AROUSAL) - _values(df, gt(AROUSAL)))) / 2
     return _error_segments(err, s.va_error, s, "va", "mean |error| of V and A")
 
 
 def _au_disagreement(df, s):
-    if not _has(df, *(f"p_{a}" for a in AUS), *(f"gt_{a}" for a in AUS)):
+    if not _has(df, *AU_PROBS, *(gt(a) for a in AU_DECISIONS)):
         return []
-    diffs = np.vstack([np.abs(_values(df, f"p_{a}") - _values(df, f"gt_{a}")) for a in AUS])
+    diffs = np.vstack([np.abs(_values(df, p) - _values(df, gt(a))) for p, a in zip(AU_PROBS, AU_DECISIONS)])
     counts = (~np.isnan(diffs)).sum(axis=0)
     err = np.where(counts > 0, np.nansum(diffs, axis=0) / np.maximum(counts, 1), np.nan)
     return _error_segments(err, s.au_error, s, "au", "mean |p - annotation| over AUs")
@@ -86,26 +87,26 @@ def _error_segments(err, threshold, s, task, what):
 
 
 def _expr_disagreement(df, s):
-    if not _has(df, "expr", "gt_expr"):
+    if not _has(df, EXPR, gt(EXPR)):
         return []
-    pred, gt = _values(df, "expr"), _values(df, "gt_expr")
-    valid = ~np.isnan(pred) & ~np.isnan(gt) & (gt >= 0)
-    wrong = valid & (pred != gt)
+    pred, truth = _values(df, EXPR), _values(df, gt(EXPR))
+    valid = ~np.isnan(pred) & ~np.isnan(truth) & (truth >= 0)
+    wrong = valid & (pred != truth)
     # Confidence the model gives the annotated class: low confidence on the annotation = more suspicious.
     probs = None
-    if _has(df, *(f"p_{e}" for e in EXPRESSIONS)):
-        probs = np.vstack([_values(df, f"p_{e}") for e in EXPRESSIONS]).T
+    if _has(df, *EXPR_PROBS):
+        probs = np.vstack([_values(df, p) for p in EXPR_PROBS]).T
     out = []
     for a, b in _merge(_runs(wrong), s.merge_gap):
         if b - a + 1 < s.min_frames:
             continue
         rows = np.arange(a, b + 1)[wrong[a:b + 1]]
         if probs is not None:
-            score = float(np.clip(1 - np.nanmean(probs[rows, gt[rows].astype(int)]), 0, 1))
+            score = float(np.clip(1 - np.nanmean(probs[rows, truth[rows].astype(int)]), 0, 1))
         else:
             score = float(len(rows) / (b - a + 1))
         top = pd.Series(pred[rows].astype(int)).mode()[0]
-        annotated = pd.Series(gt[rows].astype(int)).mode()[0]
+        annotated = pd.Series(truth[rows].astype(int)).mode()[0]
         out.append(("expr", "disagreement", a, b, score,
                     f"annotated {EXPRESSIONS[annotated]}, model says {EXPRESSIONS[top]}"))
     return out
@@ -114,8 +115,8 @@ def _expr_disagreement(df, s):
 def _va_jumps(df, s):
     out = []
     n = len(df)
-    for name in ("valence", "arousal"):
-        col = f"gt_{name}"
+    for name in (VALENCE, AROUSAL):
+        col = gt(name)
         if col not in df:
             continue
         v = _values(df, col)
@@ -131,9 +132,9 @@ def _va_jumps(df, s):
 
 
 def _va_constant(df, s, fps):
-    if not _has(df, "gt_valence", "gt_arousal"):
+    if not _has(df, gt(VALENCE), gt(AROUSAL)):
         return []
-    v, a = _values(df, "gt_valence"), _values(df, "gt_arousal")
+    v, a = _values(df, gt(VALENCE)), _values(df, gt(AROUSAL))
     min_len = max(2, int(round(s.constant_s * fps)))
     same = np.zeros(len(df), dtype=bool)
     same[1:] = (v[1:] == v[:-1]) & (a[1:] == a[:-1])  # NaN never equals: invalid frames break runs
@@ -148,9 +149,9 @@ def _va_constant(df, s, fps):
 
 
 def _expr_flicker(df, s):
-    if "gt_expr" not in df:
+    if gt(EXPR) not in df:
         return []
-    g = _values(df, "gt_expr")
+    g = _values(df, gt(EXPR))
     g[g < 0] = np.nan
     n = len(df)
     change = np.flatnonzero(np.diff(g) != 0)  # NaN transitions count as changes too
@@ -171,8 +172,8 @@ def _expr_flicker(df, s):
 
 
 def _gaps(df, s):
-    face = df["face"].astype(bool).to_numpy() if "face" in df else None
-    tasks = {"va": ["gt_valence", "gt_arousal"], "expr": ["gt_expr"], "au": [f"gt_{a}" for a in AUS]}
+    face = df[FACE].astype(bool).to_numpy() if FACE in df else None
+    tasks = {"va": [gt(VALENCE), gt(AROUSAL)], "expr": [gt(EXPR)], "au": [gt(a) for a in AU_DECISIONS]}
     out = []
     for task, cols in tasks.items():
         if not _has(df, *cols):
@@ -218,8 +219,8 @@ def suspicious_segments(df: pd.DataFrame, fps: float, settings: ReviewSettings =
              + _au_disagreement(df, settings) + _va_jumps(df, settings) + _va_constant(df, settings, fps)
              + _expr_flicker(df, settings) + _gaps(df, settings))
     found = _merge_overlaps(found)
-    frames = df["frame"].to_numpy()
-    times = pd.to_numeric(df["time_s"]).to_numpy()
+    frames = df[FRAME].to_numpy()
+    times = pd.to_numeric(df[TIME]).to_numpy()
     rows = [dict(task=task, kind=kind, start_frame=int(frames[a]), end_frame=int(frames[b]),
                  frames=int(b - a + 1), start_s=round(float(times[a]), 3), end_s=round(float(times[b]), 3),
                  score=round(score, 3), detail=detail)
