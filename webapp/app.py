@@ -14,8 +14,10 @@ import gradio as gr
 
 from core.models.clip import DEFAULT_PROMPT_SETS
 from webapp.analyses import Analyses
+from webapp.cleanup import start_sweeper
 from webapp.config import AppConfig
 from webapp.context import Context
+from webapp.logins import Logins
 from webapp.models import Models
 from webapp.prompts import Prompts
 from webapp.reviews import Reviews
@@ -38,7 +40,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
             ModelsTab(models)]
     c = SimpleNamespace(builtin_sets=list(DEFAULT_PROMPT_SETS), model_choices=models.model_choices())
 
-    with gr.Blocks(title="AffectLens", delete_cache=(3600, 24 * 3600), analytics_enabled=False) as demo:
+    ttl = int(config.session_ttl_s)      # Gradio's own copies of uploads go as soon as our session folders
+    with gr.Blocks(title="AffectLens", delete_cache=(max(1, min(600, ttl // 10)), ttl), analytics_enabled=False) as demo:
         c.state = gr.State(None)
         with gr.Row():
             gr.Markdown("# AffectLens\nValence-arousal, expressions and action units of the face in a video "
@@ -61,12 +64,14 @@ def build_app(config: AppConfig) -> gr.Blocks:
 
 def launch(demo: gr.Blocks, config: AppConfig, **overrides):
     """Serve the app: a queue in which model work takes one lane (config.gpu_concurrency at a time) and
-    the rest stays responsive, the upload size limit, the logins, and no folder served besides the
-    bundled example and the files the app wrote itself."""
+    the rest stays responsive, the upload size limit, the logins (failures slow down), session folders
+    swept an hour after their last use, and no folder served besides the bundled example and the files
+    the app wrote itself."""
     demo.queue(default_concurrency_limit=8, max_size=64)
     print("\n".join(config.startup_log()), flush=True)
+    start_sweeper(config.cache_dir, config.session_ttl_s)
     kwargs = dict(
-        server_name=config.host, server_port=config.port, auth=list(config.users) or None,
+        server_name=config.host, server_port=config.port, auth=Logins(config.users).check if config.users else None,
         auth_message="AffectLens: sign in; reviews are recorded under your login.",
         max_file_size=f"{config.max_upload_mb}mb", allowed_paths=[str(EXAMPLES_DIR)],
         blocked_paths=[str(config.affwild2_root)] if config.affwild2_root else None,

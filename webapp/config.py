@@ -56,6 +56,7 @@ class AppConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     gpu_concurrency: int = 1                  # analyses that may run on the GPU at once
+    session_ttl_s: float = 3600.0             # a session's files are removed this long after their last use
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
@@ -91,6 +92,7 @@ class AppConfig:
             host=env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
             gpu_concurrency=int(env.get("AFFECTLENS_GPU_CONCURRENCY") or 1),
+            session_ttl_s=float(env.get("AFFECTLENS_SESSION_TTL_S") or 3600),
         )
 
     def startup_log(self) -> list[str]:

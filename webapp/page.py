@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -63,7 +64,9 @@ def need(state, request: gr.Request | None, profile: gr.OAuthProfile | None) -> 
 
 def session_dir(cache_dir: Path, request: gr.Request) -> Path:
     """This browser session's output folder, inside the app's cache dir (Gradio serves files from there
-    because the app created them; removed when the session ends)."""
+    because the app created them). Its time stamp marks the session's last use: it is removed when the
+    browser tab closes, or by webapp.cleanup an hour after that last use."""
     path = cache_dir / (request.session_hash or "no-session")
     path.mkdir(parents=True, exist_ok=True)
+    os.utime(path)
     return path
