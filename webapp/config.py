@@ -47,6 +47,7 @@ class AppConfig:
     device: str = "auto"
     max_upload_mb: int = 200
     max_duration_s: float = 600.0
+    max_frames: int = 36_000                  # ten minutes at 60 frames/s: the work an analysis may take on
     users: tuple[tuple[str, str], ...] = ()   # local logins; empty = no password page
     oauth: bool = False                       # Hugging Face login (on a Space with OAuth enabled)
     space_id: str | None = None               # set on a Hugging Face Space (SPACE_ID)
@@ -83,6 +84,7 @@ class AppConfig:
             device=env.get("AFFECTLENS_DEVICE") or "auto",
             max_upload_mb=int(env.get("AFFECTLENS_MAX_UPLOAD_MB") or 200),
             max_duration_s=max_duration_s,
+            max_frames=int(env.get("AFFECTLENS_MAX_FRAMES") or 36_000),
             users=_users(env.get("AFFECTLENS_USERS", "")),
             oauth=bool(env.get("SPACE_ID") and env.get("OAUTH_CLIENT_ID")),
             space_id=env.get("SPACE_ID") or None,

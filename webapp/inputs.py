@@ -17,8 +17,10 @@ class InputError(ValueError):
     """Bad user input; the message is meant for the page."""
 
 
-def check_video(path: str | Path | None, max_mb: float, max_duration_s: float):
-    """The video's VideoInfo if it is a readable video within the size and duration limits."""
+def check_video(path: str | Path | None, max_mb: float, max_duration_s: float, max_frames: int | None = None):
+    """The video's VideoInfo if it is a readable video within the size, duration and frame-count limits,
+    all read from the container before any model runs (a short video at a thousand frames a second
+    passes the duration limit but not the frame limit)."""
     if not path:
         raise InputError("Choose a video first: upload one, pick the example or an Aff-Wild2 video.")
     path = Path(path)
@@ -34,6 +36,9 @@ def check_video(path: str | Path | None, max_mb: float, max_duration_s: float):
     if info.duration_s > max_duration_s:
         raise InputError(f"{path.name} lasts {info.duration_s:.0f} s; this app accepts videos up to "
                          f"{max_duration_s:g} s. Cut it shorter and upload it again.")
+    if max_frames is not None and info.frame_count_estimate > max_frames:
+        raise InputError(f"{path.name} has {info.frame_count_estimate} frames ({info.fps:.0f} frames/s); this app "
+                         f"analyses up to {max_frames} frames per video. Cut it shorter or lower its frame rate.")
     return info
 
 
