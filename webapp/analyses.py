@@ -66,7 +66,7 @@ class Analyses:
         """An uploaded video within the limits, with its annotation files. An annotation far longer or
         shorter than the container's frame estimate is refused now, before minutes of analysis; the
         exact check against the decoded frames follows the analysis."""
-        info = check_video(video, self.config.max_upload_mb, self.config.max_duration_s)
+        info = check_video(video, self.config.max_upload_mb, self.config.max_duration_s, self.config.max_frames)
         files = annotation_files(annotation_paths)
         estimate = info.frame_count_estimate
         try:
