@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.jsonsafe import jsonable
 from training import config
 
 log = logging.getLogger(__name__)
@@ -60,17 +61,6 @@ def submit(db_url: str, preset: str, settings: dict, started_by: str | None, log
     return job_id
 
 
-def _finite(value):
-    """NaN and infinities as None (a validation score of a tiny split can be NaN; JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{err.__class__.__name__}: {text[0]}" if text else err.__class__.__name__
@@ -100,7 +90,7 @@ def register_checkpoint(session, best: Path, name: str, preset: str | None, epoc
     from db import repo
 
     meta = load_checkpoint(best).metadata
-    state, metrics = meta["training"], _finite(meta["metrics"]["val"])
+    state, metrics = meta["training"], jsonable(meta["metrics"]["val"])
     summary = {"job": job, "preset": preset, "epochs": epochs, "epoch": state["epoch"] + 1,
                "steps": state["steps"], "frames_seen": state["frames_seen"], "data": state["data"],
                "encoder": (meta.get("embedding") or {}).get("encoder")}
@@ -131,7 +121,7 @@ def run(job_id: int, db_url: str) -> int:
             shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(config.LabelOptions)}
             before = evaluate(config.build(config.EvalConfig, weights=settings[COMPARE], **shared))["metrics"]
             with sessions.begin() as s:
-                repo.get_job(s, job_id).before_metrics = _finite(before)
+                repo.get_job(s, job_id).before_metrics = jsonable(before)
 
         last = -math.inf
 
