@@ -47,6 +47,9 @@ def test_a_job_trains_in_its_own_process_and_registers_its_checkpoint(affwild2_r
     url, sessions, correction_id = db
     settings = dict(QUICK, root=str(affwild2_root), out=str(tmp_path / "runs"), compare_weights=UNTRAINED)
     job_id = jobs.submit(url, "tiny", settings, "alice", tmp_path / "logs")
+    # The database URL (a password, on a server) is not on the job's command line, which every user of the
+    # machine can read: the process finds it in its environment (the job finishing below shows it did).
+    assert "review.db" not in " ".join(jobs.job_command(job_id)) and "--db" not in jobs.job_command(job_id)
     job, seen = wait(sessions, job_id)
 
     assert seen[0] in ("queued", "running") and set(seen) <= {"queued", "running", "done"}

@@ -1,6 +1,6 @@
 """`python -m training {extract,train,thresholds,evaluate,predict} [--preset NAME] [--key value ...]`.
 
-`python -m training job ID --db URL` runs a queued training job of the database (training/jobs.py starts it).
+`python -m training job ID [--db URL]` runs a queued training job of the database (training/jobs.py starts it).
 
 Each command's options are the fields of its dataclass in training/config.py; `--help` lists them.
 Launch with `torchrun --nproc_per_node=N -m training train ...` for several GPUs (or CPU processes).
@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 
+from core import settings
 from training import config
 
 COMMANDS = {
@@ -31,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
         config.add_arguments(sub.add_parser(name, help=text, description=f"{text}. {cls.__doc__}"), cls)
     job = sub.add_parser("job", help="run a queued training job: progress, model and status in the database")
     job.add_argument("job_id", type=int)
-    job.add_argument("--db", required=True, help="database URL")
+    job.add_argument("--db", help="database URL (default: AFFECTLENS_DB_URL, where a started job finds it, so that "
+                                   "a password never shows in the process list)")
     return p
 
 
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     if args.command == "job":
         from training.jobs import run as run_job
 
-        return run_job(args.job_id, args.db)
+        return run_job(args.job_id, args.db or settings.db_url())
     cls, _ = COMMANDS[args.command]
     try:
         cfg = config.from_args(cls, args)

@@ -1,5 +1,5 @@
-"""Retraining as a job: `submit` stores a queued job and starts `python -m training job ID --db URL` in its
-own process, so training survives the web request and the browser closing and never touches the web
+"""Retraining as a job: `submit` stores a queued job and starts `python -m training job ID` in its own
+process (the database URL, password included, goes in its environment, not on its command line), so training survives the web request and the browser closing and never touches the web
 server's random seeds; that process reports progress to the job row and registers the checkpoint it wrote
 as a model.
 
@@ -40,6 +40,12 @@ def log_path(log_dir, job_id: int) -> Path:
     return Path(log_dir) / f"job-{job_id}.log"
 
 
+def job_command(job_id: int) -> list[str]:
+    """The job process's command line: no database URL on it (every user of the machine can read it); the
+    process finds the database in AFFECTLENS_DB_URL."""
+    return [sys.executable, "-m", "training", "job", str(job_id)]
+
+
 def submit(db_url: str, preset: str, settings: dict, started_by: str | None, log_dir) -> int:
     """Check the settings (ValueError before anything is stored), queue a job, start its process in a
     session of its own and return the job id at once."""
@@ -54,9 +60,10 @@ def submit(db_url: str, preset: str, settings: dict, started_by: str | None, log
             job_id = repo.create_job(s, preset=preset, settings=settings, started_by=started_by).id
     finally:
         engine.dispose()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "AFFECTLENS_DB_URL": db_url,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with open(log_path(log_dir, job_id), "ab") as out:
-        subprocess.Popen([sys.executable, "-m", "training", "job", str(job_id), "--db", db_url], stdin=subprocess.DEVNULL,
+        subprocess.Popen(job_command(job_id), stdin=subprocess.DEVNULL,
                          stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return job_id
 
