@@ -52,3 +52,15 @@ def affwild2_data(tmp_path_factory, media_dir):
 def affwild2_root(affwild2_data) -> Path:
     """Root folder of the shared Aff-Wild2 test copy (cropped_aligned/, *_Challenge/, videos/)."""
     return affwild2_data.root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small CPU training runs are fastest on one thread: with several, OpenMP workers spin and stall
+    whenever the machine is busy with other processes (seen: 10-30x slower DDAMFN steps)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

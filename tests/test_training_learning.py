@@ -49,14 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 CELL, FACE, LAG, COPIES = 28, 0.0, 2, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These small CPU runs are fastest on one thread: with several, OpenMP workers spin and stall
-    whenever the machine is busy with other processes (seen: 10-30x slower DDAMFN steps)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def paint(crop: np.ndarray, state: pd.Series) -> np.ndarray:

@@ -24,14 +24,7 @@ from training.recipes import ddamfn_from
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These small CPU runs are fastest on one thread: with several, OpenMP workers spin and stall
-    whenever the machine is busy with other processes (seen: 10-30x slower DDAMFN steps)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(root, out, **settings):
