@@ -228,6 +228,18 @@ def test_lstm_beats_the_frame_model_when_labels_depend_on_time(planted, temporal
     assert loaded.info.metadata["embedding"]["weights"] == str(planted["weights"])
 
 
+def test_the_models_table_records_the_encoder_key_that_predictions_check(planted, temporal_models, tmp_path):
+    from core.predict import encoder_key
+    from db.engine import init_db, make_session_factory
+    from training.jobs import register_checkpoint
+
+    sessions = make_session_factory(init_db(f"sqlite:///{tmp_path / 'review.db'}"))
+    with sessions.begin() as s:
+        model = register_checkpoint(s, temporal_models[1], "t-lstm", None, LSTM["epochs"], None)
+    encoder = create_model("ddamfn", str(planted["weights"]), device="cpu")
+    assert model.encoder_hash == encoder_key(encoder.model, "ddamfn")
+
+
 def test_retraining_with_corrections_moves_predictions_to_the_corrected_labels(planted, tmp_path):
     """Reviewers find that the training frames showing Anger should read Surprise: one accepted
     correction per such frame (plus a rejected proposal and a flagged segment). A retrain with the

@@ -73,26 +73,12 @@ def _one_line(err: BaseException) -> str:
     return f"{err.__class__.__name__}: {text[0]}" if text else err.__class__.__name__
 
 
-def _encoder_hash(metadata: dict) -> str | None:
-    """SHA-256 of the encoder weights file an LSTM or head checkpoint was trained on (as prediction runs
-    record weights); None without embeddings or when the weights are not a local file."""
-    from core.weights import WeightsError, resolve
-    from db.repo import file_sha256
-
-    spec = metadata.get("embedding", {}).get("weights")
-    if not spec:
-        return None
-    try:
-        path = resolve(spec).path
-    except WeightsError:
-        return None
-    return file_sha256(path) if path is not None and path.is_file() else None
-
-
 def register_checkpoint(session, best: Path, name: str, preset: str | None, epochs: int,
                         started_by: str | None, job: int | None = None):
     """Record a checkpoint written by training in the models table (db.repo.register_model): what it is,
-    how far it was trained (steps, frames seen), the corrections in its labels and its validation scores."""
+    how far it was trained (steps, frames seen), the corrections in its labels, its validation scores, and
+    for heads and LSTMs the content key of the encoder they were trained on (core.predict.encoder_key, the
+    key the prediction path checks and prediction runs record)."""
     from core.weights import load_checkpoint
     from db import repo
 
@@ -103,7 +89,7 @@ def register_checkpoint(session, best: Path, name: str, preset: str | None, epoc
                "encoder": (meta.get("embedding") or {}).get("encoder")}
     return repo.register_model(
         session, path=str(Path(best).resolve()), content_hash=repo.file_sha256(best), name=name,
-        architecture=meta["architecture"], tasks=meta["tasks"], encoder_hash=_encoder_hash(meta), training=summary,
+        architecture=meta["architecture"], tasks=meta["tasks"], encoder_hash=(meta.get("embedding") or {}).get("key"), training=summary,
         correction_ids=state["corrections"]["ids"], metrics=metrics, trained_steps=state["steps"],
         started_by=started_by)
 
