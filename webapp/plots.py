@@ -136,7 +136,7 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | Non
     for kind in sorted({kind for kind, _, _ in shaded_spans(df)}):      # a legend entry per shading
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{kind} (shaded)",
                                  marker=dict(color=colors[kind], size=12, symbol="square"), hoverinfo="skip",
-                                 legendgroup=kind), row=1, col=1)
+                                 ), row=1, col=1)
     if frame is None:
         faces = np.flatnonzero(df[FACE].astype(bool).to_numpy()) if FACE in df else []
         frame = int(frames[faces[0]]) if len(faces) else int(frames[0])
@@ -146,10 +146,13 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | Non
     fig.update_xaxes(title_text="time (s)", row=len(rows), col=1)
     fig.update_xaxes(ticksuffix=" s", hoverformat=".2f", showspikes=False,
                      unifiedhovertitle=dict(text="%{x:.2f} s"))
+    top = 52 if title else 26         # the title first, then the legend (about three lines) above the rows
     fig.update_layout(
-        title=title, height=height, hovermode="x unified", clickmode="event",
-        margin=dict(l=70, r=90, t=110 if title else 90, b=40),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0 + 40 / height, x=0, xanchor="left"),
+        title=dict(text=title, x=0.01, xanchor="left", y=1 - 24 / height, yanchor="top", yref="container"),
+        height=height, hovermode="x unified", clickmode="event",
+        margin=dict(l=70, r=90, t=top + 86, b=40),
+        legend=dict(orientation="h", yanchor="top", y=1 - top / height, yref="container", x=0, xanchor="left",
+                    tracegroupgap=0),
         meta={"fps": frame_rate(df), "t0": float(t[0]) if len(t) else 0.0, "frames": int(len(df)),
               "first_frame": int(frames[0]) if len(frames) else 0},
     )
@@ -161,7 +164,7 @@ def _add_va_row(fig, df, name, t, frames, row):
         if col in df:
             fig.add_trace(go.Scatter(
                 x=t, y=_as_float(df[col]), customdata=frames, mode="lines", name=f"{name} {label}",
-                legendgroup=f"{name} {label}", line=dict(width=2, **LINE_STYLES[(name, label)]),
+                line=dict(width=2, **LINE_STYLES[(name, label)]),
                 hovertemplate=f"{name} {label}: %{{y:.3f}} (frame %{{customdata}})<extra></extra>",
             ), row=row, col=1)
     fig.update_yaxes(range=[-1.05, 1.05], title_text=name, row=row, col=1)
@@ -181,7 +184,7 @@ def _add_expression_row(fig, df, expr_rows, t, frames, row):
     for name, color in zip(EXPRESSIONS, EXPRESSION_COLORS):
         fig.add_trace(go.Scatter(
             x=[None], y=[None], mode="markers", marker=dict(color=color, size=10, symbol="square"),
-            name=name, legendgroup="expressions", showlegend=True, hoverinfo="skip",
+            name=name, showlegend=True, hoverinfo="skip",
         ), row=row, col=1)
 
 
