@@ -266,3 +266,77 @@ def test_video_checks_name_the_limit(media_dir, tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(InputError, match="empty.mp4 cannot be read as a video: empty file"):
         check_video(empty, max_mb=1, max_duration_s=3)
+
+
+def test_timeline_styles_legend_shading_colour_bars_and_cursor():
+    df = predictions_table()
+    df["box_detected"] = pd.array([True] * len(df), dtype="boolean")
+    df.loc[60:64, "box_detected"] = False                   # the tracker carried the face for 5 frames
+    fig = timeline_figure(df, frame=30)
+    lines = {tr.name: tr.line for tr in fig.data if isinstance(tr, go.Scatter) and tr.mode == "lines"}
+    assert set(lines) == {"valence prediction", "valence annotation", "arousal prediction", "arousal annotation"}
+    assert len({ln.color for ln in lines.values()}) == 4
+    assert {ln.dash for n, ln in lines.items() if "annotation" in n} == {"dash"}
+    legend = [tr.name for tr in fig.data if tr.showlegend is not False and tr.name and
+              (isinstance(tr, go.Scatter))]
+    assert len(legend) == len(set(legend)) and {"no face (shaded)", "box interpolated (shaded)"} <= set(legend)
+    # Both shaded spans in each of the six rows, drawn above the heatmaps.
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(rects) == 2 * 6 and {s.layer for s in rects} == {"above"}
+    # A colour bar beside each AU row, at that row's height.
+    heatmaps = [tr for tr in fig.data if isinstance(tr, go.Heatmap) and tr.name.startswith("AU")]
+    assert len(heatmaps) == 3 and all(tr.showscale for tr in heatmaps)
+    assert list(heatmaps[1].colorbar.ticktext) == ["absent", "present"]
+    # The cursor at frame 30, the frame rate for the page's script, hover in seconds with the frame.
+    cursor = next(s for s in fig.layout.shapes if s.name == "cursor")
+    assert cursor.x0 == cursor.x1 == pytest.approx(1.0) and cursor.yref == "paper"
+    assert fig.layout.meta["fps"] == pytest.approx(30.0)
+    assert fig.layout.xaxis.hoverformat == ".2f" and "frame %{customdata}" in fig.data[0].hovertemplate
+    default = next(s for s in timeline_figure(df).layout.shapes if s.name == "cursor")
+    assert default.x0 == 0.0                                  # the first frame with a face
+
+
+def test_metrics_are_rounded_and_clip_probabilities_per_frame():
+    from webapp.results import clip_frame_table, frame_summary, metrics_table, rounded
+
+    assert rounded(-1.1246821218458471e-08) == 0.0 and str(rounded(-1.1246821218458471e-08)) == "0.0"
+    assert rounded(0.123456) == 0.123 and rounded(float("nan")) is None
+    df = predictions_table()
+    table = metrics_table(df)
+    assert len(table) == len(table[["output", "metric"]].drop_duplicates())
+    assert all(v == round(v, 3) for v in table["value"])
+    clip = clip_frame_table(df, 5, {"default": {e: [e.lower()] for e in EXPRESSIONS}})
+    assert len(clip) == 8 and clip["p"].is_monotonic_decreasing
+    assert clip["p"].sum() == pytest.approx(1.0, abs=0.01) and clip["prompts"].iloc[0] == clip["expression"].iloc[0].lower()
+    assert clip.iloc[0]["p"] == round(float(df.loc[5, f"clip_default_p_{clip.iloc[0]['expression']}"]), 3)
+    df["box_detected"] = pd.array([True, False] * 45, dtype="boolean")
+    summary = dict(frame_summary(df, 3).itertuples(index=False))
+    assert summary["frame"] == "3" and summary["face box"].startswith("interpolated")
+    assert "face box" not in dict(frame_summary(df, 41).itertuples(index=False))        # no face
+
+
+def test_attention_overlay_and_face_box_drawing():
+    import torch
+
+    from core.attention import face_attention, is_flat, overlay
+    from core.models.ddamfn import DDAMFN
+    from webapp.analyses import BOX_COLORS, draw_box
+
+    torch.manual_seed(0)
+    model = DDAMFN().eval()
+    crop = (np.random.default_rng(0).random((112, 112, 3)) * 255).astype(np.uint8)
+    amap = face_attention(model, crop)
+    out = model(model.preprocess(crop))
+    fused = torch.max(out["attention"][:, 0], out["attention"][:, 1]).mean(dim=1)[0]
+    assert amap.shape == (7, 7) and np.allclose(amap, fused.detach().numpy(), atol=1e-6)
+    assert is_flat(amap)                                       # random weights: one value everywhere
+    tinted = overlay(crop, amap)
+    assert tinted.shape == crop.shape and tinted[..., 2].mean() > crop[..., 2].mean() + 40     # blue (low)
+    ramp = np.tile(np.linspace(0, 1, 7, dtype=np.float32), (7, 1))
+    grey = np.full((112, 112, 3), 128, np.uint8)
+    drawn = overlay(grey, ramp)
+    assert drawn[56, 2, 2] > drawn[56, 2, 0] and drawn[56, 109, 0] > drawn[56, 109, 2]          # blue to red
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    small = draw_box(frame, [400, 100, 800, 600], "interpolated")
+    assert small.shape == (360, 640, 3)
+    assert (small[50:300, 199] == BOX_COLORS["interpolated"]).all(axis=1).sum() > 100          # left edge

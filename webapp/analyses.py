@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +20,12 @@ import pandas as pd
 
 from core import pipeline
 from core.affwild2 import AnnotationError, read_annotation
-from core.faces import crop_face
+from core.attention import face_attention, is_flat, overlay
+from core.faces import crop_face, resize_face
 from core.models.clip import prompt_set
+from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.registry import CARDS, by_label, with_encoders
-from core.table import (BOX_COLUMNS, FACE, FRAME, Analysis, attach_ground_truth, frame_rate,
+from core.table import (BOX_COLUMNS, BOX_DETECTED, FACE, FRAME, Analysis, attach_ground_truth, frame_rate,
                         ground_truth_from_files, ground_truth_from_labels)
 from core.video import VideoError, iter_frames
 from core.weights import WeightsError
@@ -36,6 +39,19 @@ MODEL_CHOICES = tuple(card.label for card in CARDS.values())
 DEFAULT_MODELS = ("DDAMFN+LSTM", "CLIP")
 CROP_SIZE = 224
 GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
+FULL_FRAME_WIDTH = 640  # the whole frame in the frame view is shrunk to at most this width
+DECODED_KEEP = 16     # decoded frames kept for the frame view (one frame is asked for by several outputs)
+BOX_COLORS = {"detected": (40, 200, 40), "interpolated": (255, 160, 0)}   # RGB, as the timeline's shading
+
+
+@dataclass
+class FrameView:
+    """What the page shows of one frame."""
+
+    crop: np.ndarray | None              # the face crop (CROP_SIZE), or without a face the shrunk frame
+    full: np.ndarray | None              # the whole frame with the face box drawn (None: Aff-Wild2 images)
+    model_crop: np.ndarray | None        # the 112x112 crop DDAMFN sees (None without a face)
+    box: str | None                      # "detected" / "interpolated" (by the tracker), None without a box
 
 
 @dataclass
@@ -53,6 +69,7 @@ class Analyses:
         self.config = ctx.config
         self._overview: str | None = None
         self._lock = threading.Lock()
+        self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     # -- choosing a video -------------------------------------------------------------------------------
     def affwild2_item(self, video: str | None) -> VideoItem:
@@ -168,29 +185,117 @@ class Analyses:
         table = state["table"].set_index(FRAME)
         frames = [f for f in frames if f in table.index]
         if state["path"] is None:   # Aff-Wild2: the aligned face images themselves
-            images = self.ctx.affwild2_index().video_frames(state["name"]).set_index("frame")["image_path"]
-            out = {}
-            for f in frames:
-                if isinstance(images.get(f), str):
-                    out[f] = cv2.cvtColor(cv2.imread(images[f]), cv2.COLOR_BGR2RGB)
-            return out
-        images = self._read_frames(state["path"], frames)
+            return self._aligned_images(state, frames)
+        images = self._frames(state["path"], frames)
         out = {}
         for f, image in images.items():
             if table.loc[f, FACE]:
-                out[f] = crop_face(image, table.loc[f, BOX_COLUMNS].to_numpy(
-                    dtype="float64"), CROP_SIZE)
+                out[f] = crop_face(image, self._box(table, f), CROP_SIZE)
             else:
-                h, w = image.shape[:2]
-                out[f] = cv2.resize(image, (CROP_SIZE, max(1, round(h * CROP_SIZE / w))),
-                                    interpolation=cv2.INTER_AREA)
+                out[f] = _shrink(image, CROP_SIZE)
         return out
+
+    def frame_view(self, state: dict, frame: int) -> FrameView:
+        """The crop, the whole frame with its face box, the crop DDAMFN sees and how the box was found."""
+        table = state["table"].set_index(FRAME)
+        if frame not in table.index:
+            return FrameView(None, None, None, None)
+        face = bool(table.loc[frame, FACE])
+        if state["path"] is None:
+            image = self._aligned_images(state, [frame]).get(frame)
+            model_crop = resize_face(image, DDAMFN_SIZE) if image is not None and face else None
+            return FrameView(image, None, model_crop, None)
+        image = self._frames(state["path"], [frame]).get(frame)
+        if image is None:
+            return FrameView(None, None, None, None)
+        if not face:
+            return FrameView(_shrink(image, CROP_SIZE), _shrink(image, FULL_FRAME_WIDTH), None, None)
+        box = self._box(table, frame)
+        detected = table.loc[frame, BOX_DETECTED] if BOX_DETECTED in table else None
+        kind = None if detected is None or pd.isna(detected) else "detected" if bool(detected) else "interpolated"
+        return FrameView(crop_face(image, box, CROP_SIZE), draw_box(image, box, kind),
+                         crop_face(image, box, DDAMFN_SIZE), kind)
+
+    def attention(self, state: dict, view: FrameView) -> tuple[np.ndarray | None, str]:
+        """DDAMFN's fused attention over the frame's face crop (one forward pass of the analysis's DDAMFN,
+        on the CPU) and a sentence saying what it is, "untrained" for random weights."""
+        if view.model_crop is None:
+            return None, "No face in this frame: no attention map."
+        model = self._ddamfn(state)
+        if model is None:
+            return None, "DDAMFN was not part of this analysis: no attention map."
+        amap = face_attention(model.model, view.model_crop)
+        display = view.crop if view.crop is not None and view.crop.shape[0] == view.crop.shape[1] else view.model_crop
+        words = (f"DDAMFN's fused attention (max over its {model.model.net.num_head} heads, mean over 512 "
+                 f"channels; 7x7 over the face) from {amap.min():.3f} to {amap.max():.3f}")
+        words += (": flat, drawn as one tint on the 0-1 scale." if is_flat(amap) else
+                  ", stretched: blue low, red high.")
+        if model.info.untrained:
+            words = "**untrained** (random weights: the map means nothing). " + words
+        return overlay(display, amap), words
+
+    def clip_phrases(self, state: dict) -> dict[str, dict[str, list[str]]]:
+        """Prompt set name -> expression -> its class phrases, for the analysis's CLIP prompt sets."""
+        out = {}
+        for name in (state.get("run") or {}).get("config", {}).get("prompt_sets", []):
+            try:
+                out[name] = {e: list(p) for e, p in self.ctx.prompt_set_object(name).classes.items()}
+            except InputError:            # a saved set deleted since: its phrases are unknown
+                continue
+        return out
+
+    def _ddamfn(self, state: dict):
+        """The analysis's DDAMFN (core.predict.LoadedModel) from its recorded configuration, loaded on
+        the CPU (kept by the Context; the same object as the analysis's when it ran on the CPU); None
+        when the analysis had no DDAMFN."""
+        recorded = dict((state.get("run") or {}).get("config") or {})
+        names = {f.name for f in dataclasses.fields(pipeline.AnalysisConfig)}
+        recorded = {k: v for k, v in recorded.items() if k in names}
+        recorded["models"] = tuple(recorded.get("models", ("ddamfn",)))
+        sets = []
+        for name in recorded.get("prompt_sets", []):
+            try:
+                sets.append(self.ctx.prompt_set_object(name))
+            except InputError:
+                continue
+        recorded["prompt_sets"] = tuple(sets)
+        config = dataclasses.replace(pipeline.AnalysisConfig(**recorded), device="cpu")
+        if "ddamfn" not in config.model_names():
+            return None
+        return self.ctx.loaded_models(config).models.get("ddamfn")
 
     def gallery(self, state: dict, start: int, end: int) -> list[tuple[np.ndarray, str]]:
         """Crops of a segment (at most GALLERY_MAX frames, evenly spaced), captioned by frame."""
         frames = sorted({int(f) for f in np.linspace(start, end, min(GALLERY_MAX, end - start + 1))})
         crops = self.face_crops(state, frames)
         return [(crops[f], f"frame {f}") for f in frames if f in crops]
+
+    @staticmethod
+    def _box(table: pd.DataFrame, frame: int) -> np.ndarray:
+        return table.loc[frame, BOX_COLUMNS].to_numpy(dtype="float64")
+
+    def _aligned_images(self, state: dict, frames: list[int]) -> dict[int, np.ndarray]:
+        """Aff-Wild2's aligned face images (RGB) of the given frames that have one."""
+        images = self.ctx.affwild2_index().video_frames(state["name"]).set_index("frame")["image_path"]
+        return {f: cv2.cvtColor(cv2.imread(images[f]), cv2.COLOR_BGR2RGB) for f in frames
+                if isinstance(images.get(f), str)}
+
+    def _frames(self, path, frames: list[int]) -> dict[int, np.ndarray]:
+        """The requested frames (RGB) through a small cache of decoded frames."""
+        key = str(path)
+        with self._lock:
+            found = {f: self._decoded[(key, f)] for f in frames if (key, f) in self._decoded}
+        missing = [f for f in frames if f not in found]
+        if missing:
+            decoded = self._read_frames(path, missing)
+            found.update(decoded)
+            with self._lock:
+                for f, image in decoded.items():
+                    self._decoded[(key, f)] = image
+                    self._decoded.move_to_end((key, f))
+                while len(self._decoded) > DECODED_KEEP:
+                    self._decoded.popitem(last=False)
+        return found
 
     @staticmethod
     def _read_frames(path, frames: list[int]) -> dict[int, np.ndarray]:
@@ -295,3 +400,26 @@ class Analyses:
         return {"key": key, "name": name, "path": str(path) if path else None, "table": analysis.table,
                 "clip": analysis.clip_embeddings, "run": analysis.run}
 
+
+
+def _shrink(image: np.ndarray, width: int) -> np.ndarray:
+    """The image at most `width` wide, aspect kept."""
+    h, w = image.shape[:2]
+    if w <= width:
+        return image
+    return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+
+
+def draw_box(image: np.ndarray, box, kind: str | None) -> np.ndarray:
+    """The whole frame (shrunk to FULL_FRAME_WIDTH) with the face box drawn: green where MTCNN detected
+    it, amber where the tracker interpolated it between detections, with the word beside it."""
+    small = _shrink(image, FULL_FRAME_WIDTH).copy()
+    scale = small.shape[1] / image.shape[1]
+    x1, y1, x2, y2 = (np.asarray(box, np.float64) * scale).round().astype(int)
+    color = BOX_COLORS.get(kind or "detected")
+    thick = max(2, small.shape[1] // 200)
+    cv2.rectangle(small, (x1, y1), (x2, y2), color, thick)
+    if kind:
+        cv2.putText(small, kind, (x1, max(14, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1 + thick // 2,
+                    cv2.LINE_AA)
+    return small

@@ -1,7 +1,10 @@
-"""Plotly figures drawn from the per-frame predictions table (column names as in the team contract).
+"""Plotly figures drawn from the per-frame predictions table (column names from core.table).
 
 Every timeline shares one time axis (seconds), so a moment lines up across valence, arousal, the
-expression strip and the AU heatmaps. Frames without a face are shaded grey in every row.
+expression strip and the AU heatmaps. Frames without a face, and frames whose face box was interpolated
+for longer than the detection cadence, are shaded in every row. A red cursor line marks the current
+frame; the page's script (webapp/page.js) moves it (it finds the shape by CURSOR_NAME and reads the
+frame rate from layout.meta).
 """
 from __future__ import annotations
 
@@ -12,10 +15,24 @@ from plotly.subplots import make_subplots
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from core.labels import AUS, EXPRESSION_COLORS, EXPRESSIONS
+from core.table import (AROUSAL, AU_DECISIONS, AU_PROBS, BOX_DETECTED, EXPR, FACE, FRAME, TIME,
+                        VALENCE, clip_expr, clip_probs, clip_sets, frame_rate, gt)
 
-PRED_COLOR = "#1f77b4"
-GT_COLOR = "#2ca02c"
-FACELESS_COLOR = "rgba(120,120,120,0.25)"
+# Valence and arousal each have their own hue; the annotation is a darker shade, dashed.
+LINE_STYLES = {
+    (VALENCE, "prediction"): dict(color="#1f77b4", dash="solid"),
+    (VALENCE, "annotation"): dict(color="#0b3c6b", dash="dash"),
+    (AROUSAL, "prediction"): dict(color="#e6550d", dash="solid"),
+    (AROUSAL, "annotation"): dict(color="#7f2704", dash="dash"),
+}
+FACELESS_COLOR = "rgba(90,90,90,0.28)"
+INTERPOLATED_COLOR = "rgba(255,170,0,0.28)"
+CURSOR_COLOR = "#e31a1c"
+CURSOR_NAME = "cursor"
+ROW_GAP_PX = 38          # between rows: room for the row's title above it
+AU_SCALES = {"AU probability": ("Blues", "p", None),
+             "AU annotation": ("Greens", "", (["absent", "present"])),
+             "AU disagreement": ("Reds", "", (["agree", "disagree"]))}
 
 
 def _expression_colorscale() -> list[list]:
@@ -46,76 +63,109 @@ def _frame_step(time_s: np.ndarray) -> float:
 def expression_rows(df: pd.DataFrame) -> list[tuple[str, str]]:
     """(row label, column) for each expression track in the table: prediction, CLIP sets, ground truth."""
     rows = []
-    if "expr" in df:
-        rows.append(("model", "expr"))
-    for col in df.columns:
-        if col.startswith("clip_") and col.endswith("_expr"):
-            rows.append((f"CLIP {col[len('clip_'):-len('_expr')]}", col))
-    if "gt_expr" in df:
-        rows.append(("annotation", "gt_expr"))
+    if EXPR in df:
+        rows.append(("model", EXPR))
+    rows += [(f"CLIP {name}", clip_expr(name)) for name in clip_sets(df)]
+    if gt(EXPR) in df:
+        rows.append(("annotation", gt(EXPR)))
     return rows
 
 
-def timeline_figure(df: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """All per-frame tracks of one video on one shared time axis.
+def shaded_spans(df: pd.DataFrame, detect_every: int = 2) -> list[tuple[str, int, int]]:
+    """(kind, first, last row position) of the spans shaded on the timeline: "no face" (predictions there
+    are interpolated from the face frames around, or empty), and "box interpolated": face frames whose box
+    was interpolated (box_detected False) for longer than the detection cadence, i.e. where MTCNN missed
+    the face and the track carried it."""
+    spans = []
+    if FACE in df:
+        face = df[FACE].astype(bool).to_numpy()
+        spans += [("no face", s, e) for s, e in _runs(~face)]
+        if BOX_DETECTED in df:
+            tracked = face & (df[BOX_DETECTED].astype("boolean").fillna(True).to_numpy() == False)  # noqa: E712
+            spans += [("box interpolated", s, e) for s, e in _runs(tracked) if e - s + 1 >= detect_every]
+    return spans
+
+
+def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | None = None) -> go.Figure:
+    """All per-frame tracks of one video on one shared time axis, with the cursor at `frame` (default:
+    the first frame with a face).
 
     Rows appear only for what the table holds: valence and arousal (prediction and ground truth),
     an expression strip (predictions above the annotation), AU probabilities, and with AU ground truth
-    the annotated AUs and the disagreements between decisions and annotation.
+    the annotated AUs and the disagreements between decisions and annotation. layout.meta carries the
+    frame rate, the first timestamp and the frame count for the page's script.
     """
-    t = _as_float(df["time_s"])
-    frames = df["frame"].to_numpy()
-    has_au_gt = all(f"gt_{au}" in df for au in AUS)
+    t = _as_float(df[TIME])
+    frames = df[FRAME].to_numpy()
+    has_au_gt = all(gt(au) in df for au in AUS)
     rows: list[tuple[str, float]] = []  # (kind, relative height)
-    rows += [(name, 1.0) for name in ("valence", "arousal") if name in df or f"gt_{name}" in df]
+    rows += [(name, 1.0) for name in (VALENCE, AROUSAL) if name in df or gt(name) in df]
     expr_rows = expression_rows(df)
     if expr_rows:
         rows.append(("expression", 0.25 + 0.18 * len(expr_rows)))
-    if all(f"p_{au}" in df for au in AUS):
+    if all(c in df for c in AU_PROBS):
         rows.append(("AU probability", 1.4))
     if has_au_gt:
         rows += [("AU annotation", 1.4)]
-        if all(au in df for au in AUS):
+        if all(au in df for au in AU_DECISIONS):
             rows.append(("AU disagreement", 1.4))
     if not rows:
         raise ValueError("the table has no prediction or annotation columns to plot")
 
+    plot_px = 150 * sum(h for _, h in rows)
+    height = int(plot_px + 170 + ROW_GAP_PX * (len(rows) - 1))
     fig = make_subplots(
-        rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.03,
+        rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=ROW_GAP_PX / (plot_px + ROW_GAP_PX * len(rows)),
         row_heights=[h for _, h in rows], subplot_titles=[kind for kind, _ in rows],
     )
     for r, (kind, _) in enumerate(rows, start=1):
-        if kind in ("valence", "arousal"):
+        if kind in (VALENCE, AROUSAL):
             _add_va_row(fig, df, kind, t, frames, r)
         elif kind == "expression":
             _add_expression_row(fig, df, expr_rows, t, frames, r)
         else:
             _add_au_row(fig, df, kind, t, frames, r)
+    for annotation in fig.layout.annotations:      # row titles: left, just above their row
+        annotation.update(x=0, xanchor="left", font=dict(size=13))
 
-    if "face" in df:
-        step = _frame_step(t)
-        for start, end in _runs(~df["face"].astype(bool).to_numpy()):
-            fig.add_vrect(
-                x0=t[start] - step / 2, x1=t[end] + step / 2, fillcolor=FACELESS_COLOR,
-                line_width=0, layer="below", row="all", col=1,
-            )
+    step = _frame_step(t)
+    colors = {"no face": FACELESS_COLOR, "box interpolated": INTERPOLATED_COLOR}
+    for kind, start, end in shaded_spans(df):
+        fig.add_vrect(x0=t[start] - step / 2, x1=t[end] + step / 2, fillcolor=colors[kind], line_width=0,
+                      layer="above", row="all", col=1)
+    for kind in sorted({kind for kind, _, _ in shaded_spans(df)}):      # a legend entry per shading
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{kind} (shaded)",
+                                 marker=dict(color=colors[kind], size=12, symbol="square"), hoverinfo="skip",
+                                 ), row=1, col=1)
+    if frame is None:
+        faces = np.flatnonzero(df[FACE].astype(bool).to_numpy()) if FACE in df else []
+        frame = int(frames[faces[0]]) if len(faces) else int(frames[0])
+    at = float(t[np.searchsorted(frames, frame).clip(0, len(t) - 1)])
+    fig.add_shape(type="line", name=CURSOR_NAME, x0=at, x1=at, xref="x", yref="paper", y0=0, y1=1,
+                  line=dict(color=CURSOR_COLOR, width=2), layer="above")
     fig.update_xaxes(title_text="time (s)", row=len(rows), col=1)
+    fig.update_xaxes(ticksuffix=" s", hoverformat=".2f", showspikes=False,
+                     unifiedhovertitle=dict(text="%{x:.2f} s"))
+    top = 52 if title else 26         # the title first, then the legend (about three lines) above the rows
     fig.update_layout(
-        title=title, height=180 + 150 * sum(h for _, h in rows), hovermode="x unified",
-        margin=dict(l=70, r=20, t=60 if title else 30, b=40),
-        legend=dict(yanchor="top", y=1.0, x=1.01, tracegroupgap=4),
+        title=dict(text=title, x=0.01, xanchor="left", y=1 - 24 / height, yanchor="top", yref="container"),
+        height=height, hovermode="x unified", clickmode="event",
+        margin=dict(l=70, r=90, t=top + 86, b=40),
+        legend=dict(orientation="h", yanchor="top", y=1 - top / height, yref="container", x=0, xanchor="left",
+                    tracegroupgap=0),
+        meta={"fps": frame_rate(df), "t0": float(t[0]) if len(t) else 0.0, "frames": int(len(df)),
+              "first_frame": int(frames[0]) if len(frames) else 0},
     )
     return fig
 
 
 def _add_va_row(fig, df, name, t, frames, row):
-    for col, label, color, dash in ((name, "prediction", PRED_COLOR, None),
-                                    (f"gt_{name}", "annotation", GT_COLOR, "dot")):
+    for col, label in ((name, "prediction"), (gt(name), "annotation")):
         if col in df:
             fig.add_trace(go.Scatter(
-                x=t, y=_as_float(df[col]), customdata=frames, mode="lines",
-                name=f"{name} {label}", line=dict(color=color, dash=dash, width=1.5),
-                hovertemplate=f"{name} {label}: %{{y:.2f}}<br>frame %{{customdata}}<extra></extra>",
+                x=t, y=_as_float(df[col]), customdata=frames, mode="lines", name=f"{name} {label}",
+                line=dict(width=2, **LINE_STYLES[(name, label)]),
+                hovertemplate=f"{name} {label}: %{{y:.3f}} (frame %{{customdata}})<extra></extra>",
             ), row=row, col=1)
     fig.update_yaxes(range=[-1.05, 1.05], title_text=name, row=row, col=1)
 
@@ -128,30 +178,36 @@ def _add_expression_row(fig, df, expr_rows, t, frames, row):
     fig.add_trace(go.Heatmap(
         x=t, y=labels, z=z, text=text, customdata=np.broadcast_to(frames, z.shape),
         zmin=-0.5, zmax=len(EXPRESSIONS) - 0.5, colorscale=_expression_colorscale(), showscale=False,
-        hovertemplate="%{y}: %{text}<br>frame %{customdata}<extra></extra>", name="expression",
+        hovertemplate="%{y}: %{text} (frame %{customdata})<extra></extra>", name="expression",
     ), row=row, col=1)
     # A legend for the colours: one invisible marker per class.
     for name, color in zip(EXPRESSIONS, EXPRESSION_COLORS):
         fig.add_trace(go.Scatter(
             x=[None], y=[None], mode="markers", marker=dict(color=color, size=10, symbol="square"),
-            name=name, legendgroup="expressions", showlegend=True, hoverinfo="skip",
+            name=name, showlegend=True, hoverinfo="skip",
         ), row=row, col=1)
 
 
 def _add_au_row(fig, df, kind, t, frames, row):
     if kind == "AU probability":
-        z = np.vstack([_as_float(df[f"p_{au}"]) for au in AUS])
-        scale, zmax, fmt = "Blues", 1.0, "%{z:.2f}"
+        z = np.vstack([_as_float(df[c]) for c in AU_PROBS])
+        fmt = "%{z:.3f}"
     elif kind == "AU annotation":
-        z = np.vstack([_as_float(df[f"gt_{au}"]) for au in AUS])
-        scale, zmax, fmt = "Greens", 1.0, "%{z:.0f}"
+        z = np.vstack([_as_float(df[gt(au)]) for au in AUS])
+        fmt = "%{z:.0f}"
     else:  # decision != annotation; invalid annotation stays blank
-        z = np.vstack([np.abs(_as_float(df[au]) - _as_float(df[f"gt_{au}"])) for au in AUS])
-        scale, zmax, fmt = "Reds", 1.0, "%{z:.0f}"
+        z = np.vstack([np.abs(_as_float(df[au]) - _as_float(df[gt(au)])) for au in AUS])
+        fmt = "%{z:.0f}"
+    scale, title, ticks = AU_SCALES[kind]
+    domain = fig.get_subplot(row, 1).yaxis.domain           # the colour bar stands beside its own row
+    colorbar = dict(title=dict(text=title, side="right"), thickness=12, x=1.01, xanchor="left",
+                    y=(domain[0] + domain[1]) / 2, len=domain[1] - domain[0], yanchor="middle")
+    if ticks:
+        colorbar.update(tickvals=[0, 1], ticktext=ticks)
     fig.add_trace(go.Heatmap(
-        x=t, y=list(AUS), z=z, zmin=0.0, zmax=zmax, colorscale=scale, showscale=False,
+        x=t, y=list(AUS), z=z, zmin=0.0, zmax=1.0, colorscale=scale, showscale=True, colorbar=colorbar,
         customdata=np.broadcast_to(frames, z.shape), name=kind,
-        hovertemplate=f"%{{y}} {kind}: {fmt}<br>frame %{{customdata}}<extra></extra>",
+        hovertemplate=f"%{{y}} {kind}: {fmt} (frame %{{customdata}})<extra></extra>",
     ), row=row, col=1)
 
 
@@ -183,15 +239,15 @@ def confusion_figure(pred, gt, title: str) -> go.Figure:
 
 def prompt_probabilities_figure(df: pd.DataFrame, set_names: list[str]) -> go.Figure:
     """Per-frame class probabilities of several CLIP prompt sets, one row each, on one time axis."""
-    t = _as_float(df["time_s"])
+    t = _as_float(df[TIME])
     fig = make_subplots(rows=len(set_names), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[f"prompt set {name}" for name in set_names])
     for r, name in enumerate(set_names, start=1):
-        for expr, color in zip(EXPRESSIONS, EXPRESSION_COLORS):
+        for expr, color, col in zip(EXPRESSIONS, EXPRESSION_COLORS, clip_probs(name)):
             fig.add_trace(go.Scatter(
-                x=t, y=_as_float(df[f"clip_{name}_p_{expr}"]), mode="lines", name=expr,
+                x=t, y=_as_float(df[col]), mode="lines", name=expr,
                 line=dict(color=color, width=1.2), legendgroup=expr, showlegend=r == 1,
-                hovertemplate=f"{name} {expr}: %{{y:.2f}}<extra></extra>",
+                hovertemplate=f"{name} {expr}: %{{y:.3f}}<extra></extra>",
             ), row=r, col=1)
         fig.update_yaxes(range=[0, 1], title_text="p", row=r, col=1)
     fig.update_xaxes(title_text="time (s)", row=len(set_names), col=1)

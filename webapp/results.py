@@ -13,7 +13,17 @@ import pandas as pd
 from core import metrics
 from core.labels import AUS, EXPRESSIONS
 from core.registry import CARDS
-from core.table import Analysis, clip_sets, write_submissions
+from core.table import (AROUSAL, AU_DECISIONS, BOX_DETECTED, EXPR, FACE, FILLED, FRAME, TIME, VALENCE, Analysis,
+                        clip_expr, clip_probs, clip_sets, gt, write_submissions)
+
+DECIMALS = 3          # every number a table on the page shows is rounded to this
+
+
+def rounded(value) -> float | None:
+    """A number for a table: DECIMALS places, no "-0.0", None for a missing value."""
+    if value is None or pd.isna(value):
+        return None
+    return round(float(value), DECIMALS) + 0.0
 
 
 def output_names(run: dict) -> dict[str, str]:
@@ -42,8 +52,8 @@ def metrics_table(df: pd.DataFrame, run: dict | None = None) -> pd.DataFrame:
     name = lambda output: names.get(output, output)                                  # noqa: E731
 
     def add(output, metric, scores, key, frames):
-        rows.append({"output": output, "metric": metric, "value": round(float(scores[key]), 4),
-                     "frames": int(frames), "missing": scores["missing_predictions"]})
+        rows.append({"output": output, "metric": metric, "value": rounded(scores[key]),
+                     "frames": int(frames), "missing": int(scores["missing_predictions"])})
 
     if {"valence", "arousal", "gt_valence", "gt_arousal"} <= set(df.columns):
         scores = metrics.va_scores(df[["valence", "arousal"]], df[["gt_valence", "gt_arousal"]], allow_missing=True)
@@ -74,7 +84,7 @@ def prompt_f1_table(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     scores = [metrics.expr_scores(df[f"clip_{n}_expr"], df["gt_expr"], allow_missing=True) if annotated else None
               for n in names]
     return pd.DataFrame({"prompt set": names,
-                         "P_EXPR (F1, 8 classes)": [round(s["p_expr"], 4) if s else None for s in scores],
+                         "P_EXPR (F1, 8 classes)": [rounded(s["p_expr"]) if s else None for s in scores],
                          "missing": [s["missing_predictions"] if s else None for s in scores]},
                         columns=PROMPT_F1_COLUMNS)
 
@@ -89,29 +99,54 @@ def write_downloads(analysis: Analysis, video: str, out_dir: Path) -> list[Path]
     return paths + write_submissions({video: analysis.table}, out_dir, name=f"{video}_{{TASK}}_submission.txt")
 
 
+BOX_KINDS = {True: "detected (MTCNN ran on this frame)", False: "interpolated between detected frames"}
+
+
 def frame_summary(df: pd.DataFrame, frame: int) -> pd.DataFrame:
     """One frame's predictions and labels as a two-column table (what, value) for the page."""
-    row = df.loc[df["frame"] == frame]
+    row = df.loc[df[FRAME] == frame]
     if row.empty:
         raise ValueError(f"frame {frame} is not in the table (0..{len(df) - 1})")
     row = row.iloc[0]
-    items = [("time (s)", f"{row['time_s']:.3f}"), ("face", str(bool(row.get("face", False))))]
-    if "filled" in row and bool(row["filled"]):
-        items.append(("note", "no face: prediction copied from neighbouring frames"))
-    for name in ("valence", "arousal"):
-        for col in (name, f"gt_{name}"):
+    items = [("frame", str(int(row[FRAME]))), ("time (s)", f"{row[TIME]:.3f}"),
+             ("face", str(bool(row.get(FACE, False))))]
+    if bool(row.get(FACE, False)) and BOX_DETECTED in row and pd.notna(row[BOX_DETECTED]):
+        items.append(("face box", BOX_KINDS[bool(row[BOX_DETECTED])]))
+    if FILLED in row and bool(row[FILLED]):
+        items.append(("note", "no face: prediction interpolated from neighbouring frames"))
+    for name in (VALENCE, AROUSAL):
+        for col in (name, gt(name)):
             if col in row and pd.notna(row[col]):
                 items.append((col, f"{row[col]:+.3f}"))
-    for col in ["expr", *[f"clip_{s}_expr" for s in clip_sets(df)], "gt_expr"]:
+    for col in [EXPR, *[clip_expr(s) for s in clip_sets(df)], gt(EXPR)]:
         if col in row and pd.notna(row[col]):
             items.append((col, EXPRESSIONS[int(row[col])]))
-    active = [au for au in AUS if au in row and pd.notna(row[au]) and int(row[au]) == 1]
-    if any(au in row for au in AUS):
+    active = [au for au in AU_DECISIONS if au in row and pd.notna(row[au]) and int(row[au]) == 1]
+    if any(au in row for au in AU_DECISIONS):
         items.append(("AUs predicted", ", ".join(active) or "none"))
-    if all(f"gt_{au}" in row for au in AUS):
-        gt_active = [au for au in AUS if pd.notna(row[f"gt_{au}"]) and int(row[f"gt_{au}"]) == 1]
+    if all(gt(au) in row for au in AUS):
+        gt_active = [au for au in AUS if pd.notna(row[gt(au)]) and int(row[gt(au)]) == 1]
         items.append(("AUs annotated", ", ".join(gt_active) or "none"))
     return pd.DataFrame(items, columns=["what", "value"])
+
+
+CLIP_FRAME_COLUMNS = ["prompt set", "expression", "prompts", "p"]
+
+
+def clip_frame_table(df: pd.DataFrame, frame: int, phrases: dict[str, dict[str, list[str]]] | None = None
+                     ) -> pd.DataFrame:
+    """CLIP's probability of each expression's prompts at one frame, per CLIP output in the table
+    (prompt sets, adapter, LSTM), most probable first. `phrases`: set name -> expression -> the class
+    phrases its prompts are built from (shown when known)."""
+    row = df.loc[df[FRAME] == frame]
+    rows = []
+    for name in clip_sets(df):
+        known = (phrases or {}).get(name, {})
+        probs = [] if row.empty else [(e, row.iloc[0][c]) for e, c in zip(EXPRESSIONS, clip_probs(name))]
+        for expr, p in sorted(probs, key=lambda item: -np.nan_to_num(float(item[1]), nan=-1.0)):
+            rows.append({"prompt set": name, "expression": expr, "prompts": " | ".join(known.get(expr, [])),
+                         "p": rounded(p)})
+    return pd.DataFrame(rows, columns=CLIP_FRAME_COLUMNS)
 
 
 def weights_table(models: dict[str, dict]) -> list[str]:

@@ -221,12 +221,22 @@ class DDAMNet(nn.Module):
     def attention_maps(self, feats) -> list[torch.Tensor]:
         return [getattr(self, f"cat_head{i}")(feats) for i in range(self.num_head)]
 
-    def _pool(self, feats, maps):
-        """Fuse the heads by element-wise max, gate the features, GDConv-pool to (B, 512)."""
+    @staticmethod
+    def fuse(maps) -> torch.Tensor:
+        """The heads' maps fused by element-wise max: what gates the features, (B, 512, 7, 7)."""
         fused = maps[0]
         for m in maps[1:]:
             fused = torch.max(fused, m)
-        return self.Linear(feats * fused).flatten(1)
+        return fused
+
+    def _pool(self, feats, maps):
+        """Fuse the heads by element-wise max, gate the features, GDConv-pool to (B, 512)."""
+        return self.Linear(feats * self.fuse(maps)).flatten(1)
+
+    def fused_attention(self, x) -> torch.Tensor:
+        """(B, 3, 112, 112) -> the fused attention map (B, 512, 7, 7) that gates the 7x7 features: what
+        the model looks at (core.attention draws it)."""
+        return self.fuse(self.attention_maps(self.features(x)))
 
     def forward_features(self, x):
         feats = self.features(x)

