@@ -66,7 +66,7 @@ class AnalyseTab:
         crop, frame_info = self.frame_view(state, first)
         return (state, a.run_summary(analysis.run, item.name, notes),
                 plots.timeline_figure(table, item.name), results.metrics_table(table, analysis.run),
-                gr.update(maximum=int(table[FRAME].max()), value=first), crop, frame_info,
+                gr.update(maximum=max(1, int(table[FRAME].max())), value=first), crop, frame_info,
                 [str(p) for p in downloads], self.reviews.review_queue(self.reviews.labelled_table(key, table)),
                 key)
 
