@@ -16,7 +16,7 @@ videos (reviewers, videos, the list of videos), labels (annotation sets, effecti
 (prediction runs), review (flags and their resolution, corrections and decisions, audit trail), models
 (model records, training jobs), prompts (CLIP prompt sets).
 """
-from db.repo.common import MAX_TEXT_LENGTH, NotFoundError, ReviewRuleError, ValidationError
+from db.repo.common import DatabaseBusy, NotFoundError, ReviewRuleError, ValidationError
 from db.repo.labels import (
     annotation_frame,
     effective_labels,
@@ -31,11 +31,12 @@ from db.repo.models import (
     get_model,
     list_jobs,
     list_models,
+    reap_dead_jobs,
     register_model,
     start_job,
     update_job_progress,
 )
-from db.repo.prompts import get_prompt_set, list_prompt_sets, save_prompt_set
+from db.repo.prompts import check_prompt_set, get_prompt_set, list_prompt_sets, save_prompt_set
 from db.repo.review import (
     add_correction,
     add_flag,
@@ -61,11 +62,12 @@ from db.repo.videos import (
 )
 
 __all__ = [
-    "MAX_TEXT_LENGTH", "NotFoundError", "ReviewRuleError", "ValidationError",
+    "DatabaseBusy", "NotFoundError", "ReviewRuleError", "ValidationError",
     "annotation_frame", "effective_labels", "excluded_frames", "import_annotations", "latest_annotation_set",
-    "create_job", "finish_job", "get_job", "get_model", "list_jobs", "list_models", "register_model", "start_job",
+    "create_job", "finish_job", "get_job", "get_model", "list_jobs", "list_models", "reap_dead_jobs", "register_model",
+    "start_job",
     "update_job_progress",
-    "get_prompt_set", "list_prompt_sets", "save_prompt_set",
+    "check_prompt_set", "get_prompt_set", "list_prompt_sets", "save_prompt_set",
     "add_correction", "add_flag", "correction_value", "decide_correction", "history", "list_corrections",
     "list_flags", "resolve_flag", "revise_decision", "waiting_for",
     "add_prediction_run", "find_run", "latest_run", "list_prediction_runs",
