@@ -16,10 +16,12 @@ lock later), and waits at most 30 s for it (write() sets its own bound). Session
 cannot write: SQLite's query_only, PostgreSQL's READ ONLY transactions.
 
 Writes that people wait for go through write(): one transaction, retried whole while the database is
-busy, for a bounded time, then DatabaseBusy.
+busy, for a bounded time, then DatabaseBusy. On SQLite, write() callers take turns (_WriterTurns) before
+they begin, so fifty writers in several processes neither poll the file nor starve.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import threading
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -41,10 +43,8 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000     # a write transaction outside write() (scripts, training jobs) waits this long
 BUSY_MESSAGE = "The database is busy with other reviewers' work: nothing was saved. Try again in a moment."
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
-# A write tries SQLite's lock for ATTEMPT_WAIT_S (its busy handler polls ever more slowly, at last every
-# 100 ms, which leaves the lock idle between writers of different processes), then pauses at random, at
-# most MAX_PAUSE_S, and tries again.
-ATTEMPT_WAIT_S, MAX_PAUSE_S = 0.05, 0.02
+TURN_POLL_S = 0.001                  # how often a SQLite writer tries the lock file while another writes
+FIRST_PAUSE_S, MAX_PAUSE_S = 0.01, 1.0   # pauses before a retry: random, doubling up to the maximum
 PG_RETRY_STATES = ("40001", "40P01", "55P03")   # serialization failure, deadlock, lock not available
 DB_FILE_NAME = "affectlens.db"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -149,15 +149,51 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-# One lock per SQLite file and process: threads of one process take turns in it instead of all polling
-# the file (SQLite's busy handler sleeps up to 100 ms between tries, so polling writers starve).
-_SQLITE_WRITERS: dict[str, threading.Lock] = {}
+class _WriterTurns:
+    """Turns at writing one SQLite file: threads of this process wait in a lock, and the thread that has
+    it takes a lock file beside the database (flock), tried every millisecond. SQLite's own busy
+    handler sleeps ever longer between tries, up to 100 ms, so the database stood idle between writers
+    of different processes and unlucky ones starved; a flock try is one cheap system call. The lock
+    file is opened for each turn and closed after it, so a forked child never shares a held turn."""
+
+    def __init__(self, database: str):
+        self.lock_file = database + "-writers"
+        self.threads = threading.Lock()
+        self.fd: int | None = None
+
+    def take(self, deadline: float) -> bool:
+        """Wait for this thread's turn until `deadline` (time.monotonic()); False when it did not come."""
+        if not self.threads.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.fd = fd
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    self.threads.release()
+                    return False
+                time.sleep(TURN_POLL_S)
+
+    def give_back(self) -> None:
+        os.close(self.fd)                      # releases the flock
+        self.fd = None
+        self.threads.release()
 
 
-def _writer_lock(engine: Engine) -> threading.Lock | None:
-    if engine.dialect.name != "sqlite":
+_TURNS: dict[str, _WriterTurns] = {}           # one per SQLite file in this process, made on first write
+
+
+def _turns(engine: Engine) -> _WriterTurns | None:
+    """The turns of a SQLite file (None for other databases, whose locks queue writers fairly)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return _SQLITE_WRITERS.setdefault(str(Path(engine.url.database or ":memory:").resolve()), threading.Lock())
+    path = str(Path(database).resolve())
+    return _TURNS.get(path) or _TURNS.setdefault(path, _WriterTurns(path))
 
 
 def _busy(err: Exception) -> bool:
@@ -174,22 +210,21 @@ def _busy(err: Exception) -> bool:
 def write(sessions: sessionmaker[Session], work: Callable[[Session], T], timeout_s: float | None = None) -> T:
     """Run work(session) as one write transaction, commit, and return what work returned.
 
-    While the database is busy with other writers the whole transaction is rolled back and run again
-    after a random, growing pause, for at most timeout_s seconds in all (default db.limits.WRITE_TIMEOUT_S);
-    then DatabaseBusy: nothing was saved. work may thus run more than once, so it must only read and
-    write through the session (its writes are undone before a retry). Any other error is raised as it is.
+    Waiting for other writers is bounded: timeout_s seconds in all (default db.limits.WRITE_TIMEOUT_S),
+    then DatabaseBusy, with nothing saved. While the database is busy (SQLite's lock taken, a PostgreSQL
+    deadlock or lock timeout) the whole transaction is rolled back and run again after a random, growing
+    pause; work may thus run more than once, so it must only read and write through the session (its
+    writes are undone before a retry). Any other error is raised as it is.
     """
     deadline = time.monotonic() + (WRITE_TIMEOUT_S if timeout_s is None else timeout_s)
-    lock = _writer_lock(sessions.kw["bind"])
-    pause = 0.002
+    turns = _turns(sessions.kw["bind"])
+    pause = FIRST_PAUSE_S
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or (lock is not None and not lock.acquire(timeout=remaining)):
+        if turns is not None and not turns.take(deadline):
             raise DatabaseBusy(BUSY_MESSAGE)
         try:
             with sessions.begin() as session:
-                busy_ms = max(1, int(min(remaining, ATTEMPT_WAIT_S) * 1000))
-                session.connection(execution_options={"affectlens_busy_ms": busy_ms})
+                _bound_waits(session, deadline - time.monotonic())
                 return work(session)
         except (DBAPIError, PoolTimeout) as err:
             if not _busy(err):
@@ -197,7 +232,17 @@ def write(sessions: sessionmaker[Session], work: Callable[[Session], T], timeout
             if time.monotonic() + pause >= deadline:
                 raise DatabaseBusy(BUSY_MESSAGE) from err
         finally:
-            if lock is not None:
-                lock.release()
-        time.sleep(random.uniform(0, pause))
+            if turns is not None:
+                turns.give_back()
+        time.sleep(random.uniform(pause / 2, pause))
         pause = min(pause * 2, MAX_PAUSE_S)
+
+
+def _bound_waits(session: Session, remaining_s: float) -> None:
+    """Make the transaction give up waiting for a lock when the time is up: SQLite's busy timeout (set as
+    the transaction begins), PostgreSQL's lock_timeout (for this transaction only)."""
+    wait_ms = max(1, int(remaining_s * 1000))
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={"affectlens_busy_ms": wait_ms})
+    elif session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": str(wait_ms)})
