@@ -18,15 +18,16 @@ from db.repo.common import NotFoundError, ReviewRuleError, ValidationError, _row
 from db.repo.videos import get_reviewer
 
 
-def _strings(values, what: str, limit: int) -> list[str]:
-    """A list of at most `limit` texts of at most MAX_PROMPT_LENGTH characters (only limit + 1 are read)."""
+def _strings(values, what: str, one: str) -> list[str]:
+    """A list of at most MAX_PROMPTS_PER_CLASS texts (only one more is read) of at most MAX_PROMPT_LENGTH
+    characters each; `what` names the list and `one` an item in messages."""
     if isinstance(values, str) or not isinstance(values, Iterable):
         raise ValidationError(f"{what} must be a list of strings")
-    values = list(islice(values, limit + 1))
-    if len(values) > limit:
-        raise ValidationError(f"{what}: more than {limit} (a prompt set has at most {MAX_PROMPTS_PER_CLASS} "
-                              f"prompts per class and {MAX_PROMPTS} in all)")
-    return [_text(v, what, MAX_PROMPT_LENGTH) for v in values]
+    values = list(islice(values, MAX_PROMPTS_PER_CLASS + 1))
+    if len(values) > MAX_PROMPTS_PER_CLASS:
+        raise ValidationError(f"{what}: more than {MAX_PROMPTS_PER_CLASS} (a prompt set has at most "
+                              f"{MAX_PROMPTS_PER_CLASS} prompts per class and {MAX_PROMPTS} in all)")
+    return [_text(v, one, MAX_PROMPT_LENGTH) for v in values]
 
 
 def check_prompt_set(name, templates, classes) -> tuple[str, list[str], dict[str, list[str]]]:
@@ -36,7 +37,7 @@ def check_prompt_set(name, templates, classes) -> tuple[str, list[str], dict[str
     name = _text(name, "prompt set name", 100)
     if not name.replace("_", "").isalnum() or not name.isascii():
         raise ValidationError(f"prompt set name {name!r} must be letters, digits or _")
-    templates = _strings(templates, f"prompt set {name}: templates", MAX_PROMPTS_PER_CLASS)
+    templates = _strings(templates, f"prompt set {name}: templates", f"prompt set {name}: a template")
     if not templates or any(t.count("{}") != 1 for t in templates):
         raise ValidationError(f"prompt set {name}: every template needs exactly one {{}}")
     if not isinstance(classes, Mapping) or set(classes) != set(EXPRESSIONS):
@@ -44,7 +45,7 @@ def check_prompt_set(name, templates, classes) -> tuple[str, list[str], dict[str
     out = {}
     for c in EXPRESSIONS:
         phrasings = [classes[c]] if isinstance(classes[c], str) else classes[c]
-        out[c] = _strings(phrasings, f"prompt set {name}: phrasings of {c}", MAX_PROMPTS_PER_CLASS)
+        out[c] = _strings(phrasings, f"prompt set {name}: phrasings of {c}", f"prompt set {name}: a phrasing of {c}")
         if not out[c]:
             raise ValidationError(f"prompt set {name}: no phrasing for {c}")
         if len(templates) * len(out[c]) > MAX_PROMPTS_PER_CLASS:
