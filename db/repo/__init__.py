@@ -1,8 +1,12 @@
 """Reading and writing the review database. Every function takes a Session first; the caller opens it and
-commits (`with sessions.begin() as session: ...`), so one Gradio event or one script step is one transaction.
+commits, so one Gradio event or one script step is one transaction: writes through
+db.engine.write(sessions, lambda session: ...) (retried while the database is busy, then DatabaseBusy),
+reads in a read-only session (`with readers.begin() as session: ...`, make_session_factory(engine,
+read_only=True)), which never waits for a writer.
 
 Writes check their input before they touch the session: a bad range, value, reason, an unknown video or
-reviewer raises ValidationError (a ValueError) and nothing is added. Flags and corrections carry an
+reviewer, an id or frame that is not a whole number in range, a text or prompt set over its limit
+(db/limits.py) raises ValidationError (a ValueError) and nothing is added. Flags and corrections carry an
 idempotency key, given by the client (one per form submission) or derived from the content, under a UNIQUE
 constraint: the same submission sent twice -- a double click, a retried request, two processes racing --
 is stored once and the stored row is returned. Corrections are never edited: a reviewer other than the
