@@ -2,7 +2,9 @@
 
 Invalid markers (-5 for VA, -1 for EXPR and AU) are turned into missing values (NaN / <NA>) the moment a
 file is read, so no marker can reach a metric or a loss as a number. A malformed file raises
-AnnotationError naming the file and the line, instead of yielding silently shifted frames.
+AnnotationError naming the file (by its base name: an upload's server-side path means nothing to the
+user and should not be shown) and the line, instead of yielding silently shifted frames. Files are read
+line by line, so a file longer than its video is refused at its first surplus line, not after parsing.
 
 Frame numbering: annotation line i after the header (i = 0, 1, ...) is frame i, image f"{i+1:05d}.jpg"
 in cropped_aligned/<video>/.
@@ -49,7 +51,8 @@ class AnnotationError(ValueError):
 
     def __init__(self, path, line: int | None, message: str):
         self.path, self.line = str(path), line
-        where = f"{path}, line {line}" if line is not None else str(path)
+        name = Path(path).name
+        where = f"{name}, line {line}" if line is not None else name
         super().__init__(f"{where}: {message}")
 
 
@@ -75,12 +78,22 @@ def _check_task(task: str) -> None:
 # Parsing: text lines -> validated columns.
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, max_lines: int | None = None) -> list[str]:
+    """The header and data lines, trailing blank lines dropped. With max_lines, a data line past that
+    many raises at once (blank lines after the last allowed one are tolerated and dropped)."""
+    lines: list[str] = []
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig") as f:
+            for number, line in enumerate(f, start=1):
+                line = line.rstrip("\n")
+                if max_lines is not None and number > max_lines + 1:
+                    if line.strip():
+                        raise AnnotationError(path, number, f"more frames than the video's {max_lines:,} "
+                                                            "(one line per frame after the header)")
+                    continue
+                lines.append(line)
     except UnicodeDecodeError as err:
         raise AnnotationError(path, None, f"not a text file ({err.reason})") from None
-    lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -161,16 +174,18 @@ def _image_columns(path: Path, images: pd.Series) -> tuple[pd.Series, pd.Series]
 # Annotation files (one per video and task).
 
 
-def read_annotation(path, task: str) -> pd.DataFrame:
+def read_annotation(path, task: str, max_frames: int | None = None) -> pd.DataFrame:
     """Read one Aff-Wild2 annotation file.
 
     Returns one row per frame (index "frame", 0-based): va -> valence, arousal (float64, NaN invalid);
     expr -> expression (Int64, <NA> invalid); au -> AU1..AU26 (Int64, <NA> invalid).
-    A header-only file gives an empty table. Raises AnnotationError for a malformed file.
+    A header-only file gives an empty table. Raises AnnotationError for a malformed file, and with
+    max_frames (the video's frame count, plus any tolerance) for a file with more lines than that, as
+    soon as its first surplus line is read.
     """
     _check_task(task)
     path = Path(path)
-    lines = _read_lines(path)
+    lines = _read_lines(path, max_frames)
     _check_header(path, lines[0], (ANNOTATION_HEADER[task],), task.upper())
     n_fields = 1 if task == "expr" else len(LABEL_COLUMNS[task])
     fields = _split_fields(path, lines[1:], n_fields)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from db.engine import alembic_config, current_revision, init_db, make_engine, make_session_factory
+from db.engine import alembic_config, current_revision, init_db, make_engine, make_session_factory, write
 from db.models import FLAG_RESOLUTIONS
 
 
@@ -84,12 +84,12 @@ def _run(args, engine) -> None:
     init_db(engine)
     sessions = make_session_factory(engine)
     if args.command == "resolve-flag":
-        with sessions.begin() as session:
-            flag = repo.resolve_flag(session, args.flag_id, video=args.video, reviewer=args.reviewer,
-                                     resolution=args.resolution, correction_id=args.correction, note=args.note)
-            print(f"flag {flag.id} resolved: {flag.resolution}"
-                  + (f" {flag.resolved_by_correction_id}" if flag.resolved_by_correction_id else "")
-                  + f", by {flag.resolved_by.name}")
+        flag = write(sessions, lambda session: repo.resolve_flag(
+            session, args.flag_id, video=args.video, reviewer=args.reviewer, resolution=args.resolution,
+            correction_id=args.correction, note=args.note))
+        print(f"flag {flag.id} resolved: {flag.resolution}"
+              + (f" {flag.resolved_by_correction_id}" if flag.resolved_by_correction_id else "")
+              + f", by {flag.resolved_by.name}")
         return
     with make_session_factory(engine, read_only=True)() as session:
         if args.command == "videos":
@@ -112,8 +112,8 @@ def _run(args, engine) -> None:
             from db.export import export_corrections, export_flags
 
             for suffix in ("csv", "json"):
-                for name, write in (("corrections", export_corrections), ("flags", export_flags)):
-                    print(write(session, args.out_dir / f"{name}.{suffix}", video=args.video, task=args.task))
+                for name, export_to in (("corrections", export_corrections), ("flags", export_flags)):
+                    print(export_to(session, args.out_dir / f"{name}.{suffix}", video=args.video, task=args.task))
 
 
 def main(argv: list[str] | None = None) -> int:

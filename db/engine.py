@@ -5,22 +5,47 @@ URL: the argument, else env AFFECTLENS_DB_URL, else sqlite:///<AFFECTLENS_DATA_D
 Any SQLAlchemy URL works, e.g. postgresql+psycopg://user:password@host/dbname for a team server or a hosted
 Space (whose local disk does not persist).
 
-SQLite connections get foreign keys on, the WAL journal (readers never wait for the writer) and a 30 s
-busy timeout. A transaction starts with BEGIN IMMEDIATE, so two writers queue for the write lock at the
-start instead of one failing with "database is locked" half way through (a transaction that read first
-cannot wait for the lock later); sessions that only read (make_session_factory(engine, read_only=True)) use
-a plain BEGIN and never wait for a writer.
+SQLite connections get foreign keys on and the WAL journal (readers never wait for the writer) with
+synchronous=NORMAL: a commit is not flushed to the disk on its own, only at checkpoints, which halves the
+time a write holds the lock; the database stays intact after any crash, but a power cut or an operating
+system crash may lose the last commits before it (SQLite's recommended setting for WAL). A write
+transaction starts with BEGIN IMMEDIATE, so two writers queue for the write lock at the start instead of
+one failing with "database is locked" half way through (a transaction that read first cannot wait for the
+lock later), and waits at most 30 s for it (write() sets its own bound). Sessions that only read
+(make_session_factory(engine, read_only=True)) start with a plain BEGIN, never wait for a writer and
+cannot write: SQLite's query_only, PostgreSQL's READ ONLY transactions.
+
+Writes that people wait for go through write(): one transaction, retried whole while the database is
+busy, for a bounded time, then DatabaseBusy. On SQLite, write() callers take turns (_WriterTurns) before
+they begin, so fifty writers in several processes neither poll the file nor starve.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import random
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-BUSY_TIMEOUT_MS = 30_000
+from db.errors import DatabaseBusy
+from db.limits import WRITE_TIMEOUT_S
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 30_000     # a write transaction outside write() (scripts, training jobs) waits this long
+BUSY_MESSAGE = "The database is busy with other reviewers' work: nothing was saved. Try again in a moment."
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+TURN_POLL_S = 0.001                  # how often a SQLite writer tries the lock file while another writes
+FIRST_PAUSE_S, MAX_PAUSE_S = 0.01, 1.0   # pauses before a retry: random, doubling up to the maximum
+PG_RETRY_STATES = ("40001", "40P01", "55P03")   # serialization failure, deadlock, lock not available
 DB_FILE_NAME = "affectlens.db"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -60,18 +85,29 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        read_only = connection.get_execution_options().get("affectlens_read_only", False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # Both pragmas are set on every begin: a pooled connection must not keep the last user's settings.
+        options = connection.get_execution_options()
+        if options.get("affectlens_read_only", False):
+            connection.exec_driver_sql("PRAGMA query_only = 1")
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("PRAGMA query_only = 0")
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {options.get('affectlens_busy_ms', BUSY_TIMEOUT_MS)}")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _read_only(engine: Engine) -> Engine:
-    """The same engine for transactions that only read: on SQLite they start without the write lock,
-    so they neither wait for nor block writers (a write inside one may fail with "database is locked")."""
-    return engine.execution_options(affectlens_read_only=True)
+    """The same engine for transactions that only read: they start without SQLite's write lock, so they
+    neither wait for nor block writers, and any write inside one is refused by the database."""
+    options = {"affectlens_read_only": True}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    return engine.execution_options(**options)
 
 
 def make_session_factory(engine: Engine, read_only: bool = False) -> sessionmaker[Session]:
@@ -111,3 +147,102 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+class _WriterTurns:
+    """Turns at writing one SQLite file: threads of this process wait in a lock, and the thread that has
+    it takes a lock file beside the database (flock), tried every millisecond. SQLite's own busy
+    handler sleeps ever longer between tries, up to 100 ms, so the database stood idle between writers
+    of different processes and unlucky ones starved; a flock try is one cheap system call. The lock
+    file is opened for each turn and closed after it, so a forked child never shares a held turn."""
+
+    def __init__(self, database: str):
+        self.lock_file = database + "-writers"
+        self.threads = threading.Lock()
+        self.fd: int | None = None
+
+    def take(self, deadline: float) -> bool:
+        """Wait for this thread's turn until `deadline` (time.monotonic()); False when it did not come."""
+        if not self.threads.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.fd = fd
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    self.threads.release()
+                    return False
+                time.sleep(TURN_POLL_S)
+
+    def give_back(self) -> None:
+        os.close(self.fd)                      # releases the flock
+        self.fd = None
+        self.threads.release()
+
+
+_TURNS: dict[str, _WriterTurns] = {}           # one per SQLite file in this process, made on first write
+
+
+def _turns(engine: Engine) -> _WriterTurns | None:
+    """The turns of a SQLite file (None for other databases, whose locks queue writers fairly)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = str(Path(database).resolve())
+    return _TURNS.get(path) or _TURNS.setdefault(path, _WriterTurns(path))
+
+
+def _busy(err: Exception) -> bool:
+    """Whether an error means "other writers are in the way" (the transaction did nothing; try again)."""
+    if isinstance(err, PoolTimeout):
+        return True
+    orig = getattr(err, "orig", None) if isinstance(err, DBAPIError) else None
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+    return getattr(orig, "sqlstate", None) in PG_RETRY_STATES
+
+
+def write(sessions: sessionmaker[Session], work: Callable[[Session], T], timeout_s: float | None = None) -> T:
+    """Run work(session) as one write transaction, commit, and return what work returned.
+
+    Waiting for other writers is bounded: timeout_s seconds in all (default db.limits.WRITE_TIMEOUT_S),
+    then DatabaseBusy, with nothing saved. While the database is busy (SQLite's lock taken, a PostgreSQL
+    deadlock or lock timeout) the whole transaction is rolled back and run again after a random, growing
+    pause; work may thus run more than once, so it must only read and write through the session (its
+    writes are undone before a retry). Any other error is raised as it is.
+    """
+    deadline = time.monotonic() + (WRITE_TIMEOUT_S if timeout_s is None else timeout_s)
+    turns = _turns(sessions.kw["bind"])
+    pause = FIRST_PAUSE_S
+    while True:
+        if turns is not None and not turns.take(deadline):
+            raise DatabaseBusy(BUSY_MESSAGE)
+        try:
+            with sessions.begin() as session:
+                _bound_waits(session, deadline - time.monotonic())
+                return work(session)
+        except (DBAPIError, PoolTimeout) as err:
+            if not _busy(err):
+                raise
+            if time.monotonic() + pause >= deadline:
+                raise DatabaseBusy(BUSY_MESSAGE) from err
+        finally:
+            if turns is not None:
+                turns.give_back()
+        time.sleep(random.uniform(pause / 2, pause))
+        pause = min(pause * 2, MAX_PAUSE_S)
+
+
+def _bound_waits(session: Session, remaining_s: float) -> None:
+    """Make the transaction give up waiting for a lock when the time is up: SQLite's busy timeout (set as
+    the transaction begins), PostgreSQL's lock_timeout (for this transaction only)."""
+    wait_ms = max(1, int(remaining_s * 1000))
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={"affectlens_busy_ms": wait_ms})
+    elif session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": str(wait_ms)})

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 import numpy as np
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Float,
@@ -342,7 +343,9 @@ class ModelRecord(Base):
 
 class TrainingJob(Base):
     """A retraining run in its own process: queued -> running -> done or failed, never back. progress is
-    what the process last reported (epoch, epochs, step, steps, loss, eta_s, updated_at)."""
+    what the process last reported (epoch, epochs, step, steps, loss, eta_s, updated_at). pid, host and
+    process_started (the process's start time in clock ticks after boot, where Linux's /proc says) name
+    the process, so that a job whose process died can be told from one that runs (db.repo.reap_dead_jobs)."""
 
     __tablename__ = "training_jobs"
     __table_args__ = (CheckConstraint(_JOB_STATUS_CHECK, name="status"),)
@@ -356,6 +359,8 @@ class TrainingJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     pid: Mapped[int | None]
+    host: Mapped[str | None] = mapped_column(String(255))
+    process_started: Mapped[int | None] = mapped_column(BigInteger)
     progress: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))

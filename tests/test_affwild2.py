@@ -1,5 +1,6 @@
 """Aff-Wild2 / ABAW readers, writers and the local dataset index, on real files."""
 import shutil
+import time
 
 import cv2
 import numpy as np
@@ -104,10 +105,35 @@ def test_malformed_files_name_the_file_and_line(tmp_path, task, text, line, frag
     with pytest.raises(AnnotationError) as info:
         read_annotation(path, task)
     message = str(info.value)
-    assert str(path) in message
-    assert f"line {line}" in message
+    assert message.startswith(f"bad_video.txt, line {line}: ")       # the base name: never a server path
+    assert str(tmp_path) not in message
     assert fragment in message
     assert info.value.line == line and info.value.path == str(path)
+
+
+def test_a_file_longer_than_its_video_is_refused_at_its_first_surplus_line(tmp_path):
+    """Two million lines for a video of 1,000 frames: refused at line 1,002 (the header is line 1), long
+    before the rest is read; the message names the file, never the folder it was uploaded to."""
+    path = tmp_path / "upload-8f3a" / "clip.txt"
+    path.parent.mkdir()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(EXPR_HEADER + "\n")
+        f.writelines("3\n" for _ in range(2_000_000))
+    started = time.perf_counter()
+    with pytest.raises(AnnotationError) as info:
+        read_annotation(path, "expr", max_frames=1000)
+    assert time.perf_counter() - started < 0.5
+    assert str(info.value) == ("clip.txt, line 1002: more frames than the video's 1,000 "
+                               "(one line per frame after the header)")
+    assert info.value.line == 1002
+
+
+def test_a_file_as_long_as_its_video_is_read_and_trailing_blank_lines_are_ignored(tmp_path):
+    path = write(tmp_path / "v.txt", f"{VA_HEADER}\n0.1,0.2\n0.3,0.4\n\n\n")
+    assert len(read_annotation(path, "va", max_frames=2)) == 2
+    with pytest.raises(AnnotationError, match="^v.txt, line 3: more frames than the video's 1 "):
+        read_annotation(path, "va", max_frames=1)
+    assert len(read_annotation(path, "va")) == 2                       # no limit given: read as before
 
 
 def test_unknown_task_is_refused(tmp_path):
@@ -391,7 +417,7 @@ def test_malformed_file_in_the_index_names_file_and_line(tmp_path, affwild2_data
     index = AffWild2Index(data.root)
     with pytest.raises(AnnotationError) as info:
         index.frames("au", "train", "10-24-640x360")
-    assert f"{path}, line 8: expected 12 values, found 11" == str(info.value)
+    assert str(info.value) == "10-24-640x360.txt, line 8: expected 12 values, found 11"
 
 
 def test_index_refuses_unknown_task_and_split(affwild2_root):

@@ -1,6 +1,8 @@
 """Several reviewers writing at once: threads and processes submitting flags and corrections (each one
-twice, racing itself, like a double click) into one database, and a writer killed in the middle of a
-transaction. Every submission must be stored exactly once and the database must stay intact."""
+twice, racing itself, like a double click) into one database, fifty writers beside processes that keep
+every core busy, writes that meet a busy or deadlocked database, readers beside writers, and a writer
+killed in the middle of a transaction. Every submission must be stored exactly once, a write waits a
+bounded time and then says that nothing was saved, and the database must stay intact."""
 import multiprocessing
 import os
 import random
@@ -8,11 +10,13 @@ import signal
 import threading
 import time
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from test_db_engine import count, db_url, engine, sessions  # noqa: F401  (fixtures)
 
 from db import repo
-from db.engine import make_engine, make_session_factory
+from db.engine import make_engine, make_session_factory, write
 from db.models import Flag
 
 FRAMES = 1000
@@ -207,3 +211,180 @@ def test_a_writer_killed_mid_transaction_leaves_the_database_intact(db_url, engi
         repo.add_flag(session, "v", "va", 10, 20, "no face", "carol")
     assert time.monotonic() - started < 5
     assert count(engine, "flags") == 6
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bounded waits: write() and read-only sessions
+
+
+def hold_the_write_lock(sessions, seconds: float, held: threading.Event) -> None:
+    """Thread: keep a write transaction open for `seconds` with the lock every writer needs (SQLite's
+    write lock; on PostgreSQL the training_jobs table), then roll it back."""
+    with sessions() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(sa.text("SELECT 1"))                     # BEGIN IMMEDIATE: the write lock
+        else:
+            session.execute(sa.text("LOCK TABLE training_jobs IN EXCLUSIVE MODE"))
+        held.set()
+        time.sleep(seconds)
+        session.rollback()
+
+
+def blocker(sessions, seconds: float) -> threading.Thread:
+    held = threading.Event()
+    thread = threading.Thread(target=hold_the_write_lock, args=(sessions, seconds, held))
+    thread.start()
+    assert held.wait(10)
+    return thread
+
+
+def test_a_write_waits_while_the_database_is_busy_and_stores_once(engine, sessions):
+    thread = blocker(sessions, 1.0)
+    started = time.monotonic()
+    job = write(sessions, lambda s: repo.create_job(s, preset="ddamfn-va"), timeout_s=10)
+    waited = time.monotonic() - started
+    thread.join()
+    assert 0.8 < waited < 5
+    assert job.id == 1 and count(engine, "training_jobs") == 1
+
+
+def test_a_write_busy_for_longer_than_its_limit_saves_nothing_and_says_so(engine, sessions):
+    thread = blocker(sessions, 3.0)
+    started = time.monotonic()
+    with pytest.raises(repo.DatabaseBusy) as info:
+        write(sessions, lambda s: repo.create_job(s, preset="ddamfn-va"), timeout_s=0.5)
+    waited = time.monotonic() - started
+    thread.join()
+    assert 0.4 < waited < 2
+    assert "busy" in str(info.value) and "nothing was saved" in str(info.value)
+    assert isinstance(info.value, repo.ValidationError)        # the page shows it like any refusal
+    assert count(engine, "training_jobs") == 0
+    write(sessions, lambda s: repo.create_job(s, preset="ddamfn-va"))      # and the next try goes through
+    assert count(engine, "training_jobs") == 1
+
+
+def test_a_deadlocked_write_is_retried_whole_and_stored_once(engine, sessions):
+    """PostgreSQL breaks a deadlock by failing one transaction half way through; write() rolls all of it
+    back (the job it had added) and runs it again, so the job is stored once."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite takes its write lock before a transaction does anything: no deadlock half way")
+    with sessions.begin() as session:
+        for name in ("alice", "bob"):
+            repo.get_or_create_reviewer(session, name)
+    lock = "SELECT id FROM reviewers WHERE name = :name FOR UPDATE"
+    work_waits, calls = threading.Event(), []
+
+    def other_writer():
+        with sessions.begin() as session:
+            session.execute(sa.text(lock), {"name": "alice"})
+            assert work_waits.wait(10)
+            time.sleep(0.2)                                  # work waits for alice first: it is the victim
+            session.execute(sa.text(lock), {"name": "bob"})
+
+    def work(session):
+        calls.append(1)
+        job = repo.create_job(session, preset="ddamfn-va")
+        session.execute(sa.text(lock), {"name": "bob"})
+        work_waits.set()
+        session.execute(sa.text(lock), {"name": "alice"})
+        return job
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    time.sleep(0.2)                                          # the other writer holds alice
+    job = write(sessions, work, timeout_s=20)
+    thread.join()
+    assert len(calls) >= 2                # once deadlocked; retried at once, it may meet the other writer again
+    assert count(engine, "training_jobs") == 1 and job.id == len(calls)    # earlier attempts' jobs undone
+
+
+def test_reads_do_not_wait_for_a_writer_and_cannot_write(engine, sessions):
+    with sessions.begin() as session:
+        repo.register_video(session, "v", FRAMES, 30.0)
+        repo.add_flag(session, "v", "va", 0, 1, "occluded", repo.get_or_create_reviewer(session, "alice"))
+    readers = make_session_factory(engine, read_only=True)
+    thread = blocker(sessions, 3.0)
+    started = time.monotonic()
+    with readers.begin() as session:
+        assert [e.action for e in repo.history(session, video="v")] == ["flagged"]
+        assert len(repo.list_flags(session, "v")) == 1
+    assert time.monotonic() - started < 1
+    thread.join()
+    with pytest.raises(DBAPIError, match="readonly|read-only"), readers.begin() as session:
+        repo.add_flag(session, "v", "va", 2, 3, "occluded", "alice")
+    assert count(engine, "flags") == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fifty writers while every core is busy
+
+
+WRITER_PROCESSES, WRITER_THREADS, ITEMS = 5, 10, 30          # 50 writers, 30 corrections each
+CPU_HOGS = 4
+
+
+def burn(stop) -> None:
+    """Child process: keep a core busy until told to stop."""
+    while not stop.is_set():
+        sum(range(10_000))
+
+
+def write_corrections(url: str, process: int, start, results) -> None:
+    """Child process: WRITER_THREADS threads, each proposing ITEMS corrections through write(); reports
+    (errors, longest wait in seconds)."""
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    errors, waits = [], []
+
+    def writer(w: int) -> None:
+        for i in range(ITEMS):
+            frame = w * ITEMS + i
+            started = time.monotonic()
+            try:
+                write(sessions, lambda s: repo.add_correction(s, "busy", "expr", frame, frame, frame % 8,
+                                                              REVIEWERS[w % 4], note=f"writer {w}"))
+            except Exception as err:  # noqa: BLE001  (reported to the test)
+                errors.append(f"writer {w} item {i}: {err!r}")
+            waits.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=writer, args=(process * WRITER_THREADS + t,)) for t in range(WRITER_THREADS)]
+    start.wait(timeout=60)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+    results.put((errors, max(waits)))
+
+
+def test_fifty_writers_beside_busy_cores_store_every_correction_once(db_url, engine, sessions):
+    writers = WRITER_PROCESSES * WRITER_THREADS
+    with sessions.begin() as session:
+        for name in REVIEWERS:
+            repo.get_or_create_reviewer(session, name)
+        repo.register_video(session, "busy", writers * ITEMS, 30.0)
+    stop, start, results = SPAWN.Event(), SPAWN.Barrier(WRITER_PROCESSES + 1), SPAWN.Queue()
+    hogs = [SPAWN.Process(target=burn, args=(stop,)) for _ in range(CPU_HOGS)]
+    procs = [SPAWN.Process(target=write_corrections, args=(db_url, p, start, results))
+             for p in range(WRITER_PROCESSES)]
+    try:
+        for proc in hogs + procs:
+            proc.start()
+        start.wait(timeout=60)
+        started = time.monotonic()
+        reports = [results.get(timeout=120) for _ in procs]
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        for proc in hogs + procs:
+            proc.join(timeout=30)
+    errors = [e for report, _ in reports for e in report]
+    print(f"\n{engine.dialect.name}: {writers} writers x {ITEMS} corrections beside {CPU_HOGS} busy processes: "
+          f"{elapsed:.1f} s, longest wait {max(w for _, w in reports):.1f} s, load {os.getloadavg()[0]:.1f}")
+    assert errors == []
+    assert count(engine, "corrections") == writers * ITEMS
+    assert count(engine, "audit_events") == writers * ITEMS
+    with make_session_factory(engine, read_only=True)() as session:
+        stored = sorted((c.start_frame, c.value["expression"], c.reviewer.name, c.note)
+                        for c in repo.list_corrections(session, "busy"))
+    assert stored == [(f, f % 8, REVIEWERS[(f // ITEMS) % 4], f"writer {f // ITEMS}") for f in range(writers * ITEMS)]

@@ -106,7 +106,7 @@ def test_annotation_import_refuses_bad_files(sessions, setup, tmp_path, engine):
     malformed = tmp_path / "bad.txt"
     malformed.write_text("valence,arousal\n0.1,0.2\n0.3\n")
     with sessions.begin() as session:
-        with pytest.raises(repo.ValidationError, match="61 frames but video 'v' has 60"):
+        with pytest.raises(AnnotationError, match=r"^long\.txt, line 62: more frames than the video's 60 "):
             repo.import_annotations(session, "v", "va", too_long)
         with pytest.raises(AnnotationError, match="line 3"):
             repo.import_annotations(session, "v", "va", malformed)

@@ -64,10 +64,13 @@ def test_accepting_with_no_video_open_is_refused_and_writes_nothing(sessions, en
 def test_bad_ids_wrong_video_and_own_correction_are_refused_and_write_nothing(sessions, engine, proposed):
     decide = dict(video="v", reviewer="newcomer", accept=True)
     cases = [
-        (repo.ValidationError, f"correction id {2**63} is out of range: ids run from 1 to {2**31 - 1}",
+        (repo.ValidationError, f"correction id {2**63} is out of range (1 to 2,147,483,647)",
          dict(decide, correction_id=2**63)),
         (repo.ValidationError, f"correction id {2**31} is out of range", dict(decide, correction_id=2**31)),
         (repo.ValidationError, "correction id 0 is out of range", dict(decide, correction_id=0)),
+        (repo.ValidationError, "correction id -1 is out of range", dict(decide, correction_id=-1)),
+        (repo.ValidationError, "correction id must be an integer, not 1.5", dict(decide, correction_id=1.5)),
+        (repo.ValidationError, "correction id must be an integer, not nan", dict(decide, correction_id=float("nan"))),
         (repo.ValidationError, "correction id must be an integer, not '1'", dict(decide, correction_id="1")),
         (repo.NotFoundError, "No correction 2", dict(decide, correction_id=2)),
         (repo.NotFoundError, f"No correction {2**31 - 1}", dict(decide, correction_id=2**31 - 1)),
@@ -77,7 +80,7 @@ def test_bad_ids_wrong_video_and_own_correction_are_refused_and_write_nothing(se
         (repo.ReviewRuleError, "alice proposed correction 1; a second reviewer must accept or reject it",
          dict(decide, correction_id=1, reviewer="alice")),
         (repo.ValidationError, "accept must be True or False", dict(decide, correction_id=1, accept="yes")),
-        (repo.ValidationError, "the comment is 2,001 characters long; keep it under 2,000",
+        (repo.ValidationError, "the comment is 2,001 characters long; at most 2,000 are allowed",
          dict(decide, correction_id=1, comment="x" * 2001)),
     ]
     for error, message, kwargs in cases:
@@ -369,7 +372,7 @@ def test_training_jobs_move_forward_only(sessions, setup):  # noqa: F811
     with sessions.begin() as session:
         for write, message in [(lambda: repo.update_job_progress(session, job.id, step=1), "only a running job"),
                                (lambda: repo.finish_job(session, job.id), "only a running job can become done"),
-                               (lambda: repo.start_job(session, job.id, pid=0), "pid must be positive"),
+                               (lambda: repo.start_job(session, job.id, pid=0), "pid 0 is out of range"),
                                (lambda: repo.get_job(session, 99), "No training job 99"),
                                (lambda: repo.list_jobs(session, status="paused"), "unknown job status")]:
             with pytest.raises(repo.ValidationError, match=message):

@@ -1,8 +1,12 @@
 """Reading and writing the review database. Every function takes a Session first; the caller opens it and
-commits (`with sessions.begin() as session: ...`), so one Gradio event or one script step is one transaction.
+commits, so one Gradio event or one script step is one transaction: writes through
+db.engine.write(sessions, lambda session: ...) (retried while the database is busy, then DatabaseBusy),
+reads in a read-only session (`with readers.begin() as session: ...`, make_session_factory(engine,
+read_only=True)), which never waits for a writer.
 
 Writes check their input before they touch the session: a bad range, value, reason, an unknown video or
-reviewer raises ValidationError (a ValueError) and nothing is added. Flags and corrections carry an
+reviewer, an id or frame that is not a whole number in range, a text or prompt set over its limit
+(db/limits.py) raises ValidationError (a ValueError) and nothing is added. Flags and corrections carry an
 idempotency key, given by the client (one per form submission) or derived from the content, under a UNIQUE
 constraint: the same submission sent twice -- a double click, a retried request, two processes racing --
 is stored once and the stored row is returned. Corrections are never edited: a reviewer other than the
@@ -16,7 +20,7 @@ videos (reviewers, videos, the list of videos), labels (annotation sets, effecti
 (prediction runs), review (flags and their resolution, corrections and decisions, audit trail), models
 (model records, training jobs), prompts (CLIP prompt sets).
 """
-from db.repo.common import MAX_TEXT_LENGTH, NotFoundError, ReviewRuleError, ValidationError
+from db.repo.common import DatabaseBusy, NotFoundError, ReviewRuleError, ValidationError
 from db.repo.labels import (
     annotation_frame,
     effective_labels,
@@ -31,11 +35,12 @@ from db.repo.models import (
     get_model,
     list_jobs,
     list_models,
+    reap_dead_jobs,
     register_model,
     start_job,
     update_job_progress,
 )
-from db.repo.prompts import get_prompt_set, list_prompt_sets, save_prompt_set
+from db.repo.prompts import check_prompt_set, get_prompt_set, list_prompt_sets, save_prompt_set
 from db.repo.review import (
     add_correction,
     add_flag,
@@ -61,11 +66,12 @@ from db.repo.videos import (
 )
 
 __all__ = [
-    "MAX_TEXT_LENGTH", "NotFoundError", "ReviewRuleError", "ValidationError",
+    "DatabaseBusy", "NotFoundError", "ReviewRuleError", "ValidationError",
     "annotation_frame", "effective_labels", "excluded_frames", "import_annotations", "latest_annotation_set",
-    "create_job", "finish_job", "get_job", "get_model", "list_jobs", "list_models", "register_model", "start_job",
+    "create_job", "finish_job", "get_job", "get_model", "list_jobs", "list_models", "reap_dead_jobs", "register_model",
+    "start_job",
     "update_job_progress",
-    "get_prompt_set", "list_prompt_sets", "save_prompt_set",
+    "check_prompt_set", "get_prompt_set", "list_prompt_sets", "save_prompt_set",
     "add_correction", "add_flag", "correction_value", "decide_correction", "history", "list_corrections",
     "list_flags", "resolve_flag", "revise_decision", "waiting_for",
     "add_prediction_run", "find_run", "latest_run", "list_prediction_runs",

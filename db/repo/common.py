@@ -1,12 +1,13 @@
-"""What every repository module shares: the errors it raises, the small input checks that run before
-anything is written, and the insert that stores one row per submission even when two writers race."""
+"""What every repository module shares: the errors it raises (db/errors.py), the small input checks that
+run before anything is written, and the insert that stores one row per submission even when two writers
+race."""
 from __future__ import annotations
 
 import hashlib
 import json
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -16,25 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.labels import TASKS
+from db.errors import DatabaseBusy, NotFoundError, ReviewRuleError, ValidationError  # noqa: F401  (re-exported)
+from db.limits import MAX_TEXT_LENGTH
 from db.models import AuditEvent, Video
 
 T = TypeVar("T")
 MAX_KEY_LENGTH = 100
-MAX_TEXT_LENGTH = 2_000      # notes, comments, reasons: a paragraph, not a document
-MAX_ID = 2**31 - 1           # ids are SQL INTEGER (32 bits on PostgreSQL): a larger number names no row
-
-
-class ValidationError(ValueError):
-    """Input refused before anything was written; the message says what and why."""
-
-
-class NotFoundError(ValidationError):
-    """An unknown video, reviewer, correction, flag or prompt set."""
-
-
-class ReviewRuleError(ValidationError):
-    """A rule of the review process: authors do not review their own corrections, an idempotency key
-    belongs to one submission, a status changed by someone else in the meantime."""
+MAX_INT = 2**31 - 1          # SQL INTEGER (32 bits on PostgreSQL): ids, frames, counts
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -52,23 +41,27 @@ def _text(value, what: str, max_length: int | None = None) -> str:
         raise ValidationError(f"{what} is empty")
     value = value.strip()
     if max_length is not None and len(value) > max_length:
-        raise ValidationError(f"{what} is longer than {max_length} characters")
+        raise ValidationError(f"{what} is {len(value):,} characters long; at most {max_length:,} are allowed")
     return value
 
 
-def _integer(value, what: str) -> int:
+def _integer(value, what: str, low: int = -MAX_INT, high: int = MAX_INT) -> int:
+    """A whole number in [low, high] (by default what an INTEGER column holds). A float that is whole
+    (7.0, as JSON and number fields send it) counts; 7.5 is refused, never rounded, and so is a number
+    the column cannot hold (refused here, not by the driver with an OverflowError)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) and \
+            math.isfinite(value) and value == int(value):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValidationError(f"{what} must be an integer, not {value!r}")
+    if not low <= value <= high:
+        raise ValidationError(f"{what} {value} is out of range ({low:,} to {high:,})")
     return int(value)
 
 
 def _row_id(value, what: str) -> int:
-    """A row id as typed by a person: an integer an id column can hold (a larger one is refused here,
-    not by the driver with an OverflowError or an out-of-range error)."""
-    value = _integer(value, what)
-    if not 1 <= value <= MAX_ID:
-        raise ValidationError(f"{what} {value} is out of range: ids run from 1 to {MAX_ID}")
-    return value
+    """A row id as typed by a person: 1 to MAX_INT."""
+    return _integer(value, what, low=1)
 
 
 def _number(value) -> bool:
@@ -83,14 +76,22 @@ def _note(note, what: str = "note") -> str:
         raise ValidationError(f"a {what} must be text, not {note!r}")
     note = note.strip()
     if len(note) > MAX_TEXT_LENGTH:
-        raise ValidationError(f"the {what} is {len(note):,} characters long; keep it under {MAX_TEXT_LENGTH:,}")
+        raise ValidationError(f"the {what} is {len(note):,} characters long; at most {MAX_TEXT_LENGTH:,} are allowed")
     return note
 
 
-def _frame_range(video: Video, start_frame, end_frame) -> tuple[int, int]:
-    start, end = _integer(start_frame, "start_frame"), _integer(end_frame, "end_frame")
+def _frames(frames, what: str = "frames") -> tuple[int, int]:
+    """(start, end) frame numbers, whole and start <= end (an inclusive range)."""
+    if isinstance(frames, (str, bytes)) or not isinstance(frames, Sequence) or len(frames) != 2:
+        raise ValidationError(f"{what} must be a (start, end) pair, not {frames!r}")
+    start, end = _integer(frames[0], "start_frame"), _integer(frames[1], "end_frame")
     if end < start:
         raise ValidationError(f"frames {start}-{end}: the end is before the start")
+    return start, end
+
+
+def _frame_range(video: Video, start_frame, end_frame) -> tuple[int, int]:
+    start, end = _frames((start_frame, end_frame))
     if start < 0 or end >= video.frame_count:
         raise ValidationError(f"frames {start}-{end} are outside video {video.key!r} "
                               f"(frames 0-{video.frame_count - 1})")

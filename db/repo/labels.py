@@ -21,14 +21,13 @@ def import_annotations(session: Session, video: Video | str, task: str, path, ve
     """Store an Aff-Wild2 annotation file (read with core.affwild2.read_annotation) for a video.
 
     The file's SHA-256 identifies the version: importing the same file again returns the stored set; a
-    changed file becomes a new set, and the newest set is the one effective_labels() uses. A file
-    with more lines than the video has frames is refused (AnnotationError for a malformed file).
+    changed file becomes a new set, and the newest set is the one effective_labels() uses. A malformed
+    file, or one with more lines than the video has frames (refused at its first surplus line), raises
+    AnnotationError naming the file by its base name.
     """
     video, task = get_video(session, video), _task(task)
     path = Path(path)
-    labels = read_annotation(path, task)
-    if len(labels) > video.frame_count:
-        raise ValidationError(f"{path} has {len(labels)} frames but video {video.key!r} has {video.frame_count}")
+    labels = read_annotation(path, task, max_frames=video.frame_count)
     version = _text(version, "version", 100) if version is not None else None
     sha256 = file_sha256(path)
     values = labels.to_numpy(dtype="float64", na_value=np.nan)

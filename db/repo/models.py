@@ -2,16 +2,20 @@
 (retraining runs in their own process, whose status and progress anyone can read)."""
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.labels import TASKS
+from db.limits import JOB_START_TIMEOUT_S, MAX_TEXT_LENGTH
 from db.models import JOB_STATUSES, ModelRecord, Reviewer, TrainingJob, utcnow
 from db.repo.common import (
-    MAX_TEXT_LENGTH,
     NotFoundError,
     ReviewRuleError,
     ValidationError,
@@ -145,11 +149,64 @@ def _move(session: Session, job_id: int, before: str, after: str, **values) -> T
 
 
 def start_job(session: Session, job_id: int, pid: int) -> TrainingJob:
-    """A queued job's process has started (pid: its process id)."""
-    pid = _integer(pid, "pid")
-    if pid <= 0:
-        raise ValidationError(f"pid must be positive, got {pid}")
-    return _move(session, job_id, "queued", "running", pid=pid, started_at=utcnow())
+    """A queued job's process has started (pid: its process id, on this host). The host and the process's
+    start time are recorded with the pid, so that reap_dead_jobs() can tell when it is gone."""
+    pid = _integer(pid, "pid", low=1)
+    return _move(session, job_id, "queued", "running", pid=pid, host=socket.gethostname(),
+                 process_started=_process_stat(pid)[1], started_at=utcnow())
+
+
+def _process_stat(pid: int) -> tuple[str, int | None]:
+    """(state, start time in clock ticks after boot) of a process from Linux's /proc: state "gone" when
+    there is no such process; ("unknown", None) without /proc, where os.kill says whether it exists."""
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "gone", None
+        except PermissionError:
+            pass
+        return "unknown", None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return "gone", None
+    return fields[0], int(fields[19])     # stat fields 3 (state) and 22 (starttime)
+
+
+def _process_ended(job: TrainingJob) -> bool:
+    """Whether a running job's process is gone: no such pid, a zombie (dead, not yet waited for by its
+    parent), or another process that took the pid over (it started at another time)."""
+    state, started = _process_stat(job.pid)
+    if state in ("gone", "Z", "X"):
+        return True
+    return job.process_started is not None and started is not None and started != job.process_started
+
+
+def reap_dead_jobs(session: Session) -> list[TrainingJob]:
+    """Fail the jobs whose process is gone, and return them: running jobs of this host whose process ended
+    without finishing the job (killed, out of memory, the machine restarted), and queued jobs whose
+    process has not started within JOB_START_TIMEOUT_S. Jobs running on other hosts are left alone: their
+    processes cannot be seen from here. Call it before showing jobs; it is cheap when nothing died."""
+    host, now = socket.gethostname(), utcnow()
+    failed = []
+    for job in list_jobs(session, "running"):
+        if job.host == host and job.pid is not None and _process_ended(job):
+            failed.append(_fail(session, job, "running", f"its process (pid {job.pid} on {host}) ended without "
+                                                         "finishing the job; see the job's log"))
+    for job in list_jobs(session, "queued"):
+        if job.created_at < now - timedelta(seconds=JOB_START_TIMEOUT_S):
+            failed.append(_fail(session, job, "queued", f"its process did not start within "
+                                                        f"{JOB_START_TIMEOUT_S:g} s; see the job's log"))
+    return [job for job in failed if job is not None]
+
+
+def _fail(session: Session, job: TrainingJob, before: str, error: str) -> TrainingJob | None:
+    """Fail a job still in status `before` (None when its process finished it meanwhile)."""
+    changed = session.execute(update(TrainingJob).where(TrainingJob.id == job.id, TrainingJob.status == before)
+                              .values(status="failed", finished_at=utcnow(), error=error))
+    session.refresh(job)
+    return job if changed.rowcount == 1 else None
 
 
 def update_job_progress(session: Session, job_id: int, **progress) -> TrainingJob:

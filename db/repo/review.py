@@ -18,8 +18,8 @@ from db.repo.common import (
     _client_key,
     _content_key,
     _frame_range,
+    _frames,
     _insert_once,
-    _integer,
     _note,
     _number,
     _row_id,
@@ -150,9 +150,7 @@ def _range_filters(query: Select, model, session, video, task, frames, reviewer)
     if task is not None:
         query = query.where(model.task == _task(task))
     if frames is not None:
-        start, end = (_integer(f, "frame") for f in frames)
-        if end < start:
-            raise ValidationError(f"frames {start}-{end}: the end is before the start")
+        start, end = _frames(frames)
         query = query.where(model.start_frame <= end, model.end_frame >= start)
     if reviewer is not None:
         query = query.where(model.reviewer_id == get_reviewer(session, reviewer).id)
@@ -363,9 +361,9 @@ def history(session: Session, *, video: Video | str | None = None, correction: C
                  .outerjoin(Flag, AuditEvent.flag_id == Flag.id)
                  .where(or_(Correction.video_id == video_id, Flag.video_id == video_id)))
     if correction is not None:
-        query = query.where(AuditEvent.correction_id == getattr(correction, "id", correction))
+        query = query.where(AuditEvent.correction_id == _row_id(getattr(correction, "id", correction), "correction id"))
     if flag is not None:
-        query = query.where(AuditEvent.flag_id == getattr(flag, "id", flag))
+        query = query.where(AuditEvent.flag_id == _row_id(getattr(flag, "id", flag), "flag id"))
     if reviewer is not None:
         query = query.where(AuditEvent.reviewer_id == get_reviewer(session, reviewer).id)
     return list(session.scalars(query.order_by(AuditEvent.id)))

@@ -61,9 +61,7 @@ def register_video(session: Session, key: str, frame_count: int, fps: float, nam
     never by hash.
     """
     key = _text(key, "video key", 255)
-    frame_count = _integer(frame_count, "frame_count")
-    if frame_count <= 0:
-        raise ValidationError(f"video {key!r}: frame_count must be positive, got {frame_count}")
+    frame_count = _integer(frame_count, f"video {key!r}: frame_count", low=1)
     if not _number(fps) or fps <= 0:
         raise ValidationError(f"video {key!r}: fps must be a positive number, got {fps!r}")
     sha256 = key.removeprefix("sha256:") if key.startswith("sha256:") else None
