@@ -56,6 +56,10 @@ class AnnotationError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class AnnotationTooLong(AnnotationError):
+    """An annotation file with more frames than allowed, refused at its first surplus line."""
+
+
 def image_name(frame: int) -> str:
     """Aff-Wild2 image file name of a 0-based frame."""
     return f"{frame + 1:05d}.jpg"
@@ -88,7 +92,7 @@ def _read_lines(path: Path, max_lines: int | None = None) -> list[str]:
                 line = line.rstrip("\n")
                 if max_lines is not None and number > max_lines + 1:
                     if line.strip():
-                        raise AnnotationError(path, number, f"more frames than the video's {max_lines:,} "
+                        raise AnnotationTooLong(path, number, f"more frames than the video's {max_lines:,} "
                                                             "(one line per frame after the header)")
                     continue
                 lines.append(line)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.affwild2 import AnnotationError, image_name, read_annotation, write_submission
+from core.affwild2 import AnnotationError, AnnotationTooLong, image_name, read_annotation, write_submission
 from core.labels import AUS, EXPRESSIONS, TASKS
 
 # -- columns ----------------------------------------------------------------------------------------
@@ -146,11 +146,17 @@ def _length_note(n_labels: int, n_frames: int, what: str, tolerance: int = LENGT
 def ground_truth_from_files(files: dict[str, str | Path], n_frames: int, tolerance: int = LENGTH_TOLERANCE
                             ) -> tuple[pd.DataFrame, list[str]]:
     """Annotation files (task -> path) of a video of n_frames frames as gt_ columns, and notes.
-    Raises AnnotationError when a file is malformed or its length is off by more than tolerance."""
+    Raises AnnotationError when a file is malformed or its length is off by more than tolerance (a
+    longer file at its first line too many, without reading the rest)."""
     tables, notes = [], []
     for task, path in files.items():
-        labels = read_annotation(path, task)
-        notes += _length_note(len(labels), n_frames, f"{Path(path).name} ({task.upper()})", tolerance)
+        what = f"{Path(path).name} ({task.upper()})"
+        try:
+            labels = read_annotation(path, task, max_frames=n_frames + tolerance)
+        except AnnotationTooLong:
+            raise AnnotationError(what, None, f"more than {n_frames + tolerance} annotated frames, but the video has "
+                                              f"{n_frames}: this annotation does not belong to this video") from None
+        notes += _length_note(len(labels), n_frames, what, tolerance)
         tables.append(labels)
     return align_ground_truth(pd.concat(tables, axis=1), n_frames), notes
 
