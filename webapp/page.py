@@ -77,9 +77,10 @@ def page_errors(fn):
     return wrapper
 
 
-def refusal(reason: str) -> str:
-    """The status text of a refused action (styled red by CSS)."""
-    return f'<span class="refused">**{REFUSED}:** {reason}</span>'
+def refusal(reason: str, action: str | None = None) -> str:
+    """The status text of a refused action, naming the action when known (styled red by CSS)."""
+    what = f" ({action})" if action else ""
+    return f'<span class="refused">**{REFUSED}{what}:** {reason}</span>'
 
 
 def status_box(elem_id: str | None = None) -> gr.Markdown:
@@ -87,7 +88,7 @@ def status_box(elem_id: str | None = None) -> gr.Markdown:
     return gr.Markdown(elem_id=elem_id, elem_classes=[STATUS_CLASS])
 
 
-def shown(fn, n_outputs: int, status_at: int, returns_status: bool, n_clear: int = 0):
+def shown(fn, n_outputs: int, status_at: int, returns_status: bool, n_clear: int = 0, action: str | None = None):
     """fn for the page: a refusal skips every output and puts the reason at status_at; a success returns
     fn's outputs (with an empty status when fn does not write one) and empties the n_clear fields after
     them."""
@@ -97,7 +98,7 @@ def shown(fn, n_outputs: int, status_at: int, returns_status: bool, n_clear: int
             result = fn(*args, **kwargs)
         except (*EXPECTED, gr.Error) as err:
             out = [gr.skip()] * n_outputs
-            out[status_at] = refusal(_message(err))
+            out[status_at] = refusal(_message(err), action)
             return tuple(out)
         n_fn = n_outputs - n_clear - (0 if returns_status else 1)
         out = list(result) if n_fn > 1 else [result]
@@ -120,9 +121,11 @@ def bind(triggers, fn, inputs, outputs, *, status: gr.Markdown, api_name: str | 
     returns_status = any(o is status for o in outputs)
     page_outputs = outputs + ([] if returns_status else [status]) + list(clear)
     status_at = next(i for i, o in enumerate(page_outputs) if o is status)
+    buttons = [t.__self__ for t in triggers if isinstance(getattr(t, "__self__", None), gr.Button)]
+    action = str(buttons[0].value) if buttons else None
     if api_name:
         gr.on([], page_errors(fn), inputs, outputs, api_name=api_name, **event)
-    return gr.on(triggers, shown(fn, len(page_outputs), status_at, returns_status, len(clear)), inputs,
+    return gr.on(triggers, shown(fn, len(page_outputs), status_at, returns_status, len(clear), action), inputs,
                  page_outputs, api_name=f"page_{api_name or fn.__name__}", api_visibility="private", **event)
 
 

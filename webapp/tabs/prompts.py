@@ -20,8 +20,12 @@ class PromptsTab:
         self.run_comparison = gpu(duration=120)(page_errors(prompts.compare_prompts))
 
     # -- handlers ---------------------------------------------------------------------------------------
-    def compare_prompts(self, state, *texts, request: gr.Request, profile: gr.OAuthProfile | None,
+    def compare_prompts(self, state, name_1, templates_1, classes_1, name_2, templates_2, classes_2, name_3,
+                        templates_3, classes_3, request: gr.Request, profile: gr.OAuthProfile | None,
                         progress=gr.Progress()):
+        """The PROMPT_COLUMNS (3) sets side by side (positional: Gradio fills request and profile only
+        after positional inputs)."""
+        texts = (name_1, templates_1, classes_1, name_2, templates_2, classes_2, name_3, templates_3, classes_3)
         state = need(state, request, profile)
         sets = [parse_prompt_text(*texts[i:i + 3]) for i in range(0, len(texts), 3) if (texts[i] or "").strip()]
         names = [name for name, _, _ in sets]
