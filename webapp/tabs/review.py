@@ -32,8 +32,9 @@ KEYS_JS = """
     const button = id && document.getElementById(id);
     if (!button || button.offsetParent === null) return;   // only while the Review tab shows
     event.preventDefault();
+    event.stopPropagation();
     button.click();
-  });
+  }, true);   // capture: before a focused table's own key handling
 }
 """
 
