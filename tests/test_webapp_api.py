@@ -10,23 +10,28 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pytest
-from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
+# This process's own Gradio upload folder (read when gradio is imported): uploads are stored by content
+# hash, and another test run on the machine that uploads the same files would delete them on shutdown.
+os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="affectlens-gradio-"))
 
-from core.affwild2 import read_annotation, read_submission, write_annotation
-from core.labels import AUS
-from core.weights import load_checkpoint
-from db import repo
-from db.engine import make_engine, make_session_factory
-from webapp.app import build_app, launch
-from webapp.config import AppConfig
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from core.affwild2 import read_annotation, read_submission, write_annotation  # noqa: E402
+from core.labels import AUS  # noqa: E402
+from core.weights import load_checkpoint  # noqa: E402
+from db import repo  # noqa: E402
+from db.engine import make_engine, make_session_factory  # noqa: E402
+from webapp.app import build_app, launch  # noqa: E402
+from webapp.config import AppConfig  # noqa: E402
 
 N_FRAMES = 72  # single_face.mp4
 

@@ -99,12 +99,13 @@ def shown(fn, n_outputs: int, status_at: int, returns_status: bool, n_clear: int
         except (*EXPECTED, gr.Error) as err:
             out = [gr.skip()] * n_outputs
             out[status_at] = refusal(_message(err), action)
-            return tuple(out)
+            return out[0] if n_outputs == 1 else tuple(out)
         n_fn = n_outputs - n_clear - (0 if returns_status else 1)
         out = list(result) if n_fn > 1 else [result]
         if not returns_status:
             out.insert(status_at, "")
-        return tuple(out + [""] * n_clear)
+        out += [""] * n_clear
+        return out[0] if n_outputs == 1 else tuple(out)
 
     wrapper.__signature__ = inspect.signature(fn)
     return wrapper

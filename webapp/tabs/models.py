@@ -22,7 +22,7 @@ class ModelsTab:
         return (*self.job_status(job_id)[:2], job_id)
 
     def job_status(self, job_id):
-        if job_id is None:
+        if not job_id:
             raise InputError("Enter the number of a retraining job (Retrain shows it).")
         text, metrics, model_id = self.models.job_status(job_id)
         picker = gr.update(choices=self.models.model_choices(), value=model_id) if model_id else gr.update()

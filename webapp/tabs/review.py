@@ -163,7 +163,7 @@ class ReviewTab:
 
     def _decide(self, video_key, correction_id, accept, comment, who):
         self._key(video_key)
-        if correction_id is None:
+        if not correction_id:       # an emptied number field on the page sends 0; ids start at 1
             raise InputError("Enter the id of the correction to accept or reject.")
         self.reviews.decide(video_key or None, correction_id, accept, comment, who)
         return (f"Correction {int(correction_id)} {'accepted' if accept else 'rejected'} by {who}.",
@@ -173,7 +173,7 @@ class ReviewTab:
                profile: gr.OAuthProfile | None):
         who = user(request, profile)
         self._key(video_key)
-        if correction_id is None:
+        if not correction_id:
             raise InputError("Enter the id of the correction whose decision you revise.")
         accept = decision == DECISIONS[0]
         self.reviews.revise(video_key or None, correction_id, accept, reason, who)
@@ -184,8 +184,9 @@ class ReviewTab:
                      profile: gr.OAuthProfile | None):
         who = user(request, profile)
         self._key(video_key)
-        if flag_id is None:
+        if not flag_id:
             raise InputError("Enter the id of the flag to resolve.")
+        correction_id = correction_id or None            # an empty field: no fixing correction
         self.reviews.resolve_flag(video_key or None, flag_id, resolution, correction_id, note, who)
         return (f"Flag {int(flag_id)} resolved ({resolution}) by {who}.", *self._tables(video_key))
 
