@@ -10,23 +10,28 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pytest
-from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
+# This process's own Gradio upload folder (read when gradio is imported): uploads are stored by content
+# hash, and another test run on the machine that uploads the same files would delete them on shutdown.
+os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="affectlens-gradio-"))
 
-from core.affwild2 import read_annotation, read_submission, write_annotation
-from core.labels import AUS
-from core.weights import load_checkpoint
-from db import repo
-from db.engine import make_engine, make_session_factory
-from webapp.app import build_app, launch
-from webapp.config import AppConfig
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from core.affwild2 import read_annotation, read_submission, write_annotation  # noqa: E402
+from core.labels import AUS  # noqa: E402
+from core.weights import load_checkpoint  # noqa: E402
+from db import repo  # noqa: E402
+from db.engine import make_engine, make_session_factory  # noqa: E402
+from webapp.app import build_app, launch  # noqa: E402
+from webapp.config import AppConfig  # noqa: E402
 
 N_FRAMES = 72  # single_face.mp4
 
@@ -146,8 +151,16 @@ def test_analyse_review_export_and_database(server, media_dir, annotations):
     bob = Client(url, auth=("bob", "bob-pw"), verbose=False)
     status, corrections, history, flags = bob.predict(key, 1, "", api_name="/accept_correction")
     assert status == "Correction 1 accepted by bob."
-    assert table(corrections)[["id", "status", "reviewer", "reviewed_by"]].values.tolist() == [
+    assert table(corrections)[["id", "status", "proposed by", "decided by"]].values.tolist() == [
         [1, "accepted", "alice", "bob"]]
+    # Corrections and audit entries read as sentences with label names, not JSON.
+    [sentence] = table(corrections)["correction"]
+    assert sentence.startswith("valence 0.6, arousal 0.3, frames 30-39, was valence ") and "null" not in sentence
+    assert table(corrections)["seconds"].iloc[0].endswith(" s")
+    events = table(history).set_index("action")
+    assert events.loc["flagged", "detail"] == "EXPR frames 10-20 flagged as wrong label: the smile starts earlier"
+    assert events.loc["accepted", "subject"] == "correction 1 (VA frames 30-39)"
+    assert not table(history)["detail"].str.contains("[{}]").any()
     assert table(history)["action"].tolist() == ["flagged", "proposed", "accepted"]
 
     # The timeline of a segment now shows the corrected annotation.
@@ -156,7 +169,7 @@ def test_analyse_review_export_and_database(server, media_dir, annotations):
     assert (labels.loc[30:39, "gt_valence"] == 0.6).all() and labels.loc[29, "gt_valence"] != 0.6
 
     exported = {Path(p).name: Path(p) for p in alice.predict(key, api_name="/export_corrections")}
-    stem = key.removeprefix("sha256:")[:16]
+    stem = "single_face"                  # files are named after the video's file name, not its key
     assert set(exported) == {f"{stem}_corrections.json", f"{stem}_flags.json", f"{stem}_VA.txt",
                              f"{stem}_EXPR.txt", f"{stem}_AU.txt"}
     records = json.loads(exported[f"{stem}_corrections.json"].read_text())
@@ -260,7 +273,7 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
         assert model.trained_steps == 1 and correction_id in model.correction_ids
         assert Path(model.path).is_file() and Path(model.path).is_relative_to(cfg.runs_dir)
         model_id = model.id
-    assert meta_p_va(model.path) == pytest.approx(metrics.loc["p_va", "after"])
+    assert meta_p_va(model.path) == pytest.approx(metrics.loc["p_va", "after"], abs=5e-4)   # shown to 3 decimals
     # The next analysis with the registered model: its predictions, not the untrained ones.
     untrained = pd.read_csv(next(p for p in analyse(alice, None, models=("DDAMFN",), source="Aff-Wild2 video",
                                                     affwild2_video=video)[6] if p.endswith(".csv")))

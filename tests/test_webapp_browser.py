@@ -1,6 +1,7 @@
 """The page in a real browser (Debian chromium through Playwright, headless, no background networking):
-log in, upload, wait for the timelines, check that plotly drew them, review with clicks, and bad input
-that must end in a clear message while the app goes on serving."""
+log in, upload, wait for the timelines, check that plotly drew them, review with clicks and keys, bad input
+that must end in a clear message while the app goes on serving, and every refusal of the Review, prompts and
+Models tabs shown beside its button with every output left as it was (no error badge, no toast)."""
 import os
 import re
 import tempfile
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 from core.affwild2 import write_annotation
@@ -36,7 +38,8 @@ def files(tmp_path_factory, media_dir) -> dict[str, Path]:
     t = np.arange(N_FRAMES)
     write_annotation(pd.DataFrame({"valence": np.round(np.sin(t / 12) * 0.6, 3),
                                    "arousal": np.round(np.cos(t / 15) * 0.4, 3)}), folder / "va.txt", "va")
-    write_annotation(pd.DataFrame({"expression": pd.array([0] * 36 + [4] * 36, dtype="Int64")}),
+    # A one-frame flicker (Surprise at frame 20) gives the review queue a second segment for J / K.
+    write_annotation(pd.DataFrame({"expression": pd.array([0] * 20 + [6] + [0] * 15 + [4] * 36, dtype="Int64")}),
                      folder / "expr.txt", "expr")
     write_annotation(pd.DataFrame({"valence": [0.1] * 30, "arousal": [0.2] * 30}), folder / "short_va.txt", "va")
     data = (media_dir / "single_face.mp4").read_bytes()
@@ -108,7 +111,7 @@ def test_upload_timelines_and_review_with_clicks(page, server, files, media_dir)
     expect(run_info).to_contain_text("72 frames, 72 with a face", timeout=ANALYSIS_TIMEOUT_MS)
     expect(run_info).to_contain_text("untrained")
     timeline = page.locator("#timeline")
-    expect(timeline.locator("svg.main-svg").first).to_be_visible()
+    expect(timeline.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
     # plotly drew every row: VA lines (prediction + annotation), the expression strip and AU heatmap.
     expect(timeline.locator("g.scatterlayer .trace")).not_to_have_count(0)
     expect(timeline.locator("g.cartesianlayer > g.subplot")).to_have_count(4)   # rows, on one time axis:
@@ -129,25 +132,47 @@ def test_upload_timelines_and_review_with_clicks(page, server, files, media_dir)
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT_DIR / "analyse.png"), full_page=True)
 
-    # Review: click the top segment of the queue, flag it, propose a correction, try to accept it.
+    # Review: the video under review by its file name; no key anywhere on the page.
     page.get_by_role("tab", name="Review").click()
+    expect(page.locator("#review-name input, #review-name textarea").first).to_have_value("single_face.mp4")
+    assert "sha256" not in page.locator("body").inner_text()
+    # Click the top segment of the queue; J and K step through the queue.
     first_row = page.locator("#queue [role=row][aria-rowindex='2'] [role=gridcell]").first
     expect(first_row).to_be_visible()
     first_row.click()
     expect(page.locator("#segment-plot svg.main-svg").first).to_be_visible(timeout=60_000)
     expect(page.locator("#gallery img").first).to_be_visible()
     expect(page.locator("#segment-labels")).to_contain_text("gt_valence")
+    segment = page.locator("#segment input")
+    expect(segment).to_have_value("0")
+    first_range = (page.locator("#start input").input_value(), page.locator("#end input").input_value())
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    expect(page.locator("#queue [role=row][aria-rowindex='3']")).to_be_visible()     # two segments at least
+    page.keyboard.press("j")
+    expect(page.locator("#segment-status")).to_have_text("")
+    expect(segment).to_have_value("1")
+    page.keyboard.press("k")
+    expect(segment).to_have_value("0")
+    expect(page.locator("#start input")).to_have_value(first_range[0])
+    expect(page.locator("#end input")).to_have_value(first_range[1])
+    # Flag and propose with notes: the notes are emptied after each submit.
+    page.locator("#flag-note textarea, #flag-note input").first.fill("the smile starts earlier")
     page.locator("#flag").click()
-    expect(page.locator("#review-status")).to_contain_text("Flag 1:")
-    expect(page.locator("#history")).to_contain_text("flagged")
+    expect(page.locator("#flag-status")).to_contain_text("Flag 1:")
+    expect(page.locator("#flag-note textarea, #flag-note input").first).to_have_value("")
+    expect(page.locator("#history")).to_contain_text("flagged as wrong label: the smile starts earlier")
+    page.locator("#correct-note textarea, #correct-note input").first.fill("a clear smile")
     page.locator("#correct").click()
-    expect(page.locator("#review-status")).to_contain_text("Correction 1:")
+    expect(page.locator("#correct-status")).to_contain_text("Correction 1:")
+    expect(page.locator("#correct-note textarea, #correct-note input").first).to_have_value("")
     expect(page.locator("#corrections")).to_contain_text("proposed")
+    expect(page.locator("#corrections")).to_contain_text(re.compile(r"frames \d+-\d+, was \w"))  # a sentence
+    assert "null" not in page.locator("#corrections").inner_text()
     page.locator("#correction-id input").fill("1")
     page.locator("#accept").click()
-    expect_message(page, "a second reviewer must accept or reject it")
+    expect(page.locator("#decision-status .refused")).to_contain_text("a second reviewer must accept or reject it")
     page.locator("#export").click()
-    expect(page.get_by_role("cell", name=re.compile("_corrections.json$"))).to_be_visible()
+    expect(page.get_by_role("cell", name=re.compile("^single_face_corrections.json$"))).to_be_visible()
     page.screenshot(path=str(SCREENSHOT_DIR / "review.png"), full_page=True)
 
 
@@ -173,7 +198,8 @@ def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(page, s
         page.locator("#correction-id input").fill("1")
         page.locator("#decision-comment textarea, #decision-comment input").first.fill("the smile is there")
         page.locator("#accept").click()
-        expect(page.locator("#review-status")).to_contain_text("Correction 1 accepted by bob")
+        expect(page.locator("#decision-status")).to_contain_text("Correction 1 accepted by bob")
+        expect(page.locator("#decision-comment textarea, #decision-comment input").first).to_have_value("")
         expect(page.locator("#history")).to_contain_text("accepted")
         expect(page.locator("#corrections")).to_contain_text("the smile is there")
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
@@ -183,3 +209,119 @@ def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(page, s
         assert page.get_by_text("Error", exact=True).count() == 0      # no output replaced by an error badge
     finally:
         context.close()
+
+
+RED = np.array([0xdc, 0x26, 0x26])     # the left border of a refused action's message (webapp.page.CSS)
+
+
+def shows_red(path: Path) -> bool:
+    """Whether a screenshot holds the red bar that marks a refusal."""
+    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(int)
+    return bool((np.abs(pixels - RED).sum(axis=1) < 40).sum() >= 20)
+
+
+def refused(page, act, status: str, message: str, name: str):
+    """Do something the page must refuse: the reason shows beside the button, in red, and stays; no
+    output shows an error badge and no toast pops up."""
+    act()
+    box = page.locator(f"#{status}")
+    expect(box.locator(".refused")).to_contain_text(message)
+    expect(box).to_contain_text("Not done")
+    assert page.get_by_text("Error", exact=True).count() == 0, f"{name}: an output shows an error badge"
+    assert page.locator(".toast-body").count() == 0, f"{name}: a toast instead of a message"
+    shot = SCREENSHOT_DIR / f"refused-{name}.png"
+    box.screenshot(path=str(shot))
+    assert shows_red(shot), f"{name}: the message is not shown in red"
+
+
+def fill(page, elem_id: str, value: str):
+    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(value)
+
+
+def test_every_refusal_is_a_message_beside_its_button(page):
+    """Each refusal of the Review, prompts and Models tabs, first with no video open, then with the
+    stored video open: every output stays as it was and the reason stays beside the button."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.reload()
+    page.get_by_role("tab", name="Review").click()
+    click = lambda elem_id: (lambda: page.locator(f"#{elem_id}").click())   # noqa: E731
+    no_analysis, no_video = "Analyse a video first", "No video open"
+    expect(page.locator("#review-name input, #review-name textarea").first).to_have_attribute(
+        "placeholder", re.compile("No video open"))
+
+    # No video open.
+    refused(page, click("open-video"), "videos-status", "Choose a video from the list", "open-video")
+    refused(page, click("rank"), "segment-status", no_analysis, "rank")
+    refused(page, click("show-range"), "segment-status", no_analysis, "show-range")
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    refused(page, lambda: page.keyboard.press("j"), "segment-status", no_analysis, "key-j")
+    refused(page, click("flag"), "flag-status", no_video, "flag-no-video")
+    refused(page, click("correct"), "correct-status", no_video, "correct-no-video")
+    refused(page, click("accept"), "decision-status", no_video, "accept-no-video")
+    refused(page, click("export"), "export-status", no_video, "export-no-video")
+    refused(page, click("resolve"), "resolve-status", no_video, "resolve-no-video")
+    refused(page, click("agreement-btn"), "agreement-status", no_analysis, "agreement")
+
+    # The stored video, opened from the database.
+    page.locator("#open-choice input").click()
+    page.get_by_role("option", name="single_face.mp4", exact=True).click()
+    page.locator("#open-video").click()
+    expect(page.locator("#review-name input, #review-name textarea").first).to_have_value("single_face.mp4")
+    expect(page.locator("#videos-status")).to_have_text("")          # the refusal went with the next action
+    expect(page.locator("#corrections")).to_contain_text("accepted", timeout=60_000)
+    page.locator("#rank").click()
+    expect(page.locator("#queue [role=row][aria-rowindex='2']")).to_be_visible()
+    page.locator("#open-segment").click()
+    expect(page.locator("#segment-plot svg.main-svg").first).to_be_visible(timeout=60_000)
+    corrections, flags = page.locator("#corrections").inner_text(), page.locator("#flags").inner_text()
+    task = page.locator("#task input").input_value()
+
+    page.locator("#segment input").fill("999")
+    refused(page, click("open-segment"), "segment-status", "There is no segment 999", "open-segment")
+    page.locator("#segment input").fill("0")
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    refused(page, lambda: page.keyboard.press("k"), "segment-status", "is the first of the queue", "key-k")
+    page.locator("#start input").fill("9")
+    page.locator("#end input").fill("3")
+    refused(page, click("show-range"), "segment-status", "are not a range inside the video", "show-range-bad")
+    refused(page, click("flag"), "flag-status", "the end is before the start", "flag-backwards")
+    page.locator("#start input").fill("0")
+    page.locator("#end input").fill("500")
+    refused(page, click("flag"), "flag-status", "outside video 'single_face.mp4'", "flag-outside")
+    page.locator("#end input").fill("5")
+    page.locator("#reason input").click()
+    page.get_by_role("option", name="other", exact=True).click()
+    refused(page, click("flag"), "flag-status", "reason 'other' needs a note", "flag-other")
+    page.locator("#valence input").fill("2")
+    if task != "va":
+        page.locator("#task input").click()
+        page.get_by_role("option", name="va", exact=True).click()
+    refused(page, click("correct"), "correct-status", "valence 2 is not a number in [-1, 1]", "correct-valence")
+    refused(page, click("accept"), "decision-status", "Enter the id of the correction", "accept-no-id")
+    page.locator("#correction-id input").fill("1")
+    refused(page, click("reject"), "decision-status", "alice proposed correction 1", "reject-own")
+    page.locator("#correction-id input").fill("999")
+    refused(page, click("revise"), "decision-status", "No correction 999", "revise-unknown")
+    page.locator("#flag-id input").fill("1")
+    refused(page, click("resolve"), "resolve-status", "names the correction that fixed", "resolve-without-fix")
+    # Nothing the refusals touched changed, and no server path or key showed up.
+    assert page.locator("#corrections").inner_text() == corrections
+    assert page.locator("#flags").inner_text() == flags
+    assert "sha256" not in page.locator("body").inner_text()
+
+    # Compare CLIP prompts.
+    page.get_by_role("tab", name="Compare CLIP prompts").click()
+    page.get_by_label("Name").nth(1).fill("basic")
+    refused(page, click("compare"), "prompt-status", "need different names", "compare-same-names")
+    refused(page, click("save-set-1"), "save-status-1", "is a built-in prompt set", "save-builtin")
+    page.get_by_label("Name").nth(1).fill("mine")
+    page.get_by_label("Templates").nth(1).fill("a photo")
+    refused(page, click("save-set-2"), "save-status-2", "each template needs exactly one", "save-bad-template")
+
+    # Models.
+    page.get_by_role("tab", name="Models").click()
+    refused(page, click("retrain"), "retrain-status", "needs the Aff-Wild2 folder", "retrain")
+    refused(page, click("job-refresh"), "job-status", "Enter the number of a retraining job", "job-no-id")
+    page.locator("#job-id input").fill("99")
+    refused(page, click("job-refresh"), "job-status", "There is no retraining job 99", "job-unknown")
+    page.screenshot(path=str(SCREENSHOT_DIR / "refusals.png"), full_page=True)

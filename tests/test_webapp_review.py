@@ -63,7 +63,7 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
         assert opened[0] == key and table(opened[3])["id"].tolist() == [correction_id]
         status, corrections, history, flags = bob.predict(key, correction_id, "looks right", api_name="/accept_correction")
         assert status == f"Correction {correction_id} accepted by bob."
-        assert table(corrections).set_index("id").loc[correction_id, "decision_comment"] == "looks right"
+        assert table(corrections).set_index("id").loc[correction_id, "comment"] == "looks right"
         # Changing a decision is an explicit revise with a required reason.
         with pytest.raises(AppError, match="accepted already|revise"):
             bob.predict(key, correction_id, "", api_name="/reject_correction")

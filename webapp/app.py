@@ -2,7 +2,8 @@
 
 `build_app(config)` builds the parts (webapp.analyses, webapp.prompts, webapp.reviews, webapp.models, all
 on one webapp.context.Context) and lays out one tab per module of webapp/tabs, each wiring its buttons
-to named handlers; every action is also an API endpoint (api_name), so gradio_client can drive it.
+to named handlers (webapp.page.bind: a refused action leaves the outputs as they were and says why beside
+the button); every action is also an API endpoint (api_name), so gradio_client can drive it.
 `demo` is the app for the environment's configuration and `launch(demo, config)` serves it.
 """
 import webapp.gpu  # noqa: F401  first: on ZeroGPU, `spaces` comes before anything touches CUDA
@@ -19,12 +20,13 @@ from webapp.config import AppConfig
 from webapp.context import Context
 from webapp.logins import Logins
 from webapp.models import Models
+from webapp.page import CSS
 from webapp.prompts import Prompts
 from webapp.reviews import Reviews
 from webapp.tabs.analyse import EXAMPLES_DIR, AnalyseTab
 from webapp.tabs.models import ModelsTab
 from webapp.tabs.prompts import PromptsTab
-from webapp.tabs.review import ReviewTab
+from webapp.tabs.review import KEYS_JS, ReviewTab
 
 GPU_QUEUE = "gpu"     # every event that runs models shares this queue
 
@@ -75,7 +77,7 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides):
         auth_message="AffectLens: sign in; reviews are recorded under your login.",
         max_file_size=f"{config.max_upload_mb}mb", allowed_paths=[str(EXAMPLES_DIR)],
         blocked_paths=[str(config.affwild2_root)] if config.affwild2_root else None,
-        ssr_mode=False, footer_links=["api"],
+        ssr_mode=False, footer_links=["api"], css=CSS, js=KEYS_JS,
     )
     kwargs.update(overrides)
     return demo.launch(**kwargs)

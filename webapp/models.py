@@ -30,7 +30,7 @@ class Models:
             architecture, path, encoder = model.architecture, model.path, (model.training or {}).get("encoder")
         card = card_for_checkpoint(architecture, encoder)
         if card is None or not Path(path).is_file():
-            raise InputError(f"Model {model_id} ({path}) cannot be analysed with: "
+            raise InputError(f"Model {model_id} ({Path(path).name}) cannot be analysed with: "
                              + ("its file is gone." if card else f"a {architecture} checkpoint is no analysis model."))
         return card, path
 
@@ -69,6 +69,10 @@ class Models:
             raise InputError("Retraining needs the Aff-Wild2 folder: set AFFECTLENS_AFFWILD2_ROOT.")
         if preset not in tconfig.presets():
             raise InputError(f"Unknown training preset {preset!r}; choose one of {', '.join(tconfig.presets())}.")
+        for value, what, least in ((epochs, "Epochs", 1), (steps_per_epoch, "Steps per epoch", 0),
+                                   (batch_size, "Batch size", 0)):
+            if value is None or int(value) < least:
+                raise InputError(f"{what} must be a whole number of at least {least}.")
         settings = dict(root=str(self.config.affwild2_root), device=self.config.device, progress=False, workers=0,
                         cache=str(self.config.data_dir / "embeddings"), out=str(self.config.runs_dir),
                         epochs=int(epochs), steps_per_epoch=int(steps_per_epoch), corrections=True)
@@ -118,6 +122,7 @@ class Models:
             before, after = job.before_metrics or {}, job.after_metrics or {}
             model_id = model.id if model is not None else None
         names = [k for k, v in after.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        table = pd.DataFrame({"metric": names, "before": [before.get(k) for k in names],
-                              "after": [after[k] for k in names]}, columns=["metric", "before", "after"])
+        rounded = lambda v: None if v is None else round(float(v), 3)    # noqa: E731
+        table = pd.DataFrame({"metric": names, "before": [rounded(before.get(k)) for k in names],
+                              "after": [rounded(after[k]) for k in names]}, columns=["metric", "before", "after"])
         return "\n\n".join(lines), table, model_id

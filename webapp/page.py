@@ -1,10 +1,26 @@
 """What the tabs' handlers share: who is signed in, expected failures as page messages, progress, the
-browser session's folder."""
+browser session's folder.
+
+Refused actions. An expected failure (InputError, AnnotationError, ValidationError, or a gr.Error that a
+GPU worker sent back) never replaces the outputs by error badges on the page: `bind` wires a handler twice,
+
+- for the page (no API name): on a refusal every output is left as it was (gr.skip()) and the reason goes
+  into the action area's status Markdown, where it stays until the next action there; on success the
+  handler's outputs are shown, the status shows its success text (or is cleared) and the `clear` fields
+  (notes, comments) are emptied;
+- for the API (`api_name`, an event without a trigger): the handler as before, so that gradio_client
+  callers get an AppError with the reason for a refusal and the same outputs for a success.
+
+A tab adopts it by giving each action area a status component (`status_box()`) and wiring
+`bind(button.click, self.handler, inputs, outputs, status=c.some_status, api_name="name")` instead of
+`button.click(page_errors(self.handler), inputs, outputs, api_name="name")`.
+"""
 from __future__ import annotations
 
 import functools
 import inspect
 import os
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -12,6 +28,24 @@ import gradio as gr
 from core.affwild2 import AnnotationError
 from db.repo import ValidationError
 from webapp.inputs import InputError
+
+EXPECTED = (InputError, AnnotationError, ValidationError)
+STATUS_CLASS = "action-status"       # page.css styles it; a refusal's text sits in a .refused element
+REFUSED = "Not done"
+
+CSS = f"""
+.{STATUS_CLASS} {{ min-height: 1.5em; }}
+.{STATUS_CLASS} .refused, .{STATUS_CLASS} .refused strong {{ color: #b91c1c; }}
+.{STATUS_CLASS}:has(.refused) {{ border-left: 4px solid #dc2626; padding-left: 0.6em; background: #fef2f2; }}
+"""
+
+# An absolute server path inside a message (/home/x/y.mp4, C:\\data\\y): only its last part is shown.
+_PATH = re.compile(r"(?<![\w/.:-])(?:[A-Za-z]:\\|/)(?:[^\s'\"(),:;]+[/\\])+([^\s'\"(),:;/\\]*)")
+
+
+def readable(message: str) -> str:
+    """A message for people: no server paths (a file is named by its name)."""
+    return _PATH.sub(lambda m: m.group(1) or Path(m.group(0).rstrip("/\\")).name, str(message)).strip()
 
 
 def signed_in(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str | None:
@@ -26,18 +60,75 @@ def user(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
     return name
 
 
+def _message(err: Exception) -> str:
+    return readable(err.message if isinstance(err, gr.Error) else str(err))
+
+
 def page_errors(fn):
-    """Expected failures (bad input, bad files, review rules) become one message in the page; the app
-    keeps serving the next request."""
+    """Expected failures (bad input, bad files, review rules) become one gr.Error: the API's answer to
+    a refusal (gradio_client raises AppError with the message); the app keeps serving the next request."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (InputError, AnnotationError, ValidationError) as err:
-            raise gr.Error(str(err), print_exception=False) from None
+        except EXPECTED as err:
+            raise gr.Error(_message(err), print_exception=False) from None
 
     wrapper.__signature__ = inspect.signature(fn)
     return wrapper
+
+
+def refusal(reason: str, action: str | None = None) -> str:
+    """The status text of a refused action, naming the action when known (styled red by CSS)."""
+    what = f" ({action})" if action else ""
+    return f'<span class="refused">**{REFUSED}{what}:** {reason}</span>'
+
+
+def status_box(elem_id: str | None = None) -> gr.Markdown:
+    """The message line of an action area: a success note or why the action was refused."""
+    return gr.Markdown(elem_id=elem_id, elem_classes=[STATUS_CLASS])
+
+
+def shown(fn, n_outputs: int, status_at: int, returns_status: bool, n_clear: int = 0, action: str | None = None):
+    """fn for the page: a refusal skips every output and puts the reason at status_at; a success returns
+    fn's outputs (with an empty status when fn does not write one) and empties the n_clear fields after
+    them."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            result = fn(*args, **kwargs)
+        except (*EXPECTED, gr.Error) as err:
+            out = [gr.skip()] * n_outputs
+            out[status_at] = refusal(_message(err), action)
+            return out[0] if n_outputs == 1 else tuple(out)
+        n_fn = n_outputs - n_clear - (0 if returns_status else 1)
+        out = list(result) if n_fn > 1 else [result]
+        if not returns_status:
+            out.insert(status_at, "")
+        out += [""] * n_clear
+        return out[0] if n_outputs == 1 else tuple(out)
+
+    wrapper.__signature__ = inspect.signature(fn)
+    return wrapper
+
+
+def bind(triggers, fn, inputs, outputs, *, status: gr.Markdown, api_name: str | None = None, clear=(),
+         **event) -> gr.events.Dependency:
+    """Wire fn to triggers for the page (refusals as a message in `status`, outputs untouched, `clear`
+    fields emptied after a success) and, with api_name, as the API endpoint of that name (refusals raise).
+    `event`: further event settings (concurrency_id, ...) for both. Returns the page event."""
+    triggers = list(triggers) if isinstance(triggers, (list, tuple)) else [triggers]
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    inputs = inputs if inputs is not None else []
+    returns_status = any(o is status for o in outputs)
+    page_outputs = outputs + ([] if returns_status else [status]) + list(clear)
+    status_at = next(i for i, o in enumerate(page_outputs) if o is status)
+    buttons = [t.__self__ for t in triggers if isinstance(getattr(t, "__self__", None), gr.Button)]
+    action = str(buttons[0].value) if buttons else None
+    if api_name:
+        gr.on([], page_errors(fn), inputs, outputs, api_name=api_name, **event)
+    return gr.on(triggers, shown(fn, len(page_outputs), status_at, returns_status, len(clear), action), inputs,
+                 page_outputs, api_name=f"page_{api_name or fn.__name__}", api_visibility="private", **event)
 
 
 class Progress:
@@ -70,3 +161,8 @@ def session_dir(cache_dir: Path, request: gr.Request) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.utime(path)
     return path
+
+
+def api_only(fn, inputs, outputs, *, api_name: str, **event) -> gr.events.Dependency:
+    """An API endpoint with no trigger on the page (refusals raise, as for every endpoint)."""
+    return gr.on([], page_errors(fn), inputs if inputs is not None else [], outputs, api_name=api_name, **event)

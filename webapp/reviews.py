@@ -2,7 +2,9 @@
 decisions, the audit history, agreement figures, the review queue and exports. No Gradio here."""
 from __future__ import annotations
 
-import json
+import re
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,37 +17,178 @@ from core.table import (AROUSAL, AU_DECISIONS, EXPR, FACE, FRAME, TIME, VALENCE,
                         frame_rate, gt)
 from db import export, repo
 from db.agreement import agreement_report
+from db.repo import ValidationError
 from webapp.context import Context
 
 HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
-WAITING_COLUMNS = ["id", "video", "task", "frames", "proposed by", "note"]
+WAITING_COLUMNS = ["id", "video", "task", "frames", "seconds", "correction", "proposed by", "note"]
 AGREEMENT_COLUMNS = ["who", "task", "measure", "value", "frames"]
+VIDEO_COLUMNS = ["name", "frames", "runs", "open flags", "waiting for a decision", "last activity"]
+CORRECTION_TABLE = ["id", "task", "frames", "seconds", "correction", "status", "proposed by", "decided by",
+                    "comment", "note"]
+FLAG_TABLE = ["id", "task", "frames", "seconds", "reason", "note", "flagged by", "resolution",
+              "fixed by correction", "resolved by", "resolution note"]
+DECIMALS = 3          # numbers in tables
+
+
+# -- labels in words -------------------------------------------------------------------------------------
+def _number(v) -> str:
+    return f"{round(float(v), DECIMALS):g}"
+
+
+def _frames(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def value_words(task: str, value: dict) -> str:
+    """A correction's label as people say it: "valence 0.6, arousal 0.3", "Happiness", "AU12 on"."""
+    if task == "va":
+        return ", ".join(f"{k} {_number(value[k])}" for k in ("valence", "arousal") if k in value)
+    if task == "expr":
+        return EXPRESSIONS[int(value["expression"])]
+    on = [au for au in AUS if value.get(au) == 1]
+    off = [au for au in AUS if value.get(au) == 0]
+    if len(on) + len(off) == len(AUS):          # every AU given (the page sends all twelve)
+        return f"{_and(on)} on, the other AUs off" if on else "no AU on"
+    return ", ".join([f"{au} on" for au in on] + [f"{au} off" for au in off])
+
+
+def _spread(values: list, show) -> str:
+    known = [v for v in values if v is not None]
+    missing = len(values) - len(known)
+    if not known:
+        return "not annotated"
+    if all(isinstance(v, float) for v in known) and len(set(known)) > 1:
+        text = f"{_number(min(known))} to {_number(max(known))}"
+    else:
+        counts = Counter(show(v) for v in known)
+        text = next(iter(counts)) if len(counts) == 1 else ", ".join(
+            f"{k} ({_frames(n)})" for k, n in counts.most_common())
+    return text + (f" ({_frames(missing)} not annotated)" if missing else "")
+
+
+def original_words(task: str, value: dict, original: dict | None) -> str:
+    """What a correction replaced, from its stored `original` (per-frame values of the corrected label
+    columns; None: not annotated): "off", "Neutral (8 frames), Happiness (3 frames)", "valence 0.1 to 0.4"."""
+    original = original or {}
+    if task == "va":
+        return ", ".join(f"{k} {_spread(original[k], _number)}" for k in ("valence", "arousal") if k in original)
+    if task == "expr":
+        return _spread(original.get("expression", []), lambda v: EXPRESSIONS[int(v)])
+
+    def au_state(values):
+        known = [v for v in values if v is not None]
+        n_on = sum(int(v == 1) for v in known)
+        state = ("not annotated" if not known else "off" if n_on == 0 else "on" if n_on == len(known)
+                 else f"on in {n_on} of {len(known)} frames")
+        return state + (f" ({_frames(len(values) - len(known))} not annotated)" if known and len(known) < len(values)
+                        else "")
+
+    changed = [au for au in AUS if au in original and au_state(original[au]) != ("on" if value.get(au) else "off")]
+    if len(value) == 1:
+        return au_state(original.get(next(iter(value)), []))
+    return ", ".join(f"{au} {au_state(original[au])}" for au in changed) if changed else "the same"
+
+
+def correction_words(task: str, start: int, end: int, value: dict, original: dict | None) -> str:
+    """ "AU12 on, frames 100-150, was off" """
+    return f"{value_words(task, value)}, frames {start}-{end}, was {original_words(task, value, original)}"
+
+
+def seconds(start: int, end: int, fps: float) -> str:
+    """A frame range as times (the start of the first frame to the end of the last)."""
+    return f"{start / fps:.{DECIMALS}f}-{(end + 1) / fps:.{DECIMALS}f} s" if fps else ""
+
+
+def event_words(action: str, detail: dict, correction=None) -> str:
+    """An audit event as a sentence, label names instead of indices."""
+    d = detail or {}
+    if action == "flagged":
+        note = f": {d['note']}" if d.get("note") else ""
+        return f"{d.get('task', '').upper()} frames {d.get('start_frame')}-{d.get('end_frame')} flagged as " \
+               f"{d.get('reason')}{note}"
+    if action == "proposed":
+        task = d.get("task", "")
+        original = correction.original if correction is not None else None
+        text = f"{task.upper()} " + (correction_words(task, d.get("start_frame"), d.get("end_frame"), d.get("value", {}),
+                                                      original) if original is not None else
+                                     f"{value_words(task, d.get('value', {}))}, frames {d.get('start_frame')}-"
+                                     f"{d.get('end_frame')}")
+        return text + (f"; note: {d['note']}" if d.get("note") else "")
+    if action in ("accepted", "rejected"):
+        return f"{action.capitalize()}" + (f": {d['comment']}" if d.get("comment") else " (no comment)")
+    if action == "revised":
+        return f"Changed from {d.get('before')} to {d.get('after')}: {d.get('reason')}"
+    if action == "resolved":
+        how = d.get("resolution", "")
+        if d.get("correction_id") is not None:
+            how = f"fixed by correction {d['correction_id']}"
+        return f"Resolved: {how}" + (f"; note: {d['note']}" if d.get("note") else "")
+    return ", ".join(f"{k} {v}" for k, v in d.items())
 
 
 class Reviews:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def video_list(self) -> pd.DataFrame:
-        """Every video in the database with its runs, open flags, pending corrections and last activity."""
+    def _videos(self) -> list[dict]:
         with self.ctx.read() as s:
-            rows = repo.list_videos(s)
+            return repo.list_videos(s)
+
+    def video_list(self) -> pd.DataFrame:
+        """Every video in the database by file name with its runs, open flags, pending corrections and last
+        activity (the key stays out of sight: video_choices maps names to keys)."""
+        rows = self._videos()
         out = pd.DataFrame(rows, columns=["name", "key", "frame_count", "runs", "open_flags", "pending_corrections",
                                           "last_activity"])
+        out["name"] = [label for label, _ in self._labels(rows)]
         out["last_activity"] = [t.strftime("%Y-%m-%d %H:%M:%S") if t else "" for t in out["last_activity"]]
         return out.rename(columns={"frame_count": "frames", "open_flags": "open flags",
-                                   "pending_corrections": "waiting for a decision", "last_activity": "last activity"})
+                                   "pending_corrections": "waiting for a decision",
+                                   "last_activity": "last activity"})[VIDEO_COLUMNS]
+
+    @staticmethod
+    def _labels(rows: list[dict]) -> list[tuple[str, str]]:
+        """(label, key): the file name; two videos with one name are told apart by when they came."""
+        names = Counter(r["name"] for r in rows)
+        return [(r["name"] if names[r["name"]] == 1 else
+                 f"{r['name']} ({r['frame_count']} frames, last activity {r['last_activity']:%Y-%m-%d %H:%M:%S})",
+                 r["key"]) for r in rows]
 
     def video_choices(self) -> list[tuple[str, str]]:
         """(file name, key) pairs for the "open a video" list: people see names, the page keeps keys."""
-        videos = self.video_list()
-        return [(f"{n} ({k.removeprefix('sha256:')[:8]})" if k.startswith("sha256:") else n, k)
-                for n, k in zip(videos["name"], videos["key"])]
+        return self._labels(self._videos())
+
+    def video_name(self, key: str) -> str:
+        """The file name of a video in the database."""
+        with self.ctx.read() as s:
+            return repo.get_video(s, key).name
+
+    @contextmanager
+    def named(self, key: str | None):
+        """Messages of the review rules name the video by its file name, not by its key."""
+        try:
+            yield
+        except ValidationError as err:
+            text = str(err)
+            if key and key in text:
+                try:
+                    text = text.replace(repr(key), repr(self.video_name(key))).replace(key, self.video_name(key))
+                except ValidationError:
+                    pass
+            raise type(err)(text) from None
 
     def waiting_for(self, user: str) -> pd.DataFrame:
         """Corrections proposed by others that wait for a decision."""
         with self.ctx.read() as s:
-            rows = [{"id": c.id, "video": c.video.name, "task": c.task, "frames": f"{c.start_frame}-{c.end_frame}",
+            rows = [{"id": c.id, "video": c.video.name, "task": c.task.upper(),
+                     "frames": f"{c.start_frame}-{c.end_frame}",
+                     "seconds": seconds(c.start_frame, c.end_frame, c.video.fps),
+                     "correction": correction_words(c.task, c.start_frame, c.end_frame, c.value, c.original),
                      "proposed by": c.reviewer.name, "note": c.note} for c in repo.waiting_for(s, user)]
         return pd.DataFrame(rows, columns=WAITING_COLUMNS)
 
@@ -64,30 +207,37 @@ class Reviews:
         return out
 
     def flag(self, key, task, start, end, reason, note, user) -> int:
-        with self.ctx.write() as s:
+        with self.named(key), self.ctx.write() as s:
             repo.get_or_create_reviewer(s, user)
             return repo.add_flag(s, key, task, start, end, reason, user, note=note).id
 
     def correct(self, key, task, start, end, value, note, user) -> int:
-        with self.ctx.write() as s:
+        with self.named(key), self.ctx.write() as s:
             repo.get_or_create_reviewer(s, user)
             return repo.add_correction(s, key, task, start, end, value, user, note=note).id
 
     def decide(self, key: str | None, correction_id, accept: bool, comment: str, user: str) -> None:
         """Accept or reject a correction of the open video; every rule is checked before anything is written."""
-        with self.ctx.write() as s:
+        with self.named(key), self.ctx.write() as s:
             repo.decide_correction(s, correction_id, video=key, reviewer=user, accept=accept, comment=comment or "")
 
     def revise(self, key: str | None, correction_id, accept: bool, reason: str, user: str) -> None:
-        with self.ctx.write() as s:
+        with self.named(key), self.ctx.write() as s:
             repo.revise_decision(s, correction_id, video=key, reviewer=user, accept=accept, reason=reason or "")
 
     def flags(self, key: str) -> pd.DataFrame:
+        """The video's flags, one sentence-like row each."""
         with self.ctx.read() as s:
-            return export.flags_table(s, key).drop(columns=["video"], errors="ignore")
+            rows = [{"id": f.id, "task": f.task.upper(), "frames": f"{f.start_frame}-{f.end_frame}",
+                     "seconds": seconds(f.start_frame, f.end_frame, f.video.fps), "reason": f.reason,
+                     "note": f.note or "", "flagged by": f.reviewer.name, "resolution": f.resolution or "open",
+                     "fixed by correction": f.resolved_by_correction_id,
+                     "resolved by": f.resolved_by.name if f.resolved_by else "",
+                     "resolution note": f.resolution_note or ""} for f in repo.list_flags(s, key)]
+        return pd.DataFrame(rows, columns=FLAG_TABLE).astype({"fixed by correction": "Int64"})
 
     def resolve_flag(self, key: str | None, flag_id, resolution: str, correction_id, note: str, user: str) -> None:
-        with self.ctx.write() as s:
+        with self.named(key), self.ctx.write() as s:
             repo.resolve_flag(s, flag_id, video=key, reviewer=user, resolution=resolution,
                               correction_id=correction_id, note=note or "")
 
@@ -118,22 +268,43 @@ class Reviews:
         return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 
     def corrections(self, key: str) -> pd.DataFrame:
+        """The video's corrections, each written as a sentence with label names ("AU12 on, frames
+        100-150, was off")."""
         with self.ctx.read() as s:
-            return export.corrections_table(s, key).drop(columns=["video"])
+            rows = [{"id": c.id, "task": c.task.upper(), "frames": f"{c.start_frame}-{c.end_frame}",
+                     "seconds": seconds(c.start_frame, c.end_frame, c.video.fps),
+                     "correction": correction_words(c.task, c.start_frame, c.end_frame, c.value, c.original),
+                     "status": c.status, "proposed by": c.reviewer.name,
+                     "decided by": c.reviewed_by.name if c.reviewed_by else "", "comment": c.decision_comment or "",
+                     "note": c.note or ""} for c in repo.list_corrections(s, key)]
+        return pd.DataFrame(rows, columns=CORRECTION_TABLE)
 
     def history(self, key: str) -> pd.DataFrame:
+        """The video's audit trail, each event a sentence."""
         with self.ctx.read() as s:
+            corrections = {c.id: c for c in repo.list_corrections(s, key)}
+            flags = {f.id: f for f in repo.list_flags(s, key)}
+
+            def subject(e):
+                if e.correction_id:
+                    c = corrections.get(e.correction_id)
+                    return f"correction {e.correction_id}" + (f" ({c.task.upper()} frames {c.start_frame}-"
+                                                              f"{c.end_frame})" if c else "")
+                f = flags.get(e.flag_id)
+                return f"flag {e.flag_id}" + (f" ({f.task.upper()} frames {f.start_frame}-{f.end_frame})" if f else "")
+
             rows = [{"at": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "reviewer": e.reviewer.name,
-                     "action": e.action,
-                     "subject": f"correction {e.correction_id}" if e.correction_id else f"flag {e.flag_id}",
-                     "detail": json.dumps(e.detail)} for e in repo.history(s, video=key)]
+                     "action": e.action, "subject": subject(e),
+                     "detail": event_words(e.action, e.detail, corrections.get(e.correction_id))}
+                    for e in repo.history(s, video=key)]
         return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
 
-    def export(self, key: str, name: str, out_dir: Path) -> list[Path]:
+    def export(self, key: str, out_dir: Path) -> list[Path]:
         """Corrections and flags with their audit trail (JSON), and the effective labels of every task
-        with a stored annotation as Aff-Wild2 files (flagged frames written as invalid)."""
+        with a stored annotation as Aff-Wild2 files (flagged frames written as invalid); the files are
+        named after the video's file name."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        stem = Path(name).stem
+        stem = re.sub(r"[^\w.-]+", "_", Path(self.video_name(key)).stem) or "video"
         with self.ctx.read() as s:
             paths = [export.export_corrections(s, out_dir / f"{stem}_corrections.json", key),
                      export.export_flags(s, out_dir / f"{stem}_flags.json", key)]
@@ -144,7 +315,11 @@ class Reviews:
 
     # -- review queue -----------------------------------------------------------------------------------
     def review_queue(self, table: pd.DataFrame) -> pd.DataFrame:
-        return suspicious_segments(table, fps=frame_rate(table))
+        """Suspicious segments, most suspicious first (times and scores to 3 decimals)."""
+        queue = suspicious_segments(table, fps=frame_rate(table))
+        for col in ("start_s", "end_s", "score"):
+            queue[col] = queue[col].astype(float).round(DECIMALS)
+        return queue
 
     @staticmethod
     def segment_labels(part: pd.DataFrame) -> pd.DataFrame:

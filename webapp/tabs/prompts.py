@@ -8,7 +8,7 @@ from core.table import EXPR, clip_expr, gt
 from webapp import plots, results
 from webapp.gpu import gpu
 from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
-from webapp.page import Progress, need, page_errors, user
+from webapp.page import Progress, bind, need, page_errors, status_box, user
 from webapp.prompts import Prompts
 
 PROMPT_COLUMNS = 3    # prompt sets side by side
@@ -20,8 +20,12 @@ class PromptsTab:
         self.run_comparison = gpu(duration=120)(page_errors(prompts.compare_prompts))
 
     # -- handlers ---------------------------------------------------------------------------------------
-    def compare_prompts(self, state, *texts, request: gr.Request, profile: gr.OAuthProfile | None,
+    def compare_prompts(self, state, name_1, templates_1, classes_1, name_2, templates_2, classes_2, name_3,
+                        templates_3, classes_3, request: gr.Request, profile: gr.OAuthProfile | None,
                         progress=gr.Progress()):
+        """The PROMPT_COLUMNS (3) sets side by side (positional: Gradio fills request and profile only
+        after positional inputs)."""
+        texts = (name_1, templates_1, classes_1, name_2, templates_2, classes_2, name_3, templates_3, classes_3)
         state = need(state, request, profile)
         sets = [parse_prompt_text(*texts[i:i + 3]) for i in range(0, len(texts), 3) if (texts[i] or "").strip()]
         names = [name for name, _, _ in sets]
@@ -72,11 +76,12 @@ class PromptsTab:
                         name = gr.Textbox(default, label="Name")
                         tpl = gr.Textbox(templates, label="Templates", lines=3)
                         cls = gr.Textbox(classes, label="Classes", lines=8)
-                        save = gr.Button("Save this set")
+                        save = gr.Button("Save this set", elem_id=f"save-set-{i + 1}")
+                        saved = status_box(f"save-status-{i + 1}")
                     c.set_fields += [name, tpl, cls]
-                    c.set_columns.append((start_from, name, tpl, cls, save))
+                    c.set_columns.append((start_from, name, tpl, cls, save, saved))
             c.compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
-            c.prompt_status = gr.Markdown()
+            c.prompt_status = status_box("prompt-status")
             c.prompt_probs = gr.Plot(label="Per-frame probabilities", elem_id="prompt-probs")
             c.prompt_f1 = gr.Dataframe(headers=results.PROMPT_F1_COLUMNS, interactive=False,
                                        label="F1 against the annotation")
@@ -87,12 +92,11 @@ class PromptsTab:
         set_pickers = [c.prompt_set, *(col[0] for col in c.set_columns)]
         choices = page_errors(self.prompt_set_choices)
         demo.load(choices, None, set_pickers, api_name=False)
-        c.compare_btn.click(page_errors(self.compare_prompts), [c.state, *c.set_fields],
-                            [c.state, c.prompt_status, c.prompt_probs, c.prompt_f1, *c.confusions],
-                            api_name="compare_prompts", **self.gpu_lane)
-        for i, (start_from, name, tpl, cls, save) in enumerate(c.set_columns):
-            start_from.input(page_errors(self.load_prompt_set), start_from, [name, tpl, cls],
-                             api_name="load_prompt_set" if i == 0 else False)
-            save.click(page_errors(self.save_prompt_set), [name, tpl, cls], c.prompt_status,
-                       api_name="save_prompt_set" if i == 0 else False).success(
-                choices, None, set_pickers, api_name=False)
+        bind(c.compare_btn.click, self.compare_prompts, [c.state, *c.set_fields],
+             [c.state, c.prompt_status, c.prompt_probs, c.prompt_f1, *c.confusions], status=c.prompt_status,
+             api_name="compare_prompts", **self.gpu_lane)
+        for i, (start_from, name, tpl, cls, save, saved) in enumerate(c.set_columns):
+            bind(start_from.input, self.load_prompt_set, start_from, [name, tpl, cls], status=saved,
+                 api_name="load_prompt_set" if i == 0 else None)
+            bind(save.click, self.save_prompt_set, [name, tpl, cls], saved, status=saved,
+                 api_name="save_prompt_set" if i == 0 else None).then(choices, None, set_pickers, api_name=False)
