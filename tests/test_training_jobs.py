@@ -90,3 +90,34 @@ def test_bad_settings_are_refused_before_a_job_is_stored(db, tmp_path, preset, s
         jobs.submit(url, preset, settings, "alice", tmp_path / "logs")
     with sessions() as s:
         assert repo.list_jobs(s) == []
+
+
+def test_a_job_whose_process_is_killed_shows_as_failed_on_the_page(affwild2_root, db, tmp_path):
+    """kill -9 of the job's process: the Models tab's status (webapp.models) says failed, not running."""
+    import os
+    import signal
+
+    from webapp.config import AppConfig
+    from webapp.context import Context
+    from webapp.models import Models
+
+    url, sessions, _ = db
+    settings = dict(QUICK, root=str(affwild2_root), out=str(tmp_path / "runs"), epochs=50)
+    job_id = jobs.submit(url, "tiny", settings, "alice", tmp_path / "logs")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with sessions() as s:
+            job = repo.get_job(s, job_id)
+        if job.status == "running":
+            break
+        time.sleep(0.2)
+    assert job.status == "running", job.status
+    os.kill(job.pid, signal.SIGKILL)
+    models = Models(Context(AppConfig(db_url=url, data_dir=tmp_path / "data")))
+    deadline = time.monotonic() + 30
+    while True:
+        text, _, model_id = models.job_status(job_id)
+        if "**failed**" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "**failed**" in text and model_id is None, text

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core import pipeline
-from core.affwild2 import AnnotationError, read_annotation
+from core.affwild2 import AnnotationError, AnnotationTooLong, read_annotation
 from core.attention import face_attention, is_flat, overlay
 from core.faces import crop_face, resize_face
 from core.models.clip import prompt_set
@@ -351,20 +351,25 @@ class Analyses:
             index = self.ctx.affwild2_index()
             files = {task: index.annotation_path(task, split, item.name)
                      for task, split in index.splits(item.name).items()}
-        notes, lines = [], {task: len(read_annotation(path, task)) for task, path in files.items()}
-        with self.ctx.write() as s:
+        notes, storable = [], {}
+        for task, path in files.items():     # read before the write transaction, which should be short
+            try:
+                read_annotation(path, task, max_frames=len(table))
+                storable[task] = path
+            except AnnotationTooLong:
+                notes.append(f"{Path(path).name} has more lines than the video has frames: shown, but not "
+                             "stored for review.")
+
+        def work(s):
             video = repo.register_video(s, key, len(table), frame_rate(table), name=item.name)
-            for task, path in files.items():
-                if lines[task] > video.frame_count:
-                    notes.append(f"{Path(path).name} has more lines than the video has frames: shown, but not "
-                                 "stored for review.")
-                    continue
+            for task, path in storable.items():
                 repo.import_annotations(s, video, task, path)
             repo.add_prediction_run(
                 s, video, models=run.get("models") or {"unknown": {}}, device=str(run.get("device", "unknown")),
                 table_path=str(folder / "table.parquet"), untrained=bool(run.get("untrained", True)),
                 weights=(run.get("config") or {}).get("weights"), details=run, run_key=run_key,
                 artifacts_dir=str(folder), weight_hashes=weight_keys, created_by=user)
+        self.ctx.write(work)
         return key, notes
 
     def stored_video(self, key: str, source: Path | None = None) -> Path | None:

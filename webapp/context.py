@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Callable, TypeVar
+
+from sqlalchemy.orm import Session
 
 from core import pipeline
 from core.affwild2 import AffWild2Index
 from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet, prompt_set
 from core.weights import WeightsError
 from db import repo
-from db.engine import init_db, make_session_factory
+from db.engine import init_db, make_session_factory, write
 from webapp.config import AppConfig
 from webapp.inputs import InputError
 
 LOADED_KEEP = 2       # model configurations kept in memory
+T = TypeVar("T")
 
 
 class Context:
@@ -36,9 +40,10 @@ class Context:
                 self._factories = (make_session_factory(engine), make_session_factory(engine, read_only=True))
         return self._factories
 
-    def write(self):
-        """A transaction that writes (on SQLite it takes the write lock at the start)."""
-        return self._session_factories()[0].begin()
+    def write(self, work: Callable[[Session], T]) -> T:
+        """work(session) as one write transaction, retried whole while the database is busy with other
+        writers (db.engine.write); past the time limit DatabaseBusy says nothing was saved."""
+        return write(self._session_factories()[0], work)
 
     def read(self):
         """A transaction that only reads: it never waits for, nor blocks, a writer."""

@@ -24,7 +24,7 @@ class Models:
         """(card it runs as, checkpoint path) of a model in the models table."""
         with self.ctx.read() as s:
             try:
-                model = repo.get_model(s, int(model_id))
+                model = repo.get_model(s, model_id)
             except (repo.ValidationError, ValueError, TypeError):
                 raise InputError(f"There is no model {model_id} in the models table.") from None
             architecture, path, encoder = model.architecture, model.path, (model.training or {}).get("encoder")
@@ -100,10 +100,12 @@ class Models:
 
     def job_status(self, job_id) -> tuple[str, pd.DataFrame, int | None]:
         """A retraining job as the page shows it: status, progress, time left, the error; when done the model
-        it registered and the validation metrics before (the app's weights) and after."""
+        it registered and the validation metrics before (the app's weights) and after. Jobs whose process
+        has died are marked failed first, so that none stays "running" for ever."""
+        self.ctx.write(repo.reap_dead_jobs)
         with self.ctx.read() as s:
             try:
-                job = repo.get_job(s, int(job_id))
+                job = repo.get_job(s, job_id)
             except (repo.ValidationError, ValueError, TypeError):
                 raise InputError(f"There is no retraining job {job_id}.") from None
             p, model = job.progress or {}, job.model

@@ -67,7 +67,8 @@ class Prompts:
         """Store the set (a new version when the content changed); returns its version."""
         if ps.name in DEFAULT_PROMPT_SETS:
             raise InputError(f"{ps.name} is a built-in prompt set: save your edit under another name.")
-        with self.ctx.write() as s:
+        def work(s):
             repo.get_or_create_reviewer(s, user)
             return repo.save_prompt_set(s, ps.name, ps.templates, ps.classes, user).version
+        return self.ctx.write(work)
 

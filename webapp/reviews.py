@@ -207,23 +207,29 @@ class Reviews:
         return out
 
     def flag(self, key, task, start, end, reason, note, user) -> int:
-        with self.named(key), self.ctx.write() as s:
+        def work(s):
             repo.get_or_create_reviewer(s, user)
             return repo.add_flag(s, key, task, start, end, reason, user, note=note).id
+        with self.named(key):
+            return self.ctx.write(work)
 
     def correct(self, key, task, start, end, value, note, user) -> int:
-        with self.named(key), self.ctx.write() as s:
+        def work(s):
             repo.get_or_create_reviewer(s, user)
             return repo.add_correction(s, key, task, start, end, value, user, note=note).id
+        with self.named(key):
+            return self.ctx.write(work)
 
     def decide(self, key: str | None, correction_id, accept: bool, comment: str, user: str) -> None:
         """Accept or reject a correction of the open video; every rule is checked before anything is written."""
-        with self.named(key), self.ctx.write() as s:
-            repo.decide_correction(s, correction_id, video=key, reviewer=user, accept=accept, comment=comment or "")
+        with self.named(key):
+            self.ctx.write(lambda s: repo.decide_correction(s, correction_id, video=key, reviewer=user, accept=accept,
+                                                            comment=comment or ""))
 
     def revise(self, key: str | None, correction_id, accept: bool, reason: str, user: str) -> None:
-        with self.named(key), self.ctx.write() as s:
-            repo.revise_decision(s, correction_id, video=key, reviewer=user, accept=accept, reason=reason or "")
+        with self.named(key):
+            self.ctx.write(lambda s: repo.revise_decision(s, correction_id, video=key, reviewer=user, accept=accept,
+                                                          reason=reason or ""))
 
     def flags(self, key: str) -> pd.DataFrame:
         """The video's flags, one sentence-like row each."""
@@ -237,9 +243,9 @@ class Reviews:
         return pd.DataFrame(rows, columns=FLAG_TABLE).astype({"fixed by correction": "Int64"})
 
     def resolve_flag(self, key: str | None, flag_id, resolution: str, correction_id, note: str, user: str) -> None:
-        with self.named(key), self.ctx.write() as s:
-            repo.resolve_flag(s, flag_id, video=key, reviewer=user, resolution=resolution,
-                              correction_id=correction_id, note=note or "")
+        with self.named(key):
+            self.ctx.write(lambda s: repo.resolve_flag(s, flag_id, video=key, reviewer=user, resolution=resolution,
+                                                       correction_id=correction_id, note=note or ""))
 
     def agreement(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
         """The model against the annotation before and after accepted corrections, and the reviewers
