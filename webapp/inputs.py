@@ -42,6 +42,21 @@ def check_video(path: str | Path | None, max_mb: float, max_duration_s: float, m
     return info
 
 
+def whole(value, what: str, low: int | None = None, high: int | None = None) -> int:
+    """A whole number from the page or the API (7 and 7.0 are 7; 7.5, text or nothing are refused, never
+    rounded), within [low, high] when given."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number.is_integer():
+        raise InputError(f"The {what} must be a whole number; {value!r} is not.")
+    number = int(number)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise InputError(f"The {what} must be from {low} to {high}; {number} is not.")
+    return number
+
+
 def video_message(err: VideoError, path: str | Path) -> str:
     """A VideoError for the page: the file's name instead of its server-side path."""
     return f"{Path(path).name} cannot be read as a video: " + str(err).replace(f"{path}: ", "")

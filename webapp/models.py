@@ -10,8 +10,10 @@ from core.registry import card_for_checkpoint
 from db import repo
 from db.engine import default_url
 from webapp.context import Context
-from webapp.inputs import InputError
+from webapp.inputs import InputError, whole
 
+MAX_EPOCHS = 1000          # bounded work: a retraining job started from the page
+MAX_BATCH_SIZE = 4096
 MODEL_COLUMNS = ["id", "name", "runs as", "tasks", "trained", "validation", "corrections", "by", "created"]
 
 
@@ -69,15 +71,14 @@ class Models:
             raise InputError("Retraining needs the Aff-Wild2 folder: set AFFECTLENS_AFFWILD2_ROOT.")
         if preset not in tconfig.presets():
             raise InputError(f"Unknown training preset {preset!r}; choose one of {', '.join(tconfig.presets())}.")
-        for value, what, least in ((epochs, "Epochs", 1), (steps_per_epoch, "Steps per epoch", 0),
-                                   (batch_size, "Batch size", 0)):
-            if value is None or int(value) < least:
-                raise InputError(f"{what} must be a whole number of at least {least}.")
+        epochs = whole(epochs, "number of epochs", 1, MAX_EPOCHS)
+        steps_per_epoch = whole(steps_per_epoch, "number of steps per epoch (0: all)", 0)
+        batch_size = whole(batch_size, "batch size (0: the preset's)", 0, MAX_BATCH_SIZE)
         settings = dict(root=str(self.config.affwild2_root), device=self.config.device, progress=False, workers=0,
                         cache=str(self.config.data_dir / "embeddings"), out=str(self.config.runs_dir),
-                        epochs=int(epochs), steps_per_epoch=int(steps_per_epoch), corrections=True)
+                        epochs=epochs, steps_per_epoch=steps_per_epoch, corrections=True)
         if batch_size:                                                   # 0: the preset's
-            settings["batch_size"] = int(batch_size)
+            settings["batch_size"] = batch_size
         cfg = tconfig.build(tconfig.TrainConfig, preset)
         start = self.start_weights(cfg.model, getattr(cfg, "encoder", None))
         if start:

@@ -112,6 +112,20 @@ def shown(fn, n_outputs: int, status_at: int, returns_status: bool, n_clear: int
     return wrapper
 
 
+def quiet(fn, n_outputs: int):
+    """fn for a follow-up page event (the frame details after the frame): when it is refused, its outputs
+    stay as they were and nothing is said, because the event before it already said why."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (*EXPECTED, gr.Error):
+            return gr.skip() if n_outputs == 1 else tuple(gr.skip() for _ in range(n_outputs))
+
+    wrapper.__signature__ = inspect.signature(fn)
+    return wrapper
+
+
 def bind(triggers, fn, inputs, outputs, *, status: gr.Markdown, api_name: str | None = None, clear=(),
          **event) -> gr.events.Dependency:
     """Wire fn to triggers for the page (refusals as a message in `status`, outputs untouched, `clear`

@@ -58,7 +58,9 @@ class Prompts:
 
     @staticmethod
     def prompt_set_from_text(name: str, templates: list[str], classes: dict) -> PromptSet:
+        """A prompt set from the page's fields, within the size limits (db.limits) before it runs or is saved."""
         try:
+            name, templates, classes = repo.check_prompt_set(name, templates, classes)
             return PromptSet(name, tuple(templates), classes)
         except ValueError as err:
             raise InputError(f"Prompt set: {err}") from None

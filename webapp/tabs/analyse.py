@@ -17,8 +17,8 @@ from core.table import FACE, FRAME, TIME, attach_ground_truth
 from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses
 from webapp.gpu import analysis_seconds, gpu
-from webapp.inputs import InputError
-from webapp.page import Progress, need, page_errors, session_dir, signed_in
+from webapp.inputs import whole
+from webapp.page import Progress, api_only, bind, need, page_errors, quiet, session_dir, signed_in, status_box
 from webapp.reviews import Reviews
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -71,10 +71,8 @@ class AnalyseTab:
                 key)
 
     def show_frame(self, state, frame, request: gr.Request, profile: gr.OAuthProfile | None):
-        last = int(need(state, request, profile)["table"][FRAME].max())
-        if frame is None or not 0 <= int(frame) <= last:
-            raise InputError(f"Choose a frame from 0 to {last}.")
-        return self.frame_view(state, int(frame))
+        state = need(state, request, profile)
+        return self.frame_view(state, whole(frame, "frame", 0, int(state["table"][FRAME].max())))
 
     def frame_view(self, state, frame):
         """(face crop, this frame's values): the first two outputs of the frame view (API: show_frame)."""
@@ -84,10 +82,7 @@ class AnalyseTab:
         """The whole frame with its face box, DDAMFN's attention over the face crop, CLIP's probability
         of each prompt, and a caption saying what they are."""
         state = need(state, request, profile)
-        last = int(state["table"][FRAME].max())
-        if frame is None or not 0 <= int(frame) <= last:
-            raise InputError(f"Choose a frame from 0 to {last}.")
-        frame = int(frame)
+        frame = whole(frame, "frame", 0, int(state["table"][FRAME].max()))
         view = self.analyses.frame_view(state, frame)
         attention, attention_words = self.analyses.attention(state, view)
         clip = results.clip_frame_table(state["table"], frame, self.analyses.clip_phrases(state))
@@ -144,6 +139,7 @@ class AnalyseTab:
                     c.trained_model = gr.Dropdown(c.model_choices, value=0, elem_id="trained-model",
                                                   label="Weights: a trained model from the models table (Models tab)")
                     c.analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")
+                    c.analyse_status = status_box("analyse-status")
                 with gr.Column(scale=3):
                     c.weights_info = gr.Markdown(elem_id="weights-info")
                     c.run_info = gr.Markdown(elem_id="run-info")
@@ -156,6 +152,7 @@ class AnalyseTab:
                     with gr.Column(elem_id="frame-view"):
                         gr.Markdown(KEYS_HELP)
                         c.frame = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
+                        c.frame_status = status_box("frame-status")
                         with gr.Row():
                             c.crop = gr.Image(label="Face crop", height=240, interactive=False, elem_id="crop")
                             c.attention = gr.Image(label="What DDAMFN looked at (attention over the crop)",
@@ -175,17 +172,15 @@ class AnalyseTab:
         demo.load(self.analyses.weights_overview, None, c.weights_info, api_name=False)
         demo.load(None, None, None, js=PAGE_JS)
         details = [c.full_frame, c.attention, c.clip_frame, c.frame_caption]
-        c.analyse_btn.click(
-            page_errors(self.analyse),
-            [c.video, c.source, c.affwild2_video, c.annotations, c.models, c.prompt_set, c.trained_model],
-            [c.state, c.run_info, c.timeline, c.metrics, c.frame, c.crop, c.frame_info, c.downloads, c.queue,
-             c.review_video], api_name="analyse", **self.gpu_lane,
-        ).success(page_errors(self.frame_details), [c.state, c.frame], details, api_name=False)
+        then_details = dict(fn=quiet(self.frame_details, len(details)), inputs=[c.state, c.frame], outputs=details, api_name=False)
+        bind(c.analyse_btn.click, self.analyse,
+             [c.video, c.source, c.affwild2_video, c.annotations, c.models, c.prompt_set, c.trained_model],
+             [c.state, c.run_info, c.timeline, c.metrics, c.frame, c.crop, c.frame_info, c.downloads, c.queue,
+              c.review_video], status=c.analyse_status, api_name="analyse", **self.gpu_lane).then(**then_details)
         # .change: the slider dragged, stepped with keys, typed into, or set by page.js or the server.
-        c.frame.change(page_errors(self.show_frame), [c.state, c.frame], [c.crop, c.frame_info],
-                       api_name="show_frame", trigger_mode="always_last",
-                       ).success(page_errors(self.frame_details), [c.state, c.frame], details,
-                                 api_name="frame_details")
+        bind(c.frame.change, self.show_frame, [c.state, c.frame], [c.crop, c.frame_info], status=c.frame_status,
+             api_name="show_frame", trigger_mode="always_last").then(**then_details)
+        api_only(self.frame_details, [c.state, c.frame], details, api_name="frame_details")
         c.timeline.change(self.player, c.state, c.player, api_name=False)   # analysed here or opened in Review
         c.source.change(self.source_inputs, c.source, [c.upload_inputs, c.affwild2_inputs], api_name=False)
         c.video.change(lambda v: SOURCE_UPLOAD if v else gr.update(), c.video, c.source, api_name=False)

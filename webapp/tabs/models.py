@@ -41,13 +41,13 @@ class ModelsTab:
             with gr.Row():
                 c.preset = gr.Dropdown(training_presets, value="ddamfn-va" if "ddamfn-va" in training_presets
                                        else None, label="Training preset")
-                c.epochs = gr.Number(1, label="Epochs", precision=0, elem_id="epochs")
-                c.steps = gr.Number(0, label="Steps per epoch (0: all)", precision=0, elem_id="steps")
-                c.batch = gr.Number(0, label="Batch size (0: the preset's)", precision=0, elem_id="batch")
+                c.epochs = gr.Number(1, label="Epochs", elem_id="epochs")
+                c.steps = gr.Number(0, label="Steps per epoch (0: all)", elem_id="steps")
+                c.batch = gr.Number(0, label="Batch size (0: the preset's)", elem_id="batch")
                 c.retrain_btn = gr.Button("Retrain", elem_id="retrain")
             c.retrain_status = status_box("retrain-status")
             with gr.Row():
-                c.job_id = gr.Number(label="Job", precision=0, elem_id="job-id")
+                c.job_id = gr.Number(label="Job", elem_id="job-id")
                 c.job_btn = gr.Button("Refresh job", elem_id="job-refresh")
             c.job_status = status_box("job-status")
             c.retrain_info = gr.Markdown(elem_id="retrain-info")

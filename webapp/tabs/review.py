@@ -11,7 +11,7 @@ from core.table import FACE, FRAME, TIME, frame_rate
 from db.models import FLAG_REASONS, FLAG_RESOLUTIONS
 from webapp import plots
 from webapp.analyses import Analyses
-from webapp.inputs import InputError
+from webapp.inputs import InputError, whole
 from webapp.models import Models
 from webapp.page import api_only, bind, need, session_dir, signed_in, status_box, user
 from webapp.reviews import (AGREEMENT_COLUMNS, CORRECTION_TABLE, FLAG_TABLE, HISTORY_COLUMNS, VIDEO_COLUMNS,
@@ -82,12 +82,14 @@ class ReviewTab:
         state = need(state, request, profile)
         if queue is None or len(queue) == 0:
             raise InputError("The review queue is empty: press Rank segments first.")
-        if number is None or not 0 <= int(number) < len(queue):
-            raise InputError(f"There is no segment {'' if number is None else int(number)}: the queue has "
-                             f"segments 0 to {len(queue) - 1}.")
-        seg = queue.iloc[int(number)]
-        start, end = int(seg["start_frame"]), int(seg["end_frame"])
-        return (seg["task"], start, end, *self._range_view(state, start, end))
+        number = whole(number, "segment number", 0, len(queue) - 1)
+        try:
+            seg = queue.iloc[number]
+            start, end = whole(seg["start_frame"], "first frame"), whole(seg["end_frame"], "last frame")
+            task = seg["task"]
+        except KeyError as err:
+            raise InputError(f"The review queue has no {err} column: press Rank segments to make it again.") from None
+        return (task, start, end, *self._range_view(state, start, end))
 
     def open_selected(self, state, queue, evt: gr.SelectData, request: gr.Request, profile: gr.OAuthProfile | None):
         """A click on a row of the queue opens that segment."""
@@ -105,7 +107,7 @@ class ReviewTab:
         need(state, request, profile)
         if queue is None or len(queue) == 0:
             raise InputError("The review queue is empty: press Rank segments first.")
-        number = min(max(int(number or 0), 0), len(queue) - 1)
+        number = min(max(whole(number or 0, "segment number"), 0), len(queue) - 1)
         target = number + delta
         if not 0 <= target < len(queue):
             raise InputError(f"Segment {number} is the {'last' if delta > 0 else 'first'} of the queue "
@@ -114,9 +116,7 @@ class ReviewTab:
 
     def show_range(self, state, start, end, request: gr.Request, profile: gr.OAuthProfile | None):
         state = need(state, request, profile)
-        if start is None or end is None:
-            raise InputError("Enter the first and the last frame of the range.")
-        return self._range_view(state, int(start), int(end))
+        return self._range_view(state, *self._range(start, end))
 
     def _range_view(self, state, start, end):
         table = self.reviews.labelled_table(state["key"], state["table"])
@@ -133,7 +133,7 @@ class ReviewTab:
     def _range(start, end) -> tuple[int, int]:
         if start is None or end is None:
             raise InputError("Enter the first and the last frame of the range (or open a segment).")
-        return int(start), int(end)
+        return whole(start, "first frame"), whole(end, "last frame")
 
     def flag(self, video_key, task, start, end, reason, note, request: gr.Request,
              profile: gr.OAuthProfile | None):
@@ -242,14 +242,14 @@ class ReviewTab:
                                    "next / previous); empty: open a video, then Rank segments",
                                    interactive=False, elem_id="queue")
             with gr.Row():
-                c.segment = gr.Number(0, label="Segment #", precision=0, elem_id="segment")
+                c.segment = gr.Number(0, label="Segment #", elem_id="segment")
                 c.open_btn = gr.Button("Open segment", elem_id="open-segment")
                 c.previous_btn = gr.Button("Previous (K)", elem_id="previous-segment")
                 c.next_btn = gr.Button("Next (J)", elem_id="next-segment")
             with gr.Row():
                 c.task = gr.Dropdown(list(TASKS), value="va", label="Task", elem_id="task")
-                c.start = gr.Number(0, label="First frame", precision=0, elem_id="start")
-                c.end = gr.Number(0, label="Last frame", precision=0, elem_id="end")
+                c.start = gr.Number(0, label="First frame", elem_id="start")
+                c.end = gr.Number(0, label="Last frame", elem_id="end")
                 c.show_btn = gr.Button("Show these frames", elem_id="show-range")
             c.segment_status = status_box("segment-status")
             c.segment_plot = gr.Plot(label="Segment", elem_id="segment-plot")
@@ -278,7 +278,7 @@ class ReviewTab:
             c.corrections = gr.Dataframe(headers=CORRECTION_TABLE, interactive=False, elem_id="corrections",
                                          label="Corrections of this video (none yet: open a segment and propose one)")
             with gr.Row():
-                c.correction_id = gr.Number(label="Correction id", precision=0, elem_id="correction-id")
+                c.correction_id = gr.Number(label="Correction id", elem_id="correction-id")
                 c.decision_comment = gr.Textbox(label="Comment (optional)", elem_id="decision-comment")
                 c.accept_btn = gr.Button("Accept", elem_id="accept")
                 c.reject_btn = gr.Button("Reject", elem_id="reject")
@@ -290,10 +290,10 @@ class ReviewTab:
             c.flags = gr.Dataframe(headers=FLAG_TABLE, label="Flags of this video (none yet: open a segment and "
                                    "flag it)", interactive=False, elem_id="flags")
             with gr.Row():
-                c.flag_id = gr.Number(label="Flag id", precision=0, elem_id="flag-id")
+                c.flag_id = gr.Number(label="Flag id", elem_id="flag-id")
                 c.resolution = gr.Dropdown(list(FLAG_RESOLUTIONS), value=FLAG_RESOLUTIONS[0], label="Resolution",
                                            elem_id="resolution")
-                c.fixing_correction = gr.Number(label="Fixed by correction id", precision=0, elem_id="fixing-correction")
+                c.fixing_correction = gr.Number(label="Fixed by correction id", elem_id="fixing-correction")
                 c.resolve_note = gr.Textbox(label="Note", elem_id="resolve-note")
                 c.resolve_btn = gr.Button("Resolve flag", elem_id="resolve")
             c.resolve_status = status_box("resolve-status")
