@@ -84,17 +84,20 @@ def expect_message(page, text: str):
 
 
 def test_bad_input_shows_a_message_and_the_next_request_works(page, files, media_dir):
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     upload_and_analyse(page, files["notes.txt"])
     expect_message(page, "Invalid file type: notes.txt")      # the browser refuses it
-    expect_message(page, "Choose a video first")                # and the server says what to do
+    expect(page.locator("#analyse-status .refused")).to_contain_text("Choose a video first")   # the server says what to do
     upload_and_analyse(page, files["broken.mp4"])
-    expect_message(page, "broken.mp4 cannot be read as a video")
-    upload_and_analyse(page, media_dir / "WolfgangLanger_Pexels.mp4")
-    expect_message(page, "lasts 20 s; this app accepts videos up to 10 s")
-    upload_and_analyse(page, media_dir / "no_face.mp4")
-    expect_message(page, "No face was found in any of the 95 frames of no_face.mp4")
-    upload_and_analyse(page, media_dir / "single_face.mp4", [files["short_va.txt"]])
-    expect_message(page, "30 annotated frames, but the video has 72")
+    expect_message(page, "Video not playable")                  # the browser's player gives up on it
+    expect(page.locator("#analyse-status .refused")).to_contain_text("broken.mp4 cannot be read as a video",
+                                                                   timeout=ANALYSIS_TIMEOUT_MS)
+    for name, video, annotations, message in (
+            ("too-long", media_dir / "WolfgangLanger_Pexels.mp4", (), "lasts 20 s; this app accepts videos up to 10 s"),
+            ("no-face", media_dir / "no_face.mp4", (), "No face was found in any of the 95 frames of no_face.mp4"),
+            ("short-annotation", media_dir / "single_face.mp4", [files["short_va.txt"]],
+             "30 annotated frames, but the video has 72")):
+        refused(page, lambda: upload_and_analyse(page, video, annotations), "analyse-status", message, name)
 
     # The next request, with the bundled example clip (served from webapp/examples), goes through.
     page.reload()
@@ -225,7 +228,7 @@ def refused(page, act, status: str, message: str, name: str):
     output shows an error badge and no toast pops up."""
     act()
     box = page.locator(f"#{status}")
-    expect(box.locator(".refused")).to_contain_text(message)
+    expect(box.locator(".refused")).to_contain_text(message, timeout=ANALYSIS_TIMEOUT_MS)
     expect(box).to_contain_text("Not done")
     assert page.get_by_text("Error", exact=True).count() == 0, f"{name}: an output shows an error badge"
     assert page.locator(".toast-body").count() == 0, f"{name}: a toast instead of a message"
@@ -277,7 +280,7 @@ def test_every_refusal_is_a_message_beside_its_button(page):
     task = page.locator("#task input").input_value()
 
     page.locator("#segment input").fill("999")
-    refused(page, click("open-segment"), "segment-status", "There is no segment 999", "open-segment")
+    refused(page, click("open-segment"), "segment-status", "segment number must be from 0 to", "open-segment")
     page.locator("#segment input").fill("0")
     page.evaluate("document.activeElement && document.activeElement.blur()")
     refused(page, lambda: page.keyboard.press("k"), "segment-status", "is the first of the queue", "key-k")
