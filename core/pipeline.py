@@ -23,21 +23,27 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
 
 from core import faces as facelib
+from core.fill import fill_gaps
 from core.models.clip import prompt_set
 from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.predict import LoadedModels, encode, jsonable, predict
 from core.predict import load_models as _load_models
 from core.registry import CLIP_MODEL, with_encoders
-from core.table import Analysis, build, clip_sets
+from core.table import CLIP_SCORED, Analysis, build, clip_sets
 from core.video import iter_frames, probe
 
 BATCH_BYTES = 96 * 2**20     # decoded frames in one batch (a 4K video gets 3 frames a batch, 640x360 gets 32)
 AFFWILD2_FPS = 30.0          # Aff-Wild2 videos are 30 fps; used for time_s when the raw video is absent
 FILL_CHOICES = ("interpolate", "none")
 
+PARTIAL_EVERY_S = 3.0        # analyze_video's on_partial: a table of the frames so far this often
+CLIP_EVERY_CPU = 4           # CLIP on a CPU scores every 4th frame (benchmarks/RESULTS.md); every frame on a GPU
+
 Progress = Callable[[int, int], None]
+Partial = Callable[[int, int, "pd.DataFrame"], None]
 
 
 @dataclass
@@ -47,7 +53,8 @@ class AnalysisConfig:
     named in `weights` is run even if not listed, and the encoders the chosen models read are added.
     weights: model name -> spec (core.weights); absent = random weights, reported as untrained.
     detect_every / detect_size: None picks core.faces' defaults; batched_detection: MTCNN stages with
-    batched crops (core.faces); fill: "interpolate" or "none" for faceless frames."""
+    batched crops (core.faces); clip_every: CLIP scores every k-th frame (None: by device, see
+    clip_stride); fill: "interpolate" or "none" for faceless frames."""
 
     models: tuple[str, ...] = ("ddamfn",)
     weights: dict[str, str] = field(default_factory=dict)
@@ -59,6 +66,7 @@ class AnalysisConfig:
     detect_size: int | None = None
     min_face_prob: float = 0.9
     batched_detection: bool = False
+    clip_every: int | None = None
     max_faces: int = 5               # faces per frame that get embeddings (the largest)
     track: int | None = None         # the subject's track id; None: the largest face over the video
     fill: str = "interpolate"
@@ -68,6 +76,8 @@ class AnalysisConfig:
         return with_encoders([*self.models, *self.weights])
 
     def check(self) -> None:
+        if self.clip_every is not None and self.clip_every < 1:
+            raise ValueError(f"clip_every must be at least 1, got {self.clip_every}")
         if self.fill not in FILL_CHOICES:
             raise ValueError(f"fill must be one of {', '.join(FILL_CHOICES)}, got {self.fill!r}")
         self.model_names()
@@ -111,7 +121,7 @@ def _embed(loaded: LoadedModels, crops: dict[str, np.ndarray], timer: _Timer) ->
     """Embeddings of face crops per encoder ("ddamfn" (B, 512), "clip" (B, D) raw CLIP)."""
     out, t = {}, time.perf_counter()
     for name, batch in crops.items():
-        out[name] = encode(loaded.models[name], batch)
+        out[name] = encode(loaded.models[name], batch) if len(batch) else np.zeros((0, loaded.encoders[name]), np.float32)
         t = timer.add(name, t)
     return out
 
@@ -125,11 +135,13 @@ class _Faces:
     """Per-face records collected while streaming: frame, box, prob and embeddings per model."""
 
     def __init__(self, dims: dict[str, int]):
-        self.frame, self.box, self.prob, self.detected = [], [], [], []
+        self.frame, self.box, self.prob, self.detected, self.scored = [], [], [], [], []
         self.emb: dict[str, list[np.ndarray]] = {k: [np.zeros((0, d), np.float32)] for k, d in dims.items()}
 
-    def add(self, frames, boxes, probs, detected, emb: dict[str, np.ndarray]):
+    def add(self, frames, boxes, probs, detected, emb: dict[str, np.ndarray], scored=None):
+        """scored: which faces CLIP scored (their other rows of emb["clip"] are NaN); None: all."""
         self.frame.append(np.asarray(frames, np.int64))
+        self.scored.append(np.ones(len(self.frame[-1]), bool) if scored is None else np.asarray(scored, bool))
         self.box.append(np.asarray(boxes, np.float64).reshape(-1, 4))
         self.prob.append(np.asarray(probs, np.float64))
         self.detected.append(np.asarray(detected, bool))
@@ -140,7 +152,7 @@ class _Faces:
         cat = lambda parts, shape, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(shape, dtype)  # noqa: E731
         emb = {k: np.concatenate(v) for k, v in self.emb.items()}
         return (cat(self.frame, (0,), np.int64), cat(self.box, (0, 4), np.float64), cat(self.prob, (0,), np.float64),
-                cat(self.detected, (0,), bool), emb)
+                cat(self.detected, (0,), bool), emb, cat(self.scored, (0,), bool))
 
 
 def _largest(boxes: np.ndarray, probs: np.ndarray, k: int):
@@ -208,30 +220,36 @@ def _prefetch(batches: Iterator, timer: _Timer, depth: int = 2) -> Iterator:
 
 
 def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress | None = None, *,
-                  loaded: LoadedModels | None = None) -> Analysis:
+                  loaded: LoadedModels | None = None, on_partial: Partial | None = None,
+                  partial_every_s: float = PARTIAL_EVERY_S) -> Analysis:
     """The Analysis of a video file (one table row per decoded frame).
 
     `models` is the AnalysisConfig; `loaded` reuses models loaded by load_models(models). progress is
-    called with (frames done, total) where total is the container's estimate until the end. Raises
-    VideoError for an unreadable video, WeightsError for unusable weights, ValueError for a bad config.
-    A video without any face gives a table with face=False everywhere and empty predictions
+    called with (frames done, total) after every batch, total counted from the container's packets
+    (core.video.probe, which refuses a truncated file before any model runs). on_partial, when given, is
+    called every partial_every_s seconds with (frames done, total, table of the frames so far: the same
+    columns, the subject chosen on those frames) so that a page can draw the timeline as it fills in.
+    Raises VideoError for an unreadable video, WeightsError for unusable weights, ValueError for a bad
+    config. A video without any face gives a table with face=False everywhere and empty predictions
     (run["message"] says so).
     """
     config = models or AnalysisConfig()
     config.check()
     t_start = time.perf_counter()
     timer = _Timer()
+    info = probe(path)
     loaded = loaded or load_models(config)
     timer.add("load_models", t_start)
-    info = probe(path)
-    total = info.frame_count_estimate if config.max_frames is None else min(info.frame_count_estimate,
-                                                                             config.max_frames)
+    total = info.frame_count if config.max_frames is None else min(info.frame_count, config.max_frames)
     faces, times, detected = _Faces(loaded.encoders), [], 0
     sizes = _crop_sizes(loaded)
     n, shape = 0, (info.height, info.width)
     batch_size = max(1, min(config.batch_size, BATCH_BYTES // max(3 * info.width * info.height, 1)))
     decoded = _prefetch(iter_frames(path, batch_size, config.max_frames), timer)
     every, detector = _detector(loaded, config)
+    clip_every = clip_stride(config, loaded.device)
+    clip_picker = _ClipPicker(clip_every) if "clip" in sizes else None
+    last_partial = time.perf_counter()
     stream = facelib.detect_stream(_timed(decoded, timer, "decode_wait"), _TimedDetector(detector, timer), every)
     for batch in stream:
         t = time.perf_counter()
@@ -245,27 +263,26 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
             probs.append(p)
             sources += [batch.frames[i]] * len(b)
         boxes, probs = np.concatenate(boxes), np.concatenate(probs)
-        crops = {name: facelib.crop_faces(sources, boxes, size) for name, size in sizes.items()} if len(boxes) else {}
+        scored = clip_picker.pick(frames, boxes) if clip_picker else np.ones(len(boxes), bool)
+        crops = {name: facelib.crop_faces(sources, boxes, size) if name != "clip" else
+                 facelib.crop_faces([s for s, k in zip(sources, scored) if k], boxes[scored], size)
+                 for name, size in sizes.items()} if len(boxes) else {}
         t = timer.add("crop", t)
         emb = _embed(loaded, crops, timer) if len(boxes) else {}
-        faces.add(frames, boxes, probs, was_detected, emb)
+        if "clip" in emb:                                  # unscored faces: NaN rows, filled at the end
+            emb["clip"] = _spread(emb["clip"], scored)
+        faces.add(frames, boxes, probs, was_detected, emb, scored)
         times.append(batch.time_s)
         detected += int(batch.detected.sum())
         n += len(batch)
         if progress:
             progress(n, max(total, n))
-    t = time.perf_counter()
-    frame, box, prob, box_detected, emb = faces.arrays()
-    track_ids, tracks = facelib.track_faces(frame, box, prob, shape)
-    chosen = facelib.choose_track(tracks, config.track)
-    rows = np.flatnonzero(track_ids == chosen) if chosen is not None else np.zeros(0, np.int64)
-    timer.add("tracking", t)
-    face = np.zeros(n, bool)
-    face[frame[rows]] = True
-    per_frame = lambda values, fill_value: _scatter(n, frame[rows], values[rows], fill_value)   # noqa: E731
-    result = _finish(loaded, config, timer, t_start, face, {k: v[rows] for k, v in emb.items()},
-                     np.concatenate(times) if times else np.zeros(0), face_prob=per_frame(prob, np.nan),
-                     boxes=per_frame(box, np.nan), box_detected=_detected_column(n, frame[rows], box_detected[rows]))
+        if on_partial and time.perf_counter() - last_partial >= partial_every_s:
+            t = time.perf_counter()
+            partial = _video_result(loaded, config, _Timer(), t, faces, times, n, shape, partial=True)[0]
+            on_partial(n, max(total, n), partial.table)
+            last_partial = timer.add("partial_tables", t)
+    result, tracks, chosen = _video_result(loaded, config, timer, t_start, faces, times, n, shape)
     if progress:
         progress(n, n)
     result.run.update(
@@ -274,12 +291,80 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
         detection={**detector.settings, "detect_every": every, "detected_frames": detected,
                    "max_faces": config.max_faces,
                    "between_detections": "boxes interpolated from the detected frames on either side "
-                                         "(box_detected=False)"},
+                                         "(box_detected=False); where those disagree, detected too"},
         tracks=[t.as_dict() for t in tracks],
         track=chosen,
         track_chosen_by="user" if config.track is not None else "largest face area summed over frames",
     )
+    if clip_picker:
+        scored = result.table[CLIP_SCORED]
+        result.run["clip_scoring"] = {
+            "every": clip_every, "scored_frames": int(scored.sum()), "face_frames": int(scored.notna().sum()),
+            "note": ("CLIP ran on every face frame" if clip_every == 1 else
+                     f"CLIP ran on every {clip_every}th frame (and on faces no recent scored face covered); "
+                     "the other face frames have CLIP embeddings interpolated between scored frames "
+                     f"({CLIP_SCORED}=False)")}
     return result
+
+
+def _video_result(loaded: LoadedModels, config: AnalysisConfig, timer: _Timer, t_start: float, faces: "_Faces",
+                  times: list, n: int, shape, partial: bool = False) -> tuple[Analysis, list, int | None]:
+    """The Analysis of the frames so far (tracks, the subject, predictions), its tracks and the subject.
+    A partial result follows the largest face until the track the config asks for exists."""
+    t = time.perf_counter()
+    frame, box, prob, box_detected, emb, scored = faces.arrays()
+    track_ids, tracks = facelib.track_faces(frame, box, prob, shape)
+    track = config.track
+    if partial and not any(tr.id == track for tr in tracks):
+        track = None
+    chosen = facelib.choose_track(tracks, track)
+    rows = np.flatnonzero(track_ids == chosen) if chosen is not None else np.zeros(0, np.int64)
+    timer.add("tracking", t)
+    face = np.zeros(n, bool)
+    face[frame[rows]] = True
+    subject = {k: v[rows] for k, v in emb.items()}
+    clip_scored = None
+    if "clip" in subject:
+        subject["clip"] = fill_gaps(subject["clip"], scored[rows], frame[rows]).astype(np.float32)
+        clip_scored = _detected_column(n, frame[rows], scored[rows])
+    per_frame = lambda values, fill_value: _scatter(n, frame[rows], values[rows], fill_value)   # noqa: E731
+    result = _finish(loaded, config, timer, t_start, face, subject,
+                     np.concatenate(times) if times else np.zeros(0), face_prob=per_frame(prob, np.nan),
+                     boxes=per_frame(box, np.nan), box_detected=_detected_column(n, frame[rows], box_detected[rows]),
+                     clip_scored=clip_scored)
+    return result, tracks, chosen
+
+
+class _ClipPicker:
+    """Which faces CLIP scores at a stride of k frames: every face on frames k apart, and a face that no
+    face scored in the last k frames overlaps (it just appeared), so every face run gets scored."""
+
+    def __init__(self, every: int):
+        self.every, self.recent = every, []       # recent: (frame, box) of scored faces
+
+    def pick(self, frames: list[int], boxes: np.ndarray) -> np.ndarray:
+        keep = np.zeros(len(frames), bool)
+        for i, f in enumerate(frames):
+            self.recent = [(g, b) for g, b in self.recent if f - g < self.every]
+            covered = self.recent and facelib.iou(boxes[i:i + 1], np.stack([b for _, b in self.recent])).max() >= 0.3
+            keep[i] = f % self.every == 0 or not covered
+            if keep[i]:
+                self.recent.append((f, boxes[i]))
+        return keep
+
+
+def clip_stride(config: AnalysisConfig, device) -> int:
+    """CLIP scores every k-th frame: the config's k, else 1 on a GPU and CLIP_EVERY_CPU on a CPU."""
+    if config.clip_every is not None:
+        return config.clip_every
+    return 1 if torch.device(device).type == "cuda" else CLIP_EVERY_CPU
+
+
+def _spread(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(rows.sum(), D) values placed at the True rows of a (len(rows), D) array, NaN elsewhere."""
+    out = np.full((len(rows), values.shape[1]), np.nan, np.float32)
+    out[rows] = values
+    return out
 
 
 def _scatter(n: int, frames: np.ndarray, values: np.ndarray, fill_value) -> np.ndarray:
@@ -376,7 +461,7 @@ def analyze_affwild2(index, video: str, models: AnalysisConfig | None = None, pr
                   emb)
         if progress:
             progress(have[start:start + config.batch_size][-1] + 1, n)
-    face_frames, _, _, _, emb = faces.arrays()
+    face_frames, _, _, _, emb, _ = faces.arrays()
     face = np.zeros(n, bool)
     face[face_frames] = True
     result = _finish(loaded, config, timer, t_start, face, emb, frames["frame"].to_numpy() / fps)

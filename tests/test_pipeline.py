@@ -277,3 +277,40 @@ def test_affwild2_video_from_its_aligned_images(ddamfn_models, affwild2_data):
                              "splits": lines.attrs["splits"]}
     assert np.allclose(df["time_s"], df["frame"] / run["fps"]) and run["fps"] > 0
 
+
+
+def test_tiny_video_has_no_face_and_does_not_fail(ddamfn_models, media_dir, tmp_path, ffmpeg):
+    """16x16 frames are smaller than the smallest face MTCNN looks for: every row says no face."""
+    tiny = tmp_path / "tiny.mp4"
+    ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 5, "-vf", "scale=16:16", tiny)
+    analysis = analyze_video(tiny, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+    check_table(analysis.table, 5)
+    assert not analysis.table["face"].any() and "no face" in analysis.run["message"]
+
+
+def test_partial_tables_fill_in_while_the_analysis_runs(lstm_models, media_dir):
+    """on_partial gets growing tables with the final columns; the last one matches the result's rows."""
+    partial = []
+    config = AnalysisConfig(models=("ddamfn", "lstm"), device="cpu", batch_size=16)
+    analysis = analyze_video(media_dir / "single_face.mp4", config, loaded=lstm_models, partial_every_s=0,
+                             on_partial=lambda done, total, table: partial.append((done, total, table)))
+    done = [d for d, _, _ in partial]
+    assert len(done) >= 4 and np.all(np.diff(done) > 0) and done[-1] == 72 and all(t == 72 for _, t, _ in partial)
+    for done, _, table in partial:
+        check_table(table, done)
+        assert table["face"].all()
+    assert partial[-1][2]["box_x1"].equals(analysis.table["box_x1"])
+
+
+def test_clip_scores_a_stride_and_interpolates_the_rest(media_dir):
+    config = AnalysisConfig(models=("clip",), device="cpu", max_frames=10, clip_every=4,
+                            prompt_sets=(small_prompt_set("basic", "a {} face."),))
+    analysis = analyze_video(media_dir / "single_face.mp4", config)
+    df = analysis.table
+    check_table(df, 10, ["basic"])
+    assert df["clip_scored"].tolist() == [f % 4 == 0 for f in range(10)]
+    assert analysis.run["clip_scoring"]["every"] == 4 and analysis.run["clip_scoring"]["scored_frames"] == 3
+    # embeddings between scored frames lie on the straight line between them
+    emb = analysis.clip_embeddings
+    assert emb.shape[0] == 10 and np.allclose(emb[2], (emb[0] + emb[4]) / 2, atol=1e-5)
+    assert np.allclose(emb[9], emb[8])                      # held after the last scored frame
