@@ -32,7 +32,7 @@ from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.predict import LoadedModels, encode, jsonable, predict
 from core.predict import load_models as _load_models
 from core.registry import CLIP_MODEL, with_encoders
-from core.table import CLIP_SCORED, Analysis, build, clip_sets
+from core.table import CLIP_SCORED, DDAMFN_SCORED, Analysis, build, clip_sets
 from core.video import iter_frames, probe
 
 BATCH_BYTES = 96 * 2**20     # decoded frames in one batch (a 4K video gets 3 frames a batch, 640x360 gets 32)
@@ -40,7 +40,11 @@ AFFWILD2_FPS = 30.0          # Aff-Wild2 videos are 30 fps; used for time_s when
 FILL_CHOICES = ("interpolate", "none")
 
 PARTIAL_EVERY_S = 3.0        # analyze_video's on_partial: a table of the frames so far this often
-CLIP_EVERY_CPU = 4           # CLIP on a CPU scores every 4th frame (benchmarks/RESULTS.md); every frame on a GPU
+# Encoders on a CPU run on every k-th frame and the face frames between get interpolated embeddings
+# (marked in the table): DDAMFN costs ~15 ms a face on two cores, CLIP ViT-B-32 several times that
+# (benchmarks/RESULTS.md). On a GPU both run on every frame.
+CPU_EVERY = {"ddamfn": 2, "clip": 4}
+SCORED_COLUMNS = {"ddamfn": DDAMFN_SCORED, "clip": CLIP_SCORED}
 
 Progress = Callable[[int, int], None]
 Partial = Callable[[int, int, "pd.DataFrame"], None]
@@ -53,8 +57,8 @@ class AnalysisConfig:
     named in `weights` is run even if not listed, and the encoders the chosen models read are added.
     weights: model name -> spec (core.weights); absent = random weights, reported as untrained.
     detect_every / detect_size: None picks core.faces' defaults; batched_detection: MTCNN stages with
-    batched crops (core.faces); clip_every: CLIP scores every k-th frame (None: by device, see
-    clip_stride); fill: "interpolate" or "none" for faceless frames."""
+    batched crops (core.faces); ddamfn_every / clip_every: the encoder runs on every k-th frame (None:
+    by device, see encoder_strides); fill: "interpolate" or "none" for faceless frames."""
 
     models: tuple[str, ...] = ("ddamfn",)
     weights: dict[str, str] = field(default_factory=dict)
@@ -66,6 +70,7 @@ class AnalysisConfig:
     detect_size: int | None = None
     min_face_prob: float = 0.9
     batched_detection: bool = False
+    ddamfn_every: int | None = None
     clip_every: int | None = None
     max_faces: int = 5               # faces per frame that get embeddings (the largest)
     track: int | None = None         # the subject's track id; None: the largest face over the video
@@ -76,8 +81,9 @@ class AnalysisConfig:
         return with_encoders([*self.models, *self.weights])
 
     def check(self) -> None:
-        if self.clip_every is not None and self.clip_every < 1:
-            raise ValueError(f"clip_every must be at least 1, got {self.clip_every}")
+        for name in ("ddamfn_every", "clip_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.fill not in FILL_CHOICES:
             raise ValueError(f"fill must be one of {', '.join(FILL_CHOICES)}, got {self.fill!r}")
         self.model_names()
@@ -135,13 +141,15 @@ class _Faces:
     """Per-face records collected while streaming: frame, box, prob and embeddings per model."""
 
     def __init__(self, dims: dict[str, int]):
-        self.frame, self.box, self.prob, self.detected, self.scored = [], [], [], [], []
+        self.frame, self.box, self.prob, self.detected = [], [], [], []
+        self.scored: dict[str, list[np.ndarray]] = {k: [] for k in dims}
         self.emb: dict[str, list[np.ndarray]] = {k: [np.zeros((0, d), np.float32)] for k, d in dims.items()}
 
     def add(self, frames, boxes, probs, detected, emb: dict[str, np.ndarray], scored=None):
-        """scored: which faces CLIP scored (their other rows of emb["clip"] are NaN); None: all."""
+        """scored: encoder -> which faces it ran on (its other rows of emb are NaN); None: all."""
         self.frame.append(np.asarray(frames, np.int64))
-        self.scored.append(np.ones(len(self.frame[-1]), bool) if scored is None else np.asarray(scored, bool))
+        for k in self.scored:
+            self.scored[k].append(np.asarray(scored[k], bool) if scored else np.ones(len(frames), bool))
         self.box.append(np.asarray(boxes, np.float64).reshape(-1, 4))
         self.prob.append(np.asarray(probs, np.float64))
         self.detected.append(np.asarray(detected, bool))
@@ -152,7 +160,7 @@ class _Faces:
         cat = lambda parts, shape, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(shape, dtype)  # noqa: E731
         emb = {k: np.concatenate(v) for k, v in self.emb.items()}
         return (cat(self.frame, (0,), np.int64), cat(self.box, (0, 4), np.float64), cat(self.prob, (0,), np.float64),
-                cat(self.detected, (0,), bool), emb, cat(self.scored, (0,), bool))
+                cat(self.detected, (0,), bool), emb, {k: cat(v, (0,), bool) for k, v in self.scored.items()})
 
 
 def _largest(boxes: np.ndarray, probs: np.ndarray, k: int):
@@ -247,8 +255,8 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
     batch_size = max(1, min(config.batch_size, BATCH_BYTES // max(3 * info.width * info.height, 1)))
     decoded = _prefetch(iter_frames(path, batch_size, config.max_frames), timer)
     every, detector = _detector(loaded, config)
-    clip_every = clip_stride(config, loaded.device)
-    clip_picker = _ClipPicker(clip_every) if "clip" in sizes else None
+    strides = encoder_strides(config, loaded.device, sizes)
+    pickers = {name: _StridePicker(k) for name, k in strides.items()}
     last_partial = time.perf_counter()
     stream = facelib.detect_stream(_timed(decoded, timer, "decode_wait"), _TimedDetector(detector, timer), every)
     for batch in stream:
@@ -263,14 +271,12 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
             probs.append(p)
             sources += [batch.frames[i]] * len(b)
         boxes, probs = np.concatenate(boxes), np.concatenate(probs)
-        scored = clip_picker.pick(frames, boxes) if clip_picker else np.ones(len(boxes), bool)
-        crops = {name: facelib.crop_faces(sources, boxes, size) if name != "clip" else
-                 facelib.crop_faces([s for s, k in zip(sources, scored) if k], boxes[scored], size)
+        scored = {name: picker.pick(frames, boxes) for name, picker in pickers.items()}
+        crops = {name: facelib.crop_faces([s for s, k in zip(sources, scored[name]) if k], boxes[scored[name]], size)
                  for name, size in sizes.items()} if len(boxes) else {}
         t = timer.add("crop", t)
         emb = _embed(loaded, crops, timer) if len(boxes) else {}
-        if "clip" in emb:                                  # unscored faces: NaN rows, filled at the end
-            emb["clip"] = _spread(emb["clip"], scored)
+        emb = {name: _spread(values, scored[name]) for name, values in emb.items()}   # unscored: NaN rows
         faces.add(frames, boxes, probs, was_detected, emb, scored)
         times.append(batch.time_s)
         detected += int(batch.detected.sum())
@@ -296,14 +302,15 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
         track=chosen,
         track_chosen_by="user" if config.track is not None else "largest face area summed over frames",
     )
-    if clip_picker:
-        scored = result.table[CLIP_SCORED]
-        result.run["clip_scoring"] = {
-            "every": clip_every, "scored_frames": int(scored.sum()), "face_frames": int(scored.notna().sum()),
-            "note": ("CLIP ran on every face frame" if clip_every == 1 else
-                     f"CLIP ran on every {clip_every}th frame (and on faces no recent scored face covered); "
-                     "the other face frames have CLIP embeddings interpolated between scored frames "
-                     f"({CLIP_SCORED}=False)")}
+    result.run["embedding_strides"] = {
+        name: {"every": k, "scored_frames": int(result.table[SCORED_COLUMNS[name]].sum()),
+               "face_frames": int(result.table[SCORED_COLUMNS[name]].notna().sum())} for name, k in strides.items()}
+    strided = [f"{name} every {k}th frame" for name, k in strides.items() if k > 1]
+    result.run["embedding_note"] = (
+        "every face frame was encoded" if not strided else
+        f"encoders ran on a frame stride ({', '.join(strided)}, and on faces no recently encoded face "
+        "overlapped); the face frames between have embeddings interpolated from the encoded ones "
+        f"({', '.join(SCORED_COLUMNS[n] + '=False' for n, k in strides.items() if k > 1)})")
     return result
 
 
@@ -322,22 +329,22 @@ def _video_result(loaded: LoadedModels, config: AnalysisConfig, timer: _Timer, t
     timer.add("tracking", t)
     face = np.zeros(n, bool)
     face[frame[rows]] = True
-    subject = {k: v[rows] for k, v in emb.items()}
-    clip_scored = None
-    if "clip" in subject:
-        subject["clip"] = fill_gaps(subject["clip"], scored[rows], frame[rows]).astype(np.float32)
-        clip_scored = _detected_column(n, frame[rows], scored[rows])
+    subject, marks = {}, {}
+    for name, values in emb.items():                     # interpolate what an encoder's stride skipped
+        subject[name] = (fill_gaps(values[rows], scored[name][rows], frame[rows]).astype(np.float32) if len(rows)
+                         else values[rows])
+        marks[name] = _detected_column(n, frame[rows], scored[name][rows])
     per_frame = lambda values, fill_value: _scatter(n, frame[rows], values[rows], fill_value)   # noqa: E731
     result = _finish(loaded, config, timer, t_start, face, subject,
                      np.concatenate(times) if times else np.zeros(0), face_prob=per_frame(prob, np.nan),
                      boxes=per_frame(box, np.nan), box_detected=_detected_column(n, frame[rows], box_detected[rows]),
-                     clip_scored=clip_scored)
+                     ddamfn_scored=marks.get("ddamfn"), clip_scored=marks.get("clip"))
     return result, tracks, chosen
 
 
-class _ClipPicker:
-    """Which faces CLIP scores at a stride of k frames: every face on frames k apart, and a face that no
-    face scored in the last k frames overlaps (it just appeared), so every face run gets scored."""
+class _StridePicker:
+    """Which faces an encoder runs on at a stride of k frames: every face on frames k apart, and a face
+    that no face encoded in the last k frames overlaps (it just appeared), so every face run gets one."""
 
     def __init__(self, every: int):
         self.every, self.recent = every, []       # recent: (frame, box) of scored faces
@@ -353,11 +360,11 @@ class _ClipPicker:
         return keep
 
 
-def clip_stride(config: AnalysisConfig, device) -> int:
-    """CLIP scores every k-th frame: the config's k, else 1 on a GPU and CLIP_EVERY_CPU on a CPU."""
-    if config.clip_every is not None:
-        return config.clip_every
-    return 1 if torch.device(device).type == "cuda" else CLIP_EVERY_CPU
+def encoder_strides(config: AnalysisConfig, device, encoders) -> dict[str, int]:
+    """Encoder -> run it on every k-th frame: the config's k, else 1 on a GPU and CPU_EVERY on a CPU."""
+    asked = {"ddamfn": config.ddamfn_every, "clip": config.clip_every}
+    gpu = torch.device(device).type == "cuda"
+    return {name: asked[name] or (1 if gpu else CPU_EVERY[name]) for name in encoders}
 
 
 def _spread(values: np.ndarray, rows: np.ndarray) -> np.ndarray:

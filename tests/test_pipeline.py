@@ -291,7 +291,7 @@ def test_tiny_video_has_no_face_and_does_not_fail(ddamfn_models, media_dir, tmp_
 def test_partial_tables_fill_in_while_the_analysis_runs(lstm_models, media_dir):
     """on_partial gets growing tables with the final columns; the last one matches the result's rows."""
     partial = []
-    config = AnalysisConfig(models=("ddamfn", "lstm"), device="cpu", batch_size=16)
+    config = AnalysisConfig(models=("ddamfn", "lstm"), device="cpu", batch_size=16, ddamfn_every=1)
     analysis = analyze_video(media_dir / "single_face.mp4", config, loaded=lstm_models, partial_every_s=0,
                              on_partial=lambda done, total, table: partial.append((done, total, table)))
     done = [d for d, _, _ in partial]
@@ -309,8 +309,23 @@ def test_clip_scores_a_stride_and_interpolates_the_rest(media_dir):
     df = analysis.table
     check_table(df, 10, ["basic"])
     assert df["clip_scored"].tolist() == [f % 4 == 0 for f in range(10)]
-    assert analysis.run["clip_scoring"]["every"] == 4 and analysis.run["clip_scoring"]["scored_frames"] == 3
+    assert analysis.run["embedding_strides"]["clip"] == {"every": 4, "scored_frames": 3, "face_frames": 10}
+    assert "clip every 4th frame" in analysis.run["embedding_note"]
     # embeddings between scored frames lie on the straight line between them
     emb = analysis.clip_embeddings
     assert emb.shape[0] == 10 and np.allclose(emb[2], (emb[0] + emb[4]) / 2, atol=1e-5)
     assert np.allclose(emb[9], emb[8])                      # held after the last scored frame
+
+
+def test_ddamfn_on_a_stride_marks_the_interpolated_rows(ddamfn_models, media_dir):
+    """On a CPU DDAMFN runs on every 2nd frame by default; the frames between are marked, and a model
+    run on every frame fills the column with True."""
+    strided = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9),
+                            loaded=ddamfn_models)
+    assert strided.table["ddamfn_scored"].tolist() == [f % 2 == 0 for f in range(9)]
+    assert strided.run["embedding_strides"]["ddamfn"]["every"] == 2
+    every = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9, ddamfn_every=1),
+                          loaded=ddamfn_models)
+    assert every.table["ddamfn_scored"].all() and every.run["embedding_note"] == "every face frame was encoded"
+    scored = strided.table["ddamfn_scored"].to_numpy(dtype=bool)
+    assert np.allclose(strided.table.loc[scored, "valence"], every.table.loc[scored, "valence"], atol=1e-5)
