@@ -14,6 +14,7 @@ at cosine >= 0.999 with every output within 3% of its fp32 range; bf16 embedding
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -29,6 +30,15 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available (use 'auto' or 'cpu')")
     return device
+
+
+def use_all_cores() -> int:
+    """Give torch one thread per core this process may use (a container's CPU set, not the host's
+    count, which torch's default can take and then oversubscribe); returns the count."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+    return cores
 
 
 def autocast(device: torch.device, enabled: bool | None = None):
