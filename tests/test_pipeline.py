@@ -168,7 +168,7 @@ def test_a_checkpoint_gives_the_outputs_of_its_model_on_the_crops(media_dir, tmp
     model = calibrated_ddamfn(crop_faces(frames[::2], [[300, 40, 560, 350]] * 6, 112))
     path = save_checkpoint(tmp_path / "ddamfn.pt", model.model, {"au_thresholds": [0.3] * 12})
     df_analysis = analyze_video(media_dir / "WolfgangLanger_Pexels.mp4", AnalysisConfig(
-        weights={"ddamfn": str(path)}, device="cpu", max_frames=12, detect_every=1))
+        weights={"ddamfn": str(path)}, device="cpu", max_frames=12, detect_every=1, ddamfn_every=1))
     df = df_analysis.table
     assert df_analysis.run["models"]["ddamfn"]["source"] == str(path) and df["face"].all()
     assert not df_analysis.run["untrained"] and df_analysis.run["au_thresholds"] == [0.3] * 12
