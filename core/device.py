@@ -35,11 +35,13 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 def use_all_cores() -> int:
     """Give torch one thread per core this process may use (a container's CPU set, not the host's
-    count, which torch's default can take and then oversubscribe); returns the count."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if torch.get_num_threads() != cores:
-        torch.set_num_threads(cores)
-    return cores
+    count, which torch's default can take and then oversubscribe), unless OMP_NUM_THREADS says how
+    many; returns torch's thread count."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if torch.get_num_threads() != cores:
+            torch.set_num_threads(cores)
+    return torch.get_num_threads()
 
 
 def autocast(device: torch.device, enabled: bool | None = None):
