@@ -10,9 +10,13 @@ video's first frames (model loading and first-call kernel set-up are not timed):
     detect           decode + MTCNN as the pipeline runs it (every k-th frame, on a downscaled copy)
     detect-batched   the same with MTCNN's stages on batched roi_align crops (core.faces)
     detect-stock     decode + stock MTCNN on every full-size frame (batched)
-    ddamfn-lstm      the whole pipeline: analyze_video with DDAMFN + LSTM
-    ddamfn-lstm-clip the whole pipeline with DDAMFN + LSTM + CLIP ViT-B-32 zero-shot
+    ddamfn-lstm      the whole pipeline: analyze_video with DDAMFN + LSTM (defaults: encoder strides by device)
+    ddamfn-lstm-all  the same with DDAMFN on every frame (ddamfn_every=1)
+    ddamfn-lstm-clip the whole pipeline with DDAMFN + LSTM + CLIP ViT-B-32 zero-shot (the page's default set)
     naive            a per-frame loop: read a frame, stock MTCNN on it, crop, DDAMFN on one crop; LSTM at end
+Also, each in a fresh process: start-up (interpreter, imports, DDAMFN + LSTM + MTCNN loaded: what
+`python -m core.analyze` spends before the first frame) and the refusal of bad input (core.video.probe on
+the 20 s clip, on a truncated copy and on a 10-minute video, as the page calls it before any model work).
 Memory against length: the whole pipeline on 10 s and on a 10-minute video (WolfgangLanger looped with
 ffmpeg into a temporary file); on CPU the 10-minute run is capped at --long-max-frames frames (stated in
 the output) while decode-only runs through all of it. Random weights throughout (speed does not depend on
@@ -36,7 +40,8 @@ from pathlib import Path
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 VIDEOS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4", "face_noface.mov", "noface_face.mov")
-CASES = ("decode", "detect", "detect-batched", "detect-stock", "ddamfn-lstm", "ddamfn-lstm-clip", "naive")
+CASES = ("decode", "detect", "detect-batched", "detect-stock", "ddamfn-lstm", "ddamfn-lstm-all", "ddamfn-lstm-clip",
+         "naive")
 WARMUP_FRAMES = 48
 
 
@@ -66,8 +71,9 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
 
     dev = pick_device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    models = {"ddamfn-lstm": ("ddamfn", "lstm"), "ddamfn-lstm-clip": ("ddamfn", "lstm", "clip"),
-              "naive": ("ddamfn", "lstm")}.get(case, ("ddamfn",))
+    models = {"ddamfn-lstm": ("ddamfn", "lstm"), "ddamfn-lstm-all": ("ddamfn", "lstm"),
+              "ddamfn-lstm-clip": ("ddamfn", "lstm", "clip"), "naive": ("ddamfn", "lstm")}.get(case, ("ddamfn",))
+    ddamfn_every = 1 if case == "ddamfn-lstm-all" else None
     config = AnalysisConfig(models=models, device=device, max_frames=max_frames)
     every, size = detection_settings(config)
     loaded = load_models(config) if case != "decode" else None
@@ -82,11 +88,16 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
         det = detector
         det.detect_size, det.batched_crops = (None if stock else size), batched
         batches = iter_frames(video, batch_size=config.batch_size, max_frames=limit)
-        return sum(len(b) for b in facelib.detect_stream(batches, det, 1 if stock else every))
+        found = list(facelib.detect_stream(batches, det, 1 if stock else every))
+        extra.update(detected=int(sum(b.detected.sum() for b in found)))
+        return sum(len(b) for b in found)
 
     def pipeline(limit):
-        result = analyze_video(video, AnalysisConfig(models=models, device=device, max_frames=limit), loaded=loaded)
-        extra.update(faces=int(result.table["face"].sum()), stages_s=result.run["timings_s"])
+        result = analyze_video(video, AnalysisConfig(models=models, device=device, max_frames=limit,
+                                                     ddamfn_every=ddamfn_every), loaded=loaded)
+        extra.update(faces=int(result.table["face"].sum()), stages_s=result.run["timings_s"],
+                     detected=result.run["detection"]["detected_frames"],
+                     strides={k: v["every"] for k, v in result.run["embedding_strides"].items()})
         return len(result.table)
 
     @torch.no_grad()
@@ -116,7 +127,7 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
 
     work = {"decode": decode, "detect": detect, "detect-batched": lambda n: detect(n, batched=True),
             "detect-stock": lambda n: detect(n, stock=True),
-            "ddamfn-lstm": pipeline, "ddamfn-lstm-clip": pipeline, "naive": naive}[case]
+            "ddamfn-lstm": pipeline, "ddamfn-lstm-all": pipeline, "ddamfn-lstm-clip": pipeline, "naive": naive}[case]
     work(WARMUP_FRAMES)
     sync()
     if dev.type == "cuda":
@@ -130,6 +141,7 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
     out = {"frames": frames, "seconds": seconds, "fps": frames / seconds, "base_rss_mb": base,
            "cpu_ms_per_frame": 1000 * (_cpu_seconds() - cpu) / max(frames, 1),
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "detected": frames if case in ("detect-stock", "naive") else extra.pop("detected", None),
            "detect_every": 1 if case in ("detect-stock", "naive") else every,
            "detect_size": None if case in ("detect-stock", "naive") else size, **extra}
     if dev.type == "cuda":
@@ -164,13 +176,55 @@ def make_long_video(minutes: float, folder: Path) -> tuple[Path, Path]:
 
 def print_row(video: str, case: str, r: dict, fps_video: float) -> None:
     cuda = f" {r['cuda_peak_mb']:8.0f}" if "cuda_peak_mb" in r else ""
-    detect = f"every {r['detect_every']}, {r['detect_size'] or 'full'} px" if case != "decode" else ""
+    detect = ""
+    if case != "decode":
+        detect = (f"every {r['detect_every']}, {r['detect_size'] or 'full'} px; detected {r['detected']}, "
+                  f"interpolated {r['frames'] - r['detected']}")
+    if "strides" in r:
+        detect += "; encoders every " + ", ".join(f"{k} {v}" for k, v in r["strides"].items())
     print(f"{video:26s} {case:17s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:8.1f} "
           f"{r['fps'] / fps_video:6.2f}x {r['cpu_ms_per_frame']:7.1f} {r['base_rss_mb']:7.0f} {r['peak_rss_mb']:7.0f}"
           f"{cuda} {os.getloadavg()[0]:5.1f}  {detect}", flush=True)
     if "stages_s" in r:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items() if k not in ("load_models", "total"))
         print(f"{'':45s} stages (s): {stages}", flush=True)
+
+
+STARTUP = """
+import time
+from core.pipeline import AnalysisConfig, _face_detector, load_models
+config = AnalysisConfig(models=("ddamfn", "lstm"), device={device!r})
+loaded = load_models(config)
+_face_detector(str(loaded.device))
+"""
+
+
+def startup_seconds(device: str) -> float:
+    """Wall time of a fresh interpreter that imports the pipeline and loads DDAMFN, LSTM and MTCNN."""
+    import sys
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", STARTUP.format(device=device)], check=True,
+                   cwd=Path(__file__).resolve().parents[1], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return time.perf_counter() - start
+
+
+def _probe_seconds(path: str) -> tuple[float, str]:
+    from core.video import VideoError, probe
+
+    start = time.perf_counter()
+    try:
+        info = probe(path)
+        outcome = f"accepted: {info.frame_count} frames, {info.duration_s:.1f} s"
+    except VideoError as err:
+        outcome = "refused: " + str(err).split(": ", 1)[1]
+    return time.perf_counter() - start, outcome
+
+
+def probe_seconds(path: Path) -> tuple[float, str]:
+    """core.video.probe in a fresh process (imports not counted): seconds and what it said."""
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_probe_seconds, str(path)).result()
 
 
 def main(argv=None) -> None:
@@ -197,11 +251,21 @@ def main(argv=None) -> None:
     header = (f"{'video':26s} {'case':17s} {'frames':>6s} {'seconds':>8s} {'fps':>8s} {'x real':>7s} "
               f"{'cpu ms/f':>8s} {'base MB':>7s} {'peak MB':>7s}{cuda_col} {'load':>5s}  detection")
     print(header)
+    rates = {}
     for name in args.videos.split(","):
         path = MEDIA / name
         fps_video = video_fps(path)
         for case in cases:
-            print_row(name, case, run_case(case, path, args.device, args.max_frames), fps_video)
+            r = run_case(case, path, args.device, args.max_frames)
+            rates[name, case] = r["fps"]
+            print_row(name, case, r, fps_video)
+    for name in args.videos.split(","):
+        naive = rates.get((name, "naive"))
+        if naive:
+            print(f"{name}: " + ", ".join(f"{case} {rate / naive:.2f}x naive" for (v, case), rate in rates.items()
+                                          if v == name and case.startswith("ddamfn")))
+    print(f"\nstart-up (imports, DDAMFN + LSTM + MTCNN loaded, fresh interpreter): {startup_seconds(args.device):.2f} s, "
+          f"load {os.getloadavg()[0]:.1f}")
     if args.skip_long:
         return
     cap = args.long_max_frames if args.long_max_frames is not None else (0 if gpu else 1500)
@@ -209,6 +273,15 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         short, long = make_long_video(args.long_minutes, Path(tmp))
         fps_video = video_fps(short)
+        cut = Path(tmp) / "truncated.mp4"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(MEDIA / "WolfgangLanger_Pexels.mp4"), "-c", "copy",
+                        "-movflags", "+faststart", str(Path(tmp) / "faststart.mp4")], check=True)
+        cut.write_bytes((Path(tmp) / "faststart.mp4").read_bytes()[:1_000_000])
+        print("\nbad input before the wait: core.video.probe (fresh process, imports not counted)")
+        for label, path in (("20 s clip", MEDIA / "WolfgangLanger_Pexels.mp4"), ("20 s clip cut at 1 MB", cut),
+                            (f"{args.long_minutes:g}-minute video", long)):
+            seconds, outcome = probe_seconds(path)
+            print(f"  {label:26s} {seconds:6.3f} s  {outcome}  (load {os.getloadavg()[0]:.1f})", flush=True)
         print(f"\nmemory against length (pipeline on the {args.long_minutes:g}-minute video "
               + (f"capped at its first {cap} frames; decode runs through all of it)" if cap else "in full)"))
         print(header)

@@ -44,12 +44,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "annotation line")
     p.add_argument("--track", type=int, help="face track to follow (default: the largest face; the run "
                    "metadata lists the tracks)")
-    p.add_argument("--detect-every", type=int, help="run face detection on every k-th frame (default: 2); "
-                   "boxes in between are interpolated")
+    p.add_argument("--detect-every", type=int, help="run face detection on every k-th frame (default: "
+                   "core.faces.DEFAULT_DETECT_EVERY); boxes in between are interpolated, or detected where the "
+                   "detections on either side disagree")
     p.add_argument("--detect-size", type=int, help="detect on a copy whose longest side is this many pixels "
                    "(default: 320)")
     p.add_argument("--batched-detection", action="store_true",
                    help="MTCNN stages with batched crops (meant for GPUs)")
+    p.add_argument("--ddamfn-every", type=int, help="run DDAMFN on every k-th frame, interpolating the "
+                   "embeddings between (default: 1 on a GPU, 2 on a CPU; table column ddamfn_scored)")
+    p.add_argument("--clip-every", type=int, help="run CLIP on every k-th frame, interpolating the embeddings "
+                   "between (default: 1 on a GPU, 4 on a CPU; table column clip_scored)")
     p.add_argument("--fill", choices=("interpolate", "none"), default="interpolate",
                    help="predictions of frames without a face: interpolated (filled=True) or empty")
     p.add_argument("--max-frames", type=int, help="analyse only the first frames")
@@ -76,7 +81,7 @@ def _config(args):
         weights=_weights(args.weights),
         prompt_sets=tuple(s.strip() for s in args.prompt_sets.split(",") if s.strip()),
         device=args.device, detect_every=args.detect_every, detect_size=args.detect_size, track=args.track,
-        batched_detection=args.batched_detection,
+        batched_detection=args.batched_detection, ddamfn_every=args.ddamfn_every, clip_every=args.clip_every,
         fill=args.fill, max_frames=args.max_frames, clip_model=args.clip_model)
     if "clip" in config.model_names() and "clip" not in config.weights:
         spec, note = default_clip_weights(config.clip_model)
@@ -103,8 +108,11 @@ def _progress_bar():
 def run(args) -> int:
     from core.pipeline import analyze_affwild2, analyze_video, load_models
     from core.table import write_submissions
+    from core.video import probe
 
     config = _config(args)
+    if not args.affwild2:
+        probe(args.video)          # a truncated or unreadable file is refused before the models load
     loaded = load_models(config)
     bar, progress = _progress_bar()
     try:
@@ -139,6 +147,8 @@ def run(args) -> int:
         print(f"note: no ABAW file written to {args.abaw}: there are no predictions", file=sys.stderr)
     if "message" in run_info:
         print(f"note: {run_info['message']}", file=sys.stderr)
+    if run_info.get("embedding_note", "").startswith("encoders ran"):
+        print(f"note: {run_info['embedding_note']}", file=sys.stderr)
     return 0
 
 

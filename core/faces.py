@@ -5,7 +5,9 @@
   boxes scaled back; crops are always cut from the full frame.
 - detect_stream detects every `every`-th frame of a decoded stream (plus the last one) and gives the
   frames in between boxes interpolated from the detected frames on either side: detection dominates
-  the cost (PERFORMANCE.md), faces move little in a few frames, and the caller records `every`.
+  the cost (PERFORMANCE.md) and faces move little in a few frames. Where the two detections disagree
+  (a face appears or leaves, or moved sharply: IoU below REDETECT_IOU) the frames in between are
+  detected too. Each frame says whether its boxes were detected or interpolated.
 - track_faces links detections across frames into tracks (IoU, or centre distance after a short gap);
   choose_track picks the subject (largest face area summed over frames); every track's summary is kept
   so that a user can pick another person.
@@ -28,9 +30,13 @@ from core.video import FrameBatch
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_PROBS = np.zeros((0,), np.float32)
 CROP_MARGIN = 0.1           # the square crop's side is (1 + margin) * the box's longer side
-# Detect every 2nd frame on a copy 320 px long, on both devices: real time on a 2-core CPU and the same
-# faces on CPU and GPU (benchmarks/pipeline.py); boxes in between are interpolated.
-DEFAULT_DETECT_EVERY = 2
+REDETECT_IOU = 0.5          # detections k frames apart overlapping less than this: detect the frames between
+# Detect every 4th frame on a copy 320 px long, on both devices (the same faces on CPU and GPU); boxes in
+# between are interpolated, or detected where the detections disagree. Against stock MTCNN on every
+# full frame this gave the same faces on every frame and the same mean IoU as every 2nd frame (0.95 at
+# 640x360, 0.89-0.91 at 960x540, where the 320 px copy, not the stride, costs precision), with half the
+# detector calls (tests/test_faces.py, benchmarks/RESULTS.md).
+DEFAULT_DETECT_EVERY = 4
 DEFAULT_DETECT_SIZE = 320
 
 
@@ -83,6 +89,8 @@ class FaceDetector:
         h, w = frames[0].shape[:2]
         scale = self.scale_for(h, w)
         size = (round(h * scale), round(w * scale))
+        if min(size) < self.mtcnn.min_face_size:         # smaller than the smallest face MTCNN looks for
+            return [(EMPTY_BOXES, EMPTY_PROBS) for _ in frames]
         if self.device.type == "cuda":          # upload uint8, shrink on the GPU
             x = torch.from_numpy(np.stack(frames)).pin_memory().to(self.device, non_blocking=True)
             if scale != 1.0:
@@ -283,10 +291,19 @@ def interpolate_boxes(a: tuple[int, np.ndarray, np.ndarray], b: tuple[int, np.nd
     return out
 
 
+def agree(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], min_iou: float = REDETECT_IOU) -> bool:
+    """Whether two detections (boxes, probs) a few frames apart hold the same faces in about the same
+    places: as many faces, each paired with one overlapping it by at least min_iou."""
+    if len(a[0]) != len(b[0]):
+        return False
+    return not len(a[0]) or len(_greedy_pairs(iou(a[0], b[0]), min_iou)) == len(a[0])
+
+
 def detect_stream(batches: Iterable[FrameBatch], detector: FaceDetector, every: int = 1) -> Iterator[FaceBatch]:
     """Faces for every frame of a decoded stream, detecting frames whose index is a multiple of `every`
     and the last frame; the frames between two detected ones are held back (at most `every` - 1) and
-    get interpolated boxes. Yields FaceBatches in frame order."""
+    get interpolated boxes, or are detected as well where the two detections disagree (see agree).
+    Yields FaceBatches in frame order."""
     if every < 1:
         raise ValueError("every must be at least 1")
     held: list[tuple[int, float, np.ndarray]] = []    # frames waiting for the next detected frame
@@ -300,7 +317,7 @@ def detect_stream(batches: Iterable[FrameBatch], detector: FaceDetector, every: 
                 held.append((int(f), float(batch.time_s[j]), batch.frames[j]))
                 continue
             current = (int(f), *found[j])
-            out.add_between(held, last, current)
+            out.add_between(held, last, current, detector)
             out.add(int(f), float(batch.time_s[j]), batch.frames[j], *found[j], detected=True)
             held, last = [], current
         if len(out):
@@ -309,7 +326,7 @@ def detect_stream(batches: Iterable[FrameBatch], detector: FaceDetector, every: 
         f, t, frame = held.pop()
         (boxes, probs), = detector.detect([frame])
         out = _Collector()
-        out.add_between(held, last, (f, boxes, probs))
+        out.add_between(held, last, (f, boxes, probs), detector)
         out.add(f, t, frame, boxes, probs, detected=True)
         yield out.batch()
 
@@ -326,11 +343,16 @@ class _Collector:
     def add(self, f, t, frame, boxes, probs, detected):
         self.rows.append((f, t, frame, boxes, probs, detected))
 
-    def add_between(self, held, last, current):
+    def add_between(self, held, last, current, detector):
+        """The held frames between two detected ones: interpolated where they agree, else detected."""
         if not held:
             return
-        for (f, t, frame), (boxes, probs) in zip(held, interpolate_boxes(last, current, [h[0] for h in held])):
-            self.add(f, t, frame, boxes, probs, detected=False)
+        if last is not None and agree(last[1:], current[1:]):
+            found, detected = interpolate_boxes(last, current, [h[0] for h in held]), False
+        else:
+            found, detected = detector.detect([h[2] for h in held]), True
+        for (f, t, frame), (boxes, probs) in zip(held, found):
+            self.add(f, t, frame, boxes, probs, detected=detected)
 
     def batch(self) -> FaceBatch:
         f, t, frames, boxes, probs, detected = zip(*self.rows)

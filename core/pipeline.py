@@ -23,21 +23,31 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
 
 from core import faces as facelib
+from core.fill import fill_gaps
 from core.models.clip import prompt_set
 from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.predict import LoadedModels, encode, jsonable, predict
 from core.predict import load_models as _load_models
 from core.registry import CLIP_MODEL, with_encoders
-from core.table import Analysis, build, clip_sets
+from core.table import CLIP_SCORED, DDAMFN_SCORED, Analysis, build, clip_sets
 from core.video import iter_frames, probe
 
 BATCH_BYTES = 96 * 2**20     # decoded frames in one batch (a 4K video gets 3 frames a batch, 640x360 gets 32)
 AFFWILD2_FPS = 30.0          # Aff-Wild2 videos are 30 fps; used for time_s when the raw video is absent
 FILL_CHOICES = ("interpolate", "none")
 
+PARTIAL_EVERY_S = 3.0        # analyze_video's on_partial: a table of the frames so far this often
+# Encoders on a CPU run on every k-th frame and the face frames between get interpolated embeddings
+# (marked in the table): DDAMFN costs ~15 ms a face on two cores, CLIP ViT-B-32 several times that
+# (benchmarks/RESULTS.md). On a GPU both run on every frame.
+CPU_EVERY = {"ddamfn": 2, "clip": 4}
+SCORED_COLUMNS = {"ddamfn": DDAMFN_SCORED, "clip": CLIP_SCORED}
+
 Progress = Callable[[int, int], None]
+Partial = Callable[[int, int, "pd.DataFrame"], None]
 
 
 @dataclass
@@ -47,7 +57,8 @@ class AnalysisConfig:
     named in `weights` is run even if not listed, and the encoders the chosen models read are added.
     weights: model name -> spec (core.weights); absent = random weights, reported as untrained.
     detect_every / detect_size: None picks core.faces' defaults; batched_detection: MTCNN stages with
-    batched crops (core.faces); fill: "interpolate" or "none" for faceless frames."""
+    batched crops (core.faces); ddamfn_every / clip_every: the encoder runs on every k-th frame (None:
+    by device, see encoder_strides); fill: "interpolate" or "none" for faceless frames."""
 
     models: tuple[str, ...] = ("ddamfn",)
     weights: dict[str, str] = field(default_factory=dict)
@@ -59,6 +70,8 @@ class AnalysisConfig:
     detect_size: int | None = None
     min_face_prob: float = 0.9
     batched_detection: bool = False
+    ddamfn_every: int | None = None
+    clip_every: int | None = None
     max_faces: int = 5               # faces per frame that get embeddings (the largest)
     track: int | None = None         # the subject's track id; None: the largest face over the video
     fill: str = "interpolate"
@@ -68,6 +81,9 @@ class AnalysisConfig:
         return with_encoders([*self.models, *self.weights])
 
     def check(self) -> None:
+        for name in ("ddamfn_every", "clip_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.fill not in FILL_CHOICES:
             raise ValueError(f"fill must be one of {', '.join(FILL_CHOICES)}, got {self.fill!r}")
         self.model_names()
@@ -111,7 +127,7 @@ def _embed(loaded: LoadedModels, crops: dict[str, np.ndarray], timer: _Timer) ->
     """Embeddings of face crops per encoder ("ddamfn" (B, 512), "clip" (B, D) raw CLIP)."""
     out, t = {}, time.perf_counter()
     for name, batch in crops.items():
-        out[name] = encode(loaded.models[name], batch)
+        out[name] = encode(loaded.models[name], batch) if len(batch) else np.zeros((0, loaded.encoders[name]), np.float32)
         t = timer.add(name, t)
     return out
 
@@ -126,10 +142,14 @@ class _Faces:
 
     def __init__(self, dims: dict[str, int]):
         self.frame, self.box, self.prob, self.detected = [], [], [], []
+        self.scored: dict[str, list[np.ndarray]] = {k: [] for k in dims}
         self.emb: dict[str, list[np.ndarray]] = {k: [np.zeros((0, d), np.float32)] for k, d in dims.items()}
 
-    def add(self, frames, boxes, probs, detected, emb: dict[str, np.ndarray]):
+    def add(self, frames, boxes, probs, detected, emb: dict[str, np.ndarray], scored=None):
+        """scored: encoder -> which faces it ran on (its other rows of emb are NaN); None: all."""
         self.frame.append(np.asarray(frames, np.int64))
+        for k in self.scored:
+            self.scored[k].append(np.asarray(scored[k], bool) if scored else np.ones(len(frames), bool))
         self.box.append(np.asarray(boxes, np.float64).reshape(-1, 4))
         self.prob.append(np.asarray(probs, np.float64))
         self.detected.append(np.asarray(detected, bool))
@@ -140,7 +160,7 @@ class _Faces:
         cat = lambda parts, shape, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(shape, dtype)  # noqa: E731
         emb = {k: np.concatenate(v) for k, v in self.emb.items()}
         return (cat(self.frame, (0,), np.int64), cat(self.box, (0, 4), np.float64), cat(self.prob, (0,), np.float64),
-                cat(self.detected, (0,), bool), emb)
+                cat(self.detected, (0,), bool), emb, {k: cat(v, (0,), bool) for k, v in self.scored.items()})
 
 
 def _largest(boxes: np.ndarray, probs: np.ndarray, k: int):
@@ -208,30 +228,36 @@ def _prefetch(batches: Iterator, timer: _Timer, depth: int = 2) -> Iterator:
 
 
 def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress | None = None, *,
-                  loaded: LoadedModels | None = None) -> Analysis:
+                  loaded: LoadedModels | None = None, on_partial: Partial | None = None,
+                  partial_every_s: float = PARTIAL_EVERY_S) -> Analysis:
     """The Analysis of a video file (one table row per decoded frame).
 
     `models` is the AnalysisConfig; `loaded` reuses models loaded by load_models(models). progress is
-    called with (frames done, total) where total is the container's estimate until the end. Raises
-    VideoError for an unreadable video, WeightsError for unusable weights, ValueError for a bad config.
-    A video without any face gives a table with face=False everywhere and empty predictions
+    called with (frames done, total) after every batch, total counted from the container's packets
+    (core.video.probe, which refuses a truncated file before any model runs). on_partial, when given, is
+    called every partial_every_s seconds with (frames done, total, table of the frames so far: the same
+    columns, the subject chosen on those frames) so that a page can draw the timeline as it fills in.
+    Raises VideoError for an unreadable video, WeightsError for unusable weights, ValueError for a bad
+    config. A video without any face gives a table with face=False everywhere and empty predictions
     (run["message"] says so).
     """
     config = models or AnalysisConfig()
     config.check()
     t_start = time.perf_counter()
     timer = _Timer()
+    info = probe(path)
     loaded = loaded or load_models(config)
     timer.add("load_models", t_start)
-    info = probe(path)
-    total = info.frame_count_estimate if config.max_frames is None else min(info.frame_count_estimate,
-                                                                             config.max_frames)
+    total = info.frame_count if config.max_frames is None else min(info.frame_count, config.max_frames)
     faces, times, detected = _Faces(loaded.encoders), [], 0
     sizes = _crop_sizes(loaded)
     n, shape = 0, (info.height, info.width)
     batch_size = max(1, min(config.batch_size, BATCH_BYTES // max(3 * info.width * info.height, 1)))
     decoded = _prefetch(iter_frames(path, batch_size, config.max_frames), timer)
     every, detector = _detector(loaded, config)
+    strides = encoder_strides(config, loaded.device, sizes)
+    pickers = {name: _StridePicker(k) for name, k in strides.items()}
+    last_partial = time.perf_counter()
     stream = facelib.detect_stream(_timed(decoded, timer, "decode_wait"), _TimedDetector(detector, timer), every)
     for batch in stream:
         t = time.perf_counter()
@@ -245,27 +271,24 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
             probs.append(p)
             sources += [batch.frames[i]] * len(b)
         boxes, probs = np.concatenate(boxes), np.concatenate(probs)
-        crops = {name: facelib.crop_faces(sources, boxes, size) for name, size in sizes.items()} if len(boxes) else {}
+        scored = {name: picker.pick(frames, boxes) for name, picker in pickers.items()}
+        crops = {name: facelib.crop_faces([s for s, k in zip(sources, scored[name]) if k], boxes[scored[name]], size)
+                 for name, size in sizes.items()} if len(boxes) else {}
         t = timer.add("crop", t)
         emb = _embed(loaded, crops, timer) if len(boxes) else {}
-        faces.add(frames, boxes, probs, was_detected, emb)
+        emb = {name: _spread(values, scored[name]) for name, values in emb.items()}   # unscored: NaN rows
+        faces.add(frames, boxes, probs, was_detected, emb, scored)
         times.append(batch.time_s)
         detected += int(batch.detected.sum())
         n += len(batch)
         if progress:
             progress(n, max(total, n))
-    t = time.perf_counter()
-    frame, box, prob, box_detected, emb = faces.arrays()
-    track_ids, tracks = facelib.track_faces(frame, box, prob, shape)
-    chosen = facelib.choose_track(tracks, config.track)
-    rows = np.flatnonzero(track_ids == chosen) if chosen is not None else np.zeros(0, np.int64)
-    timer.add("tracking", t)
-    face = np.zeros(n, bool)
-    face[frame[rows]] = True
-    per_frame = lambda values, fill_value: _scatter(n, frame[rows], values[rows], fill_value)   # noqa: E731
-    result = _finish(loaded, config, timer, t_start, face, {k: v[rows] for k, v in emb.items()},
-                     np.concatenate(times) if times else np.zeros(0), face_prob=per_frame(prob, np.nan),
-                     boxes=per_frame(box, np.nan), box_detected=_detected_column(n, frame[rows], box_detected[rows]))
+        if on_partial and time.perf_counter() - last_partial >= partial_every_s:
+            t = time.perf_counter()
+            partial = _video_result(loaded, config, _Timer(), t, faces, times, n, shape, partial=True)[0]
+            on_partial(n, max(total, n), partial.table)
+            last_partial = timer.add("partial_tables", t)
+    result, tracks, chosen = _video_result(loaded, config, timer, t_start, faces, times, n, shape)
     if progress:
         progress(n, n)
     result.run.update(
@@ -274,12 +297,81 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
         detection={**detector.settings, "detect_every": every, "detected_frames": detected,
                    "max_faces": config.max_faces,
                    "between_detections": "boxes interpolated from the detected frames on either side "
-                                         "(box_detected=False)"},
+                                         "(box_detected=False); where those disagree, detected too"},
         tracks=[t.as_dict() for t in tracks],
         track=chosen,
         track_chosen_by="user" if config.track is not None else "largest face area summed over frames",
     )
+    result.run["embedding_strides"] = {
+        name: {"every": k, "scored_frames": int(result.table[SCORED_COLUMNS[name]].sum()),
+               "face_frames": int(result.table[SCORED_COLUMNS[name]].notna().sum())} for name, k in strides.items()}
+    strided = [f"{name} every {k}th frame" for name, k in strides.items() if k > 1]
+    result.run["embedding_note"] = (
+        "every face frame was encoded" if not strided else
+        f"encoders ran on a frame stride ({', '.join(strided)}, and on faces no recently encoded face "
+        "overlapped); the face frames between have embeddings interpolated from the encoded ones "
+        f"({', '.join(SCORED_COLUMNS[n] + '=False' for n, k in strides.items() if k > 1)})")
     return result
+
+
+def _video_result(loaded: LoadedModels, config: AnalysisConfig, timer: _Timer, t_start: float, faces: "_Faces",
+                  times: list, n: int, shape, partial: bool = False) -> tuple[Analysis, list, int | None]:
+    """The Analysis of the frames so far (tracks, the subject, predictions), its tracks and the subject.
+    A partial result follows the largest face until the track the config asks for exists."""
+    t = time.perf_counter()
+    frame, box, prob, box_detected, emb, scored = faces.arrays()
+    track_ids, tracks = facelib.track_faces(frame, box, prob, shape)
+    track = config.track
+    if partial and not any(tr.id == track for tr in tracks):
+        track = None
+    chosen = facelib.choose_track(tracks, track)
+    rows = np.flatnonzero(track_ids == chosen) if chosen is not None else np.zeros(0, np.int64)
+    timer.add("tracking", t)
+    face = np.zeros(n, bool)
+    face[frame[rows]] = True
+    subject, marks = {}, {}
+    for name, values in emb.items():                     # interpolate what an encoder's stride skipped
+        subject[name] = (fill_gaps(values[rows], scored[name][rows], frame[rows]).astype(np.float32) if len(rows)
+                         else values[rows])
+        marks[name] = _detected_column(n, frame[rows], scored[name][rows])
+    per_frame = lambda values, fill_value: _scatter(n, frame[rows], values[rows], fill_value)   # noqa: E731
+    result = _finish(loaded, config, timer, t_start, face, subject,
+                     np.concatenate(times) if times else np.zeros(0), face_prob=per_frame(prob, np.nan),
+                     boxes=per_frame(box, np.nan), box_detected=_detected_column(n, frame[rows], box_detected[rows]),
+                     ddamfn_scored=marks.get("ddamfn"), clip_scored=marks.get("clip"))
+    return result, tracks, chosen
+
+
+class _StridePicker:
+    """Which faces an encoder runs on at a stride of k frames: every face on frames k apart, and a face
+    that no face encoded in the last k frames overlaps (it just appeared), so every face run gets one."""
+
+    def __init__(self, every: int):
+        self.every, self.recent = every, []       # recent: (frame, box) of scored faces
+
+    def pick(self, frames: list[int], boxes: np.ndarray) -> np.ndarray:
+        keep = np.zeros(len(frames), bool)
+        for i, f in enumerate(frames):
+            self.recent = [(g, b) for g, b in self.recent if f - g < self.every]
+            covered = self.recent and facelib.iou(boxes[i:i + 1], np.stack([b for _, b in self.recent])).max() >= 0.3
+            keep[i] = f % self.every == 0 or not covered
+            if keep[i]:
+                self.recent.append((f, boxes[i]))
+        return keep
+
+
+def encoder_strides(config: AnalysisConfig, device, encoders) -> dict[str, int]:
+    """Encoder -> run it on every k-th frame: the config's k, else 1 on a GPU and CPU_EVERY on a CPU."""
+    asked = {"ddamfn": config.ddamfn_every, "clip": config.clip_every}
+    gpu = torch.device(device).type == "cuda"
+    return {name: asked[name] or (1 if gpu else CPU_EVERY[name]) for name in encoders}
+
+
+def _spread(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(rows.sum(), D) values placed at the True rows of a (len(rows), D) array, NaN elsewhere."""
+    out = np.full((len(rows), values.shape[1]), np.nan, np.float32)
+    out[rows] = values
+    return out
 
 
 def _scatter(n: int, frames: np.ndarray, values: np.ndarray, fill_value) -> np.ndarray:
@@ -376,7 +468,7 @@ def analyze_affwild2(index, video: str, models: AnalysisConfig | None = None, pr
                   emb)
         if progress:
             progress(have[start:start + config.batch_size][-1] + 1, n)
-    face_frames, _, _, _, emb = faces.arrays()
+    face_frames, _, _, _, emb, _ = faces.arrays()
     face = np.zeros(n, bool)
     face[face_frames] = True
     result = _finish(loaded, config, timer, t_start, face, emb, frames["frame"].to_numpy() / fps)

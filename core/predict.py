@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core.device import pick_device, run_batched
+from core.device import pick_device, run_batched, use_all_cores
 from core.fill import fill_gaps
 from core.labels import AUS, EXPRESSIONS
 from core.models import LoadedModel, create_model
@@ -33,6 +33,7 @@ from core.models.clip import ClipAdapter, ClipExpression, prompt_set
 from core.registry import CARDS, CLIP_MODEL, LSTM_STRIDE, LSTM_WINDOW, with_encoders
 from core.weights import WeightsError
 
+CPU_BATCH = 16               # faces per forward on a CPU: DDAMFN is fastest at 8-16 (benchmarks/RESULTS.md)
 ACTIVATIONS = {"va": lambda v: v, "expr": lambda v: v.softmax(-1), "au": torch.sigmoid}
 
 
@@ -87,10 +88,10 @@ def encode(loaded: LoadedModel, crops, kind: str | None = None) -> np.ndarray:
     model, gpu = loaded.model, loaded.device.type == "cuda"
     kind = kind or encoder_kind(model, adapted=False)
     x = loaded.preprocess(crops)
-    if kind == "ddamfn":
-        return run_batched(model.embed, x, amp=gpu, channels_last=gpu).numpy()
+    if kind == "ddamfn":       # channels_last everywhere; on a CPU batches of 16 (32 measured slower)
+        return run_batched(model.embed, x, batch_size=256 if gpu else CPU_BATCH, amp=gpu, channels_last=True).numpy()
     clip = model.clip if isinstance(model, ClipAdapter) else model
-    raw = run_batched(clip.encode_images, x, amp=gpu)
+    raw = run_batched(clip.encode_images, x, batch_size=256 if gpu else CPU_BATCH, amp=gpu)
     if kind == "clip-adapter":
         return model.forward_embeddings(raw.to(loaded.device))["embedding"].float().cpu().numpy()
     return raw.numpy()
@@ -179,8 +180,10 @@ def load_models(models: Iterable[str], weights: dict[str, str] | None = None, de
             loaded[name] = create_model(card.builder, None, device=dev, tasks=card.tasks,
                                         input_dim=embedding_dim(encoder.model))
         windows[name] = loaded[name].info.metadata.get("windows") or {"window": LSTM_WINDOW, "stride": LSTM_STRIDE}
-    if "ddamfn" in loaded and dev.type == "cuda":          # encode() feeds it channels_last batches
+    if "ddamfn" in loaded:                                 # encode() feeds it channels_last batches
         loaded["ddamfn"].model.to(memory_format=torch.channels_last)
+    if dev.type == "cpu":
+        use_all_cores()
     if "clip" in loaded:                                   # text embeddings of the prompt sets, once
         clip = loaded["clip"].model
         for spec in prompt_sets:

@@ -21,6 +21,8 @@ from core.labels import AUS, EXPRESSIONS, TASKS
 FRAME, TIME, FACE, FACE_PROB, FILLED = "frame", "time_s", "face", "face_prob", "filled"
 BOX_COLUMNS = ["box_x1", "box_y1", "box_x2", "box_y2"]
 BOX_DETECTED = "box_detected"          # True: MTCNN ran on this frame; False: the box was interpolated
+DDAMFN_SCORED = "ddamfn_scored"        # True: DDAMFN ran on this face; False: its embedding was interpolated
+CLIP_SCORED = "clip_scored"            # the same for CLIP; <NA> without a face or without the model
 VALENCE, AROUSAL = "valence", "arousal"
 EXPR, EXPR_NAME = "expr", "expr_name"
 EXPR_PROBS = [f"p_{e}" for e in EXPRESSIONS]
@@ -56,11 +58,11 @@ def clip_sets(df: pd.DataFrame) -> list[str]:
 
 def prediction_columns(clip_names=()) -> list[str]:
     """The table's prediction columns in order (before any ground truth)."""
-    cols = [FRAME, TIME, FACE, FACE_PROB, *BOX_COLUMNS, BOX_DETECTED, FILLED, VALENCE, AROUSAL, EXPR, EXPR_NAME,
+    cols = [FRAME, TIME, FACE, FACE_PROB, *BOX_COLUMNS, BOX_DETECTED, DDAMFN_SCORED, FILLED, VALENCE, AROUSAL, EXPR, EXPR_NAME,
             *EXPR_PROBS, *AU_PROBS, *AU_DECISIONS]
     for name in clip_names:
         cols += [clip_expr(name), *clip_probs(name)]
-    return cols
+    return cols + [CLIP_SCORED] * bool(clip_names)
 
 
 # -- decisions --------------------------------------------------------------------------------------
@@ -100,8 +102,11 @@ def decision_columns(outputs: dict[str, np.ndarray], au_thresholds) -> dict:
 
 
 def build(predictions, time_s: np.ndarray, au_thresholds, face_prob: np.ndarray | None = None,
-          boxes: np.ndarray | None = None, box_detected: np.ndarray | None = None) -> pd.DataFrame:
-    """The table from core.predict.Predictions (n rows) and per-frame face data (NaN / <NA> without)."""
+          boxes: np.ndarray | None = None, box_detected: np.ndarray | None = None,
+          ddamfn_scored: np.ndarray | None = None, clip_scored: np.ndarray | None = None) -> pd.DataFrame:
+    """The table from core.predict.Predictions (n rows) and per-frame face data (NaN / <NA> without);
+    ddamfn_scored / clip_scored say per face frame whether the encoder ran on it (the clip column only
+    in a table with CLIP outputs)."""
     out, face = predictions.outputs, predictions.face
     n = len(face)
     nan = lambda k: np.full((n, k), np.nan)                                           # noqa: E731
@@ -110,7 +115,9 @@ def build(predictions, time_s: np.ndarray, au_thresholds, face_prob: np.ndarray 
             FACE_PROB: nan(1)[:, 0] if face_prob is None else face_prob,
             **{c: boxes[:, i] for i, c in enumerate(BOX_COLUMNS)},
             BOX_DETECTED: pd.array([pd.NA] * n if box_detected is None else box_detected, dtype="boolean"),
-            FILLED: predictions.filled, **decision_columns(out, au_thresholds)}
+            FILLED: predictions.filled, **decision_columns(out, au_thresholds),
+            DDAMFN_SCORED: pd.array([pd.NA] * n if ddamfn_scored is None else ddamfn_scored, dtype="boolean"),
+            CLIP_SCORED: pd.array([pd.NA] * n if clip_scored is None else clip_scored, dtype="boolean")}
     for key, probs in out.items():
         if key.startswith("clip_"):
             cols.update(expr_column_values(probs, key[len("clip_"):]))

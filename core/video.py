@@ -1,8 +1,15 @@
-"""Decode a video file into upright RGB frames, in batches, with each frame's index and true timestamp.
+"""Decode a video file into upright RGB frames, in batches, with each frame's index and true timestamp;
+count its frames and read single frames without decoding the whole file.
 
-OpenCV's FFmpeg backend does the work. Three facts shape this module:
-- Frames are counted by decoding: the container's frame count is only an estimate (no_face.mp4 says 98
-  and holds 95; variable-frame-rate WebM can be off several times over).
+OpenCV's FFmpeg backend decodes; ffprobe (FFmpeg, packages.txt) lists the container's packets. Four facts
+shape this module:
+- The container's frame count is only an estimate (no_face.mp4 says 98 and holds 95; variable-frame-rate
+  WebM can be off several times over). The packets say exactly: one per frame, less those the container
+  marks to discard (an edit list's lead-in). probe() counts them without decoding (tens of milliseconds
+  for a 20 s clip) and so refuses a truncated file before any model work.
+- Reading frame N seeks to the keyframe at or before it and decodes forward. OpenCV's own frame seek
+  misses on variable frame rate (face_noface.mov), so frames are recognised by their timestamps, which the
+  packet list gives for every frame.
 - Timestamps come from the decoder (CAP_PROP_POS_MSEC is the frame's presentation time), so variable
   frame rate gives true times instead of index / fps.
 - Rotation metadata (a phone's portrait video) is applied by OpenCV itself (CAP_PROP_ORIENTATION_AUTO is
@@ -16,6 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import functools
+import shutil
+import subprocess
+
 import cv2
 import numpy as np
 
@@ -23,6 +34,7 @@ import numpy as np
 # truncated file, not the usual off-by-a-few-frames estimate.
 TRUNCATION_MIN_S = 1.0
 TRUNCATION_MIN_FRACTION = 0.1
+SEEK_EARLY_S = 0.25          # read_frames aims this much before a keyframe (see _Seeker._seek)
 
 
 class VideoError(ValueError):
@@ -31,9 +43,10 @@ class VideoError(ValueError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container says about a video. width/height are of the upright frames; rotation is the
-    clockwise angle (0, 90, 180, 270) OpenCV applied; frame_count_estimate and duration_s are the
-    container's estimates (the true count is what iter_frames yields)."""
+    """A video's facts. width/height are of the upright frames; rotation is the clockwise angle (0, 90,
+    180, 270) OpenCV applied; frame_count: the frames iter_frames yields, counted from the packets;
+    duration_s: from the first frame's start to the last frame's end, from the packets;
+    frame_count_estimate: what the container's header says."""
 
     path: str
     fps: float
@@ -43,6 +56,7 @@ class VideoInfo:
     frame_count_estimate: int
     duration_s: float
     codec: str
+    frame_count: int
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -79,29 +93,74 @@ def _codec(cap: cv2.VideoCapture) -> str:
     return text or "unknown"
 
 
-def _info(path, cap: cv2.VideoCapture) -> VideoInfo:
+def _header(path, cap: cv2.VideoCapture) -> dict:
     fps = float(cap.get(cv2.CAP_PROP_FPS))
     fps = fps if np.isfinite(fps) and fps > 0 else 0.0
     count = int(max(cap.get(cv2.CAP_PROP_FRAME_COUNT), 0))
-    return VideoInfo(
-        path=str(path),
-        fps=fps,
-        width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-        rotation=int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360,
-        frame_count_estimate=count,
-        duration_s=count / fps if fps else 0.0,
-        codec=_codec(cap),
-    )
+    return dict(path=str(path), fps=fps, width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                rotation=int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360, frame_count_estimate=count,
+                duration_s=count / fps if fps else 0.0, codec=_codec(cap))
+
+
+@dataclass(frozen=True)
+class _Packets:
+    """The video stream's frames from its packets: time_s (n,) presentation times from the first frame,
+    ascending; keyframes: indices of the frames that start a GOP (0 always); duration_s."""
+
+    time_s: np.ndarray
+    keyframes: np.ndarray
+    duration_s: float
+
+
+def _packets(path, fps: float) -> _Packets:
+    """List the packets with ffprobe (no decoding). Discarded packets are dropped; a packet without a
+    presentation time takes its decode time. Cached per file version."""
+    stat = Path(path).stat()
+    return _packets_cached(str(path), stat.st_size, stat.st_mtime_ns, fps)
+
+
+@functools.lru_cache(maxsize=16)
+def _packets_cached(path: str, _size: int, _mtime: int, fps: float) -> _Packets:
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        raise RuntimeError("ffprobe is needed to read videos: install FFmpeg (apt-get install ffmpeg)")
+    out = subprocess.run([ffprobe, "-v", "quiet", "-select_streams", "v:0", "-show_entries",
+                          "packet=pts_time,dts_time,duration_time,flags", "-of", "csv=p=0", path],
+                         capture_output=True, text=True).stdout
+    times, durations, keys = [], [], []
+    for line in out.splitlines():
+        pts, dts, duration, flags = (line.split(",") + ["", "", "", ""])[:4]
+        if "D" in flags or (pts == "N/A" and dts == "N/A"):
+            continue
+        times.append(float(pts if pts != "N/A" else dts))
+        durations.append(float(duration) if duration not in ("N/A", "") else 0.0)
+        keys.append("K" in flags)
+    if not times:
+        return _Packets(np.zeros(0), np.zeros(1, np.int64), 0.0)
+    order = np.argsort(times, kind="stable")
+    t = np.asarray(times)[order]
+    t -= t[0]
+    step = durations[order[-1]] or (1.0 / fps if fps else 0.0)
+    keyframes = np.union1d([0], np.flatnonzero(np.asarray(keys)[order]))
+    return _Packets(t, keyframes.astype(np.int64), float(t[-1] + step))
 
 
 def probe(path) -> VideoInfo:
-    """Open the file and read its container facts without decoding it; raises VideoError."""
+    """The video's facts from its header and packets, without decoding it. Raises VideoError for a file
+    that cannot be opened, holds no frame, or whose packets end well before its stated duration
+    (truncated); a 20 s clip takes well under a second."""
     cap = _open(path)
     try:
-        return _info(path, cap)
+        header = _header(path, cap)
     finally:
         cap.release()
+    packets = _packets(path, header["fps"])
+    if not len(packets.time_s):
+        raise VideoError(f"{path}: the file holds no video frame (corrupt or not a video)")
+    info = VideoInfo(**{**header, "duration_s": packets.duration_s, "frame_count": len(packets.time_s)})
+    _check_complete(path, header["duration_s"], info.frame_count, packets.duration_s, "the file ends")
+    return info
 
 
 def iter_frames(path, batch_size: int = 64, max_frames: int | None = None) -> Iterator[FrameBatch]:
@@ -115,8 +174,8 @@ def iter_frames(path, batch_size: int = 64, max_frames: int | None = None) -> It
         raise ValueError("batch_size must be at least 1")
     cap = _open(path)
     try:
-        info = _info(path, cap)
-        step = 1.0 / (info.fps or 30.0)  # only used to repair a bad timestamp
+        info = _header(path, cap)
+        step = 1.0 / (info["fps"] or 30.0)  # only used to repair a bad timestamp
         n, last_t = 0, None
         while max_frames is None or n < max_frames:
             want = batch_size if max_frames is None else min(batch_size, max_frames - n)
@@ -141,16 +200,89 @@ def iter_frames(path, batch_size: int = 64, max_frames: int | None = None) -> It
         if n == 0:
             raise VideoError(f"{path}: no frame could be decoded (corrupt or not a video)")
         if max_frames is None or n < max_frames:
-            _check_complete(path, info, n, last_t + step)
+            _check_complete(path, info["duration_s"], n, last_t + step, "decoding stopped")
     finally:
         cap.release()
 
 
-def _check_complete(path, info: VideoInfo, n: int, decoded_s: float) -> None:
-    missing = info.duration_s - decoded_s
-    if missing > max(TRUNCATION_MIN_S, TRUNCATION_MIN_FRACTION * info.duration_s):
-        raise VideoError(
-            f"{path}: decoding stopped after {n} frames ({decoded_s:.1f} s of {info.duration_s:.1f} s): "
-            "the file is truncated or corrupt"
-        )
+def _check_complete(path, stated_s: float, n: int, found_s: float, what: str) -> None:
+    missing = stated_s - found_s
+    if missing > max(TRUNCATION_MIN_S, TRUNCATION_MIN_FRACTION * stated_s):
+        raise VideoError(f"{path}: {what} after {n} frames ({found_s:.1f} s of {stated_s:.1f} s): "
+                         "the file is truncated or corrupt")
 
+
+def read_frames(path, indices) -> dict[int, np.ndarray]:
+    """Frames by index (upright RGB, the pixels iter_frames gives) without decoding from frame 0: each
+    comes from the keyframe at or before it, decoded forward (frames close after the previous one are
+    reached by decoding on). Raises VideoError for an unreadable file, IndexError for an index outside
+    the video."""
+    wanted = sorted({int(i) for i in indices})
+    if not wanted:
+        return {}
+    cap = _open(path)
+    try:
+        packets = _packets(path, _header(path, cap)["fps"])
+        n = len(packets.time_s)
+        if wanted[0] < 0 or wanted[-1] >= n:
+            raise IndexError(f"{path}: frame {wanted[0] if wanted[0] < 0 else wanted[-1]} is outside its {n} frames")
+        reader = _Seeker(path, cap, packets)
+        return {i: cv2.cvtColor(reader.frame(i), cv2.COLOR_BGR2RGB) for i in wanted}
+    finally:
+        cap.release()
+
+
+def read_frame(path, index: int) -> np.ndarray:
+    """One frame (upright RGB) by index; see read_frames."""
+    return read_frames(path, [index])[int(index)]
+
+
+class _Seeker:
+    """A capture positioned by frame index. OpenCV seeks by time; where it lands is read from the
+    decoded frame's timestamp, matched against the packet times (calibrated on frame 0)."""
+
+    def __init__(self, path, cap: cv2.VideoCapture, packets: _Packets):
+        self.path, self.cap, self.packets = path, cap, packets
+        self.current = -1                  # index of the frame last grabbed
+        self._grab()
+        self.offset = self._time() - packets.time_s[0]
+        gaps = np.diff(packets.time_s)
+        self.tolerance = 0.5 * (gaps[gaps > 0].min() if (gaps > 0).any() else 1.0)
+
+    def _grab(self) -> None:
+        if not self.cap.grab():
+            raise VideoError(f"{self.path}: decoding stopped at frame {self.current + 1}: the file is truncated or corrupt")
+        self.current += 1
+
+    def _time(self) -> float:
+        return self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+
+    def _seek(self, key: int) -> bool:
+        """Seek near keyframe `key`; True when it landed on a known frame at or before `key`. OpenCV maps
+        time to frames at the average rate, which misses on variable frame rate: aim a little early."""
+        self.cap.set(cv2.CAP_PROP_POS_MSEC, 1000.0 * max(self.packets.time_s[key] - SEEK_EARLY_S, 0.0))
+        if not self.cap.grab():
+            return False
+        t = self._time() - self.offset
+        found = int(np.searchsorted(self.packets.time_s, t - self.tolerance))
+        if found >= len(self.packets.time_s) or abs(self.packets.time_s[found] - t) > self.tolerance or found > key:
+            return False
+        self.current = found
+        return True
+
+    def frame(self, index: int) -> np.ndarray:
+        keys = self.packets.keyframes
+        key = int(keys[np.searchsorted(keys, index, side="right") - 1])
+        if not key <= self.current <= index:
+            earlier = [int(k) for k in keys[keys <= key][::-1][:3] if k > 0]
+            if not any(self._seek(k) for k in earlier):     # from the start: reopen
+                self.cap.release()
+                self.cap.open(str(self.path), cv2.CAP_FFMPEG)
+                self.current = -1
+                self._grab()
+        while self.current < index:
+            self._grab()
+        ok, bgr = self.cap.retrieve()
+        if not ok:
+            raise VideoError(f"{self.path}: frame {index} could not be decoded")
+        return bgr

@@ -61,7 +61,7 @@ def test_single_face_every_frame_has_the_face(lstm_models, media_dir, tmp_path):
     assert run["device"] == "cpu" and run["untrained"] and run["main_outputs"] == "lstm"
     assert run["models"]["ddamfn"]["source"] == "random" and run["models"]["lstm"]["untrained"]
     assert run["video"]["decoded_frames"] == 72 and run["video"]["codec"] == "h264"
-    assert run["detection"]["detect_every"] == 2 and run["detection"]["detect_size"] == 320
+    assert run["detection"]["detect_every"] == 4 and run["detection"]["detect_size"] == 320
     assert len(run["tracks"]) == 1 and run["track"] == 0 and run["tracks"][0]["n_frames"] == 72
     assert {"decode", "detect", "ddamfn", "total"} <= set(run["timings_s"])
     assert "message" not in run
@@ -168,7 +168,7 @@ def test_a_checkpoint_gives_the_outputs_of_its_model_on_the_crops(media_dir, tmp
     model = calibrated_ddamfn(crop_faces(frames[::2], [[300, 40, 560, 350]] * 6, 112))
     path = save_checkpoint(tmp_path / "ddamfn.pt", model.model, {"au_thresholds": [0.3] * 12})
     df_analysis = analyze_video(media_dir / "WolfgangLanger_Pexels.mp4", AnalysisConfig(
-        weights={"ddamfn": str(path)}, device="cpu", max_frames=12, detect_every=1))
+        weights={"ddamfn": str(path)}, device="cpu", max_frames=12, detect_every=1, ddamfn_every=1))
     df = df_analysis.table
     assert df_analysis.run["models"]["ddamfn"]["source"] == str(path) and df["face"].all()
     assert not df_analysis.run["untrained"] and df_analysis.run["au_thresholds"] == [0.3] * 12
@@ -277,3 +277,55 @@ def test_affwild2_video_from_its_aligned_images(ddamfn_models, affwild2_data):
                              "splits": lines.attrs["splits"]}
     assert np.allclose(df["time_s"], df["frame"] / run["fps"]) and run["fps"] > 0
 
+
+
+def test_tiny_video_has_no_face_and_does_not_fail(ddamfn_models, media_dir, tmp_path, ffmpeg):
+    """16x16 frames are smaller than the smallest face MTCNN looks for: every row says no face."""
+    tiny = tmp_path / "tiny.mp4"
+    ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 5, "-vf", "scale=16:16", tiny)
+    analysis = analyze_video(tiny, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
+    check_table(analysis.table, 5)
+    assert not analysis.table["face"].any() and "no face" in analysis.run["message"]
+
+
+def test_partial_tables_fill_in_while_the_analysis_runs(lstm_models, media_dir):
+    """on_partial gets growing tables with the final columns; the last one matches the result's rows."""
+    partial = []
+    config = AnalysisConfig(models=("ddamfn", "lstm"), device="cpu", batch_size=16, ddamfn_every=1)
+    analysis = analyze_video(media_dir / "single_face.mp4", config, loaded=lstm_models, partial_every_s=0,
+                             on_partial=lambda done, total, table: partial.append((done, total, table)))
+    done = [d for d, _, _ in partial]
+    assert len(done) >= 4 and np.all(np.diff(done) > 0) and done[-1] == 72 and all(t == 72 for _, t, _ in partial)
+    for done, _, table in partial:
+        check_table(table, done)
+        assert table["face"].all()
+    assert partial[-1][2]["box_x1"].equals(analysis.table["box_x1"])
+
+
+def test_clip_scores_a_stride_and_interpolates_the_rest(media_dir):
+    config = AnalysisConfig(models=("clip",), device="cpu", max_frames=10, clip_every=4,
+                            prompt_sets=(small_prompt_set("basic", "a {} face."),))
+    analysis = analyze_video(media_dir / "single_face.mp4", config)
+    df = analysis.table
+    check_table(df, 10, ["basic"])
+    assert df["clip_scored"].tolist() == [f % 4 == 0 for f in range(10)]
+    assert analysis.run["embedding_strides"]["clip"] == {"every": 4, "scored_frames": 3, "face_frames": 10}
+    assert "clip every 4th frame" in analysis.run["embedding_note"]
+    # embeddings between scored frames lie on the straight line between them
+    emb = analysis.clip_embeddings
+    assert emb.shape[0] == 10 and np.allclose(emb[2], (emb[0] + emb[4]) / 2, atol=1e-5)
+    assert np.allclose(emb[9], emb[8])                      # held after the last scored frame
+
+
+def test_ddamfn_on_a_stride_marks_the_interpolated_rows(ddamfn_models, media_dir):
+    """On a CPU DDAMFN runs on every 2nd frame by default; the frames between are marked, and a model
+    run on every frame fills the column with True."""
+    strided = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9),
+                            loaded=ddamfn_models)
+    assert strided.table["ddamfn_scored"].tolist() == [f % 2 == 0 for f in range(9)]
+    assert strided.run["embedding_strides"]["ddamfn"]["every"] == 2
+    every = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9, ddamfn_every=1),
+                          loaded=ddamfn_models)
+    assert every.table["ddamfn_scored"].all() and every.run["embedding_note"] == "every face frame was encoded"
+    scored = strided.table["ddamfn_scored"].to_numpy(dtype=bool)
+    assert np.allclose(strided.table.loc[scored, "valence"], every.table.loc[scored, "valence"], atol=1e-5)

@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from core.video import FrameBatch, VideoError, iter_frames, probe
+from core.video import FrameBatch, VideoError, iter_frames, probe, read_frame, read_frames
 
 def decode_all(path, **kwargs):
     batches = list(iter_frames(path, **kwargs))
@@ -42,6 +42,8 @@ def test_probe_reports_container_facts(media_dir):
     info = probe(media_dir / "no_face.mp4")
     assert (info.width, info.height, info.rotation, info.codec) == (960, 540, 0, "h264")
     assert info.frame_count_estimate == 98 and info.fps == pytest.approx(23.67, abs=0.01)
+    assert info.frame_count == 95                       # from the packets: the edit list's 3 are dropped
+    assert info.duration_s == pytest.approx(95 / 24, abs=0.01)
     assert probe(media_dir / "face_noface.mov").codec.lower() in ("hevc", "hev1", "hvc1")
 
 
@@ -157,3 +159,58 @@ def test_a_photo_is_not_a_video(media_dir, tmp_path):
     path.write_bytes((media_dir / "single_face.jpg").read_bytes()[:3000])
     with pytest.raises(VideoError):
         list(iter_frames(path))
+
+
+@pytest.mark.parametrize("name", ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4", "face_noface.mov",
+                                  "noface_face.mov"])
+def test_probe_counts_the_frames_iter_frames_gives(media_dir, name):
+    _, index, _ = decode_all(media_dir / name)
+    assert probe(media_dir / name).frame_count == len(index)
+
+
+def test_probe_refuses_a_truncated_file_before_decoding(media_dir, tmp_path, ffmpeg):
+    whole = tmp_path / "faststart.mp4"
+    ffmpeg("-i", media_dir / "single_face.mp4", "-c", "copy", "-movflags", "+faststart", whole)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:100_000])
+    with pytest.raises(VideoError, match="truncated"):
+        probe(cut)
+
+
+def test_probe_of_a_long_video_reports_its_duration(media_dir, tmp_path, ffmpeg):
+    """Ten loops of the 20 s clip, copied without re-encoding: 200 s from the packets."""
+    long = tmp_path / "long.mp4"
+    ffmpeg("-stream_loop", 9, "-i", media_dir / "WolfgangLanger_Pexels.mp4", "-an", "-c", "copy", long)
+    info = probe(long)
+    assert info.frame_count == 4720 and info.duration_s == pytest.approx(196.8, abs=0.5)
+
+
+@pytest.mark.parametrize("name", ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4", "face_noface.mov",
+                                  "noface_face.mov"])
+def test_read_frames_gives_the_pixels_of_sequential_decoding(media_dir, name):
+    """Seeking (several keyframes, variable frame rate in the .mov files, an edit list in no_face.mp4)
+    lands on exactly the frames decoding from the start gives, in any order asked."""
+    path = media_dir / name
+    frames = [f for b in iter_frames(path) for f in b.frames]
+    rng = np.random.default_rng(0)
+    asked = [len(frames) - 1, 0, *rng.choice(len(frames), 12, replace=False).tolist(), 1]
+    got = read_frames(path, asked)
+    assert sorted(got) == sorted(set(asked))
+    for i in asked:
+        assert np.array_equal(got[i], frames[i]), i
+        assert np.array_equal(read_frame(path, i), frames[i]), i
+
+
+def test_read_frames_of_a_vfr_and_a_one_frame_video(clip, tmp_path, ffmpeg):
+    vfr = tmp_path / "vfr.mp4"
+    ffmpeg("-i", clip, "-vf", "setpts='(N/30+if(gte(N,10),0.5,0))/TB'", "-fps_mode", "passthrough", "-g", 8,
+           "-c:v", "libx264", "-preset", "ultrafast", vfr)
+    frames = [f for b in iter_frames(vfr) for f in b.frames]
+    got = read_frames(vfr, [29, 12, 3, 20])
+    assert all(np.array_equal(got[i], frames[i]) for i in got)
+    one = tmp_path / "one.mp4"
+    ffmpeg("-i", clip, "-frames:v", 1, one)
+    assert probe(one).frame_count == 1
+    assert np.array_equal(read_frame(one, 0), next(iter(iter_frames(one))).frames[0])
+    with pytest.raises(IndexError):
+        read_frame(one, 1)
