@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
 from core import faces as facelib
@@ -47,7 +48,7 @@ CPU_EVERY = {"ddamfn": 2, "clip": 4}
 SCORED_COLUMNS = {"ddamfn": DDAMFN_SCORED, "clip": CLIP_SCORED}
 
 Progress = Callable[[int, int], None]
-Partial = Callable[[int, int, "pd.DataFrame"], None]
+Partial = Callable[[int, int, pd.DataFrame], None]
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _embed(loaded: LoadedModels, crops: dict[str, np.ndarray], timer: _Timer) ->
     return out
 
 
-def _crop_sizes(loaded: LoadedModels) -> dict[str, int]:
+def crop_sizes(loaded: LoadedModels) -> dict[str, int]:
     """Encoder -> the side of the square face crops it takes."""
     return {name: DDAMFN_SIZE if name == "ddamfn" else loaded.clip_size for name in loaded.encoders}
 
@@ -250,7 +251,7 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
     timer.add("load_models", t_start)
     total = info.frame_count if config.max_frames is None else min(info.frame_count, config.max_frames)
     faces, times, detected = _Faces(loaded.encoders), [], 0
-    sizes = _crop_sizes(loaded)
+    sizes = crop_sizes(loaded)
     n, shape = 0, (info.height, info.width)
     batch_size = max(1, min(config.batch_size, BATCH_BYTES // max(3 * info.width * info.height, 1)))
     decoded = _prefetch(iter_frames(path, batch_size, config.max_frames), timer)
@@ -447,7 +448,7 @@ def analyze_affwild2(index, video: str, models: AnalysisConfig | None = None, pr
     raw = index.raw_video_path(video)
     fps, fps_source = (probe(raw).fps, f"raw video {raw}") if raw is not None else (AFFWILD2_FPS, "assumed")
     faces, unreadable = _Faces(loaded.encoders), []
-    sizes = _crop_sizes(loaded)
+    sizes = crop_sizes(loaded)
     have = [i for i, p in enumerate(paths) if p is not None]
     for start in range(0, len(have), config.batch_size):
         t = time.perf_counter()

@@ -27,7 +27,7 @@ from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.registry import CARDS, by_label, with_encoders
 from core.table import (BOX_COLUMNS, BOX_DETECTED, FACE, FRAME, Analysis, attach_ground_truth, frame_rate,
                         ground_truth_from_files, ground_truth_from_labels)
-from core.video import VideoError, iter_frames
+from core.video import VideoError, read_frames
 from core.weights import WeightsError
 from db import repo
 from webapp import results
@@ -80,15 +80,14 @@ class Analyses:
         return VideoItem(name=video)
 
     def upload_item(self, video: str | None, annotation_paths: list[str] | None) -> VideoItem:
-        """An uploaded video within the limits, with its annotation files. An annotation far longer or
-        shorter than the container's frame estimate is refused now, before minutes of analysis; the
-        exact check against the decoded frames follows the analysis."""
+        """An uploaded video within the limits, with its annotation files; an annotation whose length does
+        not match the video's frames (counted from the container's packets) is refused now, before any
+        model runs."""
         info = check_video(video, self.config.max_upload_mb, self.config.max_duration_s, self.config.max_frames)
         files = annotation_files(annotation_paths)
-        estimate = info.frame_count_estimate
         try:
-            if files:
-                ground_truth_from_files(files, estimate, tolerance=max(10, estimate // 10))
+            if files:      # the exact count, from the container's packets: the same check as after the analysis
+                ground_truth_from_files(files, info.frame_count)
         except AnnotationError as err:
             raise InputError(f"Annotation file problem: {err}") from None
         path = Path(info.path)
@@ -299,16 +298,13 @@ class Analyses:
 
     @staticmethod
     def _read_frames(path, frames: list[int]) -> dict[int, np.ndarray]:
-        """The requested frames (RGB), decoding from the start up to the last one."""
-        wanted, found = set(frames), {}
-        if not frames:
-            return found
+        """The requested frames (RGB), each decoded from the keyframe before it (core.video.read_frames)."""
         try:
-            for batch in iter_frames(path, batch_size=64, max_frames=max(frames) + 1):
-                found.update({int(i): im for i, im in zip(batch.index, batch.frames) if int(i) in wanted})
+            return read_frames(path, frames)
         except VideoError as err:
             raise InputError(video_message(err, path)) from None
-        return found
+        except IndexError:
+            raise InputError(f"{Path(path).name} has fewer frames than its analysis: analyse it again.") from None
 
     # -- stored analyses --------------------------------------------------------------------------------
     def run_key(self, item: VideoItem, config: pipeline.AnalysisConfig) -> tuple[str, dict[str, str]]:
@@ -316,9 +312,11 @@ class Analyses:
         under which it is stored and found again, and the weights' content keys."""
         weight_keys = self.ctx.loaded_models(config).weight_keys()
         video = item.name if item.path is None else repo.upload_key(item.path)
+        loaded = self.ctx.loaded_models(config)
         settings = {"video": video, "weights": weight_keys, "clip_model": config.clip_model, "fill": config.fill,
                     "prompt_sets": [prompt_set(p).key for p in config.prompt_sets],
-                    "detection": pipeline.detection_settings(config)}
+                    "detection": pipeline.detection_settings(config),
+                    "strides": pipeline.encoder_strides(config, loaded.device, pipeline.crop_sizes(loaded))}
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         return digest, weight_keys
 

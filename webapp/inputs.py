@@ -36,8 +36,8 @@ def check_video(path: str | Path | None, max_mb: float, max_duration_s: float, m
     if info.duration_s > max_duration_s:
         raise InputError(f"{path.name} lasts {info.duration_s:.0f} s; this app accepts videos up to "
                          f"{max_duration_s:g} s. Cut it shorter and upload it again.")
-    if max_frames is not None and info.frame_count_estimate > max_frames:
-        raise InputError(f"{path.name} has {info.frame_count_estimate} frames ({info.fps:.0f} frames/s); this app "
+    if max_frames is not None and info.frame_count > max_frames:
+        raise InputError(f"{path.name} has {info.frame_count} frames ({info.fps:.0f} frames/s); this app "
                          f"analyses up to {max_frames} frames per video. Cut it shorter or lower its frame rate.")
     return info
 
