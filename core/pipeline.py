@@ -28,9 +28,10 @@ import torch
 
 from core import faces as facelib
 from core.fill import fill_gaps
+from core.jsonsafe import jsonable
 from core.models.clip import prompt_set
 from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
-from core.predict import LoadedModels, encode, jsonable, predict
+from core.predict import LoadedModels, encode, predict
 from core.predict import load_models as _load_models
 from core.registry import CLIP_MODEL, with_encoders
 from core.table import CLIP_SCORED, DDAMFN_SCORED, Analysis, build, clip_sets

@@ -27,6 +27,7 @@ import torch
 
 from core.device import pick_device, run_batched, use_all_cores
 from core.fill import fill_gaps
+from core.jsonsafe import jsonable
 from core.labels import AUS, EXPRESSIONS
 from core.models import LoadedModel, create_model
 from core.models.clip import ClipAdapter, ClipExpression, prompt_set
@@ -35,11 +36,6 @@ from core.weights import WeightsError
 
 CPU_BATCH = 16               # faces per forward on a CPU: DDAMFN is fastest at 8-16 (benchmarks/RESULTS.md)
 ACTIVATIONS = {"va": lambda v: v, "expr": lambda v: v.softmax(-1), "au": torch.sigmoid}
-
-
-def jsonable(value):
-    """A JSON-safe copy (numpy arrays and other objects become lists or strings)."""
-    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 def state_key(modules: Iterable[torch.nn.Module], extra) -> str:

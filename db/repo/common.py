@@ -8,11 +8,8 @@ import json
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -129,14 +126,3 @@ def _client_key(key: str | None) -> str | None:
     return _text(key, "idempotency_key", MAX_KEY_LENGTH)
 
 
-def _jsonable(value):
-    """JSON-safe copy of run metadata (numpy numbers and arrays, paths, datetimes)."""
-    def default(obj):
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-        if isinstance(obj, (Path, datetime)):
-            return str(obj)
-        raise ValidationError(f"cannot store {type(obj).__name__} {obj!r} as JSON")
-    return json.loads(json.dumps(value, default=default))

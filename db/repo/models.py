@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.jsonsafe import jsonable
 from core.labels import TASKS
 from db.limits import JOB_START_TIMEOUT_S, MAX_TEXT_LENGTH
 from db.models import JOB_STATUSES, ModelRecord, Reviewer, TrainingJob, utcnow
@@ -21,7 +22,6 @@ from db.repo.common import (
     ValidationError,
     _insert_once,
     _integer,
-    _jsonable,
     _number,
     _row_id,
     _text,
@@ -62,9 +62,9 @@ def register_model(session: Session, *, path, content_hash: str, name: str, arch
         name=_text(name, "model name", 200), path=_text(str(path), "model path"), content_hash=content_hash,
         architecture=_text(architecture, "architecture", 50), tasks=tasks,
         encoder_hash=_text(encoder_hash, "encoder_hash", 64) if encoder_hash is not None else None,
-        training=_jsonable(dict(training or {})),
+        training=jsonable(dict(training or {})),
         correction_ids=sorted({_row_id(i, "correction id") for i in correction_ids}),
-        metrics=_jsonable(dict(metrics or {})), trained_steps=trained_steps)
+        metrics=jsonable(dict(metrics or {})), trained_steps=trained_steps)
 
     def find():
         return session.scalar(select(ModelRecord).where(ModelRecord.content_hash == content_hash))
@@ -104,8 +104,8 @@ def create_job(session: Session, *, preset: str, settings: Mapping | None = None
                started_by: Reviewer | str | None = None, before_metrics: Mapping | None = None) -> TrainingJob:
     """A queued training job (settings: what the training process is given; before_metrics: the
     current model's validation scores, shown beside the new model's when it is done)."""
-    job = TrainingJob(preset=_text(preset, "preset", 50), settings=_jsonable(dict(settings or {})), status="queued",
-                      progress={}, before_metrics=_jsonable(dict(before_metrics)) if before_metrics else None)
+    job = TrainingJob(preset=_text(preset, "preset", 50), settings=jsonable(dict(settings or {})), status="queued",
+                      progress={}, before_metrics=jsonable(dict(before_metrics)) if before_metrics else None)
     job.started_by_id = author_id(session, started_by)
     session.add(job)
     session.flush()
@@ -221,7 +221,7 @@ def update_job_progress(session: Session, job_id: int, **progress) -> TrainingJo
     job = get_job(session, job_id)
     if job.status != "running":
         raise ValidationError(f"training job {job.id} is {job.status}; only a running job reports progress")
-    job.progress = {**job.progress, **_jsonable(progress), "updated_at": utcnow().isoformat()}
+    job.progress = {**job.progress, **jsonable(progress), "updated_at": utcnow().isoformat()}
     session.flush()
     return job
 
@@ -234,7 +234,7 @@ def finish_job(session: Session, job_id: int, model_id: int | None = None, after
         get_model(session, model_id)
     if error is not None:      # kept, not refused, when long: the end of a traceback says the most
         error = str(error).strip()[-MAX_TEXT_LENGTH:] or "failed without a message"
-    after_metrics = _jsonable(dict(after_metrics)) if after_metrics else None
+    after_metrics = jsonable(dict(after_metrics)) if after_metrics else None
     return _move(session, job_id, "running", "failed" if error is not None else "done", finished_at=utcnow(),
                  model_id=model_id, error=error, after_metrics=after_metrics)
 

@@ -8,8 +8,9 @@ from pathlib import PurePosixPath
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.jsonsafe import jsonable
 from db.models import PredictionRun, Reviewer, Video
-from db.repo.common import MAX_KEY_LENGTH, ValidationError, _jsonable, _text
+from db.repo.common import MAX_KEY_LENGTH, ValidationError, _text
 from db.repo.videos import author_id, get_video
 
 
@@ -36,10 +37,10 @@ def add_prediction_run(session: Session, video: Video | str, *, models: Mapping 
                                   "given relative to it")
     run_key = _text(run_key, "run_key", MAX_KEY_LENGTH) if run_key is not None else None
     run = PredictionRun(
-        video_id=video.id, models=_jsonable(models), weights=_jsonable(dict(weights or {})),
-        weight_hashes=_jsonable(dict(weight_hashes or {})), device=_text(device, "device", 50),
+        video_id=video.id, models=jsonable(models), weights=jsonable(dict(weights or {})),
+        weight_hashes=jsonable(dict(weight_hashes or {})), device=_text(device, "device", 50),
         table_path=_text(str(table_path), "table_path"), artifacts_dir=artifacts_dir, untrained=untrained,
-        details=_jsonable(dict(details or {})),
+        details=jsonable(dict(details or {})),
         run_key=run_key, created_by_id=author_id(session, created_by))
     session.add(run)
     session.flush()
