@@ -1,13 +1,15 @@
 """Sessions against the running server: sign-in failures slow down, and session folders of every kind of
 session (here a REST one, which never says goodbye) are removed after their last use."""
+import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from tests.test_webapp_api import analyse, free_port
 from webapp.app import build_app, launch
@@ -17,9 +19,9 @@ from webapp.logins import MAX_DELAY_S, delay_after
 
 
 def serve(tmp: Path, **settings):
-    cfg = AppConfig(db_url=f"sqlite:///{tmp / 'review.db'}", users=(("alice", "alice-pw"),),
-                    cache_dir=tmp / "cache", runs_dir=tmp / "runs", data_dir=tmp / "data", port=free_port(),
-                    clip_model="ViT-S-32", device="cpu", max_duration_s=10, max_upload_mb=2, **settings)
+    cfg = AppConfig(**{**dict(db_url=f"sqlite:///{tmp / 'review.db'}", users=(("alice", "alice-pw"),),
+                              cache_dir=tmp / "cache", runs_dir=tmp / "runs", data_dir=tmp / "data", port=free_port(),
+                              clip_model="ViT-S-32", device="cpu", max_duration_s=10, max_upload_mb=2), **settings})
     demo = build_app(cfg)
     launch(demo, cfg, prevent_thread_lock=True, quiet=True)
     return demo, cfg, f"http://127.0.0.1:{cfg.port}"
@@ -66,6 +68,25 @@ def test_rest_session_folders_are_removed_after_their_last_use(tmp_path, media_d
         while folder.exists() and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not folder.exists()
+    finally:
+        demo.close()
+
+
+def test_the_timeline_fills_in_while_a_video_is_analysed(tmp_path, media_dir):
+    """The analysis streams: updates with the frames done so far and a timeline of them come before the
+    final result (a 20 s clip takes longer than the few seconds between updates)."""
+    demo, cfg, url = serve(tmp_path, max_duration_s=30, max_upload_mb=10)
+    try:
+        client = Client(url + "/", auth=("alice", "alice-pw"), verbose=False)
+        job = client.submit(handle_file(str(media_dir / "WolfgangLanger_Pexels.mp4")), "Uploaded video", None, [],
+                            ["DDAMFN"], "basic", api_name="/analyse")
+        final = job.result(timeout=600)
+        updates = [o for o in job.outputs() if isinstance(o[0], str) and "so far" in o[0]]
+        assert updates, [o[0] for o in job.outputs()]
+        done = [int(re.search(r"(\d+) of (\d+) frames so far", u[0]).group(1)) for u in updates]
+        assert done == sorted(done) and 0 < done[0] < 472
+        assert all(u[1] and json.loads(u[1]["plot"])["data"] for u in updates)     # a timeline each time
+        assert "472 frames" in final[0]
     finally:
         demo.close()
 

@@ -75,9 +75,9 @@ def test_timeline_has_one_time_axis_and_every_track():
     disagreement = next(tr for tr in fig.data if tr.name == "AU disagreement")
     expected = np.abs(df["AU1"].astype(float) - df["gt_AU1"].astype(float))
     assert np.allclose(np.asarray(disagreement.z[0], dtype=float), expected)
-    # The faceless run 40-49 is shaded in each of the six rows.
+    # The faceless run 40-49 is shaded across all six rows (one shape over the whole plot height).
     shaded = [s for s in fig.layout.shapes if s.type == "rect"]
-    assert len(shaded) == 6
+    assert len(shaded) == 1 and (shaded[0].yref, shaded[0].y0, shaded[0].y1) == ("paper", 0, 1)
     assert shaded[0].x0 < df.time_s[40] < df.time_s[49] < shaded[0].x1
 
 
@@ -280,9 +280,9 @@ def test_timeline_styles_legend_shading_colour_bars_and_cursor():
     legend = [tr.name for tr in fig.data if tr.showlegend is not False and tr.name and
               (isinstance(tr, go.Scatter))]
     assert len(legend) == len(set(legend)) and {"no face (shaded)", "box interpolated (shaded)"} <= set(legend)
-    # Both shaded spans in each of the six rows, drawn above the heatmaps.
+    # Both shaded spans across all six rows, drawn above the heatmaps.
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
-    assert len(rects) == 2 * 6 and {s.layer for s in rects} == {"above"}
+    assert len(rects) == 2 and {s.layer for s in rects} == {"above"} and {s.yref for s in rects} == {"paper"}
     # A colour bar beside each AU row, at that row's height.
     heatmaps = [tr for tr in fig.data if isinstance(tr, go.Heatmap) and tr.name.startswith("AU")]
     assert len(heatmaps) == 3 and all(tr.showscale for tr in heatmaps)

@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import queue
 import shutil
 import threading
 from collections import OrderedDict
@@ -113,25 +114,45 @@ class Analyses:
         return pipeline.AnalysisConfig(models=models, weights=weights, prompt_sets=sets,
                                        clip_model=self.config.clip_model, device=self.config.device)
 
-    def analyse(self, item: VideoItem, choices, prompt_set_name, model_id=None, progress=None) -> Analysis:
-        """The Analysis, its table with the ground truth attached and notes for the page."""
+    def analyse(self, item: VideoItem, choices, prompt_set_name, model_id=None, progress=None):
+        """A generator: (frames done, total, table so far) every few seconds while an uploaded video is
+        analysed (core.pipeline's on_partial), then the Analysis, its table with the ground truth attached
+        and notes for the page. The pipeline runs in a thread of its own so that the partial tables reach
+        the page while it works (on ZeroGPU, inside the GPU worker, which streams a generator's updates)."""
         config = self.analysis_config(choices, prompt_set_name, model_id)
         loaded = self.ctx.loaded_models(config)
-        try:
-            if item.path is None:
-                analysis = pipeline.analyze_affwild2(self.ctx.affwild2_index(), item.name, config, progress,
-                                                     loaded=loaded)
-            else:
-                analysis = pipeline.analyze_video(item.path, config, progress, loaded=loaded)
-        except VideoError as err:
-            raise InputError(video_message(err, item.path)) from None
-        table = analysis.table
+        updates: queue.Queue = queue.Queue()
+
+        def work():
+            try:
+                if item.path is None:
+                    result = pipeline.analyze_affwild2(self.ctx.affwild2_index(), item.name, config, progress,
+                                                       loaded=loaded)
+                else:
+                    result = pipeline.analyze_video(item.path, config, progress, loaded=loaded,
+                                                    on_partial=lambda *update: updates.put(("partial", update)))
+                updates.put(("done", result))
+            except BaseException as err:      # handed to the page's thread, which raises it
+                updates.put(("error", err))
+
+        threading.Thread(target=work, name="affectlens-analysis", daemon=True).start()
+        while True:
+            kind, value = updates.get()
+            if kind == "partial":
+                yield value
+                continue
+            if kind == "error":
+                if isinstance(value, VideoError):
+                    raise InputError(video_message(value, item.path)) from None
+                raise value
+            break
+        analysis, table = value, value.table
         if not table[FACE].any():
             raise InputError(f"No face was found in any of the {len(table)} frames of {item.name}: there is "
                              "nothing to analyse. Try a clip where the face is visible.")
         truth, analysis.notes = self.ground_truth(item, len(table))
         analysis.table = attach_ground_truth(table, truth)
-        return analysis
+        yield analysis
 
     def ground_truth(self, item: VideoItem, n_frames: int) -> tuple[pd.DataFrame | None, list[str]]:
         """gt_ columns for the item's frames, and notes for the page."""

@@ -66,13 +66,22 @@ def _message(err: Exception) -> str:
 
 def page_errors(fn):
     """Expected failures (bad input, bad files, review rules) become one gr.Error: the API's answer to
-    a refusal (gradio_client raises AppError with the message); the app keeps serving the next request."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EXPECTED as err:
-            raise gr.Error(_message(err), print_exception=False) from None
+    a refusal (gradio_client raises AppError with the message); the app keeps serving the next request.
+    A generator (an analysis that streams its timeline) is wrapped as a generator."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except EXPECTED as err:
+                raise gr.Error(_message(err), print_exception=False) from None
+    else:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except EXPECTED as err:
+                raise gr.Error(_message(err), print_exception=False) from None
 
     wrapper.__signature__ = inspect.signature(fn)
     return wrapper
@@ -92,21 +101,36 @@ def status_box(elem_id: str | None = None) -> gr.Markdown:
 def shown(fn, n_outputs: int, status_at: int, returns_status: bool, n_clear: int = 0, action: str | None = None):
     """fn for the page: a refusal skips every output and puts the reason at status_at; a success returns
     fn's outputs (with an empty status when fn does not write one) and empties the n_clear fields after
-    them."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            result = fn(*args, **kwargs)
-        except (*EXPECTED, gr.Error) as err:
-            out = [gr.skip()] * n_outputs
-            out[status_at] = refusal(_message(err), action)
-            return out[0] if n_outputs == 1 else tuple(out)
+    them. A generator's every update is shown the same way."""
+    def refused(err):
+        out = [gr.skip()] * n_outputs
+        out[status_at] = refusal(_message(err), action)
+        return out[0] if n_outputs == 1 else tuple(out)
+
+    def outputs(result):
         n_fn = n_outputs - n_clear - (0 if returns_status else 1)
         out = list(result) if n_fn > 1 else [result]
         if not returns_status:
             out.insert(status_at, "")
         out += [""] * n_clear
         return out[0] if n_outputs == 1 else tuple(out)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                for result in fn(*args, **kwargs):
+                    yield outputs(result)
+            except (*EXPECTED, gr.Error) as err:
+                yield refused(err)
+    else:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                result = fn(*args, **kwargs)
+            except (*EXPECTED, gr.Error) as err:
+                return refused(err)
+            return outputs(result)
 
     wrapper.__signature__ = inspect.signature(fn)
     return wrapper

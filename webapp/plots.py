@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
+from core.faces import DEFAULT_DETECT_EVERY
 from core.labels import AUS, EXPRESSION_COLORS, EXPRESSIONS
 from core.table import (AROUSAL, AU_DECISIONS, AU_PROBS, BOX_DETECTED, EXPR, FACE, FRAME, TIME,
                         VALENCE, clip_expr, clip_probs, clip_sets, frame_rate, gt)
@@ -71,7 +72,7 @@ def expression_rows(df: pd.DataFrame) -> list[tuple[str, str]]:
     return rows
 
 
-def shaded_spans(df: pd.DataFrame, detect_every: int = 2) -> list[tuple[str, int, int]]:
+def shaded_spans(df: pd.DataFrame, detect_every: int = DEFAULT_DETECT_EVERY) -> list[tuple[str, int, int]]:
     """(kind, first, last row position) of the spans shaded on the timeline: "no face" (predictions there
     are interpolated from the face frames around, or empty), and "box interpolated": face frames whose box
     was interpolated (box_detected False) for longer than the detection cadence, i.e. where MTCNN missed
@@ -130,10 +131,13 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | Non
 
     step = _frame_step(t)
     colors = {"no face": FACELESS_COLOR, "box interpolated": INTERPOLATED_COLOR}
-    for kind, start, end in shaded_spans(df):
-        fig.add_vrect(x0=t[start] - step / 2, x1=t[end] + step / 2, fillcolor=colors[kind], line_width=0,
-                      layer="above", row="all", col=1)
-    for kind in sorted({kind for kind, _, _ in shaded_spans(df)}):      # a legend entry per shading
+    spans = shaded_spans(df)
+    # One shape per span over every row (x shared, y the whole plot), set at once: plotly's add_vrect
+    # re-validates every earlier shape on each call, minutes for a few hundred spans.
+    fig.update_layout(shapes=[*fig.layout.shapes, *(
+        dict(type="rect", xref="x", yref="paper", x0=t[start] - step / 2, x1=t[end] + step / 2, y0=0, y1=1,
+             fillcolor=colors[kind], line_width=0, layer="above") for kind, start, end in spans)])
+    for kind in sorted({kind for kind, _, _ in spans}):      # a legend entry per shading
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{kind} (shaded)",
                                  marker=dict(color=colors[kind], size=12, symbol="square"), hoverinfo="skip",
                                  ), row=1, col=1)

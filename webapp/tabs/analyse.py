@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from core.registry import by_label
-from core.table import FACE, FRAME, TIME, attach_ground_truth
+from core.table import FACE, FRAME, TIME, Analysis, attach_ground_truth
 from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses
 from webapp.gpu import analysis_seconds, gpu
@@ -54,17 +54,24 @@ class AnalyseTab:
             notes = [*notes, "This video was analysed before with the same models and weights: the stored "
                              "analysis is shown."]
         else:
-            analysis = self.run_analysis(item, models, prompt_set, model_id,
-                                         Progress(progress, "analysing frames", "frames"))
+            for update in self.run_analysis(item, models, prompt_set, model_id,
+                                            Progress(progress, "analysing frames", "frames")):
+                if isinstance(update, Analysis):
+                    analysis = update
+                    break
+                done, total, partial = update        # the timeline fills in while the video is analysed
+                yield (gr.skip(), f"Analysing **{item.name}**: {done} of {total} frames so far.",
+                       plots.timeline_figure(partial, item.name), *[gr.skip()] * 7)
             key, db_notes = a.store_analysis(item, analysis, run_key, weight_keys, signed_in(request, profile))
             notes = analysis.notes + db_notes
         table = analysis.table
         downloads = results.write_downloads(analysis, Path(item.name).stem, session_dir(self.config.cache_dir, request))
-        state = {"owner": signed_in(request, profile), "key": key, "name": item.name, "path": str(item.path) if item.path else None, "table": table,
-                 "clip": analysis.clip_embeddings, "run": analysis.run}
+        state = {"owner": signed_in(request, profile), "key": key, "name": item.name,
+                 "path": str(item.path) if item.path else None, "table": table, "clip": analysis.clip_embeddings,
+                 "run": analysis.run}
         first = int(table.loc[table[FACE].astype(bool), FRAME].iloc[0])
         crop, frame_info = self.frame_view(state, first)
-        return (state, a.run_summary(analysis.run, item.name, notes),
+        yield (state, a.run_summary(analysis.run, item.name, notes),
                 plots.timeline_figure(table, item.name), results.metrics_table(table, analysis.run),
                 gr.update(maximum=max(1, int(table[FRAME].max())), value=first), crop, frame_info,
                 [str(p) for p in downloads], self.reviews.review_queue(self.reviews.labelled_table(key, table)),
