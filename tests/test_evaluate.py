@@ -156,7 +156,7 @@ def test_malformed_prediction_names_file_and_line(tmp_path, affwild2_data):
     lines[4] = "0.5,high"
     path.write_text("\n".join(lines) + "\n")
     result = evaluate_cli("--task", "va", "--pred", folder, "--gt", gt_dir(affwild2_data, "va"))
-    assert_one_line_error(result, f"{path}, line 5", "'high' is not a number")
+    assert_one_line_error(result, f"{path.name}, line 5", "'high' is not a number")
 
 
 def test_unfilled_frames_in_predictions_are_refused(tmp_path, affwild2_data):
