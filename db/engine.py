@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import settings
 from db.errors import DatabaseBusy
 from db.limits import WRITE_TIMEOUT_S
 
@@ -46,25 +47,15 @@ SQLITE_BUSY, SQLITE_LOCKED = 5, 6
 TURN_POLL_S = 0.001                  # how often a SQLite writer tries the lock file while another writes
 FIRST_PAUSE_S, MAX_PAUSE_S = 0.01, 1.0   # pauses before a retry: random, doubling up to the maximum
 PG_RETRY_STATES = ("40001", "40P01", "55P03")   # serialization failure, deadlock, lock not available
-DB_FILE_NAME = "affectlens.db"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def default_url(env=None) -> str:
-    """The configured database URL: AFFECTLENS_DB_URL, else a SQLite file in AFFECTLENS_DATA_DIR or ./data."""
-    env = os.environ if env is None else env
-    if env.get("AFFECTLENS_DB_URL"):
-        return env["AFFECTLENS_DB_URL"]
-    data_dir = Path(env.get("AFFECTLENS_DATA_DIR") or "data")
-    return f"sqlite:///{data_dir / DB_FILE_NAME}"
-
-
 def make_engine(url: str | None = None, **kwargs) -> Engine:
-    """An Engine for `url` (default: default_url()). A SQLite file and its folder are created on first use.
+    """An Engine for `url` (default: core.settings.db_url(), from the environment). A SQLite file and its folder are created on first use.
 
     Extra keyword arguments go to sqlalchemy.create_engine (e.g. echo=True).
     """
-    url = make_url(url or default_url())
+    url = make_url(url or settings.db_url())
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):

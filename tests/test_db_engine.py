@@ -19,10 +19,10 @@ from sqlalchemy.exc import IntegrityError
 
 from core.labels import EXPRESSIONS
 from db import repo
+from core import settings
 from db.engine import (
     alembic_config,
     current_revision,
-    default_url,
     init_db,
     make_engine,
     make_session_factory,
@@ -86,10 +86,10 @@ def test_db_imports_neither_torch_nor_gradio():
 
 
 def test_default_url_follows_the_environment(tmp_path):
-    assert default_url({}) == "sqlite:///data/affectlens.db"
-    assert default_url({"AFFECTLENS_DATA_DIR": str(tmp_path)}) == f"sqlite:///{tmp_path}/affectlens.db"
+    assert settings.db_url({}) == "sqlite:///data/affectlens.db"
+    assert settings.db_url({"AFFECTLENS_DATA_DIR": str(tmp_path)}) == f"sqlite:///{tmp_path}/affectlens.db"
     url = "postgresql+psycopg://u:p@db.example/affectlens"
-    assert default_url({"AFFECTLENS_DB_URL": url, "AFFECTLENS_DATA_DIR": str(tmp_path)}) == url
+    assert settings.db_url({"AFFECTLENS_DB_URL": url, "AFFECTLENS_DATA_DIR": str(tmp_path)}) == url
 
 
 def test_default_sqlite_file_is_created_on_first_use_with_safe_settings(tmp_path, monkeypatch):

@@ -117,9 +117,10 @@ def review_engine(url: str | None, otherwise: str):
     is not created here."""
     from sqlalchemy.engine import make_url
 
-    from db.engine import current_revision, default_url, make_engine
+    from core.settings import db_url
+    from db.engine import current_revision, make_engine
 
-    parsed = make_url(url or default_url())
+    parsed = make_url(url or db_url())
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not Path(parsed.database).expanduser().exists():

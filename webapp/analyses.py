@@ -179,6 +179,8 @@ class Analyses:
                           "works, not what the face expresses."]
         if run.get("faceless_predictions") and run.get("face_frames", 0) < run.get("frames", 0):
             lines += ["", f"Frames without a face (shaded grey): {run['faceless_predictions']}."]
+        if run.get("embedding_note"):
+            lines += ["", f"Face frames: {run['embedding_note']}."]
         lines += [f"\n{note}" for note in notes]
         return "\n".join(lines)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.settings import db_url
 from core.registry import card_for_checkpoint
 from db import repo
-from db.engine import default_url
 from webapp.context import Context
 from webapp.inputs import InputError, whole
 
@@ -86,7 +86,7 @@ class Models:
         if self.current_weights(cfg.model):
             settings[COMPARE] = self.current_weights(cfg.model)
         try:
-            return submit(self.config.db_url or default_url(), preset, settings, user, self.config.runs_dir / "logs")
+            return submit(self.config.db_url or db_url(), preset, settings, user, self.config.runs_dir / "logs")
         except ValueError as err:
             raise InputError(f"Training settings: {err}") from None
 

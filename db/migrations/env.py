@@ -15,9 +15,9 @@ MIGRATION_LOCK_ID = 74_652_001  # any constant shared by every AffectLens proces
 
 def run_migrations_offline() -> None:
     """Emit SQL for the configured URL instead of running it (alembic --sql)."""
-    from db.engine import default_url
+    from core.settings import db_url
 
-    context.configure(url=default_url(), target_metadata=Base.metadata, literal_binds=True)
+    context.configure(url=db_url(), target_metadata=Base.metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
