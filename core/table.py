@@ -144,9 +144,12 @@ def _length_note(n_labels: int, n_frames: int, what: str, tolerance: int = LENGT
     if abs(diff) > tolerance:
         raise AnnotationError(what, None, f"{n_labels} annotated frames, but the video has {n_frames}: "
                                           "this annotation does not belong to this video")
-    if diff:
-        return [f"{what}: {n_labels} annotated frames for {n_frames} video frames; "
-                "the difference is left unannotated"]
+    if diff > 0:
+        return [f"{what}: {n_labels} annotated frames for {n_frames} video frames; its last {diff} line(s) are "
+                "left out"]
+    if diff < 0:
+        return [f"{what}: {n_labels} annotated frames for {n_frames} video frames; the last {-diff} frame(s) "
+                "are left unannotated"]
     return []
 
 

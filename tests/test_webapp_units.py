@@ -197,6 +197,9 @@ def test_ground_truth_join_metrics_and_length_check(tmp_path):
 
     _, notes = ground_truth_from_files(paths, n + 2)
     assert len(notes) == 3 and "90 annotated frames for 92 video frames" in notes[0]
+    assert "the last 2 frame(s) are left unannotated" in notes[0]
+    _, notes = ground_truth_from_files(paths, n - 1)          # one line too many: said as such
+    assert "its last 1 line(s) are left out" in notes[0] and "unannotated" not in notes[0]
     with pytest.raises(AnnotationError, match="more than 74 annotated frames, but the video has 72"):
         ground_truth_from_files(paths, 72)
 
@@ -313,6 +316,9 @@ def test_metrics_are_rounded_and_clip_probabilities_per_frame():
     summary = dict(frame_summary(df, 3).itertuples(index=False))
     assert summary["frame"] == "3" and summary["face box"].startswith("interpolated")
     assert "face box" not in dict(frame_summary(df, 41).itertuples(index=False))        # no face
+    df["filled"] = ~df["face"].astype(bool)           # a faceless frame says how the run filled it
+    lstm = "LSTM output over the face mask (filled=True)"
+    assert dict(frame_summary(df, 41, lstm).itertuples(index=False))["note"] == f"no face: prediction {lstm}"
 
 
 def test_attention_overlay_and_face_box_drawing():

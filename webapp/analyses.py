@@ -378,8 +378,9 @@ class Analyses:
                 read_annotation(path, task, max_frames=len(table))
                 storable[task] = path
             except AnnotationTooLong:
-                notes.append(f"{Path(path).name} has more lines than the video has frames: shown, but not "
-                             "stored for review.")
+                notes.append(f"{Path(path).name} has more lines than the video has frames: shown without its "
+                             "last lines, but not stored for review (the database keeps annotations that fit "
+                             "their video).")
 
         def work(s):
             video = repo.register_video(s, key, len(table), frame_rate(table), name=item.name)

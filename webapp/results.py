@@ -102,8 +102,9 @@ def write_downloads(analysis: Analysis, video: str, out_dir: Path) -> list[Path]
 BOX_KINDS = {True: "detected (MTCNN ran on this frame)", False: "interpolated between detected frames"}
 
 
-def frame_summary(df: pd.DataFrame, frame: int) -> pd.DataFrame:
-    """One frame's predictions and labels as a two-column table (what, value) for the page."""
+def frame_summary(df: pd.DataFrame, frame: int, faceless: str | None = None) -> pd.DataFrame:
+    """One frame's predictions and labels as a two-column table (what, value) for the page; `faceless`:
+    how the run filled frames without a face (its run metadata's faceless_predictions), said on such a frame."""
     row = df.loc[df[FRAME] == frame]
     if row.empty:
         raise ValueError(f"frame {frame} is not in the table (0..{len(df) - 1})")
@@ -113,7 +114,7 @@ def frame_summary(df: pd.DataFrame, frame: int) -> pd.DataFrame:
     if bool(row.get(FACE, False)) and BOX_DETECTED in row and pd.notna(row[BOX_DETECTED]):
         items.append(("face box", BOX_KINDS[bool(row[BOX_DETECTED])]))
     if FILLED in row and bool(row[FILLED]):
-        items.append(("note", "no face: prediction interpolated from neighbouring frames"))
+        items.append(("note", f"no face: prediction {faceless or 'filled from the face frames around'}"))
     for name in (VALENCE, AROUSAL):
         for col in (name, gt(name)):
             if col in row and pd.notna(row[col]):

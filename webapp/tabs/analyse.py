@@ -83,7 +83,8 @@ class AnalyseTab:
 
     def frame_view(self, state, frame):
         """(face crop, this frame's values): the first two outputs of the frame view (API: show_frame)."""
-        return self.analyses.frame_view(state, frame).crop, results.frame_summary(state["table"], frame)
+        return self.analyses.frame_view(state, frame).crop, results.frame_summary(
+            state["table"], frame, (state.get("run") or {}).get("faceless_predictions"))
 
     def frame_details(self, state, frame, request: gr.Request, profile: gr.OAuthProfile | None):
         """The whole frame with its face box, DDAMFN's attention over the face crop, CLIP's probability
