@@ -158,6 +158,10 @@ def test_upload_timelines_and_review_with_clicks(page, server, files, media_dir)
     expect(segment).to_have_value("0")
     expect(page.locator("#start input")).to_have_value(first_range[0])
     expect(page.locator("#end input")).to_have_value(first_range[1])
+    # The frame range in seconds too, the unit of the timelines (single_face.mp4: 30 frames/s).
+    start, end = (int(float(v)) for v in first_range)
+    expect(page.locator("#range-seconds")).to_contain_text(
+        f"Frames {start}-{end} are {start / 30:.3f}-{(end + 1) / 30:.3f} s into the video")
     # Flag and propose with notes: the notes are emptied after each submit.
     page.locator("#flag-note textarea, #flag-note input").first.fill("the smile starts earlier")
     page.locator("#flag").click()

@@ -128,6 +128,18 @@ class ReviewTab:
         return (plots.timeline_figure(part, title), self.analyses.gallery(state, start, end),
                 self.reviews.segment_labels(part))
 
+    def range_in_seconds(self, state, start, end, request: gr.Request, profile: gr.OAuthProfile | None) -> str:
+        """The frame range typed above in seconds too, the unit of the timelines (empty until it is a range
+        of the open video)."""
+        try:
+            state = need(state, request, profile)
+            start, end = self._range(start, end)
+        except InputError:
+            return ""
+        if not 0 <= start <= end <= int(state["table"][FRAME].max()):
+            return ""
+        return f"Frames {start}-{end} are {seconds(start, end, frame_rate(state['table']))} into the video."
+
     # -- handlers: flags, corrections, decisions --------------------------------------------------------
     @staticmethod
     def _range(start, end) -> tuple[int, int]:
@@ -251,6 +263,7 @@ class ReviewTab:
                 c.start = gr.Number(0, label="First frame", elem_id="start")
                 c.end = gr.Number(0, label="Last frame", elem_id="end")
                 c.show_btn = gr.Button("Show these frames", elem_id="show-range")
+            c.range_seconds = gr.Markdown(elem_id="range-seconds")
             c.segment_status = status_box("segment-status")
             c.segment_plot = gr.Plot(label="Segment", elem_id="segment-plot")
             c.gallery = gr.Gallery(label="Face crops (up to 24 frames of the range, evenly spaced)", columns=8,
@@ -323,6 +336,8 @@ class ReviewTab:
              status=c.segment_status)
         bind(c.previous_btn.click, self.previous_segment, [c.state, c.queue, c.segment], [c.segment, *segment_view],
              status=c.segment_status)
+        gr.on([c.start.change, c.end.change], self.range_in_seconds, [c.state, c.start, c.end], c.range_seconds,
+              api_name=False, show_progress="hidden")
         bind(c.show_btn.click, self.show_range, [c.state, c.start, c.end], segment_view[3:], status=c.segment_status,
              api_name="show_range")
         tables = [c.corrections, c.history, c.flags]
