@@ -51,7 +51,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str | None = None, **kwargs) -> Engine:
-    """An Engine for `url` (default: core.settings.db_url(), from the environment). A SQLite file and its folder are created on first use.
+    """An Engine for `url` (default: core.settings.db_url(), from the environment). A SQLite file and its
+    folder are created on first use.
 
     Extra keyword arguments go to sqlalchemy.create_engine (e.g. echo=True).
     """

@@ -1,6 +1,7 @@
 """Retraining as a job: `submit` stores a queued job and starts `python -m training job ID` in its own
-process (the database URL, password included, goes in its environment, not on its command line), so training survives the web request and the browser closing and never touches the web
-server's random seeds; that process reports progress to the job row and registers the checkpoint it wrote
+process (the database URL, password included, goes in its environment, not on its command line), so
+training survives the web request and the browser closing and never touches the web server's random
+seeds; that process reports progress to the job row and registers the checkpoint it wrote
 as a model.
 
 A job's settings are TrainConfig fields over its preset (the training labels come from the job's database
@@ -83,13 +84,15 @@ def register_checkpoint(session, best: Path, name: str, preset: str | None, epoc
     from db import repo
 
     meta = load_checkpoint(best).metadata
+    embedding = meta.get("embedding") or {}
     state, metrics = meta["training"], jsonable(meta["metrics"]["val"])
     summary = {"job": job, "preset": preset, "epochs": epochs, "epoch": state["epoch"] + 1,
                "steps": state["steps"], "frames_seen": state["frames_seen"], "data": state["data"],
-               "encoder": (meta.get("embedding") or {}).get("encoder")}
+               "encoder": embedding.get("encoder")}
     return repo.register_model(
         session, path=str(Path(best).resolve()), content_hash=repo.file_sha256(best), name=name,
-        architecture=meta["architecture"], tasks=meta["tasks"], encoder_hash=(meta.get("embedding") or {}).get("key"), training=summary,
+        architecture=meta["architecture"], tasks=meta["tasks"], encoder_hash=embedding.get("key"),
+        training=summary,
         correction_ids=state["corrections"]["ids"], metrics=metrics, trained_steps=state["steps"],
         started_by=started_by)
 

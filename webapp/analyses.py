@@ -13,6 +13,7 @@ import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -62,6 +63,12 @@ class VideoItem:
     name: str                                   # Aff-Wild2 video id, or the upload's file name
     path: Path | None = None                    # the video file (None: Aff-Wild2 aligned images)
     annotation_files: dict[str, str] = field(default_factory=dict)   # task -> uploaded file
+
+    @cached_property
+    def key(self) -> str:
+        """The video's database key: the Aff-Wild2 id, or the upload's content hash (read once per item:
+        the run key and the stored analysis both need it)."""
+        return self.name if self.path is None else repo.upload_key(self.path)
 
 
 class Analyses:
@@ -114,12 +121,12 @@ class Analyses:
         return pipeline.AnalysisConfig(models=models, weights=weights, prompt_sets=sets,
                                        clip_model=self.config.clip_model, device=self.config.device)
 
-    def analyse(self, item: VideoItem, choices, prompt_set_name, model_id=None, progress=None):
+    def analyse(self, item: VideoItem, config: pipeline.AnalysisConfig, progress=None):
         """A generator: (frames done, total, table so far) every few seconds while an uploaded video is
-        analysed (core.pipeline's on_partial), then the Analysis, its table with the ground truth attached
-        and notes for the page. The pipeline runs in a thread of its own so that the partial tables reach
-        the page while it works (on ZeroGPU, inside the GPU worker, which streams a generator's updates)."""
-        config = self.analysis_config(choices, prompt_set_name, model_id)
+        analysed with `config` (analysis_config; core.pipeline's on_partial), then the Analysis, its table
+        with the ground truth attached and notes for the page. The pipeline runs in a thread of its own so
+        that the partial tables reach the page while it works (on ZeroGPU, inside the GPU worker, which
+        streams a generator's updates)."""
         loaded = self.ctx.loaded_models(config)
         updates: queue.Queue = queue.Queue()
 
@@ -333,10 +340,9 @@ class Analyses:
     def run_key(self, item: VideoItem, config: pipeline.AnalysisConfig) -> tuple[str, dict[str, str]]:
         """The content key of an analysis (video content, models, the content of their weights, settings)
         under which it is stored and found again, and the weights' content keys."""
-        weight_keys = self.ctx.loaded_models(config).weight_keys()
-        video = item.name if item.path is None else repo.upload_key(item.path)
         loaded = self.ctx.loaded_models(config)
-        settings = {"video": video, "weights": weight_keys, "clip_model": config.clip_model, "fill": config.fill,
+        weight_keys = loaded.weight_keys()
+        settings = {"video": item.key, "weights": weight_keys, "clip_model": config.clip_model, "fill": config.fill,
                     "prompt_sets": [prompt_set(p).key for p in config.prompt_sets],
                     "detection": pipeline.detection_settings(config),
                     "strides": pipeline.encoder_strides(config, loaded.device, pipeline.crop_sizes(loaded))}
@@ -361,8 +367,7 @@ class Analyses:
         """Keep the analysis under the data directory (table, run metadata, CLIP embeddings, and a copy of
         an uploaded video for frame views), register the video, its annotation files and the run; returns
         the video's database key and notes for the page."""
-        table, run = analysis.table, analysis.run
-        key = item.name if item.path is None else repo.upload_key(item.path)
+        table, run, key = analysis.table, analysis.run, item.key
         folder = Path("analyses") / run_key[:32]
         analysis.save(self.config.data_dir / folder)
         if item.path is not None:
@@ -426,7 +431,6 @@ class Analyses:
         path = self.stored_video(key)
         return {"key": key, "name": name, "path": str(path) if path else None, "table": analysis.table,
                 "clip": analysis.clip_embeddings, "run": analysis.run}
-
 
 
 def _shrink(image: np.ndarray, width: int) -> np.ndarray:

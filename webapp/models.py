@@ -11,6 +11,7 @@ from core.registry import card_for_checkpoint
 from db import repo
 from webapp.context import Context
 from webapp.inputs import InputError, whole
+from webapp.results import rounded
 
 MAX_EPOCHS = 1000          # bounded work: a retraining job started from the page
 MAX_BATCH_SIZE = 4096
@@ -125,7 +126,6 @@ class Models:
             before, after = job.before_metrics or {}, job.after_metrics or {}
             model_id = model.id if model is not None else None
         names = [k for k, v in after.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        rounded = lambda v: None if v is None else round(float(v), 3)    # noqa: E731
         table = pd.DataFrame({"metric": names, "before": [rounded(before.get(k)) for k in names],
                               "after": [rounded(after[k]) for k in names]}, columns=["metric", "before", "after"])
         return "\n\n".join(lines), table, model_id

@@ -19,6 +19,7 @@ from db import export, repo
 from db.agreement import agreement_report
 from db.repo import ValidationError
 from webapp.context import Context
+from webapp.results import DECIMALS, rounded
 
 HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
 WAITING_COLUMNS = ["id", "video", "task", "frames", "seconds", "correction", "proposed by", "note"]
@@ -28,7 +29,6 @@ CORRECTION_TABLE = ["id", "task", "frames", "seconds", "correction", "status", "
                     "comment", "note"]
 FLAG_TABLE = ["id", "task", "frames", "seconds", "reason", "note", "flagged by", "resolution",
               "fixed by correction", "resolved by", "resolution note"]
-DECIMALS = 3          # numbers in tables
 
 
 # -- labels in words -------------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ class Reviews:
             for measure, value in scores.items():
                 if measure != "frames":
                     rows.append({"who": who, "task": task, "measure": measure.replace("_", " "),
-                                 "value": None if value is None else round(float(value), 3),
+                                 "value": rounded(value),
                                  "frames": scores.get("frames")})
 
         for task, stages in report.get("model", {}).items():
@@ -330,10 +330,10 @@ class Reviews:
     @staticmethod
     def segment_labels(part: pd.DataFrame) -> pd.DataFrame:
         """Per-frame labels and predictions of a segment, readable (names instead of class indices)."""
-        out = pd.DataFrame({FRAME: part[FRAME], TIME: part[TIME].round(3), FACE: part[FACE]})
+        out = pd.DataFrame({FRAME: part[FRAME], TIME: part[TIME].round(DECIMALS), FACE: part[FACE]})
         for col in (VALENCE, gt(VALENCE), AROUSAL, gt(AROUSAL)):
             if col in part:
-                out[col] = part[col].round(3)
+                out[col] = part[col].round(DECIMALS)
         for col in (EXPR, gt(EXPR)):
             if col in part:
                 out[col] = [EXPRESSIONS[int(v)] if pd.notna(v) else "" for v in part[col]]

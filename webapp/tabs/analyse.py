@@ -54,8 +54,7 @@ class AnalyseTab:
             notes = [*notes, "This video was analysed before with the same models and weights: the stored "
                              "analysis is shown."]
         else:
-            for update in self.run_analysis(item, models, prompt_set, model_id,
-                                            Progress(progress, "analysing frames", "frames")):
+            for update in self.run_analysis(item, config, Progress(progress, "analysing frames", "frames")):
                 if isinstance(update, Analysis):
                     analysis = update
                     break
@@ -180,7 +179,8 @@ class AnalyseTab:
         demo.load(self.analyses.weights_overview, None, c.weights_info, api_name=False)
         demo.load(None, None, None, js=PAGE_JS)
         details = [c.full_frame, c.attention, c.clip_frame, c.frame_caption]
-        then_details = dict(fn=quiet(self.frame_details, len(details)), inputs=[c.state, c.frame], outputs=details, api_name=False)
+        then_details = dict(fn=quiet(self.frame_details, len(details)), inputs=[c.state, c.frame], outputs=details,
+                            api_name=False)
         bind(c.analyse_btn.click, self.analyse,
              [c.video, c.source, c.affwild2_video, c.annotations, c.models, c.prompt_set, c.trained_model],
              [c.state, c.run_info, c.timeline, c.metrics, c.frame, c.crop, c.frame_info, c.downloads, c.queue,
