@@ -307,7 +307,8 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
     result.run["embedding_strides"] = {
         name: {"every": k, "scored_frames": int(result.table[SCORED_COLUMNS[name]].sum()),
                "face_frames": int(result.table[SCORED_COLUMNS[name]].notna().sum())} for name, k in strides.items()}
-    strided = [f"{name} every {k}th frame" for name, k in strides.items() if k > 1]
+    strided = [f"{name} every {k}{'nd' if k == 2 else 'rd' if k == 3 else 'th'} frame"
+               for name, k in strides.items() if k > 1]
     result.run["embedding_note"] = (
         "every face frame was encoded" if not strided else
         f"encoders ran on a frame stride ({', '.join(strided)}, and on faces no recently encoded face "
