@@ -1,0 +1,288 @@
+"""Annotation audit: where are a dataset's annotations most likely wrong?
+
+Two steps. Frame scores: a label quality in [0, 1] per annotated frame (1: the prediction backs the
+label), from out-of-fold predictions (a model that never saw the frame's video, else it has learnt the
+label's errors): EXPR by cleanlab's self-confidence or normalised margin, AU as multi-label by cleanlab
+(per AU, then cleanlab's aggregate), VA from the residual against the prediction, scaled by the residual's
+spread in the same fold. Segments: an annotation error in video is a stretch, so low-quality frames
+become runs (small gaps merged, a minimum length) scored by the median suspicion (a few noisy frames
+cannot carry or sink a stretch), each with a kind and a suggested label; and the errors continuous VA
+annotation is known for get their own detectors: an annotator's lag (the trace fits the prediction
+better shifted in time), a trace stuck at one value while the face changes, a sign or offset error over
+a stretch.
+
+Inputs are the training label table (video, frame, valence, arousal, expression, AU1..AU26) and
+predictions aligned with its rows ({task: (N, dim)}, NaN rows: none), as in training/predictions.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from cleanlab.multilabel_classification import rank as multilabel_rank
+from cleanlab.rank import get_label_quality_scores
+from scipy.special import erfc
+
+from core.labels import AUS, EXPRESSIONS, VA_NAMES
+
+SEGMENT_COLUMNS = ["video", "task", "kind", "start_frame", "end_frame", "frames", "score", "suggested",
+                   "detail"]
+KINDS = ("label", "offset", "sign", "lag", "stuck")
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    suspicious: float = 0.7      # an EXPR / AU frame is suspicious when 1 - quality is above this
+    va_suspicious: float = 0.99  # a VA frame (two residuals, a continuous scale) when above this
+    min_frames: int = 8          # shortest stretch reported (a few frames are noise, not an error)
+    merge_gap: int = 4           # suspicious runs this close (frames between) become one stretch
+    report: float = 0.8          # segment score from which a suggestion is shown by default
+    expr_method: str = "self_confidence"   # or "normalized_margin" (cleanlab.rank)
+    va_floor: float = 0.05       # least residual spread: a near-perfect fold does not make noise an error
+    lag_window_s: float = 3.0    # window over which the trace is correlated with the prediction
+    max_lag_s: float = 1.5       # longest lag looked for
+    min_lag_s: float = 0.3       # shorter shifts are within what annotators normally do
+    lag_gain: float = 0.5        # share of the lost correlation that a shift must win back
+    stuck_s: float = 2.0         # an unchanged trace for this long ...
+    stuck_move: float = 0.1      # ... while the prediction moves (std) at least this much
+
+
+# -- frame scores ------------------------------------------------------------------------------------
+
+
+def _rows_with(values: np.ndarray) -> np.ndarray:
+    return ~np.isnan(values.reshape(len(values), -1)).any(axis=1)
+
+
+def expr_quality(labels: np.ndarray, probs: np.ndarray, method: str = "self_confidence") -> np.ndarray:
+    """Per frame, cleanlab's label quality of the annotated class (NaN: no label or no prediction)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    out = np.full(len(labels), np.nan)
+    ok = ~np.isnan(labels) & (labels >= 0) & _rows_with(probs)
+    if ok.any():
+        p = np.clip(probs[ok].astype(np.float64), 1e-12, None)
+        out[ok] = get_label_quality_scores(labels[ok].astype(int), p / p.sum(axis=1, keepdims=True),
+                                           method=method)
+    return out
+
+
+def au_quality(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(per frame, per frame and AU) multi-label quality by cleanlab; NaN without a full label or prediction."""
+    n, k = labels.shape
+    frame, per_au = np.full(n, np.nan), np.full((n, k), np.nan)
+    ok = _rows_with(labels) & _rows_with(probs)
+    if ok.any():
+        present = [list(np.flatnonzero(row > 0.5)) for row in labels[ok]]
+        p = np.clip(probs[ok].astype(np.float64), 1e-6, 1 - 1e-6)
+        frame[ok] = multilabel_rank.get_label_quality_scores(present, p)
+        per_au[ok] = multilabel_rank.get_label_quality_scores_per_class(present, p)
+    return frame, per_au
+
+
+def va_quality(labels: np.ndarray, pred: np.ndarray, groups: np.ndarray | None = None,
+               floor: float = 0.05) -> np.ndarray:
+    """Per frame, the two-sided normal tail of the worse of V and A's residual, in units of the residual's
+    robust spread (1.4826 MAD) within the frame's group (its fold: each fold's model errs by its own
+    amount); NaN without a label or prediction."""
+    res = np.asarray(labels, dtype=np.float64) - np.asarray(pred, dtype=np.float64)
+    groups = np.zeros(len(res), dtype=np.int64) if groups is None else np.asarray(groups)
+    z = np.full(res.shape, np.nan)
+    for g in np.unique(groups):
+        rows = (groups == g) & _rows_with(res)
+        if rows.any():
+            r = res[rows]
+            centre = np.median(r, axis=0)
+            spread = np.maximum(1.4826 * np.median(np.abs(r - centre), axis=0), floor)
+            z[rows] = np.abs(r - centre) / spread
+    quality = erfc(np.nanmax(np.where(_rows_with(res)[:, None], z, 0.0), axis=1) / np.sqrt(2))
+    return np.where(_rows_with(res), quality, np.nan)
+
+
+# -- segments ----------------------------------------------------------------------------------------
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) positions, end inclusive, of the runs of True."""
+    padded = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
+
+
+def stretches(suspicion: np.ndarray, threshold: float, settings: AuditSettings) -> list[tuple[int, int, float]]:
+    """Runs where the running median of suspicion (over min_frames) is above threshold -- a few noisy
+    frames neither start nor break one --, gaps of up to merge_gap merged, at least min_frames long, each
+    with its median suspicion over its scored frames: (start, end, score)."""
+    s = np.asarray(suspicion, dtype=np.float64)
+    smooth = pd.Series(s).rolling(settings.min_frames, center=True, min_periods=1).median().to_numpy()
+    merged: list[list[int]] = []
+    for a, b in runs(np.nan_to_num(smooth, nan=0.0) > threshold):
+        if merged and a - merged[-1][1] - 1 <= settings.merge_gap:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    return [(a, b, float(np.nanmedian(s[a:b + 1]))) for a, b in merged
+            if b - a + 1 >= settings.min_frames and not np.isnan(s[a:b + 1]).all()]
+
+
+def _mode(values: np.ndarray) -> int:
+    return int(pd.Series(values).mode().iloc[0])
+
+
+def expr_segments(labels, probs, quality, settings: AuditSettings) -> list[tuple]:
+    """EXPR stretches whose label the prediction does not back; suggested: the most predicted class."""
+    out = []
+    for a, b, score in stretches(1 - quality, settings.suspicious, settings):
+        keep = ~np.isnan(quality[a:b + 1])
+        annotated = _mode(labels[a:b + 1][keep])
+        suggested = _mode(np.nanargmax(probs[a:b + 1][keep], axis=1))
+        out.append((a, b, score, "label", {"expression": suggested},
+                    f"annotated {EXPRESSIONS[annotated]}, out-of-fold prediction {EXPRESSIONS[suggested]}"))
+    return out
+
+
+def au_segments(labels, probs, per_au, settings: AuditSettings) -> list[tuple]:
+    """Per AU, stretches where the prediction does not back the label (e.g. an AU stuck on or off);
+    suggested: the predicted state of that AU."""
+    out = []
+    for j, au in enumerate(AUS):
+        for a, b, score in stretches(1 - per_au[:, j], settings.suspicious, settings):
+            keep = ~np.isnan(per_au[a:b + 1, j])
+            annotated = _mode(labels[a:b + 1, j][keep].astype(int))
+            predicted = int(np.nanmedian(probs[a:b + 1, j][keep]) > 0.5)
+            kind = "stuck" if np.ptp(labels[a:b + 1, j][keep]) == 0 else "label"
+            out.append((a, b, score, kind, {au: predicted},
+                        f"{au} annotated {annotated}, out-of-fold probability "
+                        f"{float(np.nanmedian(probs[a:b + 1, j][keep])):.2f}"))
+    return out
+
+
+def _va_kind(y: np.ndarray, p: np.ndarray) -> tuple[str, str]:
+    """What explains a VA stretch's disagreement best: a constant offset, a flipped sign, or neither."""
+    ok = _rows_with(y) & _rows_with(p)
+    y, p = y[ok], p[ok]
+    offset = np.median(y - p, axis=0)
+    errors = {"label": np.abs(y - p).mean(), "offset": np.abs(y - p - offset).mean(),
+              "sign": np.abs(y + p).mean()}
+    kind = min(errors, key=errors.get)
+    if errors[kind] > 0.5 * errors["label"]:
+        kind = "label"      # neither explains it well: a plain disagreement
+    if kind == "offset":
+        return kind, "offset " + ", ".join(f"{n} {o:+.2f}" for n, o in zip(VA_NAMES, offset))
+    return kind, ("sign flipped" if kind == "sign" else f"mean |error| {errors['label']:.2f}")
+
+
+def _suggested_va(p: np.ndarray) -> dict:
+    med = np.clip(np.nanmedian(p, axis=0), -1, 1)
+    return {"valence": round(float(med[0]), 3), "arousal": round(float(med[1]), 3)}
+
+
+def va_segments(labels, pred, quality, fps: float, settings: AuditSettings) -> list[tuple]:
+    """VA stretches: residual outliers (kind offset, sign or label), annotator lag, stuck traces.
+    Of overlapping findings the one that explains most is kept: a named kind before a plain disagreement
+    (a lagged trace also leaves residual outliers), then the higher score."""
+    found = []
+    for a, b, score in stretches(1 - quality, settings.va_suspicious, settings):
+        kind, detail = _va_kind(labels[a:b + 1], pred[a:b + 1])
+        found.append((a, b, score, kind, _suggested_va(pred[a:b + 1]), detail))
+    found += lag_segments(labels, pred, fps, settings) + stuck_segments(labels, pred, fps, settings)
+    kept: list[tuple] = []
+    for seg in sorted(found, key=lambda f: (f[3] == "label", -f[2], f[0])):
+        if all(seg[1] < k[0] or seg[0] > k[1] for k in kept):
+            kept.append(seg)
+    return sorted(kept, key=lambda f: f[0])
+
+
+def lag_segments(labels, pred, fps: float, settings: AuditSettings) -> list[tuple]:
+    """Stretches where the trace correlates much better with the prediction shifted in time: in a window
+    of lag_window_s around each frame, the correlation r(L) of annotation(t) with prediction(t - L) for
+    |L| <= max_lag_s; suspicion = the share of the lost correlation 1 - r(0) that the best shift wins back,
+    where that shift is at least min_lag_s and wins back lag_gain or more. A lag is a property of a stretch
+    at least half a window long."""
+    window = max(3, int(round(settings.lag_window_s * fps)))
+    max_lag, min_lag = int(round(settings.max_lag_s * fps)), max(1, int(round(settings.min_lag_s * fps)))
+    out = []
+    for d, name in enumerate(VA_NAMES):
+        y = pd.Series(labels[:, d])
+        p = pd.Series(pred[:, d])
+        lags = np.arange(-max_lag, max_lag + 1)
+        corr = np.vstack([y.rolling(window, center=True, min_periods=window // 2).corr(p.shift(lag)).to_numpy()
+                          for lag in lags])
+        corr = np.where(np.isfinite(corr), corr, -1.0)
+        best = corr.argmax(axis=0)
+        r0, rb = corr[max_lag], corr[best, np.arange(len(y))]
+        won = (rb - r0) / np.maximum(1 - r0, 1e-6)
+        suspicion = np.where((np.abs(lags[best]) >= min_lag) & (won >= settings.lag_gain), won, 0.0)
+        longer = AuditSettings(min_frames=max(settings.min_frames, window // 2), merge_gap=settings.merge_gap)
+        for a, b, score in stretches(suspicion, 0.0, longer):
+            shift = int(np.median(lags[best[a:b + 1]]))
+            out.append((a, b, score, "lag", _suggested_va(pred[a:b + 1]),
+                        f"{name} lags the prediction by {shift / fps:+.2f} s ({shift:+d} frames)"))
+    return out
+
+
+def stuck_segments(labels, pred, fps: float, settings: AuditSettings) -> list[tuple]:
+    """Stretches of at least stuck_s where V or A never changes while the prediction moves; scored by how
+    much it moves (std / (2 stuck_move), at most 1)."""
+    least = max(2, int(round(settings.stuck_s * fps)))
+    out = []
+    for d, name in enumerate(VA_NAMES):
+        y = labels[:, d]
+        same = np.zeros(len(y), dtype=bool)
+        same[1:] = y[1:] == y[:-1]           # NaN never equals: unlabelled frames end a run
+        for a, b in runs(same):
+            a -= 1                            # the first frame is the one the others repeat
+            move = float(np.nanstd(pred[a:b + 1, d]))
+            if b - a + 1 >= least and move >= settings.stuck_move:
+                out.append((a, b, min(1.0, move / (2 * settings.stuck_move)), "stuck",
+                            _suggested_va(pred[a:b + 1]),
+                            f"{name} held at {y[a]:+.2f} for {(b - a + 1) / fps:.1f} s; prediction std {move:.2f}"))
+    return out
+
+
+# -- a dataset ---------------------------------------------------------------------------------------
+
+
+def frame_scores(table: pd.DataFrame, preds: dict, folds: np.ndarray | None = None,
+                 settings: AuditSettings = AuditSettings()) -> dict[str, np.ndarray]:
+    """Per task, quality (N,) over the table's rows (au also au_per (N, 12)); NaN where unscored."""
+    out = {}
+    if "expr" in preds:
+        labels = table["expression"].to_numpy(dtype="float64", na_value=np.nan)
+        out["expr"] = expr_quality(labels, preds["expr"], settings.expr_method)
+    if "au" in preds:
+        out["au"], out["au_per"] = au_quality(table[list(AUS)].to_numpy(dtype="float64", na_value=np.nan),
+                                              preds["au"])
+    if "va" in preds:
+        out["va"] = va_quality(table[list(VA_NAMES)].to_numpy(dtype="float64", na_value=np.nan), preds["va"],
+                               folds, settings.va_floor)
+    return out
+
+
+def find_segments(table: pd.DataFrame, preds: dict, scores: dict, fps: dict | float = 30.0,
+                  settings: AuditSettings = AuditSettings()) -> pd.DataFrame:
+    """Suggested segments of every video (SEGMENT_COLUMNS), best first; frames are the table's frame
+    numbers (a stretch spans table rows in frame order). fps: one rate or video -> rate."""
+    rows = []
+    frames_all = table["frame"].to_numpy()
+    va_all = table[list(VA_NAMES)].to_numpy(dtype="float64", na_value=np.nan)
+    au_all = table[list(AUS)].to_numpy(dtype="float64", na_value=np.nan)
+    expr_all = table["expression"].to_numpy(dtype="float64", na_value=np.nan)
+    order = table.sort_values(["video", "frame"], kind="stable")
+    for video, idx in order.groupby("video", sort=False).groups.items():
+        r = np.asarray(table.index.get_indexer(idx))
+        rate = fps.get(video, 30.0) if isinstance(fps, dict) else fps
+        found = []
+        if "expr" in scores:
+            found += [("expr", *s) for s in expr_segments(expr_all[r], preds["expr"][r], scores["expr"][r], settings)]
+        if "au" in scores:
+            found += [("au", *s) for s in au_segments(au_all[r], preds["au"][r], scores["au_per"][r], settings)]
+        if "va" in scores:
+            found += [("va", *s) for s in va_segments(va_all[r], preds["va"][r].astype(np.float64),
+                                                      scores["va"][r], rate, settings)]
+        frames = frames_all[r]
+        rows += [dict(video=video, task=task, kind=kind, start_frame=int(frames[a]), end_frame=int(frames[b]),
+                      frames=int(b - a + 1), score=round(float(score), 4), suggested=suggested, detail=detail)
+                 for task, a, b, score, kind, suggested, detail in found]
+    queue = pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
+    return queue.sort_values(["score", "frames"], ascending=False, kind="stable").reset_index(drop=True)
