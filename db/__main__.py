@@ -9,6 +9,9 @@
     python -m db report [--video KEY] [--predictions table.parquet|csv]
                                          agreement figures (JSON): reviewers, and the model against the annotation
     python -m db export OUT_DIR          write flags and corrections as CSV and JSON (with audit trail)
+    python -m db audit list [--task T] [--kind K] [--status S] [--run N]
+                                         the annotation audit's suggestions, best first, and the progress
+    python -m db audit export OUT_DIR    the same as suggestions.csv and suggestions.json, and progress.json
     python -m db revision -m "message"   (developers) a new migration from the changed models
 
 Refused input (an unknown video, a rule of the review process) is one line on stderr and exit status 2.
@@ -51,9 +54,42 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("out_dir", type=Path)
     export.add_argument("--video", help="only this video key")
     export.add_argument("--task", choices=("va", "expr", "au"))
+    _audit_parser(commands)
     revision = commands.add_parser("revision", help="autogenerate a migration from the models")
     revision.add_argument("-m", "--message", required=True)
     return parser
+
+
+def _audit_parser(commands) -> None:
+    audit = commands.add_parser("audit", help="the annotation audit's suggestions: list or export")
+    audit.add_argument("action", choices=("list", "export"))
+    audit.add_argument("out_dir", type=Path, nargs="?", help="export: the folder to write to")
+    audit.add_argument("--run", type=int, help="audit run id (default: the newest)")
+    audit.add_argument("--task", choices=("va", "expr", "au"))
+    audit.add_argument("--kind", help="label, offset, sign, lag or stuck")
+    audit.add_argument("--status", default=None, choices=("open", "confirmed", "dismissed"),
+                       help="default: all")
+
+
+def _audit(args, session) -> None:
+    """`python -m db audit list|export`: the dataset queue and its progress."""
+    from db import repo
+
+    filters = dict(run_id=args.run, task=args.task, kind=args.kind)
+    table = repo.suggestions_table(session, status=args.status, **filters)
+    progress = repo.audit_progress(session, **filters)
+    if args.action == "list":
+        _print_table(table)
+        print(json.dumps(progress))
+        return
+    if args.out_dir is None:
+        raise ValueError("audit export needs OUT_DIR")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out_dir / "suggestions.csv", index=False)
+    table.to_json(args.out_dir / "suggestions.json", orient="records", date_format="iso", indent=1)
+    (args.out_dir / "progress.json").write_text(json.dumps(progress, indent=1))
+    for name in ("suggestions.csv", "suggestions.json", "progress.json"):
+        print(args.out_dir / name)
 
 
 def _print_table(table: pd.DataFrame) -> None:
@@ -103,6 +139,8 @@ def _run(args, engine) -> None:
             if args.open:
                 table = table[table["resolved_at"].isna()]
             _print_table(table.drop(columns=["video"]))
+        elif args.command == "audit":
+            _audit(args, session)
         elif args.command == "report":
             from db.agreement import agreement_report
 

@@ -83,3 +83,21 @@ def test_torchrun_two_cpu_processes_give_the_same_result(affwild2_root, first):
     for task in ("va", "expr", "au", "fold"):
         np.testing.assert_allclose(two[task], one[task], rtol=1e-5, atol=1e-6)
     pd.testing.assert_frame_equal(pd.read_csv(out / "segments.csv"), pd.read_csv(tmp / "one" / "segments.csv"))
+
+
+def test_the_run_and_its_segments_go_into_the_review_database(affwild2_root, first):
+    from db import repo
+    from db.engine import init_db, make_engine, make_session_factory
+
+    tmp, summary = first
+    url = f"sqlite:///{tmp / 'review.db'}"
+    init_db(make_engine(url))
+    again = run(affwild2_root, tmp / "one", tmp / "cache", write_db=True, db=url)    # folds resumed
+    assert again["audit_run"] == 1
+    with make_session_factory(make_engine(url))() as s:
+        stored = repo.suggestions_table(s, status=None)
+        meta = repo.latest_audit_run(s)
+    segments = pd.read_csv(tmp / "one" / "segments.csv")
+    assert len(stored) == len(segments) == summary["segments"]
+    assert stored["score"].tolist() == sorted(segments["score"], reverse=True)
+    assert meta.encoder["untrained"] is True and meta.folds["1"] == ["13-30-960x540"]

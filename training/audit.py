@@ -201,11 +201,15 @@ def _score(cfg, labels, by_video: dict, folds, encoder, tasks, out: Path) -> dic
     segments = scorer.find_segments(table, preds, scores, fps, settings)
     segments.assign(suggested=segments["suggested"].map(json.dumps)).to_csv(out / "segments.csv", index=False)
     metrics = abaw_metrics(table, preds, tasks)
-    run = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("db",)},
-           "audit_settings": dataclasses.asdict(settings), "labels": labels.summary(),
+    frames = table.groupby("video")["frame"].max()
+    run = {"split": cfg.split, "tasks": list(tasks),
+           "settings": {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "db"},
+                        "audit": dataclasses.asdict(settings)},
            "encoder": {**encoder.info, "untrained": encoder.loaded.info.untrained},
            "folds": {str(k): sorted(v for v, f in by_video.items() if f == k) for k in range(cfg.folds)},
-           "metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)}}
+           "metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)},
+           "annotated_frames": labels.summary()["labelled"],
+           "videos": {v: {"frames": int(n) + 1, "fps": fps[v]} for v, n in frames.items()}}
     (out / "audit.json").write_text(json.dumps(run, indent=1, default=str))
     summary = {"out": str(out), "segments": len(segments),
                "above_report": int((segments["score"] >= settings.report).sum()),
