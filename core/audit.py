@@ -43,7 +43,8 @@ class AuditSettings:
     lag_window_s: float = 3.0    # window over which the trace is correlated with the prediction
     max_lag_s: float = 1.5       # longest lag looked for
     min_lag_s: float = 0.3       # shorter shifts are within what annotators normally do
-    lag_gain: float = 0.5        # share of the lost correlation that a shift must win back
+    lag_gain: float = 0.5        # share of the lost correlation that a shift must win back ...
+    lag_min_gain: float = 0.1    # ... and at least this much correlation
     stuck_s: float = 2.0         # an unchanged trace for this long ...
     stuck_move: float = 0.1      # ... while the prediction moves (std) at least this much
 
@@ -111,12 +112,18 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def stretches(suspicion: np.ndarray, threshold: float, settings: AuditSettings) -> list[tuple[int, int, float]]:
     """Runs where the running median of suspicion (over min_frames) is above threshold -- a few noisy
-    frames neither start nor break one --, gaps of up to merge_gap merged, at least min_frames long, each
+    frames neither start nor break one -- grown to the suspicious frames at its edges, gaps of up to
+    merge_gap merged, at least min_frames long, each
     with its median suspicion over its scored frames: (start, end, score)."""
     s = np.asarray(suspicion, dtype=np.float64)
     smooth = pd.Series(s).rolling(settings.min_frames, center=True, min_periods=1).median().to_numpy()
+    high = np.nan_to_num(s, nan=0.0) > threshold
     merged: list[list[int]] = []
     for a, b in runs(np.nan_to_num(smooth, nan=0.0) > threshold):
+        while a > 0 and high[a - 1]:                 # the running median shaves the edges: grow them back
+            a -= 1
+        while b < len(s) - 1 and high[b + 1]:
+            b += 1
         if merged and a - merged[-1][1] - 1 <= settings.merge_gap:
             merged[-1][1] = b
         else:
@@ -137,7 +144,7 @@ def expr_segments(labels, probs, quality, settings: AuditSettings) -> list[tuple
         annotated = _mode(labels[a:b + 1][keep])
         suggested = _mode(np.nanargmax(probs[a:b + 1][keep], axis=1))
         out.append((a, b, score, "label", {"expression": suggested},
-                    f"annotated {EXPRESSIONS[annotated]}, out-of-fold prediction {EXPRESSIONS[suggested]}"))
+                    f"annotated {EXPRESSIONS[annotated]}, predicted {EXPRESSIONS[suggested]}"))
     return out
 
 
@@ -152,7 +159,7 @@ def au_segments(labels, probs, per_au, settings: AuditSettings) -> list[tuple]:
             predicted = int(np.nanmedian(probs[a:b + 1, j][keep]) > 0.5)
             kind = "stuck" if np.ptp(labels[a:b + 1, j][keep]) == 0 else "label"
             out.append((a, b, score, kind, {au: predicted},
-                        f"{au} annotated {annotated}, out-of-fold probability "
+                        f"{au} annotated {annotated}, predicted probability "
                         f"{float(np.nanmedian(probs[a:b + 1, j][keep])):.2f}"))
     return out
 
@@ -197,7 +204,7 @@ def lag_segments(labels, pred, fps: float, settings: AuditSettings) -> list[tupl
     """Stretches where the trace correlates much better with the prediction shifted in time: in a window
     of lag_window_s around each frame, the correlation r(L) of annotation(t) with prediction(t - L) for
     |L| <= max_lag_s; suspicion = the share of the lost correlation 1 - r(0) that the best shift wins back,
-    where that shift is at least min_lag_s and wins back lag_gain or more. A lag is a property of a stretch
+    where that shift is at least min_lag_s and wins back lag_gain of it and lag_min_gain or more. A lag is a property of a stretch
     at least half a window long."""
     window = max(3, int(round(settings.lag_window_s * fps)))
     max_lag, min_lag = int(round(settings.max_lag_s * fps)), max(1, int(round(settings.min_lag_s * fps)))
@@ -206,19 +213,27 @@ def lag_segments(labels, pred, fps: float, settings: AuditSettings) -> list[tupl
         y = pd.Series(labels[:, d])
         p = pd.Series(pred[:, d])
         lags = np.arange(-max_lag, max_lag + 1)
-        corr = np.vstack([y.rolling(window, center=True, min_periods=window // 2).corr(p.shift(lag)).to_numpy()
-                          for lag in lags])
-        corr = np.where(np.isfinite(corr), corr, -1.0)
+        corr = np.vstack([_rolling_corr(y, p.shift(lag), window) for lag in lags])
         best = corr.argmax(axis=0)
         r0, rb = corr[max_lag], corr[best, np.arange(len(y))]
         won = (rb - r0) / np.maximum(1 - r0, 1e-6)
-        suspicion = np.where((np.abs(lags[best]) >= min_lag) & (won >= settings.lag_gain), won, 0.0)
+        flagged = (np.abs(lags[best]) >= min_lag) & (won >= settings.lag_gain) & (rb - r0 >= settings.lag_min_gain)
+        suspicion = np.where(flagged, won, 0.0)
         longer = AuditSettings(min_frames=max(settings.min_frames, window // 2), merge_gap=settings.merge_gap)
         for a, b, score in stretches(suspicion, 0.0, longer):
             shift = int(np.median(lags[best[a:b + 1]]))
             out.append((a, b, score, "lag", _suggested_va(pred[a:b + 1]),
                         f"{name} lags the prediction by {shift / fps:+.2f} s ({shift:+d} frames)"))
     return out
+
+
+def _rolling_corr(y: pd.Series, p: pd.Series, window: int, least_std: float = 0.01) -> np.ndarray:
+    """Pearson correlation over a centred window; -1 where either side hardly moves there (the
+    correlation of a flat stretch is noise)."""
+    roll = dict(window=window, center=True, min_periods=window // 2)
+    corr = y.rolling(**roll).corr(p).to_numpy()
+    moving = (y.rolling(**roll).std().to_numpy() >= least_std) & (p.rolling(**roll).std().to_numpy() >= least_std)
+    return np.where(moving & np.isfinite(corr), corr, -1.0)
 
 
 def stuck_segments(labels, pred, fps: float, settings: AuditSettings) -> list[tuple]:
