@@ -37,7 +37,7 @@ class AuditSettings:
     va_suspicious: float = 0.99  # a VA frame (two residuals, a continuous scale) when above this
     min_frames: int = 8          # shortest stretch reported (a few frames are noise, not an error)
     merge_gap: int = 4           # suspicious runs this close (frames between) become one stretch
-    report: float = 0.8          # segment score from which a suggestion is shown by default
+    report: float = 0.5          # segment score from which a suggestion is shown by default
     expr_method: str = "self_confidence"   # or "normalized_margin" (cleanlab.rank)
     va_floor: float = 0.05       # least residual spread: a near-perfect fold does not make noise an error
     lag_window_s: float = 3.0    # window over which the trace is correlated with the prediction
@@ -82,20 +82,26 @@ def au_quality(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def va_quality(labels: np.ndarray, pred: np.ndarray, groups: np.ndarray | None = None,
-               floor: float = 0.05) -> np.ndarray:
-    """Per frame, the two-sided normal tail of the worse of V and A's residual, in units of the residual's
-    robust spread (1.4826 MAD) within the frame's group (its fold: each fold's model errs by its own
-    amount); NaN without a label or prediction."""
+               floor: float = 0.05, videos: np.ndarray | None = None) -> np.ndarray:
+    """Per frame, the two-sided normal tail of the worse of V and A's residual, less its video's median
+    residual (a model biased for one face all along says nothing about a stretch), in units of the robust
+    spread (1.4826 MAD) of those residuals within the frame's group (its fold: each fold's model errs by its
+    own amount); NaN without a label or prediction."""
     res = np.asarray(labels, dtype=np.float64) - np.asarray(pred, dtype=np.float64)
+    ok = _rows_with(res)
+    videos = np.zeros(len(res), dtype=np.int64) if videos is None else np.asarray(videos)
+    for v in np.unique(videos):
+        rows = (videos == v) & ok
+        if rows.any():
+            res[rows] -= np.median(res[rows], axis=0)
     groups = np.zeros(len(res), dtype=np.int64) if groups is None else np.asarray(groups)
     z = np.full(res.shape, np.nan)
     for g in np.unique(groups):
-        rows = (groups == g) & _rows_with(res)
+        rows = (groups == g) & ok
         if rows.any():
             r = res[rows]
-            centre = np.median(r, axis=0)
-            spread = np.maximum(1.4826 * np.median(np.abs(r - centre), axis=0), floor)
-            z[rows] = np.abs(r - centre) / spread
+            spread = np.maximum(1.4826 * np.median(np.abs(r), axis=0), floor)
+            z[rows] = np.abs(r) / spread
     quality = erfc(np.nanmax(np.where(_rows_with(res)[:, None], z, 0.0), axis=1) / np.sqrt(2))
     return np.where(_rows_with(res), quality, np.nan)
 
@@ -136,28 +142,60 @@ def _mode(values: np.ndarray) -> int:
     return int(pd.Series(values).mode().iloc[0])
 
 
-def expr_segments(labels, probs, quality, settings: AuditSettings) -> list[tuple]:
-    """EXPR stretches whose label the prediction does not back; suggested: the most predicted class."""
+def _contrast(suspicion: np.ndarray, labels: np.ndarray, a: int, b: int, label: int, score: float,
+              reference: tuple[float, int] | None, settings: AuditSettings) -> float:
+    """The stretch's score above the median suspicion of the frames with the same label elsewhere in the
+    video -- a model that has trouble with this face and label all along says nothing about this stretch --;
+    where the video has fewer than min_frames such frames, above their mean suspicion in the other videos
+    (reference: (sum, count) of the label's suspicion over the dataset, this video included; None: 0)."""
+    here = (labels == label) & ~np.isnan(suspicion)
+    same = here.copy()
+    same[a:b + 1] = False
+    if same.sum() >= settings.min_frames:
+        return max(0.0, score - float(np.median(suspicion[same])))
+    total, count = reference or (0.0, 0)
+    total, count = total - suspicion[here].sum(), count - here.sum()
+    return max(0.0, score - (total / count if count > 0 else 0.0))
+
+
+def _references(suspicion: np.ndarray, labels: np.ndarray, values) -> dict:
+    """(sum, count) of the suspicion of the frames annotated with each value."""
+    ok = ~np.isnan(suspicion)
+    return {v: (float(suspicion[ok & (labels == v)].sum()), int((ok & (labels == v)).sum())) for v in values}
+
+
+def expr_segments(labels, probs, quality, settings: AuditSettings, reference: dict | None = None) -> list[tuple]:
+    """EXPR stretches whose label the prediction does not back, scored by their contrast with the same
+    label elsewhere (_contrast; reference: class -> (sum, count) of its suspicion over the dataset);
+    suggested: the most predicted class."""
     out = []
-    for a, b, score in stretches(1 - quality, settings.suspicious, settings):
+    suspicion = 1 - quality
+    reference = reference or {}
+    for a, b, score in stretches(suspicion, settings.suspicious, settings):
         keep = ~np.isnan(quality[a:b + 1])
         annotated = _mode(labels[a:b + 1][keep])
         suggested = _mode(np.nanargmax(probs[a:b + 1][keep], axis=1))
+        score = _contrast(suspicion, labels, a, b, annotated, score, reference.get(annotated), settings)
         out.append((a, b, score, "label", {"expression": suggested},
                     f"annotated {EXPRESSIONS[annotated]}, predicted {EXPRESSIONS[suggested]}"))
     return out
 
 
-def au_segments(labels, probs, per_au, settings: AuditSettings) -> list[tuple]:
-    """Per AU, stretches where the prediction does not back the label (e.g. an AU stuck on or off);
-    suggested: the predicted state of that AU."""
+def au_segments(labels, probs, per_au, settings: AuditSettings, reference: dict | None = None) -> list[tuple]:
+    """Per AU, stretches where the prediction does not back the label (e.g. an AU stuck on or off), scored
+    by their contrast with the same AU and state elsewhere (reference: (AU index, state) -> (sum, count)
+    of its suspicion over the dataset); suggested: the predicted state of that AU."""
     out = []
+    reference = reference or {}
     for j, au in enumerate(AUS):
-        for a, b, score in stretches(1 - per_au[:, j], settings.suspicious, settings):
+        suspicion = 1 - per_au[:, j]
+        for a, b, score in stretches(suspicion, settings.suspicious, settings):
             keep = ~np.isnan(per_au[a:b + 1, j])
             annotated = _mode(labels[a:b + 1, j][keep].astype(int))
             predicted = int(np.nanmedian(probs[a:b + 1, j][keep]) > 0.5)
             kind = "stuck" if np.ptp(labels[a:b + 1, j][keep]) == 0 else "label"
+            score = _contrast(suspicion, labels[:, j], a, b, annotated, score, reference.get((j, annotated)),
+                              settings)
             out.append((a, b, score, kind, {au: predicted},
                         f"{au} annotated {annotated}, predicted probability "
                         f"{float(np.nanmedian(probs[a:b + 1, j][keep])):.2f}"))
@@ -270,7 +308,7 @@ def frame_scores(table: pd.DataFrame, preds: dict, folds: np.ndarray | None = No
                                               preds["au"])
     if "va" in preds:
         out["va"] = va_quality(table[list(VA_NAMES)].to_numpy(dtype="float64", na_value=np.nan), preds["va"],
-                               folds, settings.va_floor)
+                               folds, settings.va_floor, table["video"].to_numpy())
     return out
 
 
@@ -283,15 +321,23 @@ def find_segments(table: pd.DataFrame, preds: dict, scores: dict, fps: dict | fl
     va_all = table[list(VA_NAMES)].to_numpy(dtype="float64", na_value=np.nan)
     au_all = table[list(AUS)].to_numpy(dtype="float64", na_value=np.nan)
     expr_all = table["expression"].to_numpy(dtype="float64", na_value=np.nan)
+    refs = {}
+    if "expr" in scores:
+        refs["expr"] = _references(1 - scores["expr"], expr_all, range(len(EXPRESSIONS)))
+    if "au" in scores:
+        refs["au"] = {(j, v): r for j in range(len(AUS))
+                      for v, r in _references(1 - scores["au_per"][:, j], au_all[:, j], (0, 1)).items()}
     order = table.sort_values(["video", "frame"], kind="stable")
     for video, idx in order.groupby("video", sort=False).groups.items():
         r = np.asarray(table.index.get_indexer(idx))
         rate = fps.get(video, 30.0) if isinstance(fps, dict) else fps
         found = []
         if "expr" in scores:
-            found += [("expr", *s) for s in expr_segments(expr_all[r], preds["expr"][r], scores["expr"][r], settings)]
+            found += [("expr", *s) for s in expr_segments(expr_all[r], preds["expr"][r], scores["expr"][r], settings,
+                                                          refs["expr"])]
         if "au" in scores:
-            found += [("au", *s) for s in au_segments(au_all[r], preds["au"][r], scores["au_per"][r], settings)]
+            found += [("au", *s) for s in au_segments(au_all[r], preds["au"][r], scores["au_per"][r], settings,
+                                                      refs["au"])]
         if "va" in scores:
             found += [("va", *s) for s in va_segments(va_all[r], preds["va"][r].astype(np.float64),
                                                       scores["va"][r], rate, settings)]

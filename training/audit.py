@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +152,7 @@ def _fold_done(path: Path, videos: list[str], tasks) -> bool:
         return False
     try:
         with np.load(path) as z:
-            return list(z["videos"]) == videos and all(t in z for t in tasks)
+            return list(z["videos"]) == videos and all(t in z for t in (*tasks, "seconds"))
     except (OSError, ValueError, KeyError):
         return False
 
@@ -177,9 +178,11 @@ def audit(cfg: AuditConfig) -> dict:
         if _fold_done(path, videos, tasks):
             log.info("fold %d already done (%s)", k, path)
             continue
+        started = time.perf_counter()
         preds = run_fold(cfg, table, emb, has, folds, k, tasks, device)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, videos=np.array(videos), rows=np.flatnonzero(folds == k), **preds)
+        np.savez(tmp, videos=np.array(videos), rows=np.flatnonzero(folds == k), **preds,
+                 seconds=time.perf_counter() - started, trained=int(((folds != k) & has).sum()))
         tmp.replace(path)
     distributed.barrier()
     if rank != 0:
@@ -190,10 +193,12 @@ def audit(cfg: AuditConfig) -> dict:
 def _score(cfg, labels, by_video: dict, folds, encoder, tasks, out: Path) -> dict:
     table = labels.table
     preds = {t: np.full((len(table), TASK_DIMS[t]), np.nan, np.float32) for t in tasks}
+    seconds, trained = 0.0, 0
     for k in range(cfg.folds):
         with np.load(_fold_file(out, k)) as z:
             for t in tasks:
                 preds[t][z["rows"]] = z[t]
+            seconds, trained = seconds + float(z["seconds"]), trained + int(z["trained"])
     np.savez(out / "oof.npz", fold=folds, **preds)
     settings = scorer.AuditSettings()
     scores = scorer.frame_scores(table, preds, folds, settings)
@@ -209,11 +214,13 @@ def _score(cfg, labels, by_video: dict, folds, encoder, tasks, out: Path) -> dic
            "folds": {str(k): sorted(v for v, f in by_video.items() if f == k) for k in range(cfg.folds)},
            "metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)},
            "annotated_frames": labels.summary()["labelled"],
+           "timing": {"fold_seconds": round(seconds, 2), "device": str(encoder.device),
+                      "frame_epochs_per_s": round(trained * cfg.epochs / max(seconds, 1e-9), 1)},
            "videos": {v: {"frames": int(n) + 1, "fps": fps[v]} for v, n in frames.items()}}
     (out / "audit.json").write_text(json.dumps(run, indent=1, default=str))
     summary = {"out": str(out), "segments": len(segments),
                "above_report": int((segments["score"] >= settings.report).sum()),
-               "metrics": run["metrics"], "encoder_untrained": run["encoder"]["untrained"]}
+               "metrics": run["metrics"], "encoder_untrained": run["encoder"]["untrained"], "timing": run["timing"]}
     if cfg.write_db:
         summary["audit_run"] = _write_db(cfg, run, segments)
     return summary
