@@ -17,6 +17,7 @@ predictions aligned with its rows ({task: (N, dim)}, NaN rows: none), as in trai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from cleanlab.rank import get_label_quality_scores
 from scipy.special import erfc
 
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
+from core.table import AU_PROBS, EXPR_PROBS
 
 SEGMENT_COLUMNS = ["video", "task", "kind", "start_frame", "end_frame", "frames", "score", "suggested",
                    "detail"]
@@ -347,3 +349,17 @@ def find_segments(table: pd.DataFrame, preds: dict, scores: dict, fps: dict | fl
                  for task, a, b, score, kind, suggested, detail in found]
     queue = pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
     return queue.sort_values(["score", "frames"], ascending=False, kind="stable").reset_index(drop=True)
+
+
+def oof_frames(out_dir, video: str) -> pd.DataFrame:
+    """One video's out-of-fold predictions from an audit run's oof.npz (its folder is the run's
+    settings["out"]): frame, fold, valence, arousal, p_<expression>..., p_<AU>... (core.table's names),
+    in frame order; the columns of the tasks the run audited."""
+    with np.load(Path(out_dir) / "oof.npz") as z:
+        rows = np.flatnonzero(z["video"] == video)
+        out = pd.DataFrame({"frame": z["frame"][rows], "fold": z["fold"][rows]})
+        names = {"va": list(VA_NAMES), "expr": EXPR_PROBS, "au": AU_PROBS}
+        for task, cols in names.items():
+            if task in z:
+                out[cols] = z[task][rows]
+    return out.sort_values("frame", kind="stable").reset_index(drop=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.audit import oof_frames
 from training import config
 from training.audit import assign_folds, audit, subject
 
@@ -52,6 +53,11 @@ def test_every_annotated_frame_with_a_face_gets_an_out_of_fold_prediction(affwil
     assert int((~np.isnan(oof["va"]).any(axis=1)).sum()) == frames
     assert set(np.unique(oof["fold"])) == {0, 1, 2}
     assert meta["metrics"]["expr_frames"] > 0 and "p_va" in meta["metrics"]
+    one = oof_frames(out, "13-30-960x540")
+    labels = affwild2_data.labels["13-30-960x540"]
+    assert one["frame"].tolist() == labels.index.tolist() and set(one["fold"]) == {1}
+    assert list(one.columns[:4]) == ["frame", "fold", "valence", "arousal"] and "p_AU12" in one
+    assert one.loc[labels["has_image"].to_numpy(), "valence"].notna().all()
     segments = pd.read_csv(out / "segments.csv")
     assert list(segments.columns[:4]) == ["video", "task", "kind", "start_frame"] and len(segments) == summary["segments"]
 

@@ -7,7 +7,7 @@ and for each fold task heads are trained on the other folds' cached embeddings (
 cache; frame heads as ddamfn-heads trains them, or the LSTM) and predict the held-out fold.
 
 Outputs in cfg.out: fold-<k>.npz per finished fold (a rerun skips every fold whose file holds the same
-videos: resumable), then oof.npz (the predictions and each row's fold), segments.csv (the suggestions,
+videos: resumable), then oof.npz (the predictions, each row's video, frame and fold; core.audit.oof_frames reads one video), segments.csv (the suggestions,
 best first), audit.json (settings, encoder, folds, out-of-fold metrics); with a review database the run
 and its segments are also written there (db/repo/audit.py). Under torchrun process r trains folds r,
 r + world, ...; process 0 gathers the fold files and scores.
@@ -199,7 +199,8 @@ def _score(cfg, labels, by_video: dict, folds, encoder, tasks, out: Path) -> dic
             for t in tasks:
                 preds[t][z["rows"]] = z[t]
             seconds, trained = seconds + float(z["seconds"]), trained + int(z["trained"])
-    np.savez(out / "oof.npz", fold=folds, **preds)
+    np.savez(out / "oof.npz", fold=folds, video=table["video"].to_numpy(dtype=str),
+             frame=table["frame"].to_numpy(), **preds)
     settings = scorer.AuditSettings()
     scores = scorer.frame_scores(table, preds, folds, settings)
     fps = {v: video_fps(v) for v in table["video"].unique()}
