@@ -245,7 +245,7 @@ def _read_va(path: Path, eaf: Eaf, mapping: dict, fps: float, frames: int):
     times = pd.to_numeric(table.iloc[:, 0], errors="coerce")
     if times.isna().any():
         row = int(np.flatnonzero(times.isna())[0])
-        raise refuse(csv, f"time {table.iloc[row, 0]!r} is not a number of seconds", row + 2)
+        raise refuse(csv, f"time {table.iloc[row, 0]} is not a number of seconds", row + 2)
     rows = np.array([frame_at(t, fps) for t in times], dtype=np.int64)
     outside, repeated = (rows < 0) | (rows >= frames), pd.Series(rows).duplicated().to_numpy()
     if outside.any():
@@ -260,6 +260,6 @@ def _read_va(path: Path, eaf: Eaf, mapping: dict, fps: float, frames: int):
         bad = (values.isna() & table[found[name]].notna()) | (values.abs() > 1)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise refuse(csv, f"{found[name]} = {table[found[name]].iloc[row]!r} is not a number in [-1, 1]", row + 2)
+            raise refuse(csv, f"{found[name]} = {table[found[name]].iloc[row]} is not a number in [-1, 1]", row + 2)
         out[rows, j] = values.to_numpy(dtype="float64")
     return out, csv.read_bytes()
