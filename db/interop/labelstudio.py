@@ -60,7 +60,7 @@ def task_json(tracks: VideoTracks, video_url: str | None = None) -> dict:
                            **{name: [None if np.isnan(v) else float(v) for v in values] for name, values in channels}}
     predictions: dict[str, list] = {}
     n = 0
-    for track in tracks.models:
+    for track in (t for t in tracks.models if t.task != "va"):          # VA is the time series above
         result = predictions.setdefault(track.label, [])
         if track.task == "expr":
             for first, last, v in runs(track.values[:, 0]):
