@@ -98,8 +98,10 @@ def test_pympi_reads_what_was_written(exported, reviewed, tmp_path):
         (s, e, "on") for s, e, v in intervals(model[AU_DECISIONS[2]].to_numpy(dtype=float)) if v == 1]
     assert eaf.get_annotation_data_for_tier("corrections EXPR") == [
         (frame_ms(10, FPS), frame_ms(15, FPS), "Happiness by alice, accepted by bob: smiling")]
-    assert eaf.get_annotation_data_for_tier("flags AU") == [(frame_ms(20, FPS), frame_ms(31, FPS), "occluded by carol: hand")]
-    assert eaf.get_annotation_data_for_tier("flags AU 2") == [(frame_ms(25, FPS), frame_ms(36, FPS), "ambiguous by dave")]
+    assert eaf.get_annotation_data_for_tier("flags AU") == [
+        (frame_ms(20, FPS), frame_ms(31, FPS), "occluded by carol: hand")]
+    assert eaf.get_annotation_data_for_tier("flags AU 2") == [
+        (frame_ms(25, FPS), frame_ms(36, FPS), "ambiguous by dave")]                 # overlaps the first
     assert "flags EXPR" not in eaf.get_tier_names()           # the only EXPR flag is resolved
     again = tmp_path / "again.eaf"
     eaf.to_file(str(again))
@@ -120,8 +122,9 @@ def test_va_goes_to_the_linked_csv_with_the_models_marked_untrained(exported, re
 def test_export_then_import_gives_the_same_labels(sessions, exported, reviewed):
     sets, notes = write(sessions, lambda s: import_eaf(s, KEY, exported["eaf"], version="round trip"))
     assert [s.task for s in sets] == ["expr", "au", "va"]
-    assert notes == [f"{exported['eaf'].name}: tiers left out (not in the mapping): lstm: EXPR, "
-                     + ", ".join(f"lstm: {a}" for a in AUS) + ", clip basic: EXPR, corrections EXPR, flags AU, flags AU 2"]
+    left_out = ["lstm: EXPR", *(f"lstm: {a}" for a in AUS), "clip basic: EXPR", "corrections EXPR", "flags AU",
+                "flags AU 2"]
+    assert notes == [f"{exported['eaf'].name}: tiers left out (not in the mapping): {', '.join(left_out)}"]
     got = {s.task: repo.annotation_frame(s).to_numpy(dtype=float, na_value=np.nan) for s in sets}
     np.testing.assert_array_equal(got["expr"][:, 0], reviewed.expr)
     np.testing.assert_array_equal(got["au"], reviewed.au)
@@ -190,7 +193,8 @@ def test_bad_files_are_refused_in_one_line_naming_file_and_line(sessions, engine
 
     path = tmp_path / "cut.eaf"
     path.write_text("\n".join(exported["eaf"].read_text().splitlines()[:40]))
-    with pytest.raises(InteropError, match=r"^cut\.eaf line 40: not an ELAN file \(no element found: line 40, column \d+\)$"):
+    cut = r"^cut\.eaf line 40: not an ELAN file \(no element found: line 40, column \d+\)$"
+    with pytest.raises(InteropError, match=cut):
         write(sessions, lambda s: import_eaf(s, KEY, path))
 
     path, _ = edited(exported, tmp_path, f">{KEY}<", ">another-video<")

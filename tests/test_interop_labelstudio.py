@@ -15,7 +15,7 @@ from db import repo
 from db.__main__ import main
 from db.engine import write
 from db.interop import InteropError, export_video, import_label_studio
-from interop_data import FPS, FRAMES, KEY, make_reviewed_video
+from interop_data import FRAMES, KEY, make_reviewed_video
 
 
 @pytest.fixture
@@ -65,7 +65,8 @@ def as_project_export(exported, tmp_path, prediction: int = 0):
     task = json.loads(exported["labelstudio"].read_text())[0]
     task.update(id=7, annotations=[{"id": 31, "completed_by": 1, "was_cancelled": False, "ground_truth": False,
                                     "created_at": "2026-12-01T10:00:00.000000Z", "lead_time": 12.5,
-                                    "result": [{**r, "origin": "prediction"} for r in task["predictions"][prediction]["result"]]}])
+                                    "result": [{**r, "origin": "prediction"}
+                                               for r in task["predictions"][prediction]["result"]]}])
     path = tmp_path / "project-1-at-2026-12-01.json"
     path.write_text(json.dumps([task], indent=2))
     return path
@@ -156,7 +157,8 @@ def test_bad_exports_are_refused_in_one_line_naming_file_and_line(sessions, engi
 def test_overlapping_expressions_are_refused(sessions, engine, reviewed, tmp_path):
     tasks = json.loads(json.dumps(EXAMPLE))
     result = tasks[0]["annotations"][0]["result"]
-    result.append({**result[0], "id": "Xa4", "value": {"ranges": [{"start": 8, "end": 12}], "timelinelabels": ["Anger"]}})
+    result.append({**result[0], "id": "Xa4",
+                   "value": {"ranges": [{"start": 8, "end": 12}], "timelinelabels": ["Anger"]}})
     refused(sessions, engine, tmp_path, tasks, f"export.json line {line_of(tasks, 'Xa4')} (result Xa4): frame 8 is "
                                                "labelled both Surprise and Anger")
 

@@ -25,7 +25,7 @@ from pympi import Eaf
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
 from core.timebase import frame_at, frame_ms, frame_start, frames_in
 from db.interop.mapping import AU_UNANNOTATED, EXPR_VALUES, load_mapping
-from db.interop.tracks import TIERS, VideoTracks, lanes, line_numbers, refuse, runs
+from db.interop.tracks import VideoTracks, lanes, line_numbers, refuse, runs
 
 KEY_PROPERTY = "AffectLens video"
 TIME_COLUMN = "time_s"
@@ -73,16 +73,18 @@ def write_eaf(tracks: VideoTracks, out_dir) -> list[Path]:
     for track in tracks.annotation + tracks.models:
         prefix = f"{track.label}: " if track.source else ""
         if track.task == "expr":
-            interval_tier(prefix + "EXPR", track.label, [(s, e, EXPRESSIONS[int(v)]) for s, e, v in runs(track.values[:, 0])])
+            expressions = [(s, e, EXPRESSIONS[int(v)]) for s, e, v in runs(track.values[:, 0])]
+            interval_tier(prefix + "EXPR", track.label, expressions)
         elif track.task == "au":
             for j, au in enumerate(AUS):
-                interval_tier(prefix + au, track.label, [(s, e, "on") for s, e, v in runs(track.values[:, j]) if v == 1])
+                on = [(s, e, "on") for s, e, v in runs(track.values[:, j]) if v == 1]
+                interval_tier(prefix + au, track.label, on)
             unannotated = np.where(np.isnan(track.values).all(axis=1), 1.0, np.nan)
             if not np.isnan(unannotated).all():
                 interval_tier(prefix + AU_UNANNOTATED, track.label, [(s, e, "") for s, e, _ in runs(unannotated)])
     groups: dict[str, list] = {}
     for r in tracks.remarks:
-        groups.setdefault(f"{r.kind}s {TIERS[r.task][0] if r.task == 'expr' else r.task.upper()}", []).append(r)
+        groups.setdefault(f"{r.kind}s {r.task.upper()}", []).append(r)
     for name, remarks in groups.items():
         lane = lanes([(r.first, r.last) for r in remarks])
         for k in range(max(lane) + 1):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core import settings
 from core.affwild2 import LABEL_COLUMNS
-from core.labels import AUS, EXPRESSIONS, TASKS
+from core.labels import EXPRESSIONS, TASKS
 from core.table import AROUSAL, AU_DECISIONS, EXPR, VALENCE, clip_expr, clip_sets
 from db.models import Video
 from db.repo import (
@@ -28,7 +28,6 @@ from db.repo import (
     list_flags,
 )
 
-TIERS = {"expr": ["EXPR"], "au": list(AUS), "va": ["valence", "arousal"]}    # a task's tiers / series
 MODEL_COLUMNS = {"va": [VALENCE, AROUSAL], "expr": [EXPR], "au": AU_DECISIONS}
 
 
