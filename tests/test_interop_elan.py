@@ -69,8 +69,17 @@ def test_the_eaf_keeps_elans_rules(exported):
     assert len(ids) == len(set(ids))
     used = max(int(i[1:]) for i in ids)
     assert dict((p.get("NAME"), p.text) for p in root.iter("PROPERTY"))["lastUsedAnnotation"] == str(used)
+    languages = {lang.get("LANG_ID") for lang in root.iter("LANGUAGE")}
+    vocabularies = {cv.get("CV_ID"): [e.find("CVE_VALUE").text for e in cv.iter("CV_ENTRY_ML")]
+                    for cv in root.iter("CONTROLLED_VOCABULARY")}
+    assert all(v.get("LANG_REF") in languages for v in root.iter("CVE_VALUE"))
+    assert vocabularies == {"expression": list(EXPRESSIONS)}
+    vocabulary = {t.get("LINGUISTIC_TYPE_ID"): t.get("CONTROLLED_VOCABULARY_REF") for t in root.iter("LINGUISTIC_TYPE")}
     for tier in root.iter("TIER"):
         assert tier.get("LINGUISTIC_TYPE_REF") in types
+        if tier.get("TIER_ID").endswith("EXPR") and not tier.get("TIER_ID").startswith(("flags", "corrections")):
+            assert vocabulary[tier.get("LINGUISTIC_TYPE_REF")] == "expression"
+            assert {v.text for v in tier.iter("ANNOTATION_VALUE")} <= set(EXPRESSIONS)
         spans = []
         for a in tier.iter("ALIGNABLE_ANNOTATION"):
             start, end = slot[a.get("TIME_SLOT_REF1")], slot[a.get("TIME_SLOT_REF2")]

@@ -31,6 +31,7 @@ KEY_PROPERTY = "AffectLens video"
 TIME_COLUMN = "time_s"
 CSV_DECIMALS = 6                     # VA comes back within 0.5e-6
 AU_ON = ("", "1", "on")              # an AU tier's annotation values (or the AU's name)
+EXPRESSION_TYPE = "expression"       # tier type (and controlled vocabulary) of EXPR tiers
 
 
 def file_stem(tracks: VideoTracks) -> str:
@@ -65,8 +66,10 @@ def write_eaf(tracks: VideoTracks, out_dir) -> list[Path]:
         url = tracks.media.resolve().as_uri() if tracks.media is not None else f"file:./{name}"
         eaf.add_linked_file(url, relpath=f"./{name}", mimetype=mime)
 
-    def interval_tier(name: str, annotator: str, intervals) -> None:
-        eaf.add_tier(name, ann=annotator or "annotation")
+    _expression_type(eaf)
+
+    def interval_tier(name: str, annotator: str, intervals, ling: str = "default-lt") -> None:
+        eaf.add_tier(name, ling=ling, ann=annotator or "annotation")
         for first, last, text in intervals:
             eaf.add_annotation(name, frame_ms(first, fps), frame_ms(last + 1, fps), text)
 
@@ -74,7 +77,7 @@ def write_eaf(tracks: VideoTracks, out_dir) -> list[Path]:
         prefix = f"{track.label}: " if track.source else ""
         if track.task == "expr":
             expressions = [(s, e, EXPRESSIONS[int(v)]) for s, e, v in runs(track.values[:, 0])]
-            interval_tier(prefix + "EXPR", track.label, expressions)
+            interval_tier(prefix + "EXPR", track.label, expressions, EXPRESSION_TYPE)
         elif track.task == "au":
             for j, au in enumerate(AUS):
                 on = [(s, e, "on") for s, e, v in runs(track.values[:, j]) if v == 1]
@@ -103,6 +106,19 @@ def write_eaf(tracks: VideoTracks, out_dir) -> list[Path]:
         [("lastUsedAnnotation", last_id)]          # where ELAN numbers the annotations a user adds
     eaf.to_file(str(written[0]))
     return written
+
+
+def _expression_type(eaf: Eaf) -> None:
+    """A tier type whose values come from a controlled vocabulary of the eight expressions: ELAN then
+    offers them as a list when a user annotates or corrects an EXPR tier."""
+    eaf.add_language("eng", "http://cdb.iso.org/lg/CDB-00138502-001", "English (eng)")
+    eaf.add_controlled_vocabulary(EXPRESSION_TYPE)
+    eaf.add_cv_description(EXPRESSION_TYPE, "eng", "Aff-Wild2 expression classes")
+    for i, name in enumerate(EXPRESSIONS):
+        eaf.add_cv_entry(EXPRESSION_TYPE, f"cveid{i}", [(name, "eng", None)])
+    eaf.add_linguistic_type(EXPRESSION_TYPE, param_dict={
+        "LINGUISTIC_TYPE_ID": EXPRESSION_TYPE, "TIME_ALIGNABLE": "true", "GRAPHIC_REFERENCES": "false",
+        "CONTROLLED_VOCABULARY_REF": EXPRESSION_TYPE})
 
 
 def _va_table(tracks, frames: int, fps: float) -> pd.DataFrame:
