@@ -4,7 +4,10 @@ then import gives the same labels frame for frame (VA within the CSV's 6 decimal
 through a mapping; refusals name the file, line and annotation; the command line."""
 import json
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,3 +250,12 @@ def test_the_command_line_exports_and_imports(db_url, reviewed, tmp_path, capsys
     assert main(["--url", db_url, "import", KEY, str(bad)]) == 2
     assert capsys.readouterr().err == "python -m db import: bad.eaf line 1: not an ELAN file (no element found: " \
                                       "line 1, column 21)\n"
+
+
+def test_interop_imports_neither_torch_nor_gradio():
+    code = ("import sys, db.interop, core.timebase\n"
+            "print(sorted(m for m in ('torch', 'gradio', 'open_clip') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
