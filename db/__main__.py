@@ -132,8 +132,9 @@ def _run(args, engine) -> None:
 
             videos = [args.video] if args.video else [v["key"] for v in repo.list_videos(session)]
             for key in videos:
-                for path in export_video(session, key, args.out_dir, (args.format,), data_dir=args.data_dir).values():
-                    print(path)
+                files, notes = export_video(session, key, args.out_dir, (args.format,), data_dir=args.data_dir)
+                print(*files.values(), sep="\n")
+                print(*notes, sep="\n", file=sys.stderr)
         else:
             from db.export import export_corrections, export_flags
 

@@ -34,7 +34,9 @@ def reviewed(sessions, tmp_path):
 @pytest.fixture
 def exported(sessions, reviewed, tmp_path):
     with sessions() as s:
-        return export_video(s, KEY, tmp_path / "out", ("eaf",), data_dir=reviewed.data_dir)
+        files, notes = export_video(s, KEY, tmp_path / "out", ("eaf",), data_dir=reviewed.data_dir)
+    assert notes == []
+    return files
 
 
 def intervals(values) -> list[tuple[int, int, str]]:
@@ -259,3 +261,30 @@ def test_interop_imports_neither_torch_nor_gradio():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_video_with_an_annotation_only_and_one_whose_analysis_is_gone(sessions, reviewed, tmp_path):
+    """An Aff-Wild2 video (no file here, no analysis) gets its annotation tiers and no media link; a video
+    whose stored analysis was deleted is exported without model tiers, and the note says why."""
+    expr = tmp_path / "expr_aw.txt"
+    expr.write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n" + "4\n" * 30 + "-1\n" * 10)
+    with sessions.begin() as s:
+        repo.register_video(s, "10-60-1280x720_right", 40, 30.0)
+        repo.import_annotations(s, "10-60-1280x720_right", "expr", expr)
+    (reviewed.data_dir / "analyses" / "run1" / "table.parquet").unlink()
+    with sessions() as s:
+        files, notes = export_video(s, "10-60-1280x720_right", tmp_path / "aw", data_dir=reviewed.data_dir)
+        assert notes == []
+        gone, gone_notes = export_video(s, KEY, tmp_path / "gone", ("eaf",), data_dir=reviewed.data_dir)
+    assert set(files) == {"eaf", "labelstudio", "labelstudio_config"}
+    root = ET.parse(files["eaf"]).getroot()
+    assert root.find("HEADER/MEDIA_DESCRIPTOR") is None and root.find("HEADER/LINKED_FILE_DESCRIPTOR") is None
+    assert [t.get("TIER_ID") for t in root.iter("TIER")] == ["EXPR"]
+    assert Eaf(str(files["eaf"])).get_annotation_data_for_tier("EXPR") == [(0, 1000, "Happiness")]
+    task = json.loads(files["labelstudio"].read_text())[0]
+    assert task == {"data": {"video": "10-60-1280x720_right", "affectlens_video": "10-60-1280x720_right"},
+                    "predictions": []}
+    assert ET.parse(files["labelstudio_config"]).getroot().find("TimeSeries") is None
+    assert gone_notes == ["the stored analysis of clip one.mp4 (analyses/run1/table.parquet) is missing: the files "
+                          "hold no model outputs"]
+    assert not any(t.startswith(("lstm", "clip")) for t in Eaf(str(gone["eaf"])).get_tier_names())

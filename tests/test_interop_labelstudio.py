@@ -26,8 +26,10 @@ def reviewed(sessions, tmp_path):
 @pytest.fixture
 def exported(sessions, reviewed, tmp_path):
     with sessions() as s:
-        return export_video(s, KEY, tmp_path / "out", ("labelstudio",), data_dir=reviewed.data_dir,
-                            video_url="/data/local-files/?d=videos/clip%20one.mp4")
+        files, notes = export_video(s, KEY, tmp_path / "out", ("labelstudio",), data_dir=reviewed.data_dir,
+                                    video_url="/data/local-files/?d=videos/clip%20one.mp4")
+    assert notes == []
+    return files
 
 
 def test_tasks_and_config_follow_label_studios_documented_form(exported, reviewed):

@@ -5,7 +5,7 @@ where they are), accepted corrections and open flags (db/interop/tracks.py); imp
 sets of the video (repo.add_annotation_set), frame-exact by core.timebase. Modules: tracks (what is
 shown), mapping (user tier names -> labels), elan (.eaf + VA CSV), labelstudio (tasks JSON + config).
 
-The page's download is export_video(session, key, out_dir, data_dir=..., media=...).
+The page's download is export_video(session, key, out_dir, data_dir=..., media=...) -> (files, notes).
 """
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ __all__ = ["DEFAULT_MAPPING", "FORMATS", "InteropError", "export_video", "import
 
 
 def export_video(session: Session, video: Video | str, out_dir, formats=FORMATS, *, data_dir=None, media=None,
-                 video_url: str | None = None) -> dict[str, Path]:
-    """Write a video's files into out_dir: {"eaf", "va_csv" (when there is VA), "labelstudio",
-    "labelstudio_config"} -> path. data_dir: where its analysis and an upload's kept copy are (default:
+                 video_url: str | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Write a video's files into out_dir; returns ({"eaf", "va_csv" (when there is VA), "labelstudio",
+    "labelstudio_config"} -> path, notes for the user: e.g. that the stored analysis is missing, so the
+    files hold no model outputs). data_dir: where its analysis and an upload's kept copy are (default:
     the configured data directory); media: the video file, if known elsewhere; video_url: how Label
     Studio reaches the video (default: its file name)."""
     tracks = video_tracks(session, video, data_dir, media)
@@ -43,7 +44,7 @@ def export_video(session: Session, video: Video | str, out_dir, formats=FORMATS,
     if "labelstudio" in formats:
         out["labelstudio"], out["labelstudio_config"] = write_label_studio(tracks, out_dir, file_stem(tracks),
                                                                            video_url)
-    return out
+    return out, tracks.notes
 
 
 def import_eaf(session: Session, video: Video | str, path, mapping=None, version: str | None = None
