@@ -114,7 +114,8 @@ def video_tracks(session: Session, video: Video | str, data_dir=None, media=None
     if table_path is not None and table_path.is_file():
         out.models = model_tracks(pd.read_parquet(table_path), run.details, video.frame_count)
     elif run is not None:
-        out.notes.append(f"the stored analysis of {video.name} ({run.table_path}) is missing: the files hold no model outputs")
+        out.notes.append(f"the stored analysis of {video.name} ({run.table_path}) is missing: the files hold no "
+                         "model outputs")
     out.remarks = remarks(session, video)
     return out
 
