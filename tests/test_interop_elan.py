@@ -128,7 +128,7 @@ def test_va_goes_to_the_linked_csv_with_the_models_marked_untrained(exported, re
     lines = exported["va_csv"].read_text().splitlines()
     assert lines[0] == "time_s,valence,arousal,ddamfn (untrained): valence,ddamfn (untrained): arousal"
     va = reviewed.table[["valence", "arousal"]].to_numpy()
-    assert lines[1] == f"0.000000,,,{va[0, 0]:.6f},{va[0, 1]:.6f}"
+    assert lines[1] == f"0.000000,NaN,NaN,{va[0, 0]:.6f},{va[0, 1]:.6f}"
     assert lines[4] == f"0.100100,{reviewed.va[3, 0]:.6f},{reviewed.va[3, 1]:.6f},{va[3, 0]:.6f},{va[3, 1]:.6f}"
     assert len(lines) == FRAMES + 1
 

@@ -59,12 +59,12 @@ def write_eaf(tracks: VideoTracks, out_dir) -> list[Path]:
     eaf = Eaf(author="AffectLens")
     eaf.remove_tier("default")
     eaf.add_property(KEY_PROPERTY, tracks.key)
-    name = media_name(tracks)
-    if name is not None:
+    video_file = media_name(tracks)
+    if video_file is not None:
         mime = {".mp4": "video/mp4", ".mov": "video/quicktime", ".avi": "video/x-msvideo",
-                ".webm": "video/webm", ".mkv": "video/x-matroska"}.get(Path(name).suffix.lower(), "video/*")
-        url = tracks.media.resolve().as_uri() if tracks.media is not None else f"file:./{name}"
-        eaf.add_linked_file(url, relpath=f"./{name}", mimetype=mime)
+                ".webm": "video/webm", ".mkv": "video/x-matroska"}.get(Path(video_file).suffix.lower(), "video/*")
+        url = tracks.media.resolve().as_uri() if tracks.media is not None else f"file:./{video_file}"
+        eaf.add_linked_file(url, relpath=f"./{video_file}", mimetype=mime)
 
     _expression_type(eaf)
 
@@ -97,7 +97,8 @@ def write_eaf(tracks: VideoTracks, out_dir) -> list[Path]:
     va = [t for t in tracks.annotation + tracks.models if t.task == "va"]
     if va:
         written.append(out_dir / f"{stem}_va.csv")
-        _va_table(va, tracks.frames, fps).to_csv(written[1], index=False, float_format=f"%.{CSV_DECIMALS}f")
+        _va_table(va, tracks.frames, fps).to_csv(written[1], index=False, float_format=f"%.{CSV_DECIMALS}f",
+                                                 na_rep="NaN")      # a number to ELAN (Java) and pandas
         eaf.add_secondary_linked_file(written[1].resolve().as_uri(), relpath=f"./{written[1].name}",
                                       mimetype="text/csv")
     _order_time_slots(eaf)
