@@ -152,7 +152,7 @@ def test_export_then_import_gives_the_same_labels(sessions, exported, reviewed):
 def test_a_users_own_tiers_through_a_mapping(sessions, reviewed, tmp_path):
     eaf = Eaf(author="a researcher")
     eaf.remove_tier("default")
-    for tier in ("smile", "brows", "Gesture"):
+    for tier in ("smile", "brows", "lips", "Gesture"):
         eaf.add_tier(tier)
     eaf.add_annotation("smile", 100, 520, "big smile")      # frames with centres in [0.1, 0.52) s: 3..15
     eaf.add_annotation("brows", 0, 51, "")                  # centres 0.017, 0.050: frames 0..1
@@ -161,7 +161,7 @@ def test_a_users_own_tiers_through_a_mapping(sessions, reviewed, tmp_path):
     path = tmp_path / "mine.eaf"
     eaf.to_file(str(path))
     mapping = tmp_path / "map.json"
-    mapping.write_text(json.dumps({"smile": "happiness", "brows": "au1"}))
+    mapping.write_text(json.dumps({"smile": "happiness", "brows": "au1", "lips": "AU12", "jaw": "AU26"}))
     sets, notes = write(sessions, lambda s: import_eaf(s, KEY, path, mapping))
     assert notes == ["mine.eaf: tiers left out (not in the mapping): Gesture"]
     got = {s.task: repo.annotation_frame(s).to_numpy(dtype=float, na_value=np.nan) for s in sets}
@@ -169,7 +169,7 @@ def test_a_users_own_tiers_through_a_mapping(sessions, reviewed, tmp_path):
     expr[3:16] = EXPRESSIONS.index("Happiness")
     np.testing.assert_array_equal(got["expr"][:, 0], expr)
     au = np.full((FRAMES, len(AUS)), np.nan)
-    au[:, 0] = 0
+    au[:, [0, AUS.index("AU12")]] = 0                      # an empty tier: never on; no tier: unannotated
     au[[0, 1, *range(60, 66)], 0] = 1                       # 2.0-2.2 s: centres of frames 60..65
     np.testing.assert_array_equal(got["au"], au)
 

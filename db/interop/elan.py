@@ -177,6 +177,8 @@ def read_eaf(path, fps: float, frames: int, mapping=None, video_key: str | None 
         aligned, refs = eaf.tiers[name][0], eaf.tiers[name][1]
         if refs:
             raise refuse(path, f"tier {name!r} is a dependent (symbolic) tier; map its time-aligned parent")
+        if target in AUS:                # an AU tier without intervals: that AU is off throughout
+            labels.setdefault("au", np.zeros((frames, len(AUS))))
         for aid, (ts1, ts2, value, _) in aligned.items():
             where = f"annotation {aid}, tier {name!r}"
             first, last = _frames(path, eaf.timeslots.get(ts1), eaf.timeslots.get(ts2), fps, frames,
