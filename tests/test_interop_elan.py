@@ -288,3 +288,19 @@ def test_a_video_with_an_annotation_only_and_one_whose_analysis_is_gone(sessions
     assert gone_notes == ["the stored analysis of clip one.mp4 (analyses/run1/table.parquet) is missing: the files "
                           "hold no model outputs"]
     assert not any(t.startswith(("lstm", "clip")) for t in Eaf(str(gone["eaf"])).get_tier_names())
+
+
+def test_mapping_files_and_stored_labels_are_checked(sessions, engine, reviewed, tmp_path):
+    bad = tmp_path / "map.json"
+    bad.write_text('{"smile": "Happiness",\n "brows" "AU1"}')
+    with pytest.raises(InteropError, match=r"^map\.json line 2: not JSON \(Expecting ':' delimiter\)$"):
+        write(sessions, lambda s: import_eaf(s, KEY, tmp_path / "any.eaf", bad))
+    bad.write_text('["smile", "Happiness"]')
+    with pytest.raises(InteropError, match=r'^map\.json: expected one JSON object \{"tier name": "target", \.\.\.\}$'):
+        write(sessions, lambda s: import_eaf(s, KEY, tmp_path / "any.eaf", bad))
+    before = count(engine, "annotation_sets")
+    for values, message in [(np.full((FRAMES + 1, 1), 1.0), r"expr labels of shape \(91, 1\) do not fit video"),
+                            (np.full((FRAMES, 1), 8.0), r"expr labels hold values outside the label space \(first: 8\)")]:
+        with pytest.raises(repo.ValidationError, match=message):
+            write(sessions, lambda s: repo.add_annotation_set(s, KEY, "expr", values, "x.eaf", "k"))
+    assert count(engine, "annotation_sets") == before
