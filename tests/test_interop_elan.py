@@ -299,8 +299,9 @@ def test_mapping_files_and_stored_labels_are_checked(sessions, engine, reviewed,
     with pytest.raises(InteropError, match=r'^map\.json: expected one JSON object \{"tier name": "target", \.\.\.\}$'):
         write(sessions, lambda s: import_eaf(s, KEY, tmp_path / "any.eaf", bad))
     before = count(engine, "annotation_sets")
-    for values, message in [(np.full((FRAMES + 1, 1), 1.0), r"expr labels of shape \(91, 1\) do not fit video"),
-                            (np.full((FRAMES, 1), 8.0), r"expr labels hold values outside the label space \(first: 8\)")]:
+    for values, message in [
+            (np.full((FRAMES + 1, 1), 1.0), r"expr labels of shape \(91, 1\) do not fit video"),
+            (np.full((FRAMES, 1), 8.0), r"expr labels hold values outside the label space \(first: 8\)")]:
         with pytest.raises(repo.ValidationError, match=message):
             write(sessions, lambda s: repo.add_annotation_set(s, KEY, "expr", values, "x.eaf", "k"))
     assert count(engine, "annotation_sets") == before
