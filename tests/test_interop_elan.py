@@ -305,3 +305,14 @@ def test_mapping_files_and_stored_labels_are_checked(sessions, engine, reviewed,
         with pytest.raises(repo.ValidationError, match=message):
             write(sessions, lambda s: repo.add_annotation_set(s, KEY, "expr", values, "x.eaf", "k"))
     assert count(engine, "annotation_sets") == before
+
+
+def test_files_that_are_not_elan_are_refused(sessions, reviewed, tmp_path):
+    other = tmp_path / "other.eaf"
+    other.write_text('<?xml version="1.0"?>\n<TranscriptionDocument/>\n')
+    with pytest.raises(InteropError, match=r"^other\.eaf line 1: not an ELAN file: its root element is "
+                                           r"<TranscriptionDocument>, not <ANNOTATION_DOCUMENT>$"):
+        write(sessions, lambda s: import_eaf(s, KEY, other))
+    other.write_text('<ANNOTATION_DOCUMENT VERSION="3.0"><TIER LINGUISTIC_TYPE_REF="x"/></ANNOTATION_DOCUMENT>')
+    with pytest.raises(InteropError, match=r"^other\.eaf: not a complete ELAN file \(KeyError: "):
+        write(sessions, lambda s: import_eaf(s, KEY, other))

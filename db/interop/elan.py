@@ -25,13 +25,14 @@ from pympi import Eaf
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
 from core.timebase import frame_at, frame_ms, frame_start, frames_in
 from db.interop.mapping import AU_UNANNOTATED, EXPR_VALUES, load_mapping
-from db.interop.tracks import VideoTracks, lanes, line_numbers, refuse, runs
+from db.interop.tracks import InteropError, VideoTracks, lanes, line_numbers, refuse, runs, task_labels
 
 KEY_PROPERTY = "AffectLens video"
 TIME_COLUMN = "time_s"
 CSV_DECIMALS = 6                     # VA comes back within 0.5e-6
 AU_ON = ("", "1", "on")              # an AU tier's annotation values (or the AU's name)
 EXPRESSION_TYPE = "expression"       # tier type (and controlled vocabulary) of EXPR tiers
+EXPRESSION_INDEX = {e.lower(): i for i, e in enumerate(EXPRESSIONS)}
 
 
 def file_stem(tracks: VideoTracks) -> str:
@@ -154,18 +155,12 @@ def read_eaf(path, fps: float, frames: int, mapping=None, video_key: str | None 
     """
     path, mapping = Path(path), load_mapping(mapping)
     raw = path.read_bytes()
-    try:
-        root = ET.fromstring(raw)
-    except ET.ParseError as err:
-        raise refuse(path, f"not an ELAN file ({err})", err.position[0]) from None
-    if root.tag != "ANNOTATION_DOCUMENT":
-        raise refuse(path, f"not an ELAN file: its root element is <{root.tag}>, not <ANNOTATION_DOCUMENT>", 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             eaf = Eaf(str(path), suppress_version_warning=True)
-        except (KeyError, ValueError, IndexError) as err:
-            raise refuse(path, f"not a complete ELAN file ({type(err).__name__}: {err})") from None
+        except Exception as err:         # pympi raises a bare Exception for XML it cannot parse
+            raise _malformed(path, raw, err) from None
     written_for = dict(eaf.properties).get(KEY_PROPERTY)
     if video_key is not None and written_for not in (None, video_key):
         raise refuse(path, f"written for video {written_for!r}, not {video_key!r}")
@@ -178,7 +173,7 @@ def read_eaf(path, fps: float, frames: int, mapping=None, video_key: str | None 
         if refs:
             raise refuse(path, f"tier {name!r} is a dependent (symbolic) tier; map its time-aligned parent")
         if target in AUS:                # an AU tier without intervals: that AU is off throughout
-            labels.setdefault("au", np.zeros((frames, len(AUS))))
+            task_labels(labels, "au", frames)
         for aid, (ts1, ts2, value, _) in aligned.items():
             where = f"annotation {aid}, tier {name!r}"
             first, last = _frames(path, eaf.timeslots.get(ts1), eaf.timeslots.get(ts2), fps, frames,
@@ -200,6 +195,17 @@ def read_eaf(path, fps: float, frames: int, mapping=None, video_key: str | None 
     return labels, key, notes
 
 
+def _malformed(path: Path, raw: bytes, err: Exception) -> InteropError:
+    """Why pympi could not read a file, with the line where the XML breaks when it does."""
+    try:
+        root = ET.fromstring(raw)
+    except ET.ParseError as parse_error:
+        return refuse(path, f"not an ELAN file ({parse_error})", parse_error.position[0])
+    if root.tag != "ANNOTATION_DOCUMENT":
+        return refuse(path, f"not an ELAN file: its root element is <{root.tag}>, not <ANNOTATION_DOCUMENT>", 1)
+    return refuse(path, f"not a complete ELAN file ({type(err).__name__}: {err})")
+
+
 def _frames(path, start_ms, end_ms, fps: float, frames: int, line, where) -> tuple[int, int]:
     if start_ms is None or end_ms is None:
         raise refuse(path, "the annotation has no time (unaligned time slot)", line, where)
@@ -217,7 +223,7 @@ def _set_label(labels: dict, path, target: str, value: str, first: int, last: in
     """Write one interval into the task arrays (created on first use: EXPR unannotated, AUs off)."""
     value = (value or "").strip()
     if target in AUS or target == AU_UNANNOTATED:
-        au = labels.setdefault("au", np.zeros((frames, len(AUS))))
+        au = task_labels(labels, "au", frames)
         if target == AU_UNANNOTATED:
             au[first:last + 1] = np.nan
             return
@@ -227,13 +233,12 @@ def _set_label(labels: dict, path, target: str, value: str, first: int, last: in
         au[first:last + 1, AUS.index(target)] = 1.0
         return
     if target == EXPR_VALUES:
-        known = {e.lower(): i for i, e in enumerate(EXPRESSIONS)}
-        if value.lower() not in known:
+        if value.lower() not in EXPRESSION_INDEX:
             raise refuse(path, f"unknown expression {value!r}; known: {', '.join(EXPRESSIONS)}", line, where)
-        label = known[value.lower()]
+        label = EXPRESSION_INDEX[value.lower()]
     else:
         label = EXPRESSIONS.index(target)
-    expr = labels.setdefault("expr", np.full((frames, 1), np.nan))
+    expr = task_labels(labels, "expr", frames)
     span = expr[first:last + 1, 0]
     clash = ~np.isnan(span) & (span != label)
     if clash.any():

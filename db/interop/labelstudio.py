@@ -21,7 +21,7 @@ import numpy as np
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
 from core.timebase import frame_start
 from db.interop.elan import media_name
-from db.interop.tracks import VideoTracks, line_numbers, refuse, runs
+from db.interop.tracks import VideoTracks, line_numbers, refuse, runs, task_labels
 
 VIDEO, EXPR_CONTROL, AU_CONTROL, VA_OBJECT = "video", "expr", "au", "va"
 KEY_FIELD = "affectlens_video"         # task data field naming the AffectLens video
@@ -158,11 +158,11 @@ def _range(path: Path, span, frames: int, line, where) -> tuple[int, int]:
 
 def _set(labels: dict, path: Path, name: str, first: int, last: int, frames: int, line, where) -> None:
     if name in AUS:
-        labels.setdefault("au", np.zeros((frames, len(AUS))))[first:last + 1, AUS.index(name)] = 1.0
+        task_labels(labels, "au", frames)[first:last + 1, AUS.index(name)] = 1.0
         return
     if name not in EXPRESSIONS:
         raise refuse(path, f"unknown label {name!r}; known: {', '.join(EXPRESSIONS + AUS)}", line, where)
-    expr = labels.setdefault("expr", np.full((frames, 1), np.nan))[first:last + 1, 0]
+    expr = task_labels(labels, "expr", frames)[first:last + 1, 0]
     clash = ~np.isnan(expr) & (expr != EXPRESSIONS.index(name))
     if clash.any():
         raise refuse(path, f"frame {first + int(np.flatnonzero(clash)[0]) + 1} is labelled both "

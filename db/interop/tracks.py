@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core import settings
 from core.affwild2 import LABEL_COLUMNS
-from core.labels import EXPRESSIONS, TASKS
+from core.labels import AUS, EXPRESSIONS, TASKS
 from core.table import AROUSAL, AU_DECISIONS, EXPR, VALENCE, clip_expr, clip_sets
 from db.models import Video
 from db.repo import (
@@ -41,12 +41,21 @@ def refuse(path, message: str, line: int | None = None, where: str = "") -> Inte
     return InteropError(f"{place}: {message}")
 
 
+def task_labels(labels: dict, task: str, frames: int) -> np.ndarray:
+    """The (frames, columns) array of "expr" or "au" being read from a file, made on first use: every
+    frame unannotated (NaN) for EXPR, every AU off (0) for AUs (a file marks where an AU is on)."""
+    if task not in labels:
+        labels[task] = np.full((frames, 1), np.nan) if task == "expr" else np.zeros((frames, len(AUS)))
+    return labels[task]
+
+
 def line_numbers(text: str, pattern: str) -> dict[str, int]:
     """{first group of `pattern`: the 1-based line it first occurs on} over a file's text."""
     found: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        for match in re.finditer(pattern, line):
-            found.setdefault(match.group(1), number)
+    line, at = 1, 0
+    for match in re.finditer(pattern, text):
+        line, at = line + text.count("\n", at, match.start()), match.start()
+        found.setdefault(match.group(1), line)
     return found
 
 
