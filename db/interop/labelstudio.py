@@ -82,7 +82,7 @@ def write_label_studio(tracks: VideoTracks, out_dir, stem: str, video_url: str |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks, config = out_dir / f"{stem}_labelstudio.json", out_dir / f"{stem}_labelstudio_config.xml"
-    tasks.write_text(json.dumps([task_json(tracks, video_url)], indent=1) + "\n", encoding="utf-8")
+    tasks.write_text(json.dumps([task_json(tracks, video_url)]) + "\n", encoding="utf-8")   # one line: VA is long
     config.write_text(labeling_config(tracks), encoding="utf-8")
     return [tasks, config]
 
