@@ -20,9 +20,9 @@ HEX = "ab" * 32
 KEY = f"sha256:{HEX}"
 RUN_DETAILS = {
     "outputs_from": {"va": "ddamfn", "expr": "lstm", "au": "lstm", "clip_basic": "clip"},
-    "models": {"ddamfn": {"untrained": True, "untrained_tasks": ["va", "expr", "au"]},
-               "lstm": {"untrained": False, "untrained_tasks": []},
-               "clip": {"untrained": False, "untrained_tasks": []}},
+    "models": {"ddamfn": {"untrained": True, "tasks": ["va", "expr", "au"], "untrained_tasks": ["va", "expr", "au"]},
+               "lstm": {"untrained": True, "tasks": ["expr", "au"], "untrained_tasks": ["au"]},
+               "clip": {"untrained": False}},
     "untrained": True,
 }
 

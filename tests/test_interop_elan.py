@@ -93,9 +93,10 @@ def test_the_eaf_keeps_elans_rules(exported):
         spans.sort()
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f"overlap in {tier.get('TIER_ID')}"
     assert [t.get("TIER_ID") for t in root.iter("TIER")] == [
-        "EXPR", *AUS, "AU unannotated", "lstm: EXPR", *(f"lstm: {a}" for a in AUS), "clip basic: EXPR",
+        "EXPR", *AUS, "AU unannotated", "lstm: EXPR", *(f"lstm (untrained): {a}" for a in AUS), "clip basic: EXPR",
         "corrections EXPR", "flags AU", "flags AU 2"]
-    assert {t.get("TIER_ID"): t.get("ANNOTATOR") for t in root.iter("TIER")}["lstm: EXPR"] == "lstm"
+    annotators = {t.get("TIER_ID"): t.get("ANNOTATOR") for t in root.iter("TIER")}
+    assert annotators["lstm: EXPR"] == "lstm" and annotators["lstm (untrained): AU1"] == "lstm (untrained)"
 
 
 def test_pympi_reads_what_was_written(exported, reviewed, tmp_path):
@@ -108,7 +109,7 @@ def test_pympi_reads_what_was_written(exported, reviewed, tmp_path):
     model = reviewed.table
     assert eaf.get_annotation_data_for_tier("lstm: EXPR") == [
         (s, e, name(v)) for s, e, v in intervals(model[EXPR].to_numpy(dtype=float))]
-    assert eaf.get_annotation_data_for_tier("lstm: AU4") == [
+    assert eaf.get_annotation_data_for_tier("lstm (untrained): AU4") == [
         (s, e, "on") for s, e, v in intervals(model[AU_DECISIONS[2]].to_numpy(dtype=float)) if v == 1]
     assert eaf.get_annotation_data_for_tier("corrections EXPR") == [
         (frame_ms(10, FPS), frame_ms(15, FPS), "Happiness by alice, accepted by bob: smiling")]
@@ -136,8 +137,8 @@ def test_va_goes_to_the_linked_csv_with_the_models_marked_untrained(exported, re
 def test_export_then_import_gives_the_same_labels(sessions, exported, reviewed):
     sets, notes = write(sessions, lambda s: import_eaf(s, KEY, exported["eaf"], version="round trip"))
     assert [s.task for s in sets] == ["expr", "au", "va"]
-    left_out = ["lstm: EXPR", *(f"lstm: {a}" for a in AUS), "clip basic: EXPR", "corrections EXPR", "flags AU",
-                "flags AU 2"]
+    left_out = ["lstm: EXPR", *(f"lstm (untrained): {a}" for a in AUS), "clip basic: EXPR", "corrections EXPR",
+                "flags AU", "flags AU 2"]
     assert notes == [f"{exported['eaf'].name}: tiers left out (not in the mapping): {', '.join(left_out)}"]
     got = {s.task: repo.annotation_frame(s).to_numpy(dtype=float, na_value=np.nan) for s in sets}
     np.testing.assert_array_equal(got["expr"][:, 0], reviewed.expr)

@@ -41,11 +41,12 @@ def test_tasks_and_config_follow_label_studios_documented_form(exported, reviewe
     assert set(data["va"]) == {"time", "ddamfn (untrained): valence", "ddamfn (untrained): arousal"}
     assert data["va"]["time"][:3] == [0.0, 0.033367, 0.066733] and len(data["va"]["time"]) == FRAMES
     assert data["va"]["ddamfn (untrained): valence"] == reviewed.table["valence"].tolist()
-    assert [p["model_version"] for p in tasks[0]["predictions"]] == ["lstm", "clip basic"]
+    assert [p["model_version"] for p in tasks[0]["predictions"]] == ["lstm", "lstm (untrained)", "clip basic"]
     lstm = tasks[0]["predictions"][0]["result"]
     assert lstm[0] == {"id": "r1", "from_name": "expr", "to_name": "video", "type": "timelinelabels",
                        "value": {"ranges": [{"start": 1, "end": 15}], "timelinelabels": ["Neutral"]}}
-    assert {r["from_name"] for r in lstm} == {"expr", "au"}
+    assert {r["from_name"] for r in lstm} == {"expr"}
+    assert {r["from_name"] for r in tasks[0]["predictions"][1]["result"]} == {"au"}
     assert len({r["id"] for p in tasks[0]["predictions"] for r in p["result"]}) == \
         sum(len(p["result"]) for p in tasks[0]["predictions"])
 
@@ -61,26 +62,26 @@ def test_tasks_and_config_follow_label_studios_documented_form(exported, reviewe
     assert [c.get("column") for c in series] == ["ddamfn (untrained): valence", "ddamfn (untrained): arousal"]
 
 
-def as_project_export(exported, tmp_path, prediction: int = 0):
-    """The file Label Studio exports after an annotator submitted a prediction unchanged (its results
+def as_project_export(exported, tmp_path, predictions=(0, 1)):
+    """The file Label Studio exports after an annotator submitted predictions unchanged (their results
     become the annotation's, with the annotation's own fields beside them)."""
     task = json.loads(exported["labelstudio"].read_text())[0]
     task.update(id=7, annotations=[{"id": 31, "completed_by": 1, "was_cancelled": False, "ground_truth": False,
                                     "created_at": "2026-12-01T10:00:00.000000Z", "lead_time": 12.5,
-                                    "result": [{**r, "origin": "prediction"}
-                                               for r in task["predictions"][prediction]["result"]]}])
+                                    "result": [{**r, "origin": "prediction"} for i in predictions
+                                               for r in task["predictions"][i]["result"]]}])
     path = tmp_path / "project-1-at-2026-12-01.json"
     path.write_text(json.dumps([task], indent=2))
     return path
 
 
-def test_a_submitted_prediction_comes_back_frame_for_frame(sessions, exported, reviewed, tmp_path):
+def test_submitted_predictions_come_back_frame_for_frame(sessions, exported, reviewed, tmp_path):
     sets = write(sessions, lambda s: import_label_studio(s, KEY, as_project_export(exported, tmp_path)))
     assert [s.task for s in sets] == ["expr", "au"]
     got = {s.task: repo.annotation_frame(s).to_numpy(dtype=float, na_value=np.nan) for s in sets}
     np.testing.assert_array_equal(got["expr"][:, 0], reviewed.table[EXPR].to_numpy(dtype=float))
     np.testing.assert_array_equal(got["au"], reviewed.table[AU_DECISIONS].to_numpy(dtype=float))
-    clip = write(sessions, lambda s: import_label_studio(s, KEY, as_project_export(exported, tmp_path, 1)))
+    clip = write(sessions, lambda s: import_label_studio(s, KEY, as_project_export(exported, tmp_path, (2,))))
     assert [s.task for s in clip] == ["expr"]
     np.testing.assert_array_equal(repo.annotation_frame(clip[0])["expression"].to_numpy(dtype=float),
                                   reviewed.table[clip_expr("basic")].to_numpy(dtype=float))

@@ -138,7 +138,9 @@ def model_tracks(table: pd.DataFrame, run: dict, frames: int) -> list[Track]:
         info = models.get(card)
         if info is None:
             return bool(run.get("untrained", True))
-        return bool(info.get("untrained")) or task in (info.get("untrained_tasks") or ())
+        if task in (info.get("tasks") or ()):          # a checkpoint may hold trained and random heads
+            return task in (info.get("untrained_tasks") or ())
+        return bool(info.get("untrained"))
 
     def column_values(columns) -> np.ndarray:
         values = np.full((frames, len(columns)), np.nan)
