@@ -22,6 +22,7 @@ videos (reviewers, videos, the list of videos), labels (annotation sets, effecti
 """
 from db.repo.common import DatabaseBusy, NotFoundError, ReviewRuleError, ValidationError
 from db.repo.labels import (
+    add_annotation_set,
     annotation_frame,
     effective_labels,
     excluded_frames,
@@ -67,7 +68,7 @@ from db.repo.videos import (
 
 __all__ = [
     "DatabaseBusy", "NotFoundError", "ReviewRuleError", "ValidationError",
-    "annotation_frame", "effective_labels", "excluded_frames", "import_annotations", "latest_annotation_set",
+    "add_annotation_set", "annotation_frame", "effective_labels", "excluded_frames", "import_annotations", "latest_annotation_set",
     "create_job", "finish_job", "get_job", "get_model", "list_jobs", "list_models", "reap_dead_jobs", "register_model",
     "start_job",
     "update_job_progress",
