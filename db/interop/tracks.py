@@ -98,20 +98,12 @@ class VideoTracks:
     notes: list[str] = field(default_factory=list)
 
 
-def stored_video(key: str, data_dir: Path) -> Path | None:
-    """The kept copy of an uploaded video under the data directory (webapp keeps it as videos/<hex>.<ext>)."""
-    if not key.startswith("sha256:"):
-        return None
-    found = sorted((data_dir / "videos").glob(key.removeprefix("sha256:") + ".*"))
-    return found[0] if found else None
-
-
 def video_tracks(session: Session, video: Video | str, data_dir=None, media=None) -> VideoTracks:
     """Everything an export shows of a video; data_dir (default: the configured one) holds its newest
     analysis and the kept copy of an upload; media overrides where the video file is."""
     video = get_video(session, video)
     data_dir = Path(data_dir) if data_dir is not None else settings.data_dir()
-    media = Path(media) if media is not None else stored_video(video.key, data_dir)
+    media = Path(media) if media is not None else settings.kept_video(data_dir, video.key)
     out = VideoTracks(video.key, video.name, video.fps, video.frame_count, media)
     for task in TASKS:
         labels = effective_labels(session, video, task)
