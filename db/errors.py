@@ -18,3 +18,8 @@ class ReviewRuleError(ValidationError):
 class DatabaseBusy(ValidationError):
     """Other writers kept the database busy for longer than a write may wait (db.limits.WRITE_TIMEOUT_S):
     the transaction was rolled back, so nothing was saved and sending the same thing again is safe."""
+
+
+class CannotWrite(ValidationError):
+    """The server's data folder (or the database server's disk) refused a write: full, read-only, or its
+    permissions changed. The transaction was rolled back, so nothing was saved; it is not retried."""

@@ -103,8 +103,11 @@ class Models:
     def job_status(self, job_id) -> tuple[str, pd.DataFrame, int | None]:
         """A retraining job as the page shows it: status, progress, time left, the error; when done the model
         it registered and the validation metrics before (the app's weights) and after. Jobs whose process
-        has died are marked failed first, so that none stays "running" for ever."""
-        self.ctx.write(repo.reap_dead_jobs)
+        has died are marked failed first, so that none stays "running" for ever, and queued jobs start
+        when their turn has come (training.jobs.start_queued); a queued one says how many are ahead."""
+        from training.jobs import start_queued, waiting_line
+
+        self.ctx.write(lambda s: start_queued(s, self.config.db_url or db_url(), self.config.runs_dir / "logs"))
         with self.ctx.read() as s:
             try:
                 job = repo.get_job(s, job_id)
@@ -117,6 +120,8 @@ class Models:
                 lines.append(f"Epoch {p.get('epoch', '?')}/{p.get('epochs', '?')}, step {p.get('step', '?')}/"
                              f"{p.get('steps', '?')}, loss {p.get('loss', float('nan')):.4f}, about "
                              f"{p.get('eta_s') or 0:.0f} s left.")
+            if waiting := waiting_line(s, job):
+                lines.append(waiting)
             if job.error:
                 lines.append(f"It failed: {job.error}")
             if model is not None:
