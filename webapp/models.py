@@ -15,6 +15,7 @@ from webapp.results import rounded
 
 MAX_EPOCHS = 1000          # bounded work: a retraining job started from the page
 MAX_BATCH_SIZE = 4096
+MAX_STEPS_PER_EPOCH = 1_000_000
 MODEL_COLUMNS = ["id", "name", "runs as", "tasks", "trained", "validation", "corrections", "by", "created"]
 
 
@@ -73,7 +74,7 @@ class Models:
         if preset not in tconfig.presets():
             raise InputError(f"Unknown training preset {preset!r}; choose one of {', '.join(tconfig.presets())}.")
         epochs = whole(epochs, "number of epochs", 1, MAX_EPOCHS)
-        steps_per_epoch = whole(steps_per_epoch, "number of steps per epoch (0: all)", 0)
+        steps_per_epoch = whole(steps_per_epoch, "number of steps per epoch (0: all)", 0, MAX_STEPS_PER_EPOCH)
         batch_size = whole(batch_size, "batch size (0: the preset's)", 0, MAX_BATCH_SIZE)
         settings = dict(root=str(self.config.affwild2_root), device=self.config.device, progress=False, workers=0,
                         cache=str(self.config.data_dir / "embeddings"), out=str(self.config.runs_dir),
