@@ -19,6 +19,8 @@ variable named beside it (read once, when db is first imported); the defaults su
   read from the container before anything is decoded (a decoded 8K frame is 192 MiB).
 - AFFECTLENS_FRAME_CACHE_MB (256): decoded frames the page keeps for browsing, over all sessions.
 - AFFECTLENS_MAX_HEADER_CHARS (10,000): characters read for the first line of an annotation file.
+
+HISTORY_PAGE (200, fixed): audit events a review action shows, the newest (the whole trail is exported).
 """
 from __future__ import annotations
 
@@ -48,3 +50,4 @@ JOB_WRITE_TIMEOUT_S = _positive("AFFECTLENS_JOB_WRITE_TIMEOUT_S", 600.0, float)
 MAX_FRAME_PIXELS = _positive("AFFECTLENS_MAX_FRAME_PIXELS", 4096 * 2160)
 FRAME_CACHE_MB = _positive("AFFECTLENS_FRAME_CACHE_MB", 256.0, float)
 MAX_HEADER_CHARS = _positive("AFFECTLENS_MAX_HEADER_CHARS", 10_000)
+HISTORY_PAGE = 200
