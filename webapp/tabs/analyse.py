@@ -18,6 +18,7 @@ from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses
 from webapp.gpu import analysis_seconds, gpu
 from webapp.inputs import whole
+from webapp.cleanup import claim_session
 from webapp.page import Progress, api_only, bind, need, page_errors, quiet, session_dir, signed_in, status_box
 from webapp.reviews import Reviews
 
@@ -42,6 +43,7 @@ class AnalyseTab:
     def analyse(self, video, source, affwild2_video, annotation_paths, models, prompt_set, model_id=None,
                 request: gr.Request = None, profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         a = self.analyses
+        claim_session(self.config.cache_dir, request.session_hash if request else None, signed_in(request, profile))
         item = a.affwild2_item(affwild2_video) if source == SOURCE_AFFWILD2 else a.upload_item(video, annotation_paths)
         progress(0.0, desc="loading models")
         config = a.analysis_config(models, prompt_set, model_id)
