@@ -38,7 +38,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import settings
-from db.errors import CannotWrite, DatabaseBusy
+from db.errors import CANNOT_WRITE_MESSAGE, CannotWrite, DatabaseBusy
 from db.limits import WRITE_TIMEOUT_S
 
 T = TypeVar("T")
@@ -47,7 +47,6 @@ BUSY_MESSAGE = "The database is busy with other reviewers' work: nothing was sav
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
 SQLITE_CANNOT_WRITE = (8, 10, 13, 14)   # READONLY, IOERR, FULL, CANTOPEN
 PG_CANNOT_WRITE = ("53", "58")          # insufficient resources (disk full), system error (I/O)
-CANNOT_WRITE_MESSAGE = "The server cannot write its data folder: nothing was saved."
 TURN_POLL_S = 0.001                  # how often the next SQLite writer looks whether its turn has come
 FIRST_PAUSE_S, MAX_PAUSE_S = 0.01, 1.0   # pauses before a retry: random, doubling up to the maximum
 PG_RETRY_STATES = ("40001", "40P01", "55P03")   # serialization failure, deadlock, lock not available

@@ -397,8 +397,12 @@ class Analyses:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / (key.removeprefix("sha256:") + Path(source).suffix.lower())
         tmp = target.with_name("." + target.name + ".tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return target
 
     def open_video(self, key: str) -> dict:

@@ -68,15 +68,17 @@ def claim_session(cache_dir: Path, session_hash: str | None, login: str | None) 
     if not session_hash:
         return
     folder = Path(cache_dir) / session_hash
-    folder.mkdir(parents=True, exist_ok=True)
     owner_file = folder / OWNER_FILE
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(owner_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         if owner_file.read_text() != (login or ""):
             raise InputError("This session was opened under another login: sign in as yourself and open "
                              "your own session.") from None
         return
+    except OSError as err:
+        raise InputError(f"The server cannot write its session folder ({err.strerror}): nothing was done.") from None
     with os.fdopen(fd, "w") as f:
         f.write(login or "")
 
