@@ -142,7 +142,7 @@ class _DatabaseLabels:
     def __init__(self, engine):
         from db.engine import make_session_factory
 
-        self.sessions = make_session_factory(engine)
+        self.sessions = make_session_factory(engine, read_only=True)     # reads never wait for writers
         self.source = f"database {engine.url.render_as_string(hide_password=True)}"
         self.applied: set[int] = set()
         self.flagged = 0
