@@ -93,14 +93,19 @@ def test_bad_settings_are_refused_before_a_job_is_stored(db, tmp_path, preset, s
         assert repo.list_jobs(s) == []
 
 
+def models_page(url: str, tmp_path):
+    """The Models tab's part (webapp.models) on the test's database."""
+    from webapp.config import AppConfig
+    from webapp.context import Context
+    from webapp.models import Models
+
+    return Models(Context(AppConfig(db_url=url, data_dir=tmp_path / "data", runs_dir=tmp_path / "runs")))
+
+
 def test_a_job_whose_process_is_killed_shows_as_failed_on_the_page(affwild2_root, db, tmp_path):
     """kill -9 of the job's process: the Models tab's status (webapp.models) says failed, not running."""
     import os
     import signal
-
-    from webapp.config import AppConfig
-    from webapp.context import Context
-    from webapp.models import Models
 
     url, sessions, _ = db
     settings = dict(QUICK, root=str(affwild2_root), out=str(tmp_path / "runs"), epochs=50)
@@ -114,7 +119,7 @@ def test_a_job_whose_process_is_killed_shows_as_failed_on_the_page(affwild2_root
         time.sleep(0.2)
     assert job.status == "running", job.status
     os.kill(job.pid, signal.SIGKILL)
-    models = Models(Context(AppConfig(db_url=url, data_dir=tmp_path / "data")))
+    models = models_page(url, tmp_path)
     deadline = time.monotonic() + 30
     while True:
         text, _, model_id = models.job_status(job_id)
@@ -141,6 +146,9 @@ def test_jobs_wait_their_turn_and_say_so(affwild2_root, db, tmp_path):
         assert waiting_line(s, waiting) == ("Waiting for its turn: 1 job running, 0 queued before it "
                                             "(at most 1 runs at once).")
         assert waiting_line(s, repo.get_job(s, first)) is None
+    text = models_page(url, tmp_path).job_status(second)[0]
+    assert text.startswith(f"**Job {second}** (tiny, started by bob): **queued**.")
+    assert "Waiting for its turn: 1 job running, 0 queued before it (at most 1 runs at once)." in text
     done_first, _ = wait(sessions, first)
     done_second, seen = wait(sessions, second)
     assert (done_first.status, done_second.status) == ("done", "done")
