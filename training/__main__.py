@@ -68,16 +68,15 @@ def run(command: str, cfg):
 def _register(cfg, best) -> int | None:
     """The checkpoint's id in the review database's models table (None without a review database), so
     that the app can pick it."""
-    from db.engine import make_session_factory
+    from db.engine import make_session_factory, write
     from training.data import review_engine
     from training.jobs import register_checkpoint
 
     engine = review_engine(cfg.db, "the checkpoint is not registered as a model")
     if engine is None:
         return None
-    with make_session_factory(engine).begin() as s:
-        return register_checkpoint(s, best, f"{cfg.model} {'+'.join(cfg.tasks)}: {best.parent}", None,
-                                   cfg.epochs, None).id
+    return write(make_session_factory(engine), lambda s: register_checkpoint(
+        s, best, f"{cfg.model} {'+'.join(cfg.tasks)}: {best.parent}", None, cfg.epochs, None).id)
 
 
 def main(argv=None) -> int:

@@ -54,6 +54,9 @@ class LabelOptions(DataOptions):
                               "frames left out (--no-corrections: the annotation files only)", default=True)
     db: str | None = _help("database URL (default: AFFECTLENS_DB_URL or sqlite:///./data/affectlens.db)",
                            default=None)
+    uploads: bool = _help("also train on the uploaded videos of the review database that have annotations (face "
+                          "crops from their stored analyses, effective labels; split by video): with no --root, "
+                          "on those alone", default=False)
 
 
 @dataclass

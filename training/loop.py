@@ -35,6 +35,7 @@ from training.config import TrainConfig, to_dict
 from training.data import LabelSet, load_labels
 from training.predictions import abaw_metrics, merge
 from training.recipes import Recipe, make_recipe
+from training.uploads import with_uploads
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
     rank, world = distributed.rank_and_world()
     main = rank == 0
     seed_everything(cfg.seed)
+    uploads = None
+    if cfg.uploads:
+        cfg, uploads = with_uploads(cfg, write=main)
     out = Path(cfg.out)
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +209,8 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
                              "best_epoch": best_epoch, "kept": {"epoch": best_epoch + 1, "why": kept_why},
                              "scheduler": scheduler.state_dict(), "world_size": world,
                              "steps": total_steps, "frames_seen": frames_seen,
-                             "data": {"train": train_labels.summary(), "val": val_labels.summary()},
+                             "data": {"train": train_labels.summary(), "val": val_labels.summary(),
+                                      "uploads": uploads},
                              "corrections": corrections},
                 **recipe.extra_metadata,
             }

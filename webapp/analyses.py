@@ -11,7 +11,6 @@ import os
 import queue
 import shutil
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,7 +28,8 @@ from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.registry import CARDS, by_label, with_encoders
 from core.table import (BOX_COLUMNS, BOX_DETECTED, FACE, FRAME, Analysis, attach_ground_truth, frame_rate,
                         ground_truth_from_files, ground_truth_from_labels)
-from core.video import VideoError, read_frames
+from core.video import FrameCache, VideoError, read_frames
+from db.limits import FRAME_CACHE_MB
 from core.weights import WeightsError
 from db import repo
 from webapp import results
@@ -42,7 +42,6 @@ DEFAULT_MODELS = ("DDAMFN+LSTM", "CLIP")
 CROP_SIZE = 224
 GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
 FULL_FRAME_WIDTH = 640  # the whole frame in the frame view is shrunk to at most this width
-DECODED_KEEP = 16     # decoded frames kept for the frame view (one frame is asked for by several outputs)
 BOX_COLORS = {"detected": (40, 200, 40), "interpolated": (255, 160, 0)}   # RGB, as the timeline's shading
 
 
@@ -77,7 +76,7 @@ class Analyses:
         self.config = ctx.config
         self._overview: str | None = None
         self._lock = threading.Lock()
-        self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._decoded = FrameCache(FRAME_CACHE_MB * 2**20)
 
     # -- choosing a video -------------------------------------------------------------------------------
     def affwild2_item(self, video: str | None) -> VideoItem:
@@ -310,21 +309,8 @@ class Analyses:
                 if isinstance(images.get(f), str)}
 
     def _frames(self, path, frames: list[int]) -> dict[int, np.ndarray]:
-        """The requested frames (RGB) through a small cache of decoded frames."""
-        key = str(path)
-        with self._lock:
-            found = {f: self._decoded[(key, f)] for f in frames if (key, f) in self._decoded}
-        missing = [f for f in frames if f not in found]
-        if missing:
-            decoded = self._read_frames(path, missing)
-            found.update(decoded)
-            with self._lock:
-                for f, image in decoded.items():
-                    self._decoded[(key, f)] = image
-                    self._decoded.move_to_end((key, f))
-                while len(self._decoded) > DECODED_KEEP:
-                    self._decoded.popitem(last=False)
-        return found
+        """The requested frames (RGB) through a cache of decoded frames bounded in bytes (core.video.FrameCache)."""
+        return self._decoded.frames(path, frames, self._read_frames)
 
     @staticmethod
     def _read_frames(path, frames: list[int]) -> dict[int, np.ndarray]:
@@ -411,8 +397,12 @@ class Analyses:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / (key.removeprefix("sha256:") + Path(source).suffix.lower())
         tmp = target.with_name("." + target.name + ".tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return target
 
     def open_video(self, key: str) -> dict:

@@ -16,6 +16,7 @@ from core.review import suspicious_segments
 from core.table import (AROUSAL, AU_DECISIONS, EXPR, FACE, FRAME, TIME, VALENCE, align_ground_truth,
                         frame_rate, gt)
 from db import export, repo
+from db.limits import HISTORY_PAGE
 from db.agreement import agreement_report
 from db.repo import ValidationError
 from webapp.context import Context
@@ -286,7 +287,7 @@ class Reviews:
         return pd.DataFrame(rows, columns=CORRECTION_TABLE)
 
     def history(self, key: str) -> pd.DataFrame:
-        """The video's audit trail, each event a sentence."""
+        """The video's audit trail, each event a sentence: the newest HISTORY_PAGE events."""
         with self.ctx.read() as s:
             corrections = {c.id: c for c in repo.list_corrections(s, key)}
             flags = {f.id: f for f in repo.list_flags(s, key)}
@@ -302,7 +303,7 @@ class Reviews:
             rows = [{"at": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "reviewer": e.reviewer.name,
                      "action": e.action, "subject": subject(e),
                      "detail": event_words(e.action, e.detail, corrections.get(e.correction_id))}
-                    for e in repo.history(s, video=key)]
+                    for e in repo.history(s, video=key, last=HISTORY_PAGE)]
         return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
 
     def export(self, key: str, out_dir: Path) -> list[Path]:

@@ -18,6 +18,8 @@ from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses
 from webapp.gpu import analysis_seconds, gpu
 from webapp.inputs import whole
+from db.errors import CANNOT_WRITE_MESSAGE, unwritable
+from webapp.cleanup import claim_session
 from webapp.page import Progress, api_only, bind, need, page_errors, quiet, session_dir, signed_in, status_box
 from webapp.reviews import Reviews
 
@@ -42,6 +44,7 @@ class AnalyseTab:
     def analyse(self, video, source, affwild2_video, annotation_paths, models, prompt_set, model_id=None,
                 request: gr.Request = None, profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
         a = self.analyses
+        claim_session(self.config.cache_dir, request.session_hash if request else None, signed_in(request, profile))
         item = a.affwild2_item(affwild2_video) if source == SOURCE_AFFWILD2 else a.upload_item(video, annotation_paths)
         progress(0.0, desc="loading models")
         config = a.analysis_config(models, prompt_set, model_id)
@@ -61,10 +64,22 @@ class AnalyseTab:
                 done, total, partial = update        # the timeline fills in while the video is analysed
                 yield (gr.skip(), f"Analysing **{item.name}**: {done} of {total} frames so far.",
                        plots.timeline_figure(partial, item.name), *[gr.skip()] * 7)
-            key, db_notes = a.store_analysis(item, analysis, run_key, weight_keys, signed_in(request, profile))
+            try:
+                key, db_notes = a.store_analysis(item, analysis, run_key, weight_keys, signed_in(request, profile))
+            except Exception as err:
+                if not unwritable(err):
+                    raise
+                key, db_notes = None, [f"{CANNOT_WRITE_MESSAGE} The analysis is shown but not stored: it cannot "
+                                       "be reviewed, and analysing it again runs the models again."]
             notes = analysis.notes + db_notes
         table = analysis.table
-        downloads = results.write_downloads(analysis, Path(item.name).stem, session_dir(self.config.cache_dir, request))
+        try:
+            downloads = results.write_downloads(analysis, Path(item.name).stem,
+                                                session_dir(self.config.cache_dir, request))
+        except OSError as err:
+            if not unwritable(err):
+                raise
+            downloads, notes = [], [*notes, "The server cannot write the download files: there are none."]
         state = {"owner": signed_in(request, profile), "key": key, "name": item.name,
                  "path": str(item.path) if item.path else None, "table": table, "clip": analysis.clip_embeddings,
                  "run": analysis.run}
@@ -73,7 +88,8 @@ class AnalyseTab:
         yield (state, a.run_summary(analysis.run, item.name, notes),
                 plots.timeline_figure(table, item.name), results.metrics_table(table, analysis.run),
                 gr.update(maximum=max(1, int(table[FRAME].max())), value=first), crop, frame_info,
-                [str(p) for p in downloads], self.reviews.review_queue(self.reviews.labelled_table(key, table)),
+                [str(p) for p in downloads],
+                self.reviews.review_queue(self.reviews.labelled_table(key, table) if key else table),
                 key)
 
     def show_frame(self, state, frame, request: gr.Request, profile: gr.OAuthProfile | None):

@@ -13,6 +13,7 @@ from webapp import plots
 from webapp.analyses import Analyses
 from webapp.inputs import InputError, whole
 from webapp.models import Models
+from webapp.cleanup import claim_session
 from webapp.page import api_only, bind, need, session_dir, signed_in, status_box, user
 from webapp.reviews import (AGREEMENT_COLUMNS, CORRECTION_TABLE, FLAG_TABLE, HISTORY_COLUMNS, VIDEO_COLUMNS,
                             WAITING_COLUMNS, Reviews, seconds)
@@ -61,6 +62,7 @@ class ReviewTab:
         """Any stored video's newest analysis, for any reviewer, without analysing it again."""
         if not key:
             raise InputError("Choose a video from the list, then press Open video.")
+        claim_session(self.config.cache_dir, request.session_hash if request else None, signed_in(request, profile))
         state = {**self.analyses.open_video(key), "owner": signed_in(request, profile)}
         table = state["table"]
         return (state, key, plots.timeline_figure(table, state["name"]),
