@@ -30,7 +30,6 @@ from core.table import AU_PROBS, EXPR_PROBS
 
 SEGMENT_COLUMNS = ["video", "task", "kind", "start_frame", "end_frame", "frames", "score", "suggested",
                    "detail"]
-KINDS = ("label", "offset", "sign", "lag", "stuck")
 
 
 @dataclass(frozen=True)

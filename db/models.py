@@ -403,8 +403,9 @@ class AuditRun(Base):
 
 class AuditSuggestion(Base):
     """A stretch [start_frame, end_frame] of one task of a video that an audit run suggests is wrongly
-    annotated: its kind (core.audit.KINDS), score, the label it suggests, and what a reviewer made of it
-    (open, confirmed: then the flag and the optional proposed correction it became; dismissed)."""
+    annotated: its kind (label, offset, sign, lag, stuck: core/audit.py), score, the label it suggests, and
+    what a reviewer made of it (open, confirmed: then the flag and the optional proposed correction it
+    became; dismissed)."""
 
     __tablename__ = "audit_suggestions"
     __table_args__ = (

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from core.audit import AuditSettings, find_segments, frame_scores, stretches
-from core.labels import AUS, EXPRESSIONS
+from core.labels import AUS
 
 FPS = 30
 N = 900

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
-from test_db_engine import REPO_ROOT, count, db_url, engine, sessions  # noqa: F401  (fixtures)
+from test_db_engine import REPO_ROOT, db_url, engine, sessions  # noqa: F401  (fixtures)
 from test_db_repo import FRAMES, setup  # noqa: F401  (fixture)
 
 from db import repo
