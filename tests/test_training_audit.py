@@ -73,6 +73,12 @@ def test_a_rerun_skips_finished_folds_and_redoes_a_missing_one(affwild2_root, fi
     after = {k: (out / f"fold-{k}.npz").stat().st_mtime_ns for k in range(3)}
     assert after[0] == before[0] and after[2] == before[2] and after[1] != before[1]
     np.testing.assert_array_equal(np.load(out / "oof.npz")["va"], oof)
+    changed = run(affwild2_root, tmp / "changed", tmp / "cache", epochs=1)
+    for k in range(3):                                   # other settings: no fold file is taken over
+        (tmp / "changed" / f"fold-{k}.npz").rename(out / f"fold-{k}.npz")
+    run(affwild2_root, out, tmp / "cache")
+    np.testing.assert_array_equal(np.load(out / "oof.npz")["va"], oof)
+    assert changed["metrics"] != summary["metrics"]
 
 
 def test_torchrun_two_cpu_processes_give_the_same_result(affwild2_root, first):

@@ -7,7 +7,7 @@ and for each fold task heads are trained on the other folds' cached embeddings (
 cache; frame heads as ddamfn-heads trains them, or the LSTM) and predict the held-out fold.
 
 Outputs in cfg.out: fold-<k>.npz per finished fold (a rerun skips every fold whose file holds the same
-videos: resumable), then oof.npz (the predictions, each row's video, frame and fold; core.audit.oof_frames reads one video), segments.csv (the suggestions,
+videos made with the same settings and encoder: resumable), then oof.npz (the predictions, each row's video, frame and fold; core.audit.oof_frames reads one video), segments.csv (the suggestions,
 best first), audit.json (settings, encoder, folds, out-of-fold metrics); with a review database the run
 and its segments are also written there (db/repo/audit.py). Under torchrun process r trains folds r,
 r + world, ...; process 0 gathers the fold files and scores.
@@ -32,7 +32,7 @@ from core.models.heads import TASK_DIMS
 from core.models.temporal import TemporalLSTM
 from training import distributed, losses
 from training.data import EmbeddingWindows, FrameEmbeddings, load_labels, target_arrays, valid_mask
-from training.config import UNTRAINED
+from training.config import UNTRAINED, AuditConfig
 from training.extract import encoder_of, ensure_embeddings, load_encoder
 from training.predictions import abaw_metrics, predict_embeddings, predict_sequences
 from training.recipes import EmbeddingHeads
@@ -147,12 +147,22 @@ def _fold_file(out: Path, k: int) -> Path:
     return out / f"fold-{k}.npz"
 
 
-def _fold_done(path: Path, videos: list[str], tasks) -> bool:
+# settings that change what a fold predicts: a fold file made with others is redone
+FOLD_SETTINGS = ("root", "tasks", "corrections", "db", "encoder", "split", "folds", "model", "epochs", "lr",
+                 "batch_size", "window", "stride", "hidden", "seed", "class_weights", "pos_weight")
+
+
+def _fold_key(cfg: AuditConfig, encoder_key: str) -> str:
+    return json.dumps({**{k: getattr(cfg, k) for k in FOLD_SETTINGS}, "encoder_key": encoder_key}, default=str)
+
+
+def _fold_done(path: Path, videos: list[str], key: str) -> bool:
+    """Whether the fold file holds this fold's videos, made with these settings (resumable runs)."""
     if not path.exists():
         return False
     try:
         with np.load(path) as z:
-            return list(z["videos"]) == videos and all(t in z for t in (*tasks, "seconds"))
+            return list(z["videos"]) == videos and str(z["key"]) == key
     except (OSError, ValueError, KeyError):
         return False
 
@@ -172,17 +182,18 @@ def audit(cfg: AuditConfig) -> dict:
     folds = table["video"].map(by_video).to_numpy()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    key = _fold_key(cfg, encoder.key)
     for k in range(rank, cfg.folds, world):
         videos = sorted(v for v, f in by_video.items() if f == k)
         path = _fold_file(out, k)
-        if _fold_done(path, videos, tasks):
+        if _fold_done(path, videos, key):
             log.info("fold %d already done (%s)", k, path)
             continue
         started = time.perf_counter()
         preds = run_fold(cfg, table, emb, has, folds, k, tasks, device)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, videos=np.array(videos), rows=np.flatnonzero(folds == k), **preds,
-                 seconds=time.perf_counter() - started, trained=int(((folds != k) & has).sum()))
+                 seconds=time.perf_counter() - started, trained=int(((folds != k) & has).sum()), key=key)
         tmp.replace(path)
     distributed.barrier()
     if rank != 0:
