@@ -3,10 +3,12 @@
 Two steps. Frame scores: a label quality in [0, 1] per annotated frame (1: the prediction backs the
 label), from out-of-fold predictions (a model that never saw the frame's video, else it has learnt the
 label's errors): EXPR by cleanlab's self-confidence or normalised margin, AU as multi-label by cleanlab
-(per AU, then cleanlab's aggregate), VA from the residual against the prediction, scaled by the residual's
-spread in the same fold. Segments: an annotation error in video is a stretch, so low-quality frames
-become runs (small gaps merged, a minimum length) scored by the median suspicion (a few noisy frames
-cannot carry or sink a stretch), each with a kind and a suggested label; and the errors continuous VA
+(per AU, then cleanlab's aggregate), VA from the residual against the prediction less its video's median,
+scaled by the residuals' spread in the same fold. Segments: an annotation error in video is a stretch, so
+low-quality frames become runs (small gaps merged, a minimum length) scored by the median suspicion (a few
+noisy frames cannot carry or sink a stretch) -- for EXPR and AU less that of the same label elsewhere in the
+video, since a model that fails on one face all along says nothing about one stretch --, each with a kind
+and a suggested label; and the errors continuous VA
 annotation is known for get their own detectors: an annotator's lag (the trace fits the prediction
 better shifted in time), a trace stuck at one value while the face changes, a sign or offset error over
 a stretch.
