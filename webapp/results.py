@@ -4,7 +4,6 @@ No Gradio here: these functions take and return tables and paths, so tests call 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,8 @@ import pandas as pd
 from core import metrics
 from core.labels import AUS, EXPRESSIONS
 from core.registry import CARDS
-from core.table import (AROUSAL, AU_DECISIONS, BOX_DETECTED, EXPR, FACE, FILLED, FRAME, TIME, VALENCE, Analysis,
+from core.analysis import Analysis, ModelRun, RunInfo
+from core.table import (AROUSAL, AU_DECISIONS, BOX_DETECTED, EXPR, FACE, FILLED, FRAME, TIME, VALENCE,
                         clip_expr, clip_probs, clip_sets, gt, write_submissions)
 
 DECIMALS = 3          # every number a table on the page shows is rounded to this
@@ -26,16 +26,15 @@ def rounded(value) -> float | None:
     return round(float(value), DECIMALS) + 0.0
 
 
-def output_names(run: dict) -> dict[str, str]:
+def output_names(run: RunInfo | None) -> dict[str, str]:
     """Output (va, expr, au, clip_<S>) -> how the page names it: the model card's label, marked
     "(untrained)" when that model's weights are random."""
-    models, names = run.get("models", {}), {}
-    for output, card in run.get("outputs_from", {}).items():
+    names = {}
+    for output, card in (run.outputs_from if run else {}).items():
         label = CARDS[card].label if card in CARDS else card
         if output.startswith("clip_"):
             label = f"CLIP {output[len('clip_'):]}"
-        untrained = models.get(card, {}).get("untrained")
-        names[output] = f"{label} (untrained)" if untrained else label
+        names[output] = f"{label} (untrained)" if run.models[card].untrained else label
     return names
 
 
@@ -43,12 +42,12 @@ METRICS_COLUMNS = ["output", "metric", "value", "frames", "missing"]
 PROMPT_F1_COLUMNS = ["prompt set", "P_EXPR (F1, 8 classes)", "missing"]
 
 
-def metrics_table(df: pd.DataFrame, run: dict | None = None) -> pd.DataFrame:
+def metrics_table(df: pd.DataFrame, run: RunInfo | None = None) -> pd.DataFrame:
     """ABAW metrics of every output in the table against its gt_ columns (rows: output, metric, value,
     frames: annotated frames, missing: those of them without a prediction, left out of the value);
     outputs are named by output_names(run). Empty when the table has no ground truth."""
     rows = []
-    names = output_names(run or {})
+    names = output_names(run)
     name = lambda output: names.get(output, output)                                  # noqa: E731
 
     def add(output, metric, scores, key, frames):
@@ -95,7 +94,7 @@ def write_downloads(analysis: Analysis, video: str, out_dir: Path) -> list[Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{video}_predictions.csv", out_dir / f"{video}_run.json"]
     analysis.export_table().to_csv(paths[0], index=False)
-    paths[1].write_text(json.dumps(analysis.run, indent=1))
+    paths[1].write_text(analysis.run_json())
     return paths + write_submissions({video: analysis.table}, out_dir, name=f"{video}_{{TASK}}_submission.txt")
 
 
@@ -150,14 +149,14 @@ def clip_frame_table(df: pd.DataFrame, frame: int, phrases: dict[str, dict[str, 
     return pd.DataFrame(rows, columns=CLIP_FRAME_COLUMNS)
 
 
-def weights_table(models: dict[str, dict]) -> list[str]:
+def weights_table(models: dict[str, ModelRun]) -> list[str]:
     """Markdown table of where each model's weights came from and whether they are trained, from
-    LoadedModels.describe(): the run summary and the page's weights box say it the same way."""
+    RunInfo.models or LoadedModels.describe(): the run summary and the page's weights box say it the same way."""
     lines = ["| model | weights | state |", "|---|---|---|"]
     for model, info in models.items():
-        if info.get("untrained_tasks") and len(info["untrained_tasks"]) < len(info.get("tasks", [])):
-            state = f"**untrained** ({', '.join(info['untrained_tasks'])} heads random)"
+        if info.untrained_tasks and len(info.untrained_tasks) < len(info.tasks):
+            state = f"**untrained** ({', '.join(info.untrained_tasks)} heads random)"
         else:
-            state = "**untrained** (random weights)" if info.get("untrained") else "trained"
-        lines.append(f"| {model} | `{info.get('source', '?')}` | {state} |")
+            state = "**untrained** (random weights)" if info.untrained else "trained"
+        lines.append(f"| {model} | `{info.source}` | {state} |")
     return lines
