@@ -185,7 +185,7 @@ def test_ground_truth_join_metrics_and_length_check(tmp_path):
     assert (table["missing"] == 0).all()
     # Frames without a prediction (CLIP on faceless frames, an AU left empty) are counted, not hidden.
     df.loc[40:49, "clip_default_expr"] = pd.NA
-    df.loc[0:9, "p_AU12"] = np.nan
+    df.loc[0:9, ["p_AU12", "AU12"]] = np.nan
     table = metrics_table(df, run).set_index(["output", "metric"])
     assert table.loc[("CLIP default (untrained)", "P_EXPR (F1, 8 classes)"), "missing"] == 10
     assert table.loc[("DDAMFN+LSTM", "P_AU (F1 at 0.5)"), "missing"] == 10
