@@ -25,7 +25,7 @@ from core.attention import face_attention, is_flat, overlay
 from core.faces import crop_face, resize_face
 from core.models.clip import prompt_set
 from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
-from core.registry import CARDS, by_label, with_encoders
+from core.registry import by_label, label, labels, with_encoders
 from core.analysis import Analysis, RunInfo
 from core.table import (BOX_COLUMNS, BOX_DETECTED, FACE, FRAME, attach_ground_truth, frame_rate,
                         ground_truth_from_files, ground_truth_from_labels)
@@ -37,8 +37,8 @@ from webapp.context import Context
 from webapp.inputs import InputError, annotation_files, check_video, video_message
 from webapp.models import Models
 
-MODEL_CHOICES = tuple(card.label for card in CARDS.values())
-DEFAULT_MODELS = ("DDAMFN+LSTM", "CLIP")
+MODEL_CHOICES = labels()
+DEFAULT_MODELS = (label("lstm"), label("clip"))
 CROP_SIZE = 224
 GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
 FULL_FRAME_WIDTH = 640  # the whole frame in the frame view is shrunk to at most this width
@@ -115,7 +115,7 @@ class Analyses:
         if model_id:
             card, path = self.models.registered_weights(model_id)
             if card not in models:
-                raise InputError(f"Model {model_id} runs as {CARDS[card].label}: tick it among the models.")
+                raise InputError(f"Model {model_id} runs as {label(card)}: tick it among the models.")
             weights[card] = path
         sets = (self.ctx.prompt_set_object(prompt_set_name or "basic"),) if "clip" in models else ()
         return pipeline.AnalysisConfig(models=models, weights=weights, prompt_sets=sets,

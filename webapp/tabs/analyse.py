@@ -119,7 +119,7 @@ class AnalyseTab:
     @staticmethod
     def clip_inputs(models):
         """The prompt set shows only when a CLIP model is ticked."""
-        return gr.update(visible=any(by_label(m).name.startswith("clip") for m in models or []))
+        return gr.update(visible=any(by_label(m).open_clip or by_label(m).reads == "clip" for m in models or []))
 
     # -- page -------------------------------------------------------------------------------------------
     def layout(self, c):
