@@ -8,7 +8,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import queue
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -25,8 +24,9 @@ from core.attention import face_attention, is_flat, overlay
 from core.faces import crop_face, resize_face
 from core.models.clip import prompt_set
 from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
-from core.registry import CARDS, by_label, with_encoders
-from core.table import (BOX_COLUMNS, BOX_DETECTED, FACE, FRAME, Analysis, attach_ground_truth, frame_rate,
+from core.registry import by_label, label, labels, with_encoders
+from core.analysis import Analysis, RunInfo
+from core.table import (BOX_COLUMNS, BOX_DETECTED, FACE, FRAME, attach_ground_truth, frame_rate,
                         ground_truth_from_files, ground_truth_from_labels)
 from core.video import FrameCache, VideoError, read_frames
 from db.limits import FRAME_CACHE_MB
@@ -37,8 +37,8 @@ from webapp.context import Context
 from webapp.inputs import InputError, annotation_files, check_video, video_message
 from webapp.models import Models
 
-MODEL_CHOICES = tuple(card.label for card in CARDS.values())
-DEFAULT_MODELS = ("DDAMFN+LSTM", "CLIP")
+MODEL_CHOICES = labels()
+DEFAULT_MODELS = (label("lstm"), label("clip"))
 CROP_SIZE = 224
 GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
 FULL_FRAME_WIDTH = 640  # the whole frame in the frame view is shrunk to at most this width
@@ -114,45 +114,32 @@ class Analyses:
         if model_id:
             card, path = self.models.registered_weights(model_id)
             if card not in models:
-                raise InputError(f"Model {model_id} runs as {CARDS[card].label}: tick it among the models.")
+                raise InputError(f"Model {model_id} runs as {label(card)}: tick it among the models.")
             weights[card] = path
         sets = (self.ctx.prompt_set_object(prompt_set_name or "basic"),) if "clip" in models else ()
         return pipeline.AnalysisConfig(models=models, weights=weights, prompt_sets=sets,
                                        clip_model=self.config.clip_model, device=self.config.device)
 
     def analyse(self, item: VideoItem, config: pipeline.AnalysisConfig, progress=None):
-        """A generator: (frames done, total, table so far) every few seconds while an uploaded video is
-        analysed with `config` (analysis_config; core.pipeline's on_partial), then the Analysis, its table
-        with the ground truth attached and notes for the page. The pipeline runs in a thread of its own so
-        that the partial tables reach the page while it works (on ZeroGPU, inside the GPU worker, which
-        streams a generator's updates)."""
+        """A generator: (frames done, total, table so far) every few seconds while the video is analysed
+        with `config` (analysis_config; core.pipeline's steps, `progress` called with (done, total) after
+        every batch), then the Analysis, its table with the ground truth attached and notes for the page
+        (on ZeroGPU inside the GPU worker, which streams a generator's updates)."""
         loaded = self.ctx.loaded_models(config)
-        updates: queue.Queue = queue.Queue()
-
-        def work():
-            try:
-                if item.path is None:
-                    result = pipeline.analyze_affwild2(self.ctx.affwild2_index(), item.name, config, progress,
-                                                       loaded=loaded)
-                else:
-                    result = pipeline.analyze_video(item.path, config, progress, loaded=loaded,
-                                                    on_partial=lambda *update: updates.put(("partial", update)))
-                updates.put(("done", result))
-            except BaseException as err:      # handed to the page's thread, which raises it
-                updates.put(("error", err))
-
-        threading.Thread(target=work, name="affectlens-analysis", daemon=True).start()
-        while True:
-            kind, value = updates.get()
-            if kind == "partial":
-                yield value
-                continue
-            if kind == "error":
-                if isinstance(value, VideoError):
-                    raise InputError(video_message(value, item.path)) from None
-                raise value
-            break
-        analysis, table = value, value.table
+        steps = (pipeline.affwild2_steps(self.ctx.affwild2_index(), item.name, config, loaded=loaded)
+                 if item.path is None else pipeline.video_steps(item.path, config, loaded=loaded))
+        try:
+            for step in steps:
+                if isinstance(step, Analysis):
+                    analysis = step
+                    break
+                if progress:
+                    progress(step.done, step.total)
+                if step.table is not None:
+                    yield step.done, step.total, step.table
+        except VideoError as err:
+            raise InputError(video_message(err, item.path)) from None
+        table = analysis.table
         if not table[FACE].any():
             raise InputError(f"No face was found in any of the {len(table)} frames of {item.name}: there is "
                              "nothing to analyse. Try a clip where the face is visible.")
@@ -174,19 +161,18 @@ class Analyses:
         return None, []
 
     @staticmethod
-    def run_summary(run: dict, name: str, notes: list[str]) -> str:
+    def run_summary(run: RunInfo, name: str, notes: list[str]) -> str:
         """Which weights ran, on what, how fast; `untrained` in plain words when weights are random."""
-        lines = [f"**{name}**: {run.get('frames', '?')} frames, {run.get('face_frames', '?')} with a "
-                 f"face; ran on `{run.get('device', '?')}` in {run.get('timings_s', {}).get('total', 0):.1f} s "
-                 f"({run.get('frames_per_s') or 0:.1f} frames/s).", "",
-                 *results.weights_table(run.get("models", {}))]
-        if run.get("untrained"):
+        lines = [f"**{name}**: {run.frames} frames, {run.face_frames} with a face; ran on `{run.device}` in "
+                 f"{run.timings.get('total', 0):.1f} s ({run.frames_per_s or 0:.1f} frames/s).", "",
+                 *results.weights_table(run.models)]
+        if run.untrained:
             lines += ["", "Outputs from **untrained** models come from random weights: they show how the app "
                           "works, not what the face expresses."]
-        if run.get("faceless_predictions") and run.get("face_frames", 0) < run.get("frames", 0):
-            lines += ["", f"Frames without a face (shaded grey): {run['faceless_predictions']}."]
-        if run.get("embedding_note"):
-            lines += ["", f"Face frames: {run['embedding_note']}."]
+        if run.face_frames < run.frames:
+            lines += ["", f"Frames without a face (shaded grey): {run.faceless_predictions}."]
+        if run.embedding_note:
+            lines += ["", f"Face frames: {run.embedding_note}."]
         lines += [f"\n{note}" for note in notes]
         return "\n".join(lines)
 
@@ -265,7 +251,7 @@ class Analyses:
     def clip_phrases(self, state: dict) -> dict[str, dict[str, list[str]]]:
         """Prompt set name -> expression -> its class phrases, for the analysis's CLIP prompt sets."""
         out = {}
-        for name in (state.get("run") or {}).get("config", {}).get("prompt_sets", []):
+        for name in state["run"].config.prompt_set_names():
             try:
                 out[name] = {e: list(p) for e, p in self.ctx.prompt_set_object(name).classes.items()}
             except InputError:            # a saved set deleted since: its phrases are unknown
@@ -276,18 +262,14 @@ class Analyses:
         """The analysis's DDAMFN (core.predict.LoadedModel) from its recorded configuration, loaded on
         the CPU (kept by the Context; the same object as the analysis's when it ran on the CPU); None
         when the analysis had no DDAMFN."""
-        recorded = dict((state.get("run") or {}).get("config") or {})
-        names = {f.name for f in dataclasses.fields(pipeline.AnalysisConfig)}
-        recorded = {k: v for k, v in recorded.items() if k in names}
-        recorded["models"] = tuple(recorded.get("models", ("ddamfn",)))
+        recorded = state["run"].config
         sets = []
-        for name in recorded.get("prompt_sets", []):
+        for name in recorded.prompt_set_names():
             try:
                 sets.append(self.ctx.prompt_set_object(name))
             except InputError:
                 continue
-        recorded["prompt_sets"] = tuple(sets)
-        config = dataclasses.replace(pipeline.AnalysisConfig(**recorded), device="cpu")
+        config = dataclasses.replace(recorded, prompt_sets=tuple(sets), device="cpu")
         if "ddamfn" not in config.model_names():
             return None
         return self.ctx.loaded_models(config).models.get("ddamfn")
@@ -354,6 +336,7 @@ class Analyses:
         an uploaded video for frame views), register the video, its annotation files and the run; returns
         the video's database key and notes for the page."""
         table, run, key = analysis.table, analysis.run, item.key
+        details = run.to_dict()
         folder = Path("analyses") / run_key[:32]
         analysis.save(self.config.data_dir / folder)
         if item.path is not None:
@@ -378,9 +361,8 @@ class Analyses:
             for task, path in storable.items():
                 repo.import_annotations(s, video, task, path)
             repo.add_prediction_run(
-                s, video, models=run.get("models") or {"unknown": {}}, device=str(run.get("device", "unknown")),
-                table_path=str(folder / "table.parquet"), untrained=bool(run.get("untrained", True)),
-                weights=(run.get("config") or {}).get("weights"), details=run, run_key=run_key,
+                s, video, models=details["models"], device=run.device, table_path=str(folder / "table.parquet"),
+                untrained=run.untrained, weights=dict(run.config.weights), details=details, run_key=run_key,
                 artifacts_dir=str(folder), weight_hashes=weight_keys, created_by=user)
         self.ctx.write(work)
         return key, notes

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core import pipeline
 from core.affwild2 import AffWild2Index
 from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet, prompt_set
+from core.registry import cards
 from core.weights import WeightsError
 from db import repo
 from db.engine import init_db, make_session_factory, write
@@ -65,8 +66,7 @@ class Context:
     # -- models -----------------------------------------------------------------------------------------
     def model_weights(self) -> dict[str, str | None]:
         """The weights the app runs per model card (the environment's defaults; None: random)."""
-        return {"ddamfn": self.config.weights_ddamfn, "lstm": self.config.weights_lstm,
-                "clip": self.config.weights_clip, "clip-lstm": None}
+        return {name: self.config.weights.get(name) for name in cards()}
 
     def loaded_models(self, config: pipeline.AnalysisConfig) -> pipeline.LoadedModels:
         """Models for a configuration, loaded once and kept (the few most recent configurations)."""

@@ -8,7 +8,8 @@ import pandas as pd
 from core.labels import EXPRESSIONS
 from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet
 from core.predict import encode, zero_shot
-from core.table import FACE, FRAME, set_clip_output
+from core.registry import label
+from core.table import FACE, FRAME, prompt_output, set_expr_output
 from db import repo
 from webapp.analyses import Analyses
 from webapp.context import Context
@@ -24,7 +25,7 @@ class Prompts:
         (core.predict) on the CLIP image embeddings of the subject's face frames. The analysis keeps them
         when it ran CLIP (state["clip"]); otherwise they are computed once from the face crops and
         returned for the caller to keep, so that the next comparison only encodes prompts."""
-        config = self.analyses.analysis_config(["CLIP"], None)
+        config = self.analyses.analysis_config([label("clip")], None)
         loaded = self.ctx.loaded_models(config)
         table = state["table"]
         face = table[FACE].to_numpy(dtype=bool)
@@ -34,12 +35,12 @@ class Prompts:
         for ps in sets:
             probs = np.full((len(table), len(EXPRESSIONS)), np.nan)
             probs[face] = zero_shot(loaded.clip.model, emb, ps)
-            table = set_clip_output(table, ps.name, probs)
+            table = set_expr_output(table, prompt_output(ps.name), probs)
         return table, emb
 
     def clip_untrained(self) -> bool:
         """Whether the CLIP the comparison runs has random weights (then every figure says so)."""
-        return self.ctx.loaded_models(self.analyses.analysis_config(["CLIP"], None)).clip.info.untrained
+        return self.ctx.loaded_models(self.analyses.analysis_config([label("clip")], None)).clip.info.untrained
 
     def _clip_embeddings(self, state, loaded, progress) -> np.ndarray:
         """Raw CLIP embeddings of the face frames' crops, 64 frames at a time (core.predict.encode)."""

@@ -13,7 +13,8 @@ from pathlib import Path
 import gradio as gr
 
 from core.registry import by_label
-from core.table import FACE, FRAME, TIME, Analysis, attach_ground_truth
+from core.analysis import Analysis
+from core.table import FACE, FRAME, TIME, attach_ground_truth
 from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses
 from webapp.gpu import analysis_seconds, gpu
@@ -99,7 +100,7 @@ class AnalyseTab:
     def frame_view(self, state, frame):
         """(face crop, this frame's values): the first two outputs of the frame view (API: show_frame)."""
         return self.analyses.frame_view(state, frame).crop, results.frame_summary(
-            state["table"], frame, (state.get("run") or {}).get("faceless_predictions"))
+            state["table"], frame, state["run"].faceless_predictions)
 
     def frame_details(self, state, frame, request: gr.Request, profile: gr.OAuthProfile | None):
         """The whole frame with its face box, DDAMFN's attention over the face crop, CLIP's probability
@@ -134,7 +135,7 @@ class AnalyseTab:
     @staticmethod
     def clip_inputs(models):
         """The prompt set shows only when a CLIP model is ticked."""
-        return gr.update(visible=any(by_label(m).name.startswith("clip") for m in models or []))
+        return gr.update(visible=any(by_label(m).open_clip or by_label(m).reads == "clip" for m in models or []))
 
     # -- page -------------------------------------------------------------------------------------------
     def layout(self, c):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core.table import EXPR, clip_expr, gt
+from core.table import EXPR, gt, output_expr, prompt_output
 from webapp import plots, results
 from webapp.gpu import gpu
 from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
@@ -37,7 +37,7 @@ class PromptsTab:
         table, state["clip"] = self.run_comparison(state, objects, Progress(progress, "CLIP image embeddings", "faces"))
         f1 = results.prompt_f1_table(table, names)
         truth = gt(EXPR)
-        confusions = [plots.confusion_figure(table[clip_expr(n)], table[truth], n) if truth in table else None
+        confusions = [plots.confusion_figure(table[output_expr(prompt_output(n))], table[truth], n) if truth in table else None
                       for n in names]
         confusions += [None] * (PROMPT_COLUMNS - len(confusions))
         note = ("CLIP runs with **random weights (untrained)** here: these probabilities and F1 show how the "
