@@ -12,7 +12,7 @@ import pandas as pd
 from core.affwild2 import write_annotation
 from core.labels import AUS, EXPRESSIONS
 from core.predict import Predictions
-from core.table import Analysis, build
+from core.table import build
 from db import repo
 
 FPS, FRAMES = 29.97, 90
@@ -70,7 +70,8 @@ def make_reviewed_video(sessions, tmp_path: Path) -> Reviewed:
     media.parent.mkdir(parents=True)
     media.write_bytes(b"not decoded by an export")
     table = analysis_table()
-    Analysis(table, RUN_DETAILS).save(data_dir / "analyses" / "run1")
+    (data_dir / "analyses" / "run1").mkdir(parents=True)       # what an export reads: the stored table
+    table.to_parquet(data_dir / "analyses" / "run1" / "table.parquet", index=False)
     files = {task: _write(tmp_path / f"{task}.txt", task, values)
              for task, values in (("va", va), ("expr", expr), ("au", au))}
     with sessions.begin() as s:
