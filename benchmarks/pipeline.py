@@ -75,7 +75,8 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
               "ddamfn-lstm-clip": ("ddamfn", "lstm", "clip"), "naive": ("ddamfn", "lstm")}.get(case, ("ddamfn",))
     ddamfn_every = 1 if case == "ddamfn-lstm-all" else None
     config = AnalysisConfig(models=models, device=device, max_frames=max_frames)
-    every, size = detection_settings(config)
+    settings = detection_settings(config)
+    every, size = settings["every"], settings["detect_size"]
     loaded = load_models(config) if case != "decode" else None
     extra = {}
 
@@ -86,6 +87,7 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
 
     def detect(limit, stock=False, batched=False):
         det = detector
+        det.min_face_px = facelib.MTCNN_MIN_FACE if stock else settings["min_face_px"]
         det.detect_size, det.batched_crops = (None if stock else size), batched
         batches = iter_frames(video, batch_size=config.batch_size, max_frames=limit)
         found = list(facelib.detect_stream(batches, det, 1 if stock else every))
@@ -143,7 +145,8 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "detected": frames if case in ("detect-stock", "naive") else extra.pop("detected", None),
            "detect_every": 1 if case in ("detect-stock", "naive") else every,
-           "detect_size": None if case in ("detect-stock", "naive") else size, **extra}
+           "detect_size": None if case in ("detect-stock", "naive") else size or f"min face {settings['min_face_px']}",
+           **extra}
     if dev.type == "cuda":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out

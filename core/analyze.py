@@ -47,8 +47,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--detect-every", type=int, help="run face detection on every k-th frame (default: "
                    "core.faces.DEFAULT_DETECT_EVERY); boxes in between are interpolated, or detected where the "
                    "detections on either side disagree")
-    p.add_argument("--detect-size", type=int, help="detect on a copy whose longest side is this many pixels "
-                   "(default: 320)")
+    p.add_argument("--min-face", type=float, metavar="PX", help="smallest face to find, in pixels of the "
+                   "frame (default: core.faces.DEFAULT_MIN_FACE_PX, 40): detection runs on a copy scaled so that "
+                   "such a face is MTCNN's smallest (20 px); smaller values cost more detection time")
+    p.add_argument("--detect-size", type=int, help="instead of --min-face, detect on a copy whose longest side "
+                   "is this many pixels")
     p.add_argument("--batched-detection", action="store_true",
                    help="MTCNN stages with batched crops (meant for GPUs)")
     p.add_argument("--ddamfn-every", type=int, help="run DDAMFN on every k-th frame, interpolating the "
@@ -80,7 +83,8 @@ def _config(args):
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
         weights=_weights(args.weights),
         prompt_sets=tuple(s.strip() for s in args.prompt_sets.split(",") if s.strip()),
-        device=args.device, detect_every=args.detect_every, detect_size=args.detect_size, track=args.track,
+        device=args.device, detect_every=args.detect_every, min_face_px=args.min_face, detect_size=args.detect_size,
+        track=args.track,
         batched_detection=args.batched_detection, ddamfn_every=args.ddamfn_every, clip_every=args.clip_every,
         fill=args.fill, max_frames=args.max_frames, clip_model=args.clip_model)
     if "clip" in config.model_names() and "clip" not in config.weights:

@@ -58,7 +58,9 @@ class AnalysisConfig:
     (zero-shot per prompt set, or a trained adapter when its weights are given), "clip-lstm"); a model
     named in `weights` is run even if not listed, and the encoders the chosen models read are added.
     weights: model name -> spec (core.weights); absent = random weights, reported as untrained.
-    detect_every / detect_size: None picks core.faces' defaults; batched_detection: MTCNN stages with
+    detect_every / min_face_px: None picks core.faces' defaults (detect every k-th frame; the smallest face
+    found, in pixels of the frame, which sets the detection copy's size); detect_size: instead, a fixed
+    longest side for the detection copy; batched_detection: MTCNN stages with
     batched crops (core.faces); ddamfn_every / clip_every: the encoder runs on every k-th frame (None:
     by device, see encoder_strides); fill: "interpolate" or "none" for faceless frames."""
 
@@ -69,6 +71,7 @@ class AnalysisConfig:
     device: str = "auto"
     batch_size: int = 32             # frames per decoded batch (fewer for large frames, see BATCH_BYTES)
     detect_every: int | None = None
+    min_face_px: float | None = None
     detect_size: int | None = None
     min_face_prob: float = 0.9
     batched_detection: bool = False
@@ -83,7 +86,7 @@ class AnalysisConfig:
         return with_encoders([*self.models, *self.weights])
 
     def check(self) -> None:
-        for name in ("ddamfn_every", "clip_every"):
+        for name in ("ddamfn_every", "clip_every", "detect_every", "min_face_px", "detect_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.fill not in FILL_CHOICES:
@@ -104,11 +107,12 @@ def _face_detector(device: str) -> facelib.FaceDetector:
     return facelib.FaceDetector(device, batch_size=64 if device.startswith("cuda") else 16)
 
 
-def detection_settings(config: AnalysisConfig) -> tuple[int, int | None]:
-    """(detect every k-th frame, longest side of the detection copy): the config's or core.faces'."""
-    every = config.detect_every if config.detect_every is not None else facelib.DEFAULT_DETECT_EVERY
-    size = config.detect_size if config.detect_size is not None else facelib.DEFAULT_DETECT_SIZE
-    return every, size
+def detection_settings(config: AnalysisConfig) -> dict:
+    """How faces are detected: every k-th frame, the smallest face (pixels of the frame) and the fixed
+    longest side of the detection copy (None: set by the smallest face); the config's or core.faces'."""
+    return {"every": config.detect_every if config.detect_every is not None else facelib.DEFAULT_DETECT_EVERY,
+            "min_face_px": config.min_face_px if config.min_face_px is not None else facelib.DEFAULT_MIN_FACE_PX,
+            "detect_size": config.detect_size}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -392,11 +396,11 @@ def _detected_column(n: int, frames: np.ndarray, detected: np.ndarray) -> list:
 
 def _detector(loaded: LoadedModels, config: AnalysisConfig) -> tuple[int, facelib.FaceDetector]:
     """The loaded detector with this call's settings (a shallow copy: the MTCNN networks are shared)."""
-    every, size = detection_settings(config)
+    settings = detection_settings(config)
     detector = copy.copy(_face_detector(str(loaded.device)))
-    detector.detect_size, detector.min_prob = size, config.min_face_prob
-    detector.batched_crops = config.batched_detection
-    return every, detector
+    detector.min_face_px, detector.detect_size = settings["min_face_px"], settings["detect_size"]
+    detector.min_prob, detector.batched_crops = config.min_face_prob, config.batched_detection
+    return settings["every"], detector
 
 
 def _timed(batches: Iterable, timer: _Timer, stage: str) -> Iterator:

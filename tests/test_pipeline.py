@@ -61,7 +61,8 @@ def test_single_face_every_frame_has_the_face(lstm_models, media_dir, tmp_path):
     assert run["device"] == "cpu" and run["untrained"] and run["main_outputs"] == "lstm"
     assert run["models"]["ddamfn"]["source"] == "random" and run["models"]["lstm"]["untrained"]
     assert run["video"]["decoded_frames"] == 72 and run["video"]["codec"] == "h264"
-    assert run["detection"]["detect_every"] == 4 and run["detection"]["detect_size"] == 320
+    assert run["detection"]["detect_every"] == 4 and run["detection"]["min_face_px"] == 40
+    assert run["detection"]["detect_size"] is None
     assert len(run["tracks"]) == 1 and run["track"] == 0 and run["tracks"][0]["n_frames"] == 72
     assert {"decode", "detect", "ddamfn", "total"} <= set(run["timings_s"])
     assert "message" not in run
