@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from core import faces as facelib
 from core.fill import fill_gaps
@@ -42,10 +41,9 @@ AFFWILD2_FPS = 30.0          # Aff-Wild2 videos are 30 fps; used for time_s when
 FILL_CHOICES = ("interpolate", "none")
 
 PARTIAL_EVERY_S = 3.0        # analyze_video's on_partial: a table of the frames so far this often
-# Encoders on a CPU run on every k-th frame and the face frames between get interpolated embeddings
-# (marked in the table): DDAMFN costs ~15 ms a face on two cores, CLIP ViT-B-32 several times that
-# (benchmarks/RESULTS.md). On a GPU both run on every frame.
-CPU_EVERY = {"ddamfn": 2, "clip": 4}
+# Encoders run on every face frame unless the user asks for a stride (ddamfn_every / clip_every): then the
+# face frames between get embeddings interpolated from the encoded ones, marked in the table. What a stride
+# costs in agreement with every frame: benchmarks/fidelity.py, benchmarks/RESULTS.md.
 SCORED_COLUMNS = {"ddamfn": DDAMFN_SCORED, "clip": CLIP_SCORED}
 
 Progress = Callable[[int, int], None]
@@ -61,8 +59,9 @@ class AnalysisConfig:
     detect_every / min_face_px: None picks core.faces' defaults (detect every k-th frame; the smallest face
     found, in pixels of the frame, which sets the detection copy's size); detect_size: instead, a fixed
     longest side for the detection copy; batched_detection: MTCNN stages with
-    batched crops (core.faces); ddamfn_every / clip_every: the encoder runs on every k-th frame (None:
-    by device, see encoder_strides); fill: "interpolate" or "none" for faceless frames."""
+    batched crops (core.faces); ddamfn_every / clip_every: the encoder runs on every k-th frame only and
+    the embeddings between are interpolated (default 1: every frame); fill: "interpolate" or "none" for
+    faceless frames."""
 
     models: tuple[str, ...] = ("ddamfn",)
     weights: dict[str, str] = field(default_factory=dict)
@@ -75,8 +74,8 @@ class AnalysisConfig:
     detect_size: int | None = None
     min_face_prob: float = 0.9
     batched_detection: bool = False
-    ddamfn_every: int | None = None
-    clip_every: int | None = None
+    ddamfn_every: int = 1
+    clip_every: int = 1
     max_faces: int = 5               # faces per frame that get embeddings (the largest)
     track: int | None = None         # the subject's track id; None: the largest face over the video
     fill: str = "interpolate"
@@ -261,7 +260,7 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
     batch_size = max(1, min(config.batch_size, BATCH_BYTES // max(3 * info.width * info.height, 1)))
     decoded = _prefetch(iter_frames(path, batch_size, config.max_frames), timer)
     every, detector = _detector(loaded, config)
-    strides = encoder_strides(config, loaded.device, sizes)
+    strides = encoder_strides(config, sizes)
     pickers = {name: _StridePicker(k) for name, k in strides.items()}
     last_partial = time.perf_counter()
     stream = facelib.detect_stream(_timed(decoded, timer, "decode_wait"), _TimedDetector(detector, timer), every)
@@ -367,11 +366,10 @@ class _StridePicker:
         return keep
 
 
-def encoder_strides(config: AnalysisConfig, device, encoders) -> dict[str, int]:
-    """Encoder -> run it on every k-th frame: the config's k, else 1 on a GPU and CPU_EVERY on a CPU."""
+def encoder_strides(config: AnalysisConfig, encoders) -> dict[str, int]:
+    """Encoder -> run it on every k-th frame (the config's; 1 unless a stride was asked for)."""
     asked = {"ddamfn": config.ddamfn_every, "clip": config.clip_every}
-    gpu = torch.device(device).type == "cuda"
-    return {name: asked[name] or (1 if gpu else CPU_EVERY[name]) for name in encoders}
+    return {name: asked[name] for name in encoders}
 
 
 def _spread(values: np.ndarray, rows: np.ndarray) -> np.ndarray:

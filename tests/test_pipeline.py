@@ -319,13 +319,13 @@ def test_clip_scores_a_stride_and_interpolates_the_rest(media_dir):
 
 
 def test_ddamfn_on_a_stride_marks_the_interpolated_rows(ddamfn_models, media_dir):
-    """On a CPU DDAMFN runs on every 2nd frame by default; the frames between are marked, and a model
-    run on every frame fills the column with True."""
-    strided = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9),
+    """DDAMFN runs on every frame by default, also on a CPU; a stride the user asks for marks the frames
+    between, and the frames it scored match the every-frame run."""
+    strided = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9, ddamfn_every=2),
                             loaded=ddamfn_models)
     assert strided.table["ddamfn_scored"].tolist() == [f % 2 == 0 for f in range(9)]
     assert strided.run["embedding_strides"]["ddamfn"]["every"] == 2
-    every = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9, ddamfn_every=1),
+    every = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9),
                           loaded=ddamfn_models)
     assert every.table["ddamfn_scored"].all() and every.run["embedding_note"] == "every face frame was encoded"
     scored = strided.table["ddamfn_scored"].to_numpy(dtype=bool)
