@@ -33,7 +33,7 @@ from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.predict import LoadedModels, encode, predict
 from core.predict import load_models as _load_models
 from core.registry import CLIP_MODEL, with_encoders
-from core.table import CLIP_SCORED, DDAMFN_SCORED, Analysis, build, clip_sets
+from core.table import BOX_DETECTED, CLIP_SCORED, DDAMFN_SCORED, FACE, FILLED, Analysis, build, clip_sets
 from core.video import iter_frames, probe
 
 BATCH_BYTES = 96 * 2**20     # decoded frames in one batch (a 4K video gets 3 frames a batch, 640x360 gets 32)
@@ -317,7 +317,17 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
         f"encoders ran on a frame stride ({', '.join(strided)}, and on faces no recently encoded face "
         "overlapped); the face frames between have embeddings interpolated from the encoded ones "
         f"({', '.join(SCORED_COLUMNS[n] + '=False' for n, k in strides.items() if k > 1)})")
+    result.run["interpolated"] = interpolated_counts(result.table, strides)
     return result
+
+
+def interpolated_counts(table: pd.DataFrame, encoders) -> dict:
+    """How many frames of a table hold interpolated values, by what was interpolated (the columns that
+    say which rows: box_detected, <encoder>_scored, filled), beside the frames every value rests on."""
+    return {"frames": len(table), "face_frames": int(table[FACE].sum()),
+            "boxes": int(table[BOX_DETECTED].eq(False).sum()),
+            **{f"{name}_embeddings": int(table[SCORED_COLUMNS[name]].eq(False).sum()) for name in encoders},
+            "faceless_filled": int(table[FILLED].sum())}
 
 
 def _video_result(loaded: LoadedModels, config: AnalysisConfig, timer: _Timer, t_start: float, faces: "_Faces",
@@ -482,7 +492,7 @@ def analyze_affwild2(index, video: str, models: AnalysisConfig | None = None, pr
     result.run.update(source={"kind": "affwild2", "root": str(index.root), "video": video,
                               "splits": frames.attrs.get("splits", {})},
                       fps=fps, fps_source=fps_source, detection=None, tracks=[], track=None,
-                      unreadable_images=unreadable)
+                      unreadable_images=unreadable, interpolated=interpolated_counts(result.table, ()))
     return result
 
 

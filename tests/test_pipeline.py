@@ -325,8 +325,11 @@ def test_ddamfn_on_a_stride_marks_the_interpolated_rows(ddamfn_models, media_dir
                             loaded=ddamfn_models)
     assert strided.table["ddamfn_scored"].tolist() == [f % 2 == 0 for f in range(9)]
     assert strided.run["embedding_strides"]["ddamfn"]["every"] == 2
+    assert strided.run["interpolated"] == {"frames": 9, "face_frames": 9, "ddamfn_embeddings": 4, "faceless_filled": 0,
+                                           "boxes": int(strided.table["box_detected"].eq(False).sum())}
     every = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9),
                           loaded=ddamfn_models)
     assert every.table["ddamfn_scored"].all() and every.run["embedding_note"] == "every face frame was encoded"
+    assert every.run["interpolated"]["ddamfn_embeddings"] == 0
     scored = strided.table["ddamfn_scored"].to_numpy(dtype=bool)
     assert np.allclose(strided.table.loc[scored, "valence"], every.table.loc[scored, "valence"], atol=1e-5)
