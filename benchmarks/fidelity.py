@@ -2,6 +2,8 @@
 
     python -m benchmarks.fidelity [--work runs/fidelity] [--step 1] [--strides 2,3,4] [--epochs 30]
 
+A --work folder that holds a finished run's checkpoints is reused as it is (steps 1-2 skipped): remove it
+to build the set and train again.
 1. An Aff-Wild2-layout set from the Pexels clip (it cries, then smiles from about 9.5 s on): every
    `step`-th frame's face (MTCNN and the square crop the pipeline cuts, 112 px) under cropped_aligned/, with
    labels that follow the clip: Sadness, valence -0.6, arousal 0.4, AU1/AU4/AU15 while crying; Happiness,
@@ -129,11 +131,16 @@ def against_labels(table: pd.DataFrame, labels: pd.DataFrame) -> dict:
 def run(work: Path, step: int = 1, strides=(2, 3, 4), epochs: int = 30, max_frames: int | None = None) -> dict:
     """Steps 1-3 of the module docstring under `work`; the figures as a dict."""
     from core.pipeline import AnalysisConfig, analyze_video, load_models
+    from core.video import probe
 
     work.mkdir(parents=True, exist_ok=True)
-    labels = make_dataset(work / "affwild2", step, max_frames)
-    images = len(list((work / "affwild2" / "cropped_aligned" / VIDEOS["train"]).glob("*.jpg")))
-    heads, lstm = train(work / "affwild2", work, epochs, window=min(32, images))
+    if (work / "lstm" / "best.pt").is_file():            # a finished earlier run: its set and checkpoints
+        labels = clip_labels(probe(CLIP).frame_count, probe(CLIP).fps)
+        heads, lstm = work / "ddamfn-heads" / "best.pt", work / "lstm" / "best.pt"
+    else:
+        labels = make_dataset(work / "affwild2", step, max_frames)
+        images = len(list((work / "affwild2" / "cropped_aligned" / VIDEOS["train"]).glob("*.jpg")))
+        heads, lstm = train(work / "affwild2", work, epochs, window=min(32, images))
     out = {"step": step, "max_frames": max_frames, "epochs": epochs, "checkpoints": [str(heads), str(lstm)],
            "models": {}}
     for name, models, weights in (("DDAMFN", ("ddamfn",), {"ddamfn": str(heads)}),

@@ -49,7 +49,7 @@ class _Embed(torch.nn.Module):
 
 
 def openvino_runtimes(module: torch.nn.Module, example: torch.Tensor, calibration: list[torch.Tensor],
-                      transformer: bool) -> dict:
+                      transformer: bool, threads: int) -> dict:
     """name -> (callable on a preprocessed batch, seconds to convert/quantise and compile)."""
     import nncf
     import openvino as ov
@@ -59,12 +59,12 @@ def openvino_runtimes(module: torch.nn.Module, example: torch.Tensor, calibratio
     start = time.perf_counter()
     with torch.no_grad():
         model = ov.convert_model(module, example_input=example, input=[tuple(example.shape)])   # static batch
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
     out["OpenVINO fp32"] = (lambda x, c=compiled: torch.from_numpy(c(x.numpy())[0]), time.perf_counter() - start)
     start = time.perf_counter()
     quantised = nncf.quantize(model, nncf.Dataset([c.numpy() for c in calibration]), subset_size=len(calibration),
                               model_type=nncf.ModelType.TRANSFORMER if transformer else None)
-    compiled8 = core.compile_model(quantised, "CPU")
+    compiled8 = core.compile_model(quantised, "CPU", {"INFERENCE_NUM_THREADS": threads})
     out["OpenVINO int8 (NNCF)"] = (lambda x, c=compiled8: torch.from_numpy(c(x.numpy())[0]),
                                    time.perf_counter() - start)
     return out
@@ -91,10 +91,14 @@ def main(argv=None) -> None:
     p.add_argument("--faces", type=int, default=64, help="face crops timed per round (and used to calibrate)")
     p.add_argument("--models", default="ddamfn,clip")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=SPEC")
+    p.add_argument("--threads", type=int, help="threads for every runtime (default: all cores, as the pipeline; "
+                   "on a machine busy with other jobs 1 thread each compares them more fairly)")
     args = p.parse_args(argv)
     weights = dict(w.split("=", 1) for w in args.weights)
     names = args.models.split(",")
     loaded = load_models(names, weights, "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     crops = face_crops(args.faces, (112, loaded.clip_size or 224))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"{args.faces} real face crops, batches of {CPU_BATCH}, load {os.getloadavg()[0]:.1f}")
@@ -106,7 +110,8 @@ def main(argv=None) -> None:
         runtimes = {"eager fp32 (today)": (lambda _x, lm=lm, c=crops[size]: torch.from_numpy(encode(lm, c)), 0.0)}
         module = _Embed(lm.model, method).eval()
         runtimes.update(openvino_runtimes(module, x[:CPU_BATCH].contiguous(), [x[i:i + CPU_BATCH].contiguous()
-                                          for i in range(0, len(x), CPU_BATCH)], transformer))
+                                          for i in range(0, len(x), CPU_BATCH)], transformer,
+                                          torch.get_num_threads()))
         if name == "clip":
             start = time.perf_counter()
             q = torch.ao.quantization.quantize_dynamic(lm.model, {torch.nn.Linear}, dtype=torch.qint8)
