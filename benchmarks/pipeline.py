@@ -10,9 +10,11 @@ video's first frames (model loading and first-call kernel set-up are not timed):
     detect           decode + MTCNN as the pipeline runs it (every k-th frame, on a downscaled copy)
     detect-batched   the same with MTCNN's stages on batched roi_align crops (core.faces)
     detect-stock     decode + stock MTCNN on every full-size frame (batched)
-    ddamfn-lstm      the whole pipeline: analyze_video with DDAMFN + LSTM (defaults: encoder strides by device)
-    ddamfn-lstm-all  the same with DDAMFN on every frame (ddamfn_every=1)
-    ddamfn-lstm-clip the whole pipeline with DDAMFN + LSTM + CLIP ViT-B-32 zero-shot (the page's default set)
+    ddamfn-lstm      the whole pipeline: analyze_video with DDAMFN + LSTM (default: DDAMFN on every frame)
+    ddamfn-lstm-2    the same with the stride a user may pick: DDAMFN on every 2nd frame (ddamfn_every=2)
+    ddamfn-lstm-clip the whole pipeline with DDAMFN + LSTM + CLIP ViT-B-32 zero-shot (the page's default set),
+                     every frame
+    ddamfn-lstm-clip-strided  the same with DDAMFN every 2nd and CLIP every 4th frame (the old CPU strides)
     naive            a per-frame loop: read a frame, stock MTCNN on it, crop, DDAMFN on one crop; LSTM at end
 Also, each in a fresh process: start-up (interpreter, imports, DDAMFN + LSTM + MTCNN loaded: what
 `python -m core.analyze` spends before the first frame) and the refusal of bad input (core.video.probe on
@@ -40,8 +42,9 @@ from pathlib import Path
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 VIDEOS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4", "face_noface.mov", "noface_face.mov")
-CASES = ("decode", "detect", "detect-batched", "detect-stock", "ddamfn-lstm", "ddamfn-lstm-all", "ddamfn-lstm-clip",
-         "naive")
+CASES = ("decode", "detect", "detect-batched", "detect-stock", "ddamfn-lstm", "ddamfn-lstm-2", "ddamfn-lstm-clip",
+         "ddamfn-lstm-clip-strided", "naive")
+STRIDES = {"ddamfn-lstm-2": {"ddamfn_every": 2}, "ddamfn-lstm-clip-strided": {"ddamfn_every": 2, "clip_every": 4}}
 WARMUP_FRAMES = 48
 
 
@@ -71,11 +74,12 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
 
     dev = pick_device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    models = {"ddamfn-lstm": ("ddamfn", "lstm"), "ddamfn-lstm-all": ("ddamfn", "lstm"),
-              "ddamfn-lstm-clip": ("ddamfn", "lstm", "clip"), "naive": ("ddamfn", "lstm")}.get(case, ("ddamfn",))
-    ddamfn_every = 1 if case == "ddamfn-lstm-all" else None
+    models = {"ddamfn-lstm": ("ddamfn", "lstm"), "ddamfn-lstm-2": ("ddamfn", "lstm"),
+              "ddamfn-lstm-clip": ("ddamfn", "lstm", "clip"), "ddamfn-lstm-clip-strided": ("ddamfn", "lstm", "clip"),
+              "naive": ("ddamfn", "lstm")}.get(case, ("ddamfn",))
     config = AnalysisConfig(models=models, device=device, max_frames=max_frames)
-    every, size = detection_settings(config)
+    settings = detection_settings(config)
+    every, size = settings["every"], settings["detect_size"]
     loaded = load_models(config) if case != "decode" else None
     extra = {}
 
@@ -86,6 +90,7 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
 
     def detect(limit, stock=False, batched=False):
         det = detector
+        det.min_face_px = facelib.MTCNN_MIN_FACE if stock else settings["min_face_px"]
         det.detect_size, det.batched_crops = (None if stock else size), batched
         batches = iter_frames(video, batch_size=config.batch_size, max_frames=limit)
         found = list(facelib.detect_stream(batches, det, 1 if stock else every))
@@ -94,7 +99,7 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
 
     def pipeline(limit):
         result = analyze_video(video, AnalysisConfig(models=models, device=device, max_frames=limit,
-                                                     ddamfn_every=ddamfn_every), loaded=loaded)
+                                                     **STRIDES.get(case, {})), loaded=loaded)
         extra.update(faces=int(result.table["face"].sum()), stages_s=result.run.timings,
                      detected=result.run.detection.detected_frames,
                      strides={k: v.every for k, v in result.run.strides.items()})
@@ -127,7 +132,8 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
 
     work = {"decode": decode, "detect": detect, "detect-batched": lambda n: detect(n, batched=True),
             "detect-stock": lambda n: detect(n, stock=True),
-            "ddamfn-lstm": pipeline, "ddamfn-lstm-all": pipeline, "ddamfn-lstm-clip": pipeline, "naive": naive}[case]
+            "ddamfn-lstm": pipeline, "ddamfn-lstm-2": pipeline, "ddamfn-lstm-clip": pipeline,
+            "ddamfn-lstm-clip-strided": pipeline, "naive": naive}[case]
     work(WARMUP_FRAMES)
     sync()
     if dev.type == "cuda":
@@ -143,7 +149,8 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "detected": frames if case in ("detect-stock", "naive") else extra.pop("detected", None),
            "detect_every": 1 if case in ("detect-stock", "naive") else every,
-           "detect_size": None if case in ("detect-stock", "naive") else size, **extra}
+           "detect_size": None if case in ("detect-stock", "naive") else size or f"min face {settings['min_face_px']}",
+           **extra}
     if dev.type == "cuda":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out

@@ -33,10 +33,12 @@ class AnalysisConfig:
     (zero-shot per prompt set, or a trained adapter when its weights are given), "clip-lstm"); a model
     named in `weights` is run even if not listed, and the encoders the chosen models read are added.
     weights: model name -> spec (core.weights); absent = random weights, reported as untrained.
-    prompt_sets: PromptSets or their names. detect_every / detect_size: None picks core.faces' defaults;
-    batched_detection: MTCNN stages with batched crops (core.faces); ddamfn_every / clip_every: the
-    encoder runs on every k-th frame (None: by device, see core.pipeline.encoder_strides); fill:
-    "interpolate" or "none" for faceless frames."""
+    prompt_sets: PromptSets or their names. detect_every / min_face_px: None picks core.faces' defaults
+    (detect every k-th frame; the smallest face found, in pixels of the frame, which sets the detection copy's
+    size); detect_size: instead, a fixed longest side for the detection copy; batched_detection: MTCNN stages
+    with batched crops (core.faces); ddamfn_every / clip_every: the encoder runs on every k-th frame only and
+    the embeddings between are interpolated (default 1: every frame); fill: "interpolate" or "none" for
+    faceless frames."""
 
     models: tuple[str, ...] = ("ddamfn",)
     weights: dict[str, str] = field(default_factory=dict)
@@ -45,11 +47,12 @@ class AnalysisConfig:
     device: str = "auto"
     batch_size: int = 32             # frames per decoded batch (fewer for large frames, core.pipeline.BATCH_BYTES)
     detect_every: int | None = None
+    min_face_px: float | None = None
     detect_size: int | None = None
     min_face_prob: float = 0.9
     batched_detection: bool = False
-    ddamfn_every: int | None = None
-    clip_every: int | None = None
+    ddamfn_every: int = 1
+    clip_every: int = 1
     max_faces: int = 5               # faces per frame that get embeddings (the largest)
     track: int | None = None         # the subject's track id; None: the largest face over the video
     fill: str = "interpolate"
@@ -59,7 +62,7 @@ class AnalysisConfig:
         return with_encoders([*self.models, *self.weights])
 
     def check(self) -> None:
-        for name in ("ddamfn_every", "clip_every"):
+        for name in ("ddamfn_every", "clip_every", "detect_every", "min_face_px", "detect_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.fill not in FILL_CHOICES:
@@ -161,6 +164,7 @@ class RunInfo:
     video: VideoInfo | None = None
     detection: Detection | None = None   # None: Aff-Wild2 aligned images
     strides: dict[str, Stride] = field(default_factory=dict)     # encoder -> its stride
+    interpolated: dict[str, int] = field(default_factory=dict)   # what was interpolated, on how many frames
     tracks: tuple[Track, ...] = ()
     track: int | None = None             # the subject's track
     track_from_user: bool = False        # False: the largest face area summed over frames
@@ -235,7 +239,8 @@ class RunInfo:
             "tracks": [t.as_dict() for t in self.tracks], "track": self.track,
             "track_chosen_by": "user" if self.track_from_user else "largest face area summed over frames",
             "embedding_strides": {n: dataclasses.asdict(s) for n, s in self.strides.items()},
-            "embedding_note": self.embedding_note, "unreadable_images": self.unreadable_images, "notes": self.notes})
+            "embedding_note": self.embedding_note, "interpolated": self.interpolated,
+            "unreadable_images": self.unreadable_images, "notes": self.notes})
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunInfo":
@@ -255,6 +260,7 @@ class RunInfo:
             source=Source(**data["source"]), fps=data["fps"], fps_source=data["fps_source"],
             video=VideoInfo(**data["video"]) if data.get("video") else None, detection=detection,
             strides={n: Stride(**s) for n, s in data.get("embedding_strides", {}).items()},
+            interpolated=dict(data.get("interpolated", {})),
             tracks=tuple(Track(**{**t, "box": tuple(t["box"])}) for t in data.get("tracks", ())),
             track=data.get("track"), track_from_user=data.get("track_chosen_by") == "user",
             unreadable_images=tuple(data.get("unreadable_images", ())), notes=tuple(data.get("notes", ())),

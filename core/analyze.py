@@ -5,8 +5,9 @@
     python -m core.analyze VIDEO_ID --affwild2 ROOT ...     (an Aff-Wild2 video from its aligned images)
 
 Writes the table as CSV (and Parquet with --parquet), the run metadata beside it (<out>.run.json) and,
-with --abaw, one ABAW prediction file per task (DIR/va.txt, expr.txt, au.txt). A progress bar is shown
-on a terminal. Failures end with one line on stderr and exit status 1; a video without any face gives
+with --abaw, one ABAW prediction file per task (DIR/va.txt, expr.txt, au.txt) with the run metadata beside
+them (DIR/run.json). Every face frame is encoded unless a stride is asked for (--ddamfn-every,
+--clip-every). A progress bar is shown on a terminal. Failures end with one line on stderr and exit status 1; a video without any face gives
 a table with face=False everywhere and a note saying so (exit status 0).
 """
 from __future__ import annotations
@@ -47,14 +48,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--detect-every", type=int, help="run face detection on every k-th frame (default: "
                    "core.faces.DEFAULT_DETECT_EVERY); boxes in between are interpolated, or detected where the "
                    "detections on either side disagree")
-    p.add_argument("--detect-size", type=int, help="detect on a copy whose longest side is this many pixels "
-                   "(default: 320)")
+    p.add_argument("--min-face", type=float, metavar="PX", help="smallest face to find, in pixels of the "
+                   "frame (default: core.faces.DEFAULT_MIN_FACE_PX, 40): detection runs on a copy scaled so that "
+                   "such a face is MTCNN's smallest (20 px); smaller values cost more detection time")
+    p.add_argument("--detect-size", type=int, help="instead of --min-face, detect on a copy whose longest side "
+                   "is this many pixels")
     p.add_argument("--batched-detection", action="store_true",
                    help="MTCNN stages with batched crops (meant for GPUs)")
-    p.add_argument("--ddamfn-every", type=int, help="run DDAMFN on every k-th frame, interpolating the "
-                   "embeddings between (default: 1 on a GPU, 2 on a CPU; table column ddamfn_scored)")
-    p.add_argument("--clip-every", type=int, help="run CLIP on every k-th frame, interpolating the embeddings "
-                   "between (default: 1 on a GPU, 4 on a CPU; table column clip_scored)")
+    p.add_argument("--ddamfn-every", type=int, default=1, metavar="K", help="run DDAMFN on every k-th frame "
+                   "only, interpolating the embeddings between (default 1: every frame; table column "
+                   "ddamfn_scored; what a stride costs: benchmarks/RESULTS.md)")
+    p.add_argument("--clip-every", type=int, default=1, metavar="K", help="run CLIP on every k-th frame only, "
+                   "interpolating the embeddings between (default 1: every frame; table column clip_scored)")
     p.add_argument("--fill", choices=("interpolate", "none"), default="interpolate",
                    help="predictions of frames without a face: interpolated (filled=True) or empty")
     p.add_argument("--max-frames", type=int, help="analyse only the first frames")
@@ -80,7 +85,8 @@ def _config(args):
     config = AnalysisConfig(
         models=models, weights=weights,
         prompt_sets=tuple(s.strip() for s in args.prompt_sets.split(",") if s.strip()),
-        device=args.device, detect_every=args.detect_every, detect_size=args.detect_size, track=args.track,
+        device=args.device, detect_every=args.detect_every, min_face_px=args.min_face, detect_size=args.detect_size,
+        track=args.track,
         batched_detection=args.batched_detection, ddamfn_every=args.ddamfn_every, clip_every=args.clip_every,
         fill=args.fill, max_frames=args.max_frames, clip_model=args.clip_model)
     if "clip" in config.model_names() and "clip" not in weights:
@@ -136,6 +142,9 @@ def run(args) -> int:
     written.append(meta)
     run = result.run
     abaw = write_submissions({name: result.table}, args.abaw) if args.abaw else []
+    if abaw:                   # the submission files cannot say how they were made: the run JSON beside them
+        abaw.append(args.abaw / "run.json")
+        abaw[-1].write_text(meta.read_text())
     written += abaw
     untrained = [n for n, m in run.models.items() if m.untrained]
     print(f"{len(table)} frames, {run.face_frames} with a face, {run.timings['total']:.1f} s "

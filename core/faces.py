@@ -1,8 +1,10 @@
 """Faces in video frames: MTCNN detection on batches, tracks that follow one person, square face crops.
 
 - FaceDetector runs facenet-pytorch's MTCNN (its networks and weights, its batched `detect`) on the GPU
-  when there is one. Large frames are detected on a copy whose longest side is `detect_size` and the
-  boxes scaled back; crops are always cut from the full frame.
+  when there is one. Frames are detected on a copy scaled so that the smallest face worth finding
+  (`min_face_px`, in pixels of the original frame) is MTCNN's smallest (MTCNN_MIN_FACE px at its scale):
+  the copy's size follows the frame, so a 40 px face in a 4K frame is found as in a 640x360 one. Boxes
+  are scaled back; crops are always cut from the full frame.
 - detect_stream detects every `every`-th frame of a decoded stream (plus the last one) and gives the
   frames in between boxes interpolated from the detected frames on either side: detection dominates
   the cost (PERFORMANCE.md) and faces move little in a few frames. Where the two detections disagree
@@ -31,48 +33,51 @@ EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_PROBS = np.zeros((0,), np.float32)
 CROP_MARGIN = 0.1           # the square crop's side is (1 + margin) * the box's longer side
 REDETECT_IOU = 0.5          # detections k frames apart overlapping less than this: detect the frames between
-# Detect every 4th frame on a copy 320 px long, on both devices (the same faces on CPU and GPU); boxes in
-# between are interpolated, or detected where the detections disagree. Against stock MTCNN on every
-# full frame this gave the same faces on every frame and the same mean IoU as every 2nd frame (0.95 at
-# 640x360, 0.89-0.91 at 960x540, where the 320 px copy, not the stride, costs precision), with half the
-# detector calls (tests/test_faces.py, benchmarks/RESULTS.md).
+MTCNN_MIN_FACE = 20         # MTCNN's min_face_size (facenet-pytorch's default), in pixels of the detection copy
+# The smallest face found, in pixels of the original frame: the detection copy is scaled by
+# MTCNN_MIN_FACE / DEFAULT_MIN_FACE_PX (never up), so a 640x360 frame is detected at 320x180 as before and
+# a 3840x2160 one at 1920x1080, where 40-120 px faces are found (tests/test_faces.py; cost in
+# benchmarks/RESULTS.md). Detect every 4th frame; boxes in between are interpolated, or detected where the
+# detections disagree: against stock MTCNN on every full frame this gave the same faces on every frame and
+# the same mean IoU as every 2nd frame, with half the detector calls.
+DEFAULT_MIN_FACE_PX = 40
 DEFAULT_DETECT_EVERY = 4
-DEFAULT_DETECT_SIZE = 320
 
 
 class FaceDetector:
     """MTCNN on batches of equal-sized RGB frames.
 
-    detect_size: detect on a copy whose longest side is at most this many pixels (None: full size);
-    min_face_size: smallest face MTCNN looks for, in pixels of that copy; min_prob: detections below it
-    are dropped (MTCNN's own last threshold is 0.7; 0.9 keeps faces, not face-like texture);
-    batched_crops: run the stages with mtcnn_detect_batched instead of stock `detect` (off by default:
-    on the 2-core CPU it measured no faster; it targets the GPU, where it is still to be measured).
+    min_face_px: smallest face looked for, in pixels of the original frame (MTCNN_MIN_FACE: the full frame,
+    stock MTCNN); detect_size: instead, a copy whose longest side is at most this many pixels;
+    min_prob: detections below it are dropped (MTCNN's own last threshold is 0.7; 0.9 keeps faces, not
+    face-like texture); batched_crops: run the stages with core.mtcnn_batched instead of stock `detect`
+    (off by default: on the 2-core CPU it measured no faster; it targets the GPU).
     """
 
-    def __init__(self, device="auto", detect_size: int | None = DEFAULT_DETECT_SIZE, min_face_size: int = 20,
+    def __init__(self, device="auto", min_face_px: float = DEFAULT_MIN_FACE_PX, detect_size: int | None = None,
                  min_prob: float = 0.9, thresholds=(0.6, 0.7, 0.7), batch_size: int = 32,
                  batched_crops: bool = False):
         from facenet_pytorch import MTCNN
 
         self.device = pick_device(device)
-        self.detect_size, self.min_prob, self.batch_size = detect_size, min_prob, batch_size
-        self.batched_crops = batched_crops
-        self.mtcnn = MTCNN(min_face_size=min_face_size, thresholds=list(thresholds), keep_all=True,
+        self.min_face_px, self.detect_size = min_face_px, detect_size
+        self.min_prob, self.batch_size, self.batched_crops = min_prob, batch_size, batched_crops
+        self.mtcnn = MTCNN(min_face_size=MTCNN_MIN_FACE, thresholds=list(thresholds), keep_all=True,
                            select_largest=False, device=self.device).eval()
 
     @property
     def settings(self) -> dict:
         return {"detector": "MTCNN (facenet-pytorch)", "device": str(self.device),
-                "detect_size": self.detect_size, "min_face_size": self.mtcnn.min_face_size,
-                "min_prob": self.min_prob, "thresholds": list(self.mtcnn.thresholds),
-                "stages": "batched roi_align crops (core.faces)" if self.batched_crops else "stock detect"}
+                "min_face_px": self.min_face_px, "detect_size": self.detect_size,
+                "mtcnn_min_face_size": self.mtcnn.min_face_size, "min_prob": self.min_prob,
+                "thresholds": list(self.mtcnn.thresholds),
+                "stages": "batched roi_align crops (core.mtcnn_batched)" if self.batched_crops else "stock detect"}
 
     def scale_for(self, height: int, width: int) -> float:
-        """Factor from full frame to detection copy (1.0 when the frame is small enough)."""
-        if self.detect_size is None or max(height, width) <= self.detect_size:
-            return 1.0
-        return self.detect_size / max(height, width)
+        """Factor from full frame to detection copy (at most 1.0: frames are never enlarged)."""
+        if self.detect_size is not None:
+            return min(1.0, self.detect_size / max(height, width))
+        return min(1.0, self.mtcnn.min_face_size / self.min_face_px)
 
     @torch.no_grad()
     def detect(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -100,6 +105,8 @@ class FaceDetector:
                 frames = [cv2.resize(f, size[::-1], interpolation=cv2.INTER_AREA) for f in frames]
             x = torch.from_numpy(np.stack(frames))
         if self.batched_crops:
+            from core.mtcnn_batched import mtcnn_detect_batched
+
             found = mtcnn_detect_batched(self.mtcnn, x.to(self.device))
         else:
             boxes, probs = self.mtcnn.detect(x)
@@ -112,112 +119,6 @@ class FaceDetector:
             keep = f[:, 4] >= self.min_prob
             result.append((f[keep, :4] / scale, f[keep, 4]))
         return result
-
-
-# ---------------------------------------------------------------------------------------------------
-# MTCNN's three stages with batched crops
-#
-# Stock facenet-pytorch crops and resizes every candidate box for RNet and ONet one at a time (a Python
-# loop over thousands of boxes per batch: most of the detector's time on a GPU, PERFORMANCE.md). Here the
-# same stages run on MTCNN's own networks and weights with every crop of a stage taken at once by
-# torchvision's roi_align (averaging bilinear samples, close to the stock area resampling). Constants and
-# order of operations follow facenet-pytorch's detect_face.
-
-def _nms_per_image(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tensor, threshold: float):
-    from torchvision.ops import batched_nms
-
-    return batched_nms(boxes, scores, image, threshold)
-
-
-def _square(boxes: torch.Tensor) -> torch.Tensor:
-    """Boxes made square around their centre (side = the longer side)."""
-    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    side = torch.maximum(w, h)
-    x1 = boxes[:, 0] + w / 2 - side / 2
-    y1 = boxes[:, 1] + h / 2 - side / 2
-    return torch.stack([x1, y1, x1 + side, y1 + side], dim=1)
-
-
-def _crops(images: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor, size: int):
-    """size x size crops of the (truncated, clipped) boxes, normalised as MTCNN expects; and which boxes
-    were not empty."""
-    from torchvision.ops import roi_align
-
-    h, w = images.shape[2:]
-    b = boxes.trunc()
-    x1, y1 = b[:, 0].clamp(min=1) - 1, b[:, 1].clamp(min=1) - 1
-    x2, y2 = b[:, 2].clamp(max=w), b[:, 3].clamp(max=h)
-    ok = (x2 > x1) & (y2 > y1)
-    rois = torch.stack([image.to(images.dtype), x1, y1, x2, y2], dim=1)[ok].to(images.dtype)
-    out = roi_align(images, rois, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-    return (out - 127.5) * 0.0078125, ok
-
-
-def _refine(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
-    """Apply RNet/ONet box regression (offsets in units of pixel-inclusive box size)."""
-    w = boxes[:, 2] - boxes[:, 0] + 1
-    h = boxes[:, 3] - boxes[:, 1] + 1
-    return boxes[:, :4] + reg * torch.stack([w, h, w, h], dim=1)
-
-
-@torch.no_grad()
-def mtcnn_detect_batched(mtcnn, images: torch.Tensor) -> list[np.ndarray]:
-    """MTCNN on a batch (B, H, W, 3) (uint8 or float, on the networks' device): per image (k, 5) arrays
-    of x1, y1, x2, y2, probability, in MTCNN's final order."""
-    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy
-
-    dtype = next(mtcnn.pnet.parameters()).dtype
-    imgs = images.permute(0, 3, 1, 2).to(dtype)
-    n, _, h, w = imgs.shape
-    t0, t1, t2 = mtcnn.thresholds
-    # image pyramid + PNet
-    scale, side, scales = 12.0 / mtcnn.min_face_size, min(h, w) * 12.0 / mtcnn.min_face_size, []
-    while side >= 12:
-        scales.append(scale)
-        scale *= mtcnn.factor
-        side *= mtcnn.factor
-    found = []
-    for s in scales:
-        x = F.interpolate(imgs, size=(int(h * s + 1), int(w * s + 1)), mode="area")
-        reg, prob = mtcnn.pnet((x - 127.5) * 0.0078125)
-        mask = prob[:, 1] >= t0
-        where = mask.nonzero()
-        image, yx = where[:, 0], where[:, 1:].to(dtype)
-        q1 = ((2 * yx.flip(1) + 1) / s).floor()
-        q2 = ((2 * yx.flip(1) + 12) / s).floor()
-        cand = torch.cat([q1, q2, prob[:, 1][mask].unsqueeze(1), reg.permute(0, 2, 3, 1)[mask]], dim=1)
-        keep = _nms_per_image(cand[:, :4], cand[:, 4], image, 0.5)
-        found.append((cand[keep], image[keep]))
-    cand = torch.cat([c for c, _ in found]) if found else imgs.new_zeros((0, 9))
-    image = torch.cat([i for _, i in found]) if found else torch.zeros(0, dtype=torch.long, device=imgs.device)
-    keep = _nms_per_image(cand[:, :4], cand[:, 4], image, 0.7)
-    cand, image = cand[keep], image[keep]
-    wh = torch.stack([cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1]] * 2, dim=1)
-    boxes = _square(cand[:, :4] + cand[:, 5:9] * wh)
-    # RNet
-    if len(boxes):
-        x, ok = _crops(imgs, boxes, image, 24)
-        boxes, image = boxes[ok], image[ok]
-        reg, prob = mtcnn.rnet(x) if len(x) else (x.new_zeros((0, 4)), x.new_zeros((0, 2)))
-        passed = prob[:, 1] > t1
-        boxes, image, reg, score = boxes[passed], image[passed], reg[passed], prob[passed, 1]
-        keep = _nms_per_image(boxes, score, image, 0.7)
-        boxes = _square(_refine(boxes[keep], reg[keep]))
-        image, score = image[keep], score[keep]
-    # ONet
-    result = torch.zeros((0, 5), device=imgs.device)
-    if len(boxes):
-        x, ok = _crops(imgs, boxes, image, 48)
-        boxes, image = boxes[ok], image[ok]
-        reg, _, prob = mtcnn.onet(x) if len(x) else (x.new_zeros((0, 4)), None, x.new_zeros((0, 2)))
-        passed = prob[:, 1] > t2
-        boxes, image, reg, score = boxes[passed], image[passed], reg[passed], prob[passed, 1]
-        boxes = _refine(boxes, reg)
-        # stock MTCNN's last NMS: overlap = intersection / the smaller box (float64: exact per-image offsets)
-        keep = batched_nms_numpy(boxes.double(), score.double(), image, 0.7, "Min")
-        result, image = torch.cat([boxes[keep], score[keep].unsqueeze(1)], dim=1), image[keep]
-    result, image = result.float().cpu().numpy(), image.cpu().numpy() if len(result) else np.zeros(0, np.int64)
-    return [result[image == i] for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------------

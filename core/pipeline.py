@@ -25,7 +25,6 @@ from importlib.metadata import version
 
 import numpy as np
 import pandas as pd
-import torch
 
 from core import faces as facelib
 from core.analysis import NO_FACE_NOTE, Analysis, AnalysisConfig, Detection, RunInfo, Source, Stride
@@ -34,17 +33,16 @@ from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.predict import LoadedModels, encode, predict
 from core.predict import load_models as _load_models
 from core.stages import Timer, TimedDetector, prefetch, timed
-from core.table import CLIP_SCORED, DDAMFN_SCORED, build, expr_outputs
+from core.table import BOX_DETECTED, CLIP_SCORED, DDAMFN_SCORED, FACE, FILLED, build, expr_outputs
 from core.video import iter_frames, probe
 
 BATCH_BYTES = 96 * 2**20     # decoded frames in one batch (a 4K video gets 3 frames a batch, 640x360 gets 32)
 AFFWILD2_FPS = 30.0          # Aff-Wild2 videos are 30 fps; used for time_s when the raw video is absent
 
 PARTIAL_EVERY_S = 3.0        # video_steps: a table of the frames so far this often
-# Encoders on a CPU run on every k-th frame and the face frames between get interpolated embeddings
-# (marked in the table): DDAMFN costs ~15 ms a face on two cores, CLIP ViT-B-32 several times that
-# (benchmarks/RESULTS.md). On a GPU both run on every frame.
-CPU_EVERY = {"ddamfn": 2, "clip": 4}
+# Encoders run on every face frame unless the user asks for a stride (ddamfn_every / clip_every): then the
+# face frames between get embeddings interpolated from the encoded ones, marked in the table. What a stride
+# costs in agreement with every frame: benchmarks/fidelity.py, benchmarks/RESULTS.md.
 SCORED_COLUMNS = {"ddamfn": DDAMFN_SCORED, "clip": CLIP_SCORED}
 
 
@@ -80,11 +78,12 @@ def _face_detector(device: str) -> facelib.FaceDetector:
     return facelib.FaceDetector(device, batch_size=64 if device.startswith("cuda") else 16)
 
 
-def detection_settings(config: AnalysisConfig) -> tuple[int, int | None]:
-    """(detect every k-th frame, longest side of the detection copy): the config's or core.faces'."""
-    every = config.detect_every if config.detect_every is not None else facelib.DEFAULT_DETECT_EVERY
-    size = config.detect_size if config.detect_size is not None else facelib.DEFAULT_DETECT_SIZE
-    return every, size
+def detection_settings(config: AnalysisConfig) -> dict:
+    """How faces are detected: every k-th frame, the smallest face (pixels of the frame) and the fixed
+    longest side of the detection copy (None: set by the smallest face); the config's or core.faces'."""
+    return {"every": config.detect_every if config.detect_every is not None else facelib.DEFAULT_DETECT_EVERY,
+            "min_face_px": config.min_face_px if config.min_face_px is not None else facelib.DEFAULT_MIN_FACE_PX,
+            "detect_size": config.detect_size}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -170,7 +169,7 @@ def video_steps(path, config: AnalysisConfig | None = None, *, loaded: LoadedMod
     batch_size = max(1, min(config.batch_size, BATCH_BYTES // max(3 * info.width * info.height, 1)))
     decoded = prefetch(iter_frames(path, batch_size, config.max_frames), timer)
     every, detector = _detector(loaded, config)
-    strides = encoder_strides(config, loaded.device, sizes)
+    strides = encoder_strides(config, sizes)
     pickers = {name: _StridePicker(k) for name, k in strides.items()}
     last_partial = time.perf_counter()
     stream = facelib.detect_stream(timed(decoded, timer, "decode_wait"), TimedDetector(detector, timer), every)
@@ -261,11 +260,10 @@ class _StridePicker:
         return keep
 
 
-def encoder_strides(config: AnalysisConfig, device, encoders) -> dict[str, int]:
-    """Encoder -> run it on every k-th frame: the config's k, else 1 on a GPU and CPU_EVERY on a CPU."""
+def encoder_strides(config: AnalysisConfig, encoders) -> dict[str, int]:
+    """Encoder -> run it on every k-th frame (the config's; 1 unless a stride was asked for)."""
     asked = {"ddamfn": config.ddamfn_every, "clip": config.clip_every}
-    gpu = torch.device(device).type == "cuda"
-    return {name: asked[name] or (1 if gpu else CPU_EVERY[name]) for name in encoders}
+    return {name: asked[name] for name in encoders}
 
 
 def _spread(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -290,11 +288,11 @@ def _detected_column(n: int, frames: np.ndarray, detected: np.ndarray) -> list:
 
 def _detector(loaded: LoadedModels, config: AnalysisConfig) -> tuple[int, facelib.FaceDetector]:
     """The loaded detector with this call's settings (a shallow copy: the MTCNN networks are shared)."""
-    every, size = detection_settings(config)
+    settings = detection_settings(config)
     detector = copy.copy(_face_detector(str(loaded.device)))
-    detector.detect_size, detector.min_prob = size, config.min_face_prob
-    detector.batched_crops = config.batched_detection
-    return every, detector
+    detector.min_face_px, detector.detect_size = settings["min_face_px"], settings["detect_size"]
+    detector.min_prob, detector.batched_crops = config.min_face_prob, config.batched_detection
+    return settings["every"], detector
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -376,6 +374,15 @@ def _table(loaded: LoadedModels, config: AnalysisConfig, timer: Timer, face: np.
     return table, predictions.sources
 
 
+def interpolated_counts(table: pd.DataFrame, encoders) -> dict:
+    """How many frames of a table hold interpolated values, by what was interpolated (the columns that
+    say which rows: box_detected, <encoder>_scored, filled), beside the frames every value rests on."""
+    return {"frames": len(table), "face_frames": int(table[FACE].sum()),
+            "boxes": int(table[BOX_DETECTED].eq(False).sum()),
+            **{f"{name}_embeddings": int(table[SCORED_COLUMNS[name]].eq(False).sum()) for name in encoders},
+            "faceless_filled": int(table[FILLED].sum())}
+
+
 def _run_info(loaded: LoadedModels, config: AnalysisConfig, table: pd.DataFrame, outputs_from: dict, timer: Timer,
               t_start: float, **fields) -> RunInfo:
     n_face = int(table["face"].sum())
@@ -386,6 +393,7 @@ def _run_info(loaded: LoadedModels, config: AnalysisConfig, table: pd.DataFrame,
                    expr_outputs=tuple(expr_outputs(table)), frames=len(table), face_frames=n_face, faceless=faceless,
                    timings={k: round(v, 4) for k, v in {**timer.seconds, "total": time.perf_counter() - t_start}.items()},
                    notes=(NO_FACE_NOTE,) if n_face == 0 else (),
+                   interpolated=interpolated_counts(table, fields.get("strides", {})),
                    versions={p: version(p) for p in ("torch", "opencv-python-headless", "facenet-pytorch",
                                                      "open_clip_torch")}, **fields)
 

@@ -385,3 +385,22 @@ def copy_affwild2(source: SyntheticAffWild2, root: Path) -> SyntheticAffWild2:
     raw = {name: root / path.relative_to(source.root) for name, path in source.raw_videos.items()}
     labels = {video: df.copy() for video, df in source.labels.items()}
     return SyntheticAffWild2(Path(root), source.signal, source.expr_dir, source.splits, labels, raw)
+
+
+def small_face_frames(width: int, height: int, n: int = 12, media_dir: Path = MEDIA_DIR) -> list[np.ndarray]:
+    """Small real faces in large frames (n <= 15): the no-face video's first frame enlarged as the
+    background, and every 30th frame of the Pexels clip (crying, then smiling) shrunk so that its face is
+    40 px tall in the first frame, growing to 120 px in the last, drifting right by 0.5 % of the width a
+    frame."""
+    background = cv2.resize(_read_frames(media_dir / "no_face.mp4", 0, 1)[0], (width, height),
+                            interpolation=cv2.INTER_CUBIC)
+    sources = _read_frames(media_dir / "WolfgangLanger_Pexels.mp4", 0, 30 * n)[::30]
+    face_height = 292.7                               # stock MTCNN's box on the clip's frames (640x360)
+    frames = []
+    for i, source in enumerate(sources):
+        scale = (40 + 80 * i / (n - 1)) / face_height
+        small = cv2.resize(source, (round(640 * scale), round(360 * scale)), interpolation=cv2.INTER_AREA)
+        frame, x, y = background.copy(), width // 5 + i * width // 200, height // 3
+        frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+        frames.append(frame)
+    return frames

@@ -36,6 +36,10 @@ def test_writes_csv_parquet_metadata_and_abaw_files(media_dir, tmp_path):
     au = (tmp_path / "abaw" / "au.txt").read_text().splitlines()
     assert au[0] == "image_location," + ",".join(AUS) and len(au) == 9
     assert (tmp_path / "abaw" / "expr.txt").read_text().splitlines()[1].split(",")[1] in list("01234567")
+    # every frame scored (no stride asked for), and the submission folder says how it was made
+    assert df["ddamfn_scored"].all() and "note: encoders ran" not in proc.stderr
+    assert json.loads((tmp_path / "abaw" / "run.json").read_text()) == run
+    assert run["embedding_strides"]["ddamfn"]["every"] == 1 and run["config"]["ddamfn_every"] == 1
 
 
 def test_no_face_writes_a_table_that_says_so(media_dir, tmp_path, capsys):

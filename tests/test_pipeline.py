@@ -64,7 +64,8 @@ def test_single_face_every_frame_has_the_face(lstm_models, media_dir, tmp_path):
     assert run.device == "cpu" and run.untrained and run.main_outputs == "lstm" and run.config == config
     assert run.models["ddamfn"].source == "random" and run.models["lstm"].untrained
     assert run.frames == 72 and run.video.codec == "h264" and run.source.path == str(media_dir / "single_face.mp4")
-    assert run.detection.every == 4 and run.detection.settings["detect_size"] == 320
+    assert run.detection.every == 4 and run.detection.settings["min_face_px"] == 40
+    assert run.detection.settings["detect_size"] is None
     assert len(run.tracks) == 1 and run.track == 0 and run.tracks[0].n_frames == 72 and not run.track_from_user
     assert {"decode", "detect", "ddamfn", "total"} <= set(run.timings)
     assert run.notes == () and not run.no_face and run.faceless == "lstm"
@@ -342,15 +343,17 @@ def test_clip_scores_a_stride_and_interpolates_the_rest(media_dir):
 
 
 def test_ddamfn_on_a_stride_marks_the_interpolated_rows(ddamfn_models, media_dir):
-    """On a CPU DDAMFN runs on every 2nd frame by default; the frames between are marked, and a model
-    run on every frame fills the column with True."""
-    strided = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9),
+    """DDAMFN runs on every frame by default, also on a CPU; a stride the user asks for marks the frames
+    between, and the frames it scored match the every-frame run."""
+    strided = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9, ddamfn_every=2),
                             loaded=ddamfn_models)
     assert strided.table["ddamfn_scored"].tolist() == [f % 2 == 0 for f in range(9)]
     assert strided.run.strides["ddamfn"].every == 2 and strided.run.strided
-    every = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9, ddamfn_every=1),
+    assert strided.run.interpolated == {"frames": 9, "face_frames": 9, "ddamfn_embeddings": 4, "faceless_filled": 0,
+                                        "boxes": int(strided.table["box_detected"].eq(False).sum())}
+    every = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9),
                           loaded=ddamfn_models)
     assert every.table["ddamfn_scored"].all() and every.run.embedding_note == "every face frame was encoded"
-    assert not every.run.strided
+    assert not every.run.strided and every.run.interpolated["ddamfn_embeddings"] == 0
     scored = strided.table["ddamfn_scored"].to_numpy(dtype=bool)
     assert np.allclose(strided.table.loc[scored, "valence"], every.table.loc[scored, "valence"], atol=1e-5)

@@ -74,8 +74,11 @@ def test_the_untrained_baseline_is_evaluated_and_predicted_by_name(affwild2_root
     proc = training("predict", "--weights", UNTRAINED, "--videos", "val", "--out", tmp_path / "sub", *common,
                     tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"weights": "untrained", "files": {"expr": str(tmp_path / "sub" / "expr.txt")}}
+    assert json.loads(proc.stdout) == {"weights": "untrained", "files": {"expr": str(tmp_path / "sub" / "expr.txt"),
+                                                                        "run": str(tmp_path / "sub" / "run.json")}}
     assert (tmp_path / "sub" / "expr.txt").read_text().startswith("image_location,Neutral,Anger")
+    run = json.loads((tmp_path / "sub" / "run.json").read_text())      # how the submission was made
+    assert run["weights"] == "untrained" and run["untrained"] and run["encoded"] == "every face image (no stride)"
 
 
 @pytest.mark.parametrize("weights, message", [(UNTRAINED, "thresholds are stored in a checkpoint"),

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from core.affwild2 import AffWild2Index, read_annotation
+from core.jsonsafe import jsonable
 from core.metrics import optimise_au_thresholds
 from core import predict as core_predict
 from core.registry import card, card_for_checkpoint
@@ -210,5 +211,13 @@ def predict(cfg) -> dict[str, Path]:
         columns = decision_columns({t: v[rows] for t, v in outputs.items()}, predictor.au_thresholds)
         tables[video] = pd.DataFrame({"frame": table["frame"].to_numpy()[rows], **columns})
     written = write_submissions(tables, cfg.out, tasks=tasks)
+    if written:                # the submission files cannot say how they were made: a run JSON beside them
+        run = {"command": "python -m training predict", "weights": predictor.weights,
+               "models": predictor.loaded.describe(), "untrained": predictor.loaded.untrained, "tasks": list(tasks),
+               "au_thresholds": predictor.au_thresholds.tolist(), "videos": videos, "frames": len(table),
+               "encoded": "every face image (no stride)",
+               "faceless_frames": "the nearest face frame's values (core.table.write_submissions)"}
+        written.append(Path(cfg.out) / "run.json")
+        written[-1].write_text(json.dumps(jsonable(run), indent=1))
     log.info("wrote %s", ", ".join(str(p) for p in written))
     return {p.stem: p for p in written}

@@ -313,7 +313,7 @@ class Analyses:
         settings = {"video": item.key, "weights": weight_keys, "clip_model": config.clip_model, "fill": config.fill,
                     "prompt_sets": [prompt_set(p).key for p in config.prompt_sets],
                     "detection": pipeline.detection_settings(config),
-                    "strides": pipeline.encoder_strides(config, loaded.device, pipeline.crop_sizes(loaded))}
+                    "strides": pipeline.encoder_strides(config, pipeline.crop_sizes(loaded))}
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         return digest, weight_keys
 
