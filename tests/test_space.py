@@ -147,8 +147,8 @@ def test_weights_box_says_where_each_model_came_from(tmp_path):
     services = analyses(AppConfig(weights={"ddamfn": str(ddamfn)}, clip_model="ViT-S-32", device="cpu"))
     box = services.weights_overview()
     assert f"| ddamfn | `{ddamfn}` | trained |" in box
-    assert "| lstm | `random` | **untrained** (random weights) |" in box
-    assert "| clip | `random` | **untrained** (random weights) |" in box
+    assert "| lstm | `random` | **untrained** (random weights, fixed seed) |" in box
+    assert "| clip | `random` | **untrained** (random weights, fixed seed) |" in box
 
 
 # -- The Space, started as Hugging Face starts it -----------------------------------------------------------

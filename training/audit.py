@@ -133,12 +133,11 @@ def run_fold(cfg, table, emb, has, folds: np.ndarray, k: int, tasks, device) -> 
 
 
 def audit_encoder(weights: str, device):
-    """The DDAMFN whose embeddings the folds train on; "untrained": random weights (seed 0), said so in
-    every output."""
+    """The DDAMFN whose embeddings the folds train on; "untrained": random weights (core.models' fixed seed),
+    said so in every output."""
     if weights == UNTRAINED:
         from core.models import create_model
 
-        torch.manual_seed(0)
         return encoder_of("ddamfn", UNTRAINED, create_model("ddamfn", None, device=device))
     return load_encoder("ddamfn", weights, device)
 

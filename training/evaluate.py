@@ -49,10 +49,8 @@ class Predictor:
             if card is None:
                 raise WeightsError(f"{weights}: a {ckpt.architecture} checkpoint is not one training can evaluate")
         self.card = card
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)              # random weights: the same in every run and torchrun process
-            self.loaded = core_predict.load_models(
-                (card,), {} if self.weights == UNTRAINED else {card: self.weights}, self.device)
+        self.loaded = core_predict.load_models(      # random weights: core.models' fixed seed, the same
+            (card,), {} if self.weights == UNTRAINED else {card: self.weights}, self.device)   # in every process
         self.tasks = tuple(self.loaded.models[card].info.tasks)
         recorded = self.loaded.models[card].info.metadata.get("embedding") or {}
         self.encoders = {name: encoder_of("clip" if name == "clip" else "ddamfn",

@@ -137,8 +137,8 @@ def weights_table(models: dict[str, ModelRun]) -> list[str]:
     lines = ["| model | weights | state |", "|---|---|---|"]
     for model, info in models.items():
         if info.untrained_tasks and len(info.untrained_tasks) < len(info.tasks):
-            state = f"**untrained** ({', '.join(info.untrained_tasks)} heads random)"
+            state = f"**untrained** ({', '.join(info.untrained_tasks)} heads random, fixed seed)"
         else:
-            state = "**untrained** (random weights)" if info.untrained else "trained"
+            state = "**untrained** (random weights, fixed seed)" if info.untrained else "trained"
         lines.append(f"| {model} | `{info.source}` | {state} |")
     return lines

@@ -7,10 +7,13 @@ mode on its device, the preprocessing that feeds it, and what it is (ModelInfo).
 Each model file registers its builder (and the model cards an analysis runs) in core.registry beside its
 class: "ddamfn"; "lstm" (aliases "ddamfn-lstm", "clip-lstm"); "clip" (zero-shot, or a trained adapter
 checkpoint); "clip-adapter" (alias "clip-prompted"). `weights=None` builds random weights and
-info.untrained is True; see core/weights for the accepted specs.
+info.untrained is True; see core/weights for the accepted specs. Random weights (and the random heads of a
+partial checkpoint) are drawn from a fixed seed per architecture (random_seed), so the same untrained
+configuration gives the same outputs in every process and a stored analysis of it is found again.
 """
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +47,11 @@ class LoadedModel:
     device: torch.device
 
 
+def random_seed(name: str) -> int:
+    """The fixed seed random weights of architecture `name` are drawn from (stable across processes)."""
+    return zlib.crc32(f"affectlens:{name}".encode())
+
+
 def _face_input(model, device) -> Callable:
     """uint8 face crops -> the model's normalised input on `device`."""
     return lambda frames: model.preprocess(frames, device)
@@ -66,7 +74,9 @@ def create_model(name: str, weights=None, device: str | torch.device = "auto", *
     """
     arch = registry.architecture(name)
     dev = pick_device(device)
-    model, source, random_tasks, metadata = arch.build(weights, **options)
+    with torch.random.fork_rng(devices=[]):             # the caller's random state is left as it was
+        torch.manual_seed(random_seed(arch.name))
+        model, source, random_tasks, metadata = arch.build(weights, **options)
     model = prepare(model, dev)
     tasks = tuple(getattr(model, "tasks", ()))
     info = ModelInfo(name=arch.name, source=source, untrained=bool(random_tasks), tasks=tasks,
