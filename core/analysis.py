@@ -187,8 +187,10 @@ class RunInfo:
 
     @property
     def main_outputs(self) -> str | None:
-        """The card whose outputs fill the va / expr / au columns first."""
-        return next((n for n in ("lstm", "ddamfn") if n in self.models), None)
+        """The card whose outputs fill the expression column (else va, au): the LSTM, or DDAMFN where the
+        LSTM's heads are random and DDAMFN's trained (core.predict.LoadedModels.task_sources)."""
+        return next((self.outputs_from[t] for t in ("expr", "va", "au") if t in self.outputs_from),
+                    next((n for n in ("lstm", "ddamfn") if n in self.models), None))
 
     @property
     def no_face(self) -> bool:

@@ -392,7 +392,7 @@ def _run_info(loaded: LoadedModels, config: AnalysisConfig, table: pd.DataFrame,
                    au_thresholds=tuple(float(t) for t in loaded.au_thresholds), windows=dict(loaded.windows),
                    expr_outputs=tuple(expr_outputs(table)), frames=len(table), face_frames=n_face, faceless=faceless,
                    timings={k: round(v, 4) for k, v in {**timer.seconds, "total": time.perf_counter() - t_start}.items()},
-                   notes=(NO_FACE_NOTE,) if n_face == 0 else (),
+                   notes=((NO_FACE_NOTE,) if n_face == 0 else ()) + loaded.source_notes(),
                    interpolated=interpolated_counts(table, fields.get("strides", {})),
                    versions={p: version(p) for p in ("torch", "opencv-python-headless", "facenet-pytorch",
                                                      "open_clip_torch")}, **fields)

@@ -79,12 +79,31 @@ class LoadedModels:
                 if card(n).reads is None}
 
     def task_sources(self) -> dict[str, str]:
-        """task -> the card whose outputs fill the va / expr / au columns."""
+        """task -> the card whose outputs fill the va / expr / au columns: the LSTM over DDAMFN's heads,
+        except that a random head never stands in front of a trained one (a retrained DDAMFN beside an LSTM
+        with random weights answers with its own heads; source_notes says so)."""
         out = {}
         for name in ("ddamfn", "lstm"):
-            if name in self.models:
-                out.update({t: name for t in self.models[name].info.tasks if t in ACTIVATIONS})
+            if name not in self.models:
+                continue
+            info = self.models[name].info
+            for task in (t for t in info.tasks if t in ACTIVATIONS):
+                before = out.get(task)
+                if before is None or not self._trained(before, task) or self._trained(name, task):
+                    out[task] = name
         return out
+
+    def _trained(self, name: str, task: str) -> bool:
+        return task not in self.models[name].info.untrained_tasks
+
+    def source_notes(self) -> tuple[str, ...]:
+        """Why a task's outputs come from DDAMFN's heads although the LSTM was loaded (said in the run)."""
+        skipped = [t for t, name in self.task_sources().items() if name == "ddamfn" and "lstm" in self.models
+                   and t in self.models["lstm"].info.tasks]
+        if not skipped:
+            return ()
+        return (f"{', '.join(t.upper() for t in skipped)} come from DDAMFN's trained heads: the LSTM's are random "
+                "weights (train an LSTM on this DDAMFN's embeddings to use it)",)
 
     def describe(self) -> dict[str, ModelRun]:
         """Card name -> where its weights came from and which of its outputs are random."""
@@ -213,7 +232,8 @@ def predict(loaded: LoadedModels, emb: dict[str, np.ndarray], face: np.ndarray, 
     if "lstm" in loaded.models and any_face:
         out = _temporal(loaded, "lstm", emb["ddamfn"], face)
         for task, values in out.items():
-            outputs[task], sources[task] = sequence(values), "lstm"
+            if task_sources.get(task) == "lstm":
+                outputs[task], sources[task] = sequence(values), "lstm"
     if loaded.clip is not None:
         outputs.update(_clip_outputs(loaded, emb.get("clip"), face, prompt_sets, frames, sequence, sources))
     for task, dim in (("va", 2), ("expr", len(EXPRESSIONS)), ("au", len(AUS))):

@@ -59,6 +59,8 @@ class LabelOptions(DataOptions):
     uploads: bool = _help("also train on the uploaded videos of the review database that have annotations (face "
                           "crops from their stored analyses, effective labels; split by video): with no --root, "
                           "on those alone", default=False)
+    data: str = _help("the app's data folder, where uploads' kept copies and analyses are (default: "
+                      "AFFECTLENS_DATA_DIR or ./data)", default="")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from core.weights import WeightsError, load_checkpoint
 from training import distributed
 from training.config import UNTRAINED
 from training.data import LabelSet, image_paths, load_labels, target_arrays, valid_mask, video_rows
+from training.uploads import with_uploads
 from training.extract import encoder_of, ensure_embeddings, video_images, videos_to_embed
 from training.predictions import abaw_metrics, fill_faceless, merge
 
@@ -113,7 +114,10 @@ def _tasks(cfg, predictor: Predictor) -> tuple[str, ...]:
 
 def evaluate(cfg) -> dict:
     """The `evaluate` command: ABAW metrics of a checkpoint on a split (P_AU at 0.5, and with the
-    checkpoint's optimised thresholds when it has them)."""
+    checkpoint's optimised thresholds when it has them); with cfg.uploads, on the uploads' layout as training
+    builds it (training.uploads)."""
+    if cfg.uploads:
+        cfg, _ = with_uploads(cfg)
     predictor = Predictor(cfg.weights, cfg)
     tasks = _tasks(cfg, predictor)
     labels = _labels(cfg, tasks)
@@ -144,6 +148,8 @@ def update_metadata(path, **values) -> None:
 def thresholds(cfg) -> dict:
     """The `thresholds` command: per-AU thresholds maximising each AU's F1 on a split's predictions
     (validation by default), stored as metadata["au_thresholds"] in the checkpoint (or a copy at --out)."""
+    if cfg.uploads:
+        cfg, _ = with_uploads(cfg)
     predictor = Predictor(cfg.weights, cfg)
     if "au" not in predictor.tasks:
         raise ValueError(f"{cfg.weights} has no AU head")

@@ -112,7 +112,8 @@ def with_uploads(cfg, write: bool = True):
     summary. Under torchrun every process asks; only process 0 writes (`write`), the others wait for it."""
     from training import distributed
 
-    root, summary = build_root(cfg.db, data_dir(), cfg.tasks, cfg.root or None, write=write)
+    root, summary = build_root(cfg.db, Path(cfg.data) if cfg.data else data_dir(), cfg.tasks, cfg.root or None,
+                               write=write)
     distributed.barrier()
     return replace(cfg, root=str(root)), summary
 

@@ -61,20 +61,28 @@ class Models:
         return self.ctx.model_weights()[card_for_training_kind(model_kind)]
 
     def retrain(self, preset: str, epochs: int, steps_per_epoch: int, batch_size: int, user: str) -> int:
-        """Start a preset's training on the Aff-Wild2 root with the reviewers' effective labels (accepted
-        corrections applied, flagged frames left out) as a job in its own process (training.jobs); the
-        job evaluates the weights the app runs now first, for a before/after comparison. Returns its id."""
+        """Start a preset's training on the uploaded videos with annotations and the Aff-Wild2 root (either
+        or both) with the reviewers' effective labels (accepted corrections applied, flagged frames left out)
+        as a job in its own process (training.jobs); the job evaluates the weights the app runs now first,
+        for a before/after comparison. Returns its id."""
         from training import config as tconfig
         from training.jobs import COMPARE, submit
+        from training.uploads import trainable_uploads
 
         if self.config.affwild2_root is None:
-            raise InputError("Retraining needs the Aff-Wild2 folder: set AFFECTLENS_AFFWILD2_ROOT.")
+            with self.ctx.read() as s:
+                uploads, left_out = trainable_uploads(s, self.config.data_dir, ("va", "expr", "au"))
+            if not uploads:
+                raise InputError("Nothing to retrain on: upload videos with their annotation files and analyse them, "
+                                 "or set AFFECTLENS_AFFWILD2_ROOT." + "".join(f" {why}." for why in left_out))
         if preset not in tconfig.presets():
             raise InputError(f"Unknown training preset {preset!r}; choose one of {', '.join(tconfig.presets())}.")
         epochs = whole(epochs, "number of epochs", 1, MAX_EPOCHS)
         steps_per_epoch = whole(steps_per_epoch, "number of steps per epoch (0: all)", 0, MAX_STEPS_PER_EPOCH)
         batch_size = whole(batch_size, "batch size (0: the preset's)", 0, MAX_BATCH_SIZE)
-        settings = dict(root=str(self.config.affwild2_root), device=self.config.device, progress=False, workers=0,
+        settings = dict(root=str(self.config.affwild2_root or ""), uploads=True, data=str(self.config.data_dir),
+                        device=self.config.device,
+                        progress=False, workers=0,
                         cache=str(self.config.data_dir / "embeddings"), out=str(self.config.runs_dir),
                         epochs=epochs, steps_per_epoch=steps_per_epoch, corrections=True)
         if batch_size:                                                   # 0: the preset's
