@@ -313,11 +313,20 @@ class Analysis:
 
     @classmethod
     def load(cls, folder) -> "Analysis":
+        """The analysis saved in `folder`; StaleAnalysis when an older AffectLens wrote its run.json (its
+        run record lacks fields this one needs: the video is analysed again, nothing else is lost)."""
         folder = Path(folder)
         clip = folder / "clip.npy"
-        return cls(pd.read_parquet(folder / "table.parquet"),
-                   RunInfo.from_dict(json.loads((folder / "run.json").read_text())),
-                   np.load(clip) if clip.exists() else None)
+        try:
+            run = RunInfo.from_dict(json.loads((folder / "run.json").read_text()))
+        except (KeyError, TypeError) as err:
+            raise StaleAnalysis(f"{folder.name}: stored by an older AffectLens ({err} missing or changed in its "
+                                "run record)") from None
+        return cls(pd.read_parquet(folder / "table.parquet"), run, np.load(clip) if clip.exists() else None)
+
+
+class StaleAnalysis(ValueError):
+    """A stored analysis in an older format: analyse the video again."""
 
 
 def _atomic(path: Path, write) -> None:
