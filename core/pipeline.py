@@ -29,6 +29,7 @@ import pandas as pd
 from core import faces as facelib
 from core.analysis import NO_FACE_NOTE, Analysis, AnalysisConfig, Detection, RunInfo, Source, Stride
 from core.fill import fill_gaps
+from core.models import create_model
 from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.predict import LoadedModels, encode, predict
 from core.predict import load_models as _load_models
@@ -65,11 +66,13 @@ def run_to_end(steps: Iterator) -> Analysis:
     raise RuntimeError("the analysis ended without a result")
 
 
-def load_models(config: AnalysisConfig | None = None) -> LoadedModels:
-    """The configuration's models on its device (WeightsError on weights that cannot be used)."""
+def load_models(config: AnalysisConfig | None = None, create=None) -> LoadedModels:
+    """The configuration's models on its device (WeightsError on weights that cannot be used); create: a
+    caching model builder (core.predict.load_models)."""
     config = config or AnalysisConfig()
     config.check()
-    return _load_models(config.model_names(), config.weights, config.device, config.clip_model, config.prompt_sets)
+    return _load_models(config.model_names(), config.weights, config.device, config.clip_model, config.prompt_sets,
+                        create=create or create_model)
 
 
 @functools.lru_cache(maxsize=2)

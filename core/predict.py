@@ -123,10 +123,12 @@ class LoadedModels:
 
 
 def load_models(models: Iterable[str], weights: dict[str, str] | None = None, device="auto",
-                clip_model: str = CLIP_MODEL, prompt_sets: Iterable = ()) -> LoadedModels:
+                clip_model: str = CLIP_MODEL, prompt_sets: Iterable = (), create=create_model) -> LoadedModels:
     """Build the chosen models (and the encoders they read) on one device. weights: card name -> spec
-    (absent: random, reported as untrained). Raises WeightsError (one line) for weights that cannot be
-    had or do not fit, including a trained LSTM on other encoder weights than its own."""
+    (absent: random, reported as untrained). create: how one model is built (create_model's signature); a
+    caller that keeps models between analyses (the web app) passes a caching one, so that another
+    configuration reuses the DDAMFN it already loaded. Raises WeightsError (one line) for weights that cannot
+    be had or do not fit, including a trained LSTM on other encoder weights than its own."""
     weights = {k: v for k, v in (weights or {}).items() if v}
     names = with_encoders([*models, *weights])
     dev = pick_device(device)
@@ -134,7 +136,7 @@ def load_models(models: Iterable[str], weights: dict[str, str] | None = None, de
     for name in names:        # trained temporal models first: they name the encoder weights they need
         c = card(name)
         if c.reads and name in weights:
-            temporal[name] = create_model(c.architecture, weights[name], device=dev)
+            temporal[name] = create(c.architecture, weights[name], device=dev)
             recorded = temporal[name].info.metadata.get("embedding") or {}
             if c.reads not in weights and recorded.get("weights"):
                 weights[c.reads] = recorded["weights"]
@@ -143,7 +145,7 @@ def load_models(models: Iterable[str], weights: dict[str, str] | None = None, de
         c = card(name)
         if c.reads is None:
             options = {"model_name": clip_model} if c.open_clip else {}
-            loaded[name] = create_model(c.architecture, weights.get(name), device=dev, **options)
+            loaded[name] = create(c.architecture, weights.get(name), device=dev, **options)
     windows = {}
     for name in names:
         c = card(name)
@@ -154,8 +156,8 @@ def load_models(models: Iterable[str], weights: dict[str, str] | None = None, de
             check_encoder(temporal[name], loaded[c.reads])
             loaded[name] = temporal[name]
         else:
-            loaded[name] = create_model(c.architecture, None, device=dev, tasks=c.tasks,
-                                        input_dim=encoder.embedding_dim(encoder.encoder_kind()))
+            loaded[name] = create(c.architecture, None, device=dev, tasks=c.tasks,
+                                  input_dim=encoder.embedding_dim(encoder.encoder_kind()))
         windows[name] = loaded[name].info.metadata.get("windows") or {"window": LSTM_WINDOW, "stride": LSTM_STRIDE}
     if "ddamfn" in loaded:                                 # encode() feeds it channels_last batches
         loaded["ddamfn"].model.to(memory_format=torch.channels_last)
