@@ -82,7 +82,9 @@ def heads_agreement(ddamfn, reference: torch.Tensor, other: torch.Tensor) -> str
         return ""
     agree = (a["expr"].argmax(-1) == b["expr"].argmax(-1)).float().mean().item()
     va = [ccc(a["va"][:, j].numpy(), b["va"][:, j].numpy()) for j in range(2)]
-    return f"EXPR agreement {agree:.3f}, CCC valence {va[0]:.4f}, arousal {va[1]:.4f}"
+    diff = max((a[t] - b[t]).abs().max().item() for t in ("va", "expr", "au") if t in a)
+    return (f"EXPR agreement {agree:.3f}, CCC valence {va[0]:.4f}, arousal {va[1]:.4f}, max abs diff of head "
+            f"outputs {diff:.1e}")
 
 
 def main(argv=None) -> None:
@@ -135,7 +137,8 @@ def main(argv=None) -> None:
             diff = (outputs[k] - ref).abs().max().item()
             heads = heads_agreement(lm.model, ref, outputs[k]) if name == "ddamfn" and "ddamfn" in weights else ""
             print(f"| {k} | {ms:.1f} | {base / ms:.2f} | {setup:.1f} | {diff:.2e} | {heads} |")
-        print(f"load after {name}: {os.getloadavg()[0]:.1f}\n", flush=True)
+        print(f"largest |embedding| (eager): {ref.abs().max().item():.2e}; load after {name}: "
+              f"{os.getloadavg()[0]:.1f}\n", flush=True)
 
 
 if __name__ == "__main__":
