@@ -56,10 +56,10 @@ def test_every_endpoint_refuses_bad_input_in_words(tmp_path, media_dir):
     demo, cfg, url = start_server(tmp_path, None)
     try:
         alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
-        run_info, _, _, frame, *_, key = analyse(alice, one_frame_video(media_dir, tmp_path / "still.mp4"),
-                                                  models=("DDAMFN",))
+        out = analyse(alice, one_frame_video(media_dir, tmp_path / "still.mp4"), models=("DDAMFN",))
+        run_info, frame, key = out["run_info"], out["frame"], out["key"]
         assert "1 frames, 1 with a face" in run_info and frame["maximum"] >= frame["value"] == 0
-        crop, _ = alice.predict(0, api_name="/show_frame")
+        crop, *_ = alice.predict(0, api_name="/show_frame")
         assert Path(crop).is_file()
 
         def refused(pattern, *args, api_name):
@@ -76,7 +76,7 @@ def test_every_endpoint_refuses_bad_input_in_words(tmp_path, media_dir):
         refused(rf"at most {MAX_TEXT_LENGTH:,} are allowed", key, "va", 0, 0, "wrong label",
                 "x" * 5_000_000, api_name="/flag")
         queue = {"headers": ["kind"], "data": [["jump"]]}
-        refused(r"Rank segments", queue, 0, api_name="/open_segment")
+        refused(r"Rank segments", 0, queue, api_name="/open_segment")
         many = "\n".join(f"a photo of a {{}} face, take {i}" for i in range(MAX_PROMPTS + 1))
         refused(r"prompts", "huge", many, "\n".join(f"{e}: {e.lower()}" for e in EXPRESSIONS),
                 api_name="/save_prompt_set")

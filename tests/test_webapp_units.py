@@ -326,7 +326,7 @@ def test_attention_overlay_and_face_box_drawing():
 
     from core.attention import face_attention, is_flat, overlay
     from core.models.ddamfn import DDAMFN
-    from webapp.analyses import BOX_COLORS, draw_box
+    from webapp.frames import BOX_COLORS, draw_box
 
     torch.manual_seed(0)
     model = DDAMFN().eval()

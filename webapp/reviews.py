@@ -19,6 +19,7 @@ from db import export, repo
 from db.agreement import agreement_report
 from db.repo import ValidationError
 from webapp.context import Context
+from webapp.labels import Labels
 from webapp.results import DECIMALS, rounded
 
 HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
@@ -132,8 +133,8 @@ def event_words(action: str, detail: dict, correction=None) -> str:
 
 
 class Reviews:
-    def __init__(self, ctx: Context):
-        self.ctx = ctx
+    def __init__(self, ctx: Context, labels: Labels):
+        self.ctx, self.labels = ctx, labels
 
     def _videos(self) -> list[dict]:
         with self.ctx.read() as s:
@@ -191,20 +192,6 @@ class Reviews:
                      "correction": correction_words(c.task, c.start_frame, c.end_frame, c.value, c.original),
                      "proposed by": c.reviewer.name, "note": c.note} for c in repo.waiting_for(s, user)]
         return pd.DataFrame(rows, columns=WAITING_COLUMNS)
-
-    def labelled_table(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
-        """The table with the effective labels (accepted corrections applied) as gt_ columns for each task
-        whose annotation the database holds."""
-        out = table.copy()
-        with self.ctx.read() as s:
-            for task in TASKS:
-                if repo.latest_annotation_set(s, key, task) is None:
-                    continue
-                labels = repo.effective_labels(s, key, task)
-                truth = align_ground_truth(labels[LABEL_COLUMNS[task]], len(table))
-                for col in truth.columns:
-                    out[col] = truth[col].to_numpy()
-        return out
 
     def flag(self, key, task, start, end, reason, note, user) -> int:
         def work(s):

@@ -26,6 +26,7 @@ from db.repo.labels import (
     effective_labels,
     excluded_frames,
     import_annotations,
+    labels_stamp,
     latest_annotation_set,
 )
 from db.repo.models import (
@@ -67,7 +68,8 @@ from db.repo.videos import (
 
 __all__ = [
     "DatabaseBusy", "NotFoundError", "ReviewRuleError", "ValidationError",
-    "annotation_frame", "effective_labels", "excluded_frames", "import_annotations", "latest_annotation_set",
+    "annotation_frame", "effective_labels", "excluded_frames", "import_annotations", "labels_stamp",
+    "latest_annotation_set",
     "create_job", "finish_job", "get_job", "get_model", "list_jobs", "list_models", "reap_dead_jobs", "register_model",
     "start_job",
     "update_job_progress",
