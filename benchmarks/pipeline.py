@@ -95,9 +95,9 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
     def pipeline(limit):
         result = analyze_video(video, AnalysisConfig(models=models, device=device, max_frames=limit,
                                                      ddamfn_every=ddamfn_every), loaded=loaded)
-        extra.update(faces=int(result.table["face"].sum()), stages_s=result.run["timings_s"],
-                     detected=result.run["detection"]["detected_frames"],
-                     strides={k: v["every"] for k, v in result.run["embedding_strides"].items()})
+        extra.update(faces=int(result.table["face"].sum()), stages_s=result.run.timings,
+                     detected=result.run.detection.detected_frames,
+                     strides={k: v.every for k, v in result.run.strides.items()})
         return len(result.table)
 
     @torch.no_grad()

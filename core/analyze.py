@@ -12,7 +12,6 @@ a table with face=False everywhere and a note saying so (exit status 0).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -76,37 +75,40 @@ def _config(args):
 
     from core.weights import default_clip_weights
 
+    models, weights = tuple(m.strip() for m in args.models.split(",") if m.strip()), _weights(args.weights)
     config = AnalysisConfig(
-        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-        weights=_weights(args.weights),
+        models=models, weights=weights,
         prompt_sets=tuple(s.strip() for s in args.prompt_sets.split(",") if s.strip()),
         device=args.device, detect_every=args.detect_every, detect_size=args.detect_size, track=args.track,
         batched_detection=args.batched_detection, ddamfn_every=args.ddamfn_every, clip_every=args.clip_every,
         fill=args.fill, max_frames=args.max_frames, clip_model=args.clip_model)
-    if "clip" in config.model_names() and "clip" not in config.weights:
+    if "clip" in config.model_names() and "clip" not in weights:
         spec, note = default_clip_weights(config.clip_model)
         print(f"note: {note}", file=sys.stderr)
         if spec:
-            config.weights["clip"] = spec
+            weights["clip"] = spec       # the frozen config's own dict: filled before any model loads
     return config
 
 
-def _progress_bar():
-    """A tqdm bar on a terminal (nothing otherwise) and the (done, total) callback that drives it."""
+def _with_progress_bar(steps):
+    """The Analysis at the end of core.pipeline's steps, shown as a tqdm bar on a terminal (nothing
+    otherwise)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="frame", disable=None, file=sys.stderr, dynamic_ncols=True)
+    from core.pipeline import Step, run_to_end
 
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
-
-    return bar, update
+    with tqdm(total=0, unit="frame", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
+        def shown():
+            for step in steps:
+                if isinstance(step, Step):
+                    bar.total = step.total
+                    bar.update(step.done - bar.n)
+                yield step
+        return run_to_end(shown())
 
 
 def run(args) -> int:
-    from core.pipeline import analyze_affwild2, analyze_video, load_models
+    from core.pipeline import affwild2_steps, load_models, video_steps
     from core.table import write_submissions
     from core.video import probe
 
@@ -114,16 +116,12 @@ def run(args) -> int:
     if not args.affwild2:
         probe(args.video)          # a truncated or unreadable file is refused before the models load
     loaded = load_models(config)
-    bar, progress = _progress_bar()
-    try:
-        if args.affwild2:
-            result = analyze_affwild2(args.affwild2, args.video, config, progress, loaded=loaded)
-            name = args.video
-        else:
-            result = analyze_video(args.video, config, progress, loaded=loaded)
-            name = Path(args.video).stem
-    finally:
-        bar.close()
+    if args.affwild2:
+        result = _with_progress_bar(affwild2_steps(args.affwild2, args.video, config, loaded=loaded))
+        name = args.video
+    else:
+        result = _with_progress_bar(video_steps(args.video, config, loaded=loaded))
+        name = Path(args.video).stem
     out = args.out or Path(f"{name}_predictions.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     table = result.export_table()
@@ -133,22 +131,22 @@ def run(args) -> int:
         written.append(out.with_suffix(".parquet"))
         table.to_parquet(written[-1], index=False)
     meta = out.with_suffix(".run.json")
-    meta.write_text(json.dumps(result.run, indent=1))
+    meta.write_text(result.run_json())
     written.append(meta)
-    run_info = result.run
+    run = result.run
     abaw = write_submissions({name: result.table}, args.abaw) if args.abaw else []
     written += abaw
-    untrained = [n for n, m in run_info["models"].items() if m["untrained"]]
-    print(f"{len(table)} frames, {run_info['face_frames']} with a face, {run_info['timings_s']['total']:.1f} s "
-          f"({run_info['frames_per_s']} frames/s) on {run_info['device']}"
+    untrained = [n for n, m in run.models.items() if m.untrained]
+    print(f"{len(table)} frames, {run.face_frames} with a face, {run.timings['total']:.1f} s "
+          f"({run.frames_per_s} frames/s) on {run.device}"
           + (f"; untrained (random) models: {', '.join(untrained)}" if untrained else ""), file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     if args.abaw and not abaw:
         print(f"note: no ABAW file written to {args.abaw}: there are no predictions", file=sys.stderr)
-    if "message" in run_info:
-        print(f"note: {run_info['message']}", file=sys.stderr)
-    if run_info.get("embedding_note", "").startswith("encoders ran"):
-        print(f"note: {run_info['embedding_note']}", file=sys.stderr)
+    for note in run.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if run.strided:
+        print(f"note: {run.embedding_note}", file=sys.stderr)
     return 0
 
 

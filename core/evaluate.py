@@ -19,7 +19,7 @@ import pandas as pd
 
 from core.affwild2 import LABEL_COLUMNS, AnnotationError, image_name, read_annotation, read_submission
 from core.labels import AUS, EXPRESSIONS, TASKS
-from core.metrics import au_scores, expr_scores, va_scores
+from core.metrics import score_task
 
 
 class EvaluationError(ValueError):
@@ -100,14 +100,10 @@ def evaluate(pred_path, gt_path, task: str) -> dict:
         raise EvaluationError(f"no predictions for {len(lacking)} of {len(gt)} video(s): {shown}")
     pred_all = pd.concat([_align(v, pred[v], gt[v]) for v in gt], ignore_index=True)
     gt_all = pd.concat(list(gt.values()), ignore_index=True)
-    if task == "va":
-        scores = va_scores(pred_all, gt_all)
-    elif task == "expr":
-        scores = expr_scores(pred_all["expression"], gt_all["expression"])
-    else:
-        scores = au_scores(pred_all, gt_all)
-    counts = {"n_videos": len(gt), "n_frames": len(gt_all), "n_valid": int(gt_all.notna().any(axis=1).sum())}
-    return {"task": task, **counts, **scores}
+    columns = LABEL_COLUMNS[task]
+    scores = score_task(task, pred_all[columns], gt_all[columns])
+    counts = {"n_videos": len(gt), "n_frames": len(gt_all), "n_valid": scores.frames}
+    return {"task": task, **counts, **scores.values}
 
 
 def format_scores(result: dict) -> str:
@@ -118,10 +114,10 @@ def format_scores(result: dict) -> str:
         rows = [("CCC valence", result["ccc_valence"]), ("CCC arousal", result["ccc_arousal"]),
                 ("P_VA", result["p_va"])]
     elif result["task"] == "expr":
-        rows = [(f"F1 {n}", f) for n, f in zip(EXPRESSIONS, result["f1_per_class"])] + [("P_EXPR", result["p_expr"])]
+        rows = [(f"F1 {n}", f) for n, f in zip(EXPRESSIONS, result["f1_per_class"] or ())] + [("P_EXPR", result["p_expr"])]
     else:
-        rows = [(f"F1 {n}", f) for n, f in zip(AUS, result["f1_per_au"])] + [("P_AU", result["p_au"])]
-    lines += [f"  {name:<14}{value:.4f}" for name, value in rows]
+        rows = [(f"F1 {n}", f) for n, f in zip(AUS, result["f1_per_au"] or ())] + [("P_AU", result["p_au"])]
+    lines += [f"  {name:<14}" + ("n/a" if value is None else f"{value:.4f}") for name, value in rows]
     return "\n".join(lines)
 
 

@@ -11,16 +11,32 @@ A frame with valid ground truth but no prediction (NaN, <NA>) is never dropped s
 it (ValueError), or, with allow_missing=True, score the other frames and count it in the result's
 "missing_predictions" (frames with at least one such label). An undefined score (no valid frame, zero
 variance, no positive anywhere) is 0.0, never NaN.
+
+score_task / score_table are the one scorer of predictions against labels that the page's metrics, the
+agreement figures, training and `python -m core.evaluate` share. They fix, once:
+- the valid frames: VA where both values are valid, EXPR where the class is, AU where any AU is (each AU
+  then on its own valid frames);
+- the missing-prediction rule: a labelled frame without a prediction is left out of the figures and
+  counted (TaskScore.missing); a figure from fewer than MIN_FRAMES scored frames is None ("n/a"), so a
+  model without VA or AU heads gets "n/a", never 0;
+- the AU policy: a table's AU decision columns, made by core.table at the thresholds of the checkpoint
+  whose heads gave the AUs (its tuned ones when it records them, 0.5 otherwise: au_policy says which);
+  arrays of probabilities are decided at the thresholds passed.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from core.labels import AUS, EXPRESSIONS, INVALID_AU, INVALID_EXPR, INVALID_VA, VA_NAMES
+from dataclasses import dataclass, field
+
+from core.affwild2 import LABEL_COLUMNS
+from core.labels import AUS, EXPRESSIONS, INVALID_AU, INVALID_EXPR, INVALID_VA, TASKS, VA_NAMES
+from core.table import FRAME, GT_RENAME, TASK_COLUMNS, clip_expr, clip_sets
 
 # Default per-AU threshold grid for optimise_au_thresholds.
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
+MIN_FRAMES = 2          # a figure from fewer scored frames is None ("n/a")
 
 
 def _as_float(values, columns=None) -> np.ndarray:
@@ -185,3 +201,97 @@ def mtl_score(pred: pd.DataFrame, gt: pd.DataFrame, au_thresholds=0.5) -> dict:
     expr = expr_scores(pred["expression"], gt["expression"])
     au = au_scores(pred[list(AUS)], gt[list(AUS)], au_thresholds)
     return {**va, **expr, **au, "mtl": va["p_va"] + expr["p_expr"] + au["p_au"]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The one scorer
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One output's figures for one task. values: ccc_valence, ccc_arousal, p_va / p_expr, f1_per_class /
+    p_au, f1_per_au, each None ("n/a") when fewer than MIN_FRAMES frames could be scored. frames: frames
+    with a valid label; missing: those of them without a prediction, left out of the values."""
+
+    task: str
+    values: dict = field(default_factory=dict)
+    frames: int = 0
+    missing: int = 0
+
+    @property
+    def scored(self) -> int:
+        return self.frames - self.missing
+
+    @property
+    def main(self) -> float | None:
+        """The task's ABAW figure: P_VA, P_EXPR or P_AU."""
+        return self.values[f"p_{self.task}"]
+
+
+_FIGURES = {"va": ("ccc_valence", "ccc_arousal", "p_va"), "expr": ("f1_per_class", "p_expr"),
+            "au": ("f1_per_au", "p_au")}
+
+
+def score_task(task: str, pred, truth, au_thresholds=0.5) -> TaskScore:
+    """Predictions against labels of one task, row by row. pred: va (N, 2); expr class indices (N,) or
+    (N, 1), or probabilities (N, 8); au probabilities or 0/1 decisions (N, 12), positive at >= the
+    thresholds (one number or one per AU). truth: the labels as core.affwild2 reads them, (N, 2) / (N,)
+    or (N, 1) / (N, 12), NaN or the invalid marker where there is none."""
+    p, g = _as_float(pred), _as_float(truth)
+    if task == "va":
+        labelled = _va_valid(g).all(axis=1)
+    elif task == "expr":
+        g = g.reshape(len(g), -1)[:, 0]
+        labelled = ~np.isnan(g) & (g != INVALID_EXPR)
+        if p.ndim == 2 and p.shape[1] == len(EXPRESSIONS):
+            p = np.where(np.isnan(p).any(axis=1), np.nan, np.argmax(np.nan_to_num(p, nan=-np.inf), axis=1))
+        p = p.reshape(len(p), -1)
+    elif task == "au":
+        labelled = ((~np.isnan(g)) & (g != INVALID_AU)).any(axis=1)
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    _same_length(p, g, f"score_task({task})")
+    keep = labelled & ~np.isnan(p).any(axis=1)
+    frames, scored = int(labelled.sum()), int(keep.sum())
+    values = dict.fromkeys(_FIGURES[task])
+    if scored >= MIN_FRAMES:
+        if task == "va":
+            values = va_scores(p[keep], g[keep])
+        elif task == "expr":
+            values = expr_scores(p[keep, 0], g[keep])
+        else:
+            values = au_scores(p[keep], g[keep], au_thresholds)
+    return TaskScore(task, {k: values[k] for k in _FIGURES[task]}, frames, frames - scored)
+
+
+def table_truth(table: pd.DataFrame) -> pd.DataFrame:
+    """The ground truth joined to a predictions table (its gt_ columns) as annotation columns by frame."""
+    back = {gt: label for label, gt in GT_RENAME.items() if gt in table}
+    return table.set_index(FRAME)[list(back)].rename(columns=back)
+
+
+def score_table(table: pd.DataFrame, truth: pd.DataFrame | None = None, tasks=TASKS) -> dict[str, TaskScore]:
+    """Every output of a predictions table (core.table: va, expr, au and each CLIP output, keyed as
+    core.table.clip_sets names them: "clip_<name>") against labels, for the tasks that have labels.
+    truth: annotation columns (core.affwild2.LABEL_COLUMNS) indexed by frame, frames the table lacks
+    counting as missing; None: the table's own gt_ columns. AUs are the table's decisions (see au_policy)."""
+    truth = table_truth(table) if truth is None else truth
+    pred = table.set_index(FRAME).reindex(truth.index)
+    out = {}
+    for task in tasks:
+        if not set(LABEL_COLUMNS[task]) <= set(truth.columns) or truth[LABEL_COLUMNS[task]].isna().all().all():
+            continue
+        labels = truth[LABEL_COLUMNS[task]]
+        columns = {task: TASK_COLUMNS[task]}
+        if task == "expr":
+            columns.update({f"clip_{name}": [clip_expr(name)] for name in clip_sets(table)})
+        for output, cols in columns.items():
+            if set(cols) <= set(pred.columns):
+                out[output] = score_task(task, pred[cols], labels)
+    return out
+
+
+def au_policy(thresholds) -> str:
+    """The AU decision thresholds of a run in words: 0.5, or the checkpoint's tuned ones."""
+    thr = np.broadcast_to(np.asarray(thresholds, dtype="float64"), (len(AUS),))
+    return "0.5" if np.all(thr == 0.5) else "the checkpoint's tuned thresholds"

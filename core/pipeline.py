@@ -10,85 +10,61 @@ video) is only known at the end, and frames are never kept; embeddings are 2 KB 
 grows with length only by N x 512 floats per model. Heads are linear, so running them at the end costs
 nothing. Frames without the subject's face keep their row (face=False) and get values by core.predict's
 rule (filled=True), or stay empty with `fill="none"` or when the video has no face at all.
+
+The analysis is a generator of Steps (frames done, total, and now and then the table of the frames so
+far) that ends with the Analysis; analyze_video / analyze_affwild2 run one to its end.
 """
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import functools
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
 
 import numpy as np
 import pandas as pd
 import torch
 
 from core import faces as facelib
+from core.analysis import NO_FACE_NOTE, Analysis, AnalysisConfig, Detection, RunInfo, Source, Stride
 from core.fill import fill_gaps
-from core.jsonsafe import jsonable
-from core.models.clip import prompt_set
 from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.predict import LoadedModels, encode, predict
 from core.predict import load_models as _load_models
-from core.registry import CLIP_MODEL, with_encoders
-from core.table import CLIP_SCORED, DDAMFN_SCORED, Analysis, build, clip_sets
+from core.stages import Timer, TimedDetector, prefetch, timed
+from core.table import CLIP_SCORED, DDAMFN_SCORED, build, clip_sets
 from core.video import iter_frames, probe
 
 BATCH_BYTES = 96 * 2**20     # decoded frames in one batch (a 4K video gets 3 frames a batch, 640x360 gets 32)
 AFFWILD2_FPS = 30.0          # Aff-Wild2 videos are 30 fps; used for time_s when the raw video is absent
-FILL_CHOICES = ("interpolate", "none")
 
-PARTIAL_EVERY_S = 3.0        # analyze_video's on_partial: a table of the frames so far this often
+PARTIAL_EVERY_S = 3.0        # video_steps: a table of the frames so far this often
 # Encoders on a CPU run on every k-th frame and the face frames between get interpolated embeddings
 # (marked in the table): DDAMFN costs ~15 ms a face on two cores, CLIP ViT-B-32 several times that
 # (benchmarks/RESULTS.md). On a GPU both run on every frame.
 CPU_EVERY = {"ddamfn": 2, "clip": 4}
 SCORED_COLUMNS = {"ddamfn": DDAMFN_SCORED, "clip": CLIP_SCORED}
 
-Progress = Callable[[int, int], None]
-Partial = Callable[[int, int, pd.DataFrame], None]
+
+@dataclass(frozen=True)
+class Step:
+    """Where an analysis is: frames done of total, and every PARTIAL_EVERY_S the table of the frames so
+    far (the final columns, the subject chosen on those frames) so that a page can draw the timeline as
+    it fills in; None in between."""
+
+    done: int
+    total: int
+    table: pd.DataFrame | None = None
 
 
-@dataclass
-class AnalysisConfig:
-    """What to run and how. models: card names of core.registry ("ddamfn", "lstm" (DDAMFN+LSTM), "clip"
-    (zero-shot per prompt set, or a trained adapter when its weights are given), "clip-lstm"); a model
-    named in `weights` is run even if not listed, and the encoders the chosen models read are added.
-    weights: model name -> spec (core.weights); absent = random weights, reported as untrained.
-    detect_every / detect_size: None picks core.faces' defaults; batched_detection: MTCNN stages with
-    batched crops (core.faces); ddamfn_every / clip_every: the encoder runs on every k-th frame (None:
-    by device, see encoder_strides); fill: "interpolate" or "none" for faceless frames."""
-
-    models: tuple[str, ...] = ("ddamfn",)
-    weights: dict[str, str] = field(default_factory=dict)
-    prompt_sets: tuple = ("basic",)
-    clip_model: str = CLIP_MODEL
-    device: str = "auto"
-    batch_size: int = 32             # frames per decoded batch (fewer for large frames, see BATCH_BYTES)
-    detect_every: int | None = None
-    detect_size: int | None = None
-    min_face_prob: float = 0.9
-    batched_detection: bool = False
-    ddamfn_every: int | None = None
-    clip_every: int | None = None
-    max_faces: int = 5               # faces per frame that get embeddings (the largest)
-    track: int | None = None         # the subject's track id; None: the largest face over the video
-    fill: str = "interpolate"
-    max_frames: int | None = None    # analyse only the first frames (benchmarks, previews)
-
-    def model_names(self) -> tuple[str, ...]:
-        return with_encoders([*self.models, *self.weights])
-
-    def check(self) -> None:
-        for name in ("ddamfn_every", "clip_every"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.fill not in FILL_CHOICES:
-            raise ValueError(f"fill must be one of {', '.join(FILL_CHOICES)}, got {self.fill!r}")
-        self.model_names()
+def run_to_end(steps: Iterator) -> Analysis:
+    """The Analysis a generator of Steps ends with."""
+    for step in steps:
+        if isinstance(step, Analysis):
+            return step
+    raise RuntimeError("the analysis ended without a result")
 
 
 def load_models(config: AnalysisConfig | None = None) -> LoadedModels:
@@ -115,17 +91,7 @@ def detection_settings(config: AnalysisConfig) -> tuple[int, int | None]:
 # Per-face embeddings
 
 
-class _Timer:
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    def add(self, stage: str, since: float) -> float:
-        now = time.perf_counter()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - since
-        return now
-
-
-def _embed(loaded: LoadedModels, crops: dict[str, np.ndarray], timer: _Timer) -> dict[str, np.ndarray]:
+def _embed(loaded: LoadedModels, crops: dict[str, np.ndarray], timer: Timer) -> dict[str, np.ndarray]:
     """Embeddings of face crops per encoder ("ddamfn" (B, 512), "clip" (B, D) raw CLIP)."""
     out, t = {}, time.perf_counter()
     for name, batch in crops.items():
@@ -174,79 +140,26 @@ def _largest(boxes: np.ndarray, probs: np.ndarray, k: int):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Decoding in a background thread
-
-
-def _prefetch(batches: Iterator, timer: _Timer, depth: int = 2) -> Iterator:
-    """Iterate `batches` in a worker thread, `depth` items ahead (OpenCV decodes without the GIL), so
-    decoding overlaps detection and inference. Exceptions reach the consumer; stopping early stops
-    the worker. The worker's busy time is recorded as timer.seconds["decode"]."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            t = time.perf_counter()
-            for item in batches:
-                t = timer.add("decode", t)
-                if not put(item):
-                    return
-                t = time.perf_counter()
-            put(done)
-        except BaseException as e:       # handed to the consumer, which raises it
-            put(e)
-        finally:
-            close = getattr(batches, "close", None)
-            if close:
-                close()
-
-    worker = threading.Thread(target=work, name="decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
-# ---------------------------------------------------------------------------------------------------
 # Analysing a video file
 
 
-def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress | None = None, *,
-                  loaded: LoadedModels | None = None, on_partial: Partial | None = None,
-                  partial_every_s: float = PARTIAL_EVERY_S) -> Analysis:
-    """The Analysis of a video file (one table row per decoded frame).
+def analyze_video(path, config: AnalysisConfig | None = None, *, loaded: LoadedModels | None = None) -> Analysis:
+    """The Analysis of a video file (video_steps run to its end)."""
+    return run_to_end(video_steps(path, config, loaded=loaded))
 
-    `models` is the AnalysisConfig; `loaded` reuses models loaded by load_models(models). progress is
-    called with (frames done, total) after every batch, total counted from the container's packets
-    (core.video.probe, which refuses a truncated file before any model runs). on_partial, when given, is
-    called every partial_every_s seconds with (frames done, total, table of the frames so far: the same
-    columns, the subject chosen on those frames) so that a page can draw the timeline as it fills in.
-    Raises VideoError for an unreadable video, WeightsError for unusable weights, ValueError for a bad
-    config. A video without any face gives a table with face=False everywhere and empty predictions
-    (run["message"] says so).
-    """
-    config = models or AnalysisConfig()
+
+def video_steps(path, config: AnalysisConfig | None = None, *, loaded: LoadedModels | None = None,
+                partial_every_s: float = PARTIAL_EVERY_S) -> Iterator[Step | Analysis]:
+    """The analysis of a video file (one table row per decoded frame), as a generator: a Step after
+    every batch (total counted from the container's packets by core.video.probe, which refuses a
+    truncated file before any model runs; a partial table every partial_every_s seconds), then the
+    Analysis. `loaded` reuses models loaded by load_models(config). Raises VideoError for an unreadable
+    video, WeightsError for unusable weights, ValueError for a bad config. A video without any face gives
+    a table with face=False everywhere and empty predictions (RunInfo.no_face, and a note)."""
+    config = config or AnalysisConfig()
     config.check()
     t_start = time.perf_counter()
-    timer = _Timer()
+    timer = Timer()
     info = probe(path)
     loaded = loaded or load_models(config)
     timer.add("load_models", t_start)
@@ -255,12 +168,12 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
     sizes = crop_sizes(loaded)
     n, shape = 0, (info.height, info.width)
     batch_size = max(1, min(config.batch_size, BATCH_BYTES // max(3 * info.width * info.height, 1)))
-    decoded = _prefetch(iter_frames(path, batch_size, config.max_frames), timer)
+    decoded = prefetch(iter_frames(path, batch_size, config.max_frames), timer)
     every, detector = _detector(loaded, config)
     strides = encoder_strides(config, loaded.device, sizes)
     pickers = {name: _StridePicker(k) for name, k in strides.items()}
     last_partial = time.perf_counter()
-    stream = facelib.detect_stream(_timed(decoded, timer, "decode_wait"), _TimedDetector(detector, timer), every)
+    stream = facelib.detect_stream(timed(decoded, timer, "decode_wait"), TimedDetector(detector, timer), every)
     for batch in stream:
         t = time.perf_counter()
         shape = batch.frames[0].shape[:2]
@@ -283,44 +196,29 @@ def analyze_video(path, models: AnalysisConfig | None = None, progress: Progress
         times.append(batch.time_s)
         detected += int(batch.detected.sum())
         n += len(batch)
-        if progress:
-            progress(n, max(total, n))
-        if on_partial and time.perf_counter() - last_partial >= partial_every_s:
+        partial = None
+        if time.perf_counter() - last_partial >= partial_every_s:
             t = time.perf_counter()
-            partial = _video_result(loaded, config, _Timer(), t, faces, times, n, shape, partial=True)[0]
-            on_partial(n, max(total, n), partial.table)
+            partial = _video_result(loaded, config, Timer(), faces, times, n, shape, partial=True)[0]
             last_partial = timer.add("partial_tables", t)
-    result, tracks, chosen = _video_result(loaded, config, timer, t_start, faces, times, n, shape)
-    if progress:
-        progress(n, n)
-    result.run.update(
-        source={"kind": "video", "path": str(path)},
-        video={**info.as_dict(), "decoded_frames": n},
-        detection={**detector.settings, "detect_every": every, "detected_frames": detected,
-                   "max_faces": config.max_faces,
-                   "between_detections": "boxes interpolated from the detected frames on either side "
-                                         "(box_detected=False); where those disagree, detected too"},
-        tracks=[t.as_dict() for t in tracks],
-        track=chosen,
-        track_chosen_by="user" if config.track is not None else "largest face area summed over frames",
-    )
-    result.run["embedding_strides"] = {
-        name: {"every": k, "scored_frames": int(result.table[SCORED_COLUMNS[name]].sum()),
-               "face_frames": int(result.table[SCORED_COLUMNS[name]].notna().sum())} for name, k in strides.items()}
-    strided = [f"{name} every {k}{'nd' if k == 2 else 'rd' if k == 3 else 'th'} frame"
-               for name, k in strides.items() if k > 1]
-    result.run["embedding_note"] = (
-        "every face frame was encoded" if not strided else
-        f"encoders ran on a frame stride ({', '.join(strided)}, and on faces no recently encoded face "
-        "overlapped); the face frames between have embeddings interpolated from the encoded ones "
-        f"({', '.join(SCORED_COLUMNS[n] + '=False' for n, k in strides.items() if k > 1)})")
-    return result
+        yield Step(n, max(total, n), partial)
+    table, outputs_from, emb, tracks, chosen = _video_result(loaded, config, timer, faces, times, n, shape)
+    yield Step(n, n)
+    scored = {name: table[SCORED_COLUMNS[name]] for name in strides}
+    run = _run_info(loaded, config, table, outputs_from, timer, t_start, source=Source("video", path=str(path)),
+                    fps=info.fps, fps_source="video", video=info,
+                    detection=Detection(detector.settings, every, detected, config.max_faces),
+                    strides={name: Stride(k, int(scored[name].sum()), int(scored[name].notna().sum()))
+                             for name, k in strides.items()},
+                    tracks=tuple(tracks), track=chosen, track_from_user=config.track is not None)
+    yield Analysis(table, run, emb.get("clip") if loaded.clip is not None else None)
 
 
-def _video_result(loaded: LoadedModels, config: AnalysisConfig, timer: _Timer, t_start: float, faces: "_Faces",
-                  times: list, n: int, shape, partial: bool = False) -> tuple[Analysis, list, int | None]:
-    """The Analysis of the frames so far (tracks, the subject, predictions), its tracks and the subject.
-    A partial result follows the largest face until the track the config asks for exists."""
+def _video_result(loaded: LoadedModels, config: AnalysisConfig, timer: Timer, faces: "_Faces", times: list, n: int,
+                  shape, partial: bool = False) -> tuple[pd.DataFrame, dict, dict, list, int | None]:
+    """The table of the frames so far (tracks, the subject, predictions), which card gave each output,
+    the subject's embeddings, the tracks and the subject. A partial result follows the largest face until
+    the track the config asks for exists."""
     t = time.perf_counter()
     frame, box, prob, box_detected, emb, scored = faces.arrays()
     track_ids, tracks = facelib.track_faces(frame, box, prob, shape)
@@ -338,11 +236,11 @@ def _video_result(loaded: LoadedModels, config: AnalysisConfig, timer: _Timer, t
                          else values[rows])
         marks[name] = _detected_column(n, frame[rows], scored[name][rows])
     per_frame = lambda values, fill_value: _scatter(n, frame[rows], values[rows], fill_value)   # noqa: E731
-    result = _finish(loaded, config, timer, t_start, face, subject,
-                     np.concatenate(times) if times else np.zeros(0), face_prob=per_frame(prob, np.nan),
-                     boxes=per_frame(box, np.nan), box_detected=_detected_column(n, frame[rows], box_detected[rows]),
-                     ddamfn_scored=marks.get("ddamfn"), clip_scored=marks.get("clip"))
-    return result, tracks, chosen
+    table, outputs_from = _table(loaded, config, timer, face, subject, np.concatenate(times) if times else np.zeros(0),
+                                 face_prob=per_frame(prob, np.nan), boxes=per_frame(box, np.nan),
+                                 box_detected=_detected_column(n, frame[rows], box_detected[rows]),
+                                 ddamfn_scored=marks.get("ddamfn"), clip_scored=marks.get("clip"))
+    return table, outputs_from, subject, tracks, chosen
 
 
 class _StridePicker:
@@ -399,49 +297,32 @@ def _detector(loaded: LoadedModels, config: AnalysisConfig) -> tuple[int, faceli
     return every, detector
 
 
-def _timed(batches: Iterable, timer: _Timer, stage: str) -> Iterator:
-    """Record how long the consumer waits for each item."""
-    it = iter(batches)
-    while True:
-        t = time.perf_counter()
-        try:
-            item = next(it)
-        except StopIteration:
-            return
-        timer.add(stage, t)
-        yield item
-
-
-class _TimedDetector:
-    def __init__(self, detector: facelib.FaceDetector, timer: _Timer):
-        self.detector, self.timer = detector, timer
-
-    def detect(self, frames):
-        t = time.perf_counter()
-        out = self.detector.detect(frames)
-        self.timer.add("detect", t)
-        return out
-
-
 # ---------------------------------------------------------------------------------------------------
 # Analysing an Aff-Wild2 video from its aligned face images
 
 
-def analyze_affwild2(index, video: str, models: AnalysisConfig | None = None, progress: Progress | None = None,
-                     *, loaded: LoadedModels | None = None) -> Analysis:
-    """The Analysis of an Aff-Wild2 video from its cropped_aligned images (no detection), one row per
-    annotation line (frame i <-> image f"{i+1:05d}.jpg"; lines without an image have face=False).
+def analyze_affwild2(index, video: str, config: AnalysisConfig | None = None, *,
+                     loaded: LoadedModels | None = None) -> Analysis:
+    """The Analysis of an Aff-Wild2 video (affwild2_steps run to its end)."""
+    return run_to_end(affwild2_steps(index, video, config, loaded=loaded))
+
+
+def affwild2_steps(index, video: str, config: AnalysisConfig | None = None, *,
+                   loaded: LoadedModels | None = None) -> Iterator[Step | Analysis]:
+    """The analysis of an Aff-Wild2 video from its cropped_aligned images (no detection), one row per
+    annotation line (frame i <-> image f"{i+1:05d}.jpg"; lines without an image have face=False), as a
+    generator: a Step after every batch, then the Analysis.
 
     index: a core.affwild2.AffWild2Index (or its root folder). time_s = frame / fps of the raw video,
-    or / 30 when the raw video is absent (run["fps_source"] says which). Boxes and face_prob are NaN.
+    or / 30 when the raw video is absent (RunInfo.fps_source says which). Boxes and face_prob are NaN.
     """
     from core.affwild2 import AffWild2Index
 
-    config = models or AnalysisConfig()
+    config = config or AnalysisConfig()
     config.check()
     index = index if isinstance(index, AffWild2Index) else AffWild2Index(index)
     t_start = time.perf_counter()
-    timer = _Timer()
+    timer = Timer()
     loaded = loaded or load_models(config)
     timer.add("load_models", t_start)
     frames = index.video_frames(video)
@@ -469,68 +350,45 @@ def analyze_affwild2(index, video: str, models: AnalysisConfig | None = None, pr
         emb = _embed(loaded, crops, timer) if chunk else {}
         faces.add(chunk, np.full((len(chunk), 4), np.nan), np.full(len(chunk), np.nan), np.zeros(len(chunk), bool),
                   emb)
-        if progress:
-            progress(have[start:start + config.batch_size][-1] + 1, n)
+        yield Step(have[start:start + config.batch_size][-1] + 1, n)
     face_frames, _, _, _, emb, _ = faces.arrays()
     face = np.zeros(n, bool)
     face[face_frames] = True
-    result = _finish(loaded, config, timer, t_start, face, emb, frames["frame"].to_numpy() / fps)
-    if progress:
-        progress(n, n)
-    result.run.update(source={"kind": "affwild2", "root": str(index.root), "video": video,
-                              "splits": frames.attrs.get("splits", {})},
-                      fps=fps, fps_source=fps_source, detection=None, tracks=[], track=None,
-                      unreadable_images=unreadable)
-    return result
+    table, outputs_from = _table(loaded, config, timer, face, emb, frames["frame"].to_numpy() / fps)
+    yield Step(n, n)
+    run = _run_info(loaded, config, table, outputs_from, timer, t_start,
+                    source=Source("affwild2", root=str(index.root), video=video, splits=frames.attrs.get("splits", {})),
+                    fps=fps, fps_source=fps_source, unreadable_images=tuple(unreadable))
+    yield Analysis(table, run, emb.get("clip") if loaded.clip is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------------
-# The table and its run metadata
+# The table and how the run went
 
 
-def _finish(loaded: LoadedModels, config: AnalysisConfig, timer: _Timer, t_start: float, face: np.ndarray,
-            emb: dict[str, np.ndarray], time_s: np.ndarray, **face_data) -> Analysis:
+def _table(loaded: LoadedModels, config: AnalysisConfig, timer: Timer, face: np.ndarray, emb: dict[str, np.ndarray],
+           time_s: np.ndarray, **face_data) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The table of the frames, and which card gave each output."""
     t = time.perf_counter()
     predictions = predict(loaded, emb, face, config.prompt_sets, fill=config.fill == "interpolate")
     table = build(predictions, time_s, loaded.au_thresholds, **face_data)
     timer.add("heads", t)
-    seconds = {**timer.seconds, "total": time.perf_counter() - t_start}
-    run = _run_metadata(loaded, config, table, predictions.sources, seconds)
-    return Analysis(table, run, emb.get("clip") if loaded.clip is not None else None)
+    return table, predictions.sources
 
 
-def _run_metadata(loaded: LoadedModels, config: AnalysisConfig, df, sources: dict, seconds: dict) -> dict:
-    from importlib.metadata import version
-
-    n, n_face = len(df), int(df["face"].sum())
-    if n_face == 0:
-        faceless = "empty (NaN): no face in any frame"
-    elif config.fill == "interpolate":
-        faceless = ("LSTM output over the face mask (filled=True)" if sources.get("va") == "lstm" else
-                    "interpolated linearly from the nearest face frames (filled=True)")
-    else:
-        faceless = "empty (NaN)"
-    run = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": jsonable({**asdict(config), "prompt_sets": [prompt_set(p).name for p in config.prompt_sets]}),
-        "device": str(loaded.device),
-        "models": loaded.describe(),
-        "untrained": loaded.untrained,
-        "outputs_from": sources,
-        "main_outputs": "lstm" if "lstm" in loaded.models else "ddamfn" if "ddamfn" in loaded.models else None,
-        "au_thresholds": loaded.au_thresholds.tolist(),
-        "windows": loaded.windows,
-        "clip_sets": clip_sets(df),
-        "frames": n,
-        "face_frames": n_face,
-        "faceless_predictions": faceless,
-        "timings_s": {k: round(v, 4) for k, v in seconds.items()},
-        "frames_per_s": round(n / seconds["total"], 2) if seconds["total"] > 0 else None,
-        "versions": {p: version(p) for p in ("torch", "opencv-python-headless", "facenet-pytorch", "open_clip_torch")},
-    }
-    if n_face == 0:
-        run["message"] = "no face was found in any frame: the table has face=False everywhere and no predictions"
-    return run
+def _run_info(loaded: LoadedModels, config: AnalysisConfig, table: pd.DataFrame, outputs_from: dict, timer: Timer,
+              t_start: float, **fields) -> RunInfo:
+    n_face = int(table["face"].sum())
+    faceless = ("no-face" if n_face == 0 else "empty" if config.fill != "interpolate" else
+                "lstm" if outputs_from.get("va") == "lstm" else "interpolated")
+    return RunInfo(config=config, device=str(loaded.device), models=loaded.describe(), outputs_from=dict(outputs_from),
+                   au_thresholds=tuple(float(t) for t in loaded.au_thresholds), windows=dict(loaded.windows),
+                   clip_sets=tuple(clip_sets(table)), frames=len(table), face_frames=n_face, faceless=faceless,
+                   timings={k: round(v, 4) for k, v in {**timer.seconds, "total": time.perf_counter() - t_start}.items()},
+                   notes=(NO_FACE_NOTE,) if n_face == 0 else (),
+                   versions={p: version(p) for p in ("torch", "opencv-python-headless", "facenet-pytorch",
+                                                     "open_clip_torch")}, **fields)
 
 
-__all__ = ["AnalysisConfig", "LoadedModels", "analyze_affwild2", "analyze_video", "detection_settings", "load_models"]
+__all__ = ["Analysis", "AnalysisConfig", "LoadedModels", "RunInfo", "Step", "affwild2_steps", "analyze_affwild2",
+           "analyze_video", "detection_settings", "load_models", "run_to_end", "video_steps"]

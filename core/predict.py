@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.analysis import ModelRun
 from core.device import pick_device, run_batched, use_all_cores
 from core.fill import fill_gaps
 from core.jsonsafe import jsonable
@@ -124,10 +125,10 @@ class LoadedModels:
                 out.update({t: name for t in self.models[name].info.tasks if t in ACTIVATIONS})
         return out
 
-    def describe(self) -> dict:
-        return {name: {"source": m.info.source, "untrained": m.info.untrained,
-                       "untrained_tasks": list(m.info.untrained_tasks), "tasks": list(m.info.tasks),
-                       "metadata": jsonable(m.info.metadata)} for name, m in self.models.items()}
+    def describe(self) -> dict[str, ModelRun]:
+        """Card name -> where its weights came from and which of its outputs are random."""
+        return {name: ModelRun(m.info.source, m.info.untrained, tuple(m.info.tasks), tuple(m.info.untrained_tasks),
+                               jsonable(m.info.metadata)) for name, m in self.models.items()}
 
     @property
     def untrained(self) -> bool:

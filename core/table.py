@@ -1,14 +1,11 @@
 """The per-frame table: its columns, how predictions become its rows, the ground truth beside them, the
-ABAW submission files written from it, and the Analysis that keeps it with its run metadata.
+ABAW submission files written from it (core.analysis keeps it with its run metadata).
 
 One row per decoded frame (or per annotation line of an Aff-Wild2 video). Every module reads columns
 through the names here, never by spelling them or by prefix.
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -220,50 +217,3 @@ def write_submissions(tables: dict[str, pd.DataFrame], out_dir, name: str = "{ta
         write_submission(values, path, task)
         written.append(path)
     return written
-
-
-@dataclass
-class Analysis:
-    """What one analysis produced: the table, the run metadata, and what a later step reuses without
-    decoding the video again: the subject's face boxes per frame (in the table) and the CLIP image
-    embeddings of its face frames."""
-
-    table: pd.DataFrame
-    run: dict
-    clip_embeddings: np.ndarray | None = None        # (face frames, D) raw CLIP, in frame order
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def untrained(self) -> bool:
-        return bool(self.run.get("untrained"))
-
-    def export_table(self) -> pd.DataFrame:
-        """The table as downloaded: with an `untrained` column so that a CSV says where it came from."""
-        out = self.table.copy()
-        out[UNTRAINED] = self.untrained
-        return out
-
-    def save(self, folder) -> Path:
-        """table.parquet, run.json and clip.npy in `folder`, each written atomically."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic(folder / "table.parquet", lambda f: self.table.to_parquet(f, index=False))
-        _atomic(folder / "run.json", lambda f: f.write(json.dumps(self.run, indent=1).encode()))
-        if self.clip_embeddings is not None:
-            _atomic(folder / "clip.npy", lambda f: np.save(f, self.clip_embeddings.astype(np.float32)))
-        return folder
-
-    @classmethod
-    def load(cls, folder) -> "Analysis":
-        folder = Path(folder)
-        clip = folder / "clip.npy"
-        return cls(pd.read_parquet(folder / "table.parquet"), json.loads((folder / "run.json").read_text()),
-                   np.load(clip) if clip.exists() else None)
-
-
-def _atomic(path: Path, write) -> None:
-    """write(binary file) into a temporary file, then put it in place: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)

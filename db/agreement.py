@@ -3,13 +3,14 @@ corrections, and how well reviewers agree with each other.
 
 - model_agreement: a predictions table against a video's imported annotation ("before") and against
   its effective labels ("after": accepted corrections applied, frames flags keep out left out) -- CCC
-  for valence and arousal, P_EXPR and P_AU (ABAW F1, core.metrics), with the frames each used.
+  for valence and arousal, P_EXPR and P_AU, scored by core.metrics.score_table as the Analyse tab
+  scores them, with the labelled frames and those of them without a prediction.
 - reviewer_agreement: each reviewer's share of decided corrections that were accepted, and, for every
   two reviewers whose corrections label the same frames of the same task, CCC (VA) and Cohen's kappa
   (EXPR; AU pooled over the AUs both labelled) on those frames.
 
-A figure computed from fewer than MIN_FRAMES frames (or undefined, like kappa when both reviewers used
-one class only) is None -- "n/a" -- never NaN.
+A figure computed from fewer than MIN_FRAMES frames (core.metrics; or undefined, like kappa when both
+reviewers used one class only) is None -- "n/a" -- never NaN.
 """
 from __future__ import annotations
 
@@ -23,13 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.affwild2 import LABEL_COLUMNS
-from core.labels import AUS, TASKS, VA_NAMES
-from core.metrics import au_scores, ccc, expr_scores
+from core.labels import TASKS
+from core.metrics import MIN_FRAMES, TaskScore, ccc, score_table
+from core.table import FRAME
 from db.models import Correction, Video
 from db.repo import annotation_frame, effective_labels, get_video, latest_annotation_set
 
-MIN_FRAMES = 2
-PREDICTION_COLUMNS = {"va": list(VA_NAMES), "expr": ["expr"], "au": list(AUS)}   # core.pipeline's table
 
 
 def _figure(value: float, frames: int) -> float | None:
@@ -40,41 +40,35 @@ def _figure(value: float, frames: int) -> float | None:
 # Model against annotation
 
 
-def model_scores(task: str, pred: np.ndarray, gt: np.ndarray) -> dict:
-    """ABAW scores of predictions against labels, both (frames, columns) float with NaN where missing,
-    on the frames where both have a value (AU: where the labels have any AU)."""
-    keep = ~np.isnan(pred).any(axis=1) & (~np.isnan(gt).all(axis=1) if task == "au" else ~np.isnan(gt).any(axis=1))
-    pred, gt, n = pred[keep], gt[keep], int(keep.sum())
-    if task == "va":
-        cv, ca = ccc(pred[:, 0], gt[:, 0]), ccc(pred[:, 1], gt[:, 1])
-        return {"ccc_valence": _figure(cv, n), "ccc_arousal": _figure(ca, n), "p_va": _figure((cv + ca) / 2, n),
-                "frames": n}
-    score = expr_scores(pred[:, 0], gt[:, 0])["p_expr"] if task == "expr" else au_scores(pred, gt)["p_au"]
-    return {"f1": _figure(score, n), "frames": n}
+def model_scores(score: TaskScore) -> dict:
+    """A core.metrics TaskScore as the report gives it: the figures (CCC valence / arousal and P_VA, or
+    "f1": P_EXPR / P_AU), "frames": the labelled frames, "missing": those without a prediction (left out)."""
+    figures = ({k: score.values[k] for k in ("ccc_valence", "ccc_arousal", "p_va")} if score.task == "va"
+               else {"f1": score.main})
+    return {**{k: None if v is None else round(float(v), 6) for k, v in figures.items()},
+            "frames": score.frames, "missing": score.missing}
 
 
 def model_agreement(session: Session, video: Video | str, predictions: pd.DataFrame) -> dict:
     """{task: {"before": scores, "after": scores}} for each task that has an imported annotation and
-    columns in `predictions` (core.pipeline's per-frame table: frame, valence, arousal, expr, AU1..AU26;
-    frames it lacks count as missing). Scores as model_scores()."""
+    columns in `predictions` (core.pipeline's per-frame table; frames it lacks count as missing), scored
+    by core.metrics.score_table (the table's AU decisions, at its run's thresholds). Scores as
+    model_scores()."""
     video = get_video(session, video)
-    if "frame" not in predictions.columns:
-        raise ValueError("the predictions table needs a 'frame' column")
-    predictions = predictions.set_index("frame")
+    if FRAME not in predictions.columns:
+        raise ValueError(f"the predictions table needs a '{FRAME}' column")
     out = {}
     for task in TASKS:
         annotation_set = latest_annotation_set(session, video, task)
-        if annotation_set is None or not set(PREDICTION_COLUMNS[task]) <= set(predictions.columns):
+        if annotation_set is None:
             continue
-        columns = LABEL_COLUMNS[task]
         before = annotation_frame(annotation_set)
         after = effective_labels(session, video, task, before)
-        pred = (predictions[PREDICTION_COLUMNS[task]].reindex(before.index)
-                .to_numpy(dtype="float64", na_value=np.nan))
-        labels = {"before": before[columns].to_numpy(dtype="float64", na_value=np.nan),
-                  "after": after[columns].to_numpy(dtype="float64", na_value=np.nan, copy=True)}
-        labels["after"][after["flagged"].to_numpy()] = np.nan
-        out[task] = {when: model_scores(task, pred, gt) for when, gt in labels.items()}
+        after.loc[after["flagged"], LABEL_COLUMNS[task]] = np.nan
+        scores = {when: score_table(predictions, labels[LABEL_COLUMNS[task]], (task,)).get(task)
+                  for when, labels in (("before", before), ("after", after))}
+        if scores["before"] is not None:
+            out[task] = {when: model_scores(score) for when, score in scores.items()}
     return out
 
 

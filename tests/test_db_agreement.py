@@ -14,6 +14,7 @@ from test_db_repo import FRAMES, setup  # noqa: F401  (fixture)
 
 from core.affwild2 import read_annotation
 from core.labels import AUS
+from core.metrics import score_task
 from db import agreement, repo
 
 
@@ -75,7 +76,7 @@ def planted(sessions, setup):  # noqa: F811
 
 def expected_model_scores(setup, predictions) -> dict:  # noqa: F811
     """Before: the annotation files. After: accepted corrections written in by hand, the flagged VA
-    frames left out. Frames without a prediction are left out of both."""
+    frames left out. Frames without a prediction are left out of both and counted as missing."""
     gt = {task: read_annotation(setup[task], task).to_numpy(dtype=float, na_value=np.nan)
           for task in ("va", "expr", "au")}
     after = {task: values.copy() for task, values in gt.items()}
@@ -90,27 +91,25 @@ def expected_model_scores(setup, predictions) -> dict:  # noqa: F811
     for task in ("va", "expr", "au"):
         out[task] = {}
         for when, labels in (("before", gt[task]), ("after", after[task])):
+            labelled = ~np.isnan(labels).all(axis=1) if task == "au" else ~np.isnan(labels).any(axis=1)
+            keep = have & labelled
+            counts = {"frames": int(labelled.sum()), "missing": int((labelled & ~have).sum())}
             if task == "va":
-                keep = have & ~np.isnan(labels).any(axis=1)
                 p = pred[["valence", "arousal"]].to_numpy()[keep]
                 cv, ca = ccc(p[:, 0], labels[keep, 0]), ccc(p[:, 1], labels[keep, 1])
-                out[task][when] = {"ccc_valence": cv, "ccc_arousal": ca, "p_va": (cv + ca) / 2,
-                                   "frames": int(keep.sum())}
+                out[task][when] = {"ccc_valence": cv, "ccc_arousal": ca, "p_va": (cv + ca) / 2, **counts}
             elif task == "expr":
-                keep = have & ~np.isnan(labels[:, 0])
                 out[task][when] = {"f1": f1_expr(pred["expr"].to_numpy()[keep], labels[keep, 0].astype(int)),
-                                   "frames": int(keep.sum())}
+                                   **counts}
             else:
-                keep = have & ~np.isnan(labels).all(axis=1)
-                out[task][when] = {"f1": f1_au(pred[list(AUS)].to_numpy()[keep], labels[keep]),
-                                   "frames": int(keep.sum())}
+                out[task][when] = {"f1": f1_au(pred[list(AUS)].to_numpy()[keep], labels[keep]), **counts}
     return out
 
 
 def assert_close(actual: dict, expected: dict) -> None:
     assert actual.keys() == expected.keys()
     for key, value in expected.items():
-        if key == "frames":
+        if key in ("frames", "missing"):
             assert actual[key] == value
         else:
             assert actual[key] == pytest.approx(value, abs=1e-6), key
@@ -163,8 +162,8 @@ def test_too_few_frames_is_not_a_number_but_none():
     assert agreement.pair_scores("va", one, one - 0.2) == {"ccc_valence": None, "ccc_arousal": None, "frames": 1}
     same = np.array([[3.0], [3.0], [3.0]])
     assert agreement.pair_scores("expr", same, same) == {"kappa": None, "frames": 3}    # undefined kappa: n/a
-    few = agreement.model_scores("expr", np.array([[1.0]]), np.array([[1.0]]))
-    assert few == {"f1": None, "frames": 1}
+    few = agreement.model_scores(score_task("expr", np.array([[1.0]]), np.array([[1.0]])))
+    assert few == {"f1": None, "frames": 1, "missing": 0}
 
 
 def test_report_command(sessions, planted, tmp_path, db_url):  # noqa: F811
@@ -183,3 +182,44 @@ def test_report_command(sessions, planted, tmp_path, db_url):  # noqa: F811
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "python -m db report: model agreement needs the video the predictions are for"
+
+
+def test_the_analyse_tab_scores_as_the_agreement_before_row(sessions, setup):  # noqa: F811
+    """One scorer: a table made with a checkpoint's tuned AU thresholds gets the same figures on the
+    Analyse tab (webapp.results.metrics_table over the annotation files) as in the agreement's "before"
+    row, faceless frames left empty counted as missing in both; P_AU is at the tuned thresholds, not 0.5."""
+    from core.metrics import au_scores
+    from core.predict import Predictions
+    from core.table import AU_PROBS, attach_ground_truth, build, ground_truth_from_files
+    from tests.runs import run_info
+    from webapp.results import NA, metrics_table, rounded
+
+    rng = np.random.default_rng(3)
+    face = np.ones(FRAMES, bool)
+    face[20:26] = False
+    nan_rows = lambda a: np.where(face[:, None], a, np.nan)  # noqa: E731
+    outputs = {"va": nan_rows(rng.uniform(-1, 1, (FRAMES, 2))), "expr": nan_rows(rng.dirichlet(np.ones(8), FRAMES)),
+               "au": nan_rows(rng.uniform(0, 1, (FRAMES, 12)))}
+    tuned = np.linspace(0.2, 0.75, 12)
+    table = build(Predictions(outputs, face, np.zeros(FRAMES, bool), {}), np.arange(FRAMES) / 30, tuned)
+    run = run_info({"va": "ddamfn", "expr": "ddamfn", "au": "ddamfn"}, {"ddamfn": False}, FRAMES, tuned)
+    truth, _ = ground_truth_from_files(setup, FRAMES)
+    shown = metrics_table(attach_ground_truth(table, truth), run).set_index("metric")
+    with sessions() as session:
+        before = {task: figures["before"] for task, figures in agreement.model_agreement(session, "v", table).items()}
+    pairs = {"CCC valence": ("va", "ccc_valence"), "CCC arousal": ("va", "ccc_arousal"), "P_VA": ("va", "p_va"),
+             "P_EXPR (F1, 8 classes)": ("expr", "f1"), "P_AU (F1 at the checkpoint's tuned thresholds)": ("au", "f1")}
+    assert list(shown.index) == list(pairs)
+    for metric, (task, key) in pairs.items():
+        assert shown.loc[metric, "value"] == rounded(before[task][key]), metric
+        assert (shown.loc[metric, "frames"], shown.loc[metric, "missing"]) == (before[task]["frames"],
+                                                                             before[task]["missing"]), metric
+    assert before["va"]["missing"] == 6 and before["au"]["missing"] == 6
+    gt_au = read_annotation(setup["au"], "au").to_numpy(dtype=float, na_value=np.nan)
+    at_half = au_scores(table[AU_PROBS].to_numpy(), gt_au, 0.5, allow_missing=True)["p_au"]
+    assert rounded(at_half) != shown.loc["P_AU (F1 at the checkpoint's tuned thresholds)", "value"]
+    # A model without VA heads: its VA figures are "n/a" over every annotated frame, not 0.
+    no_va = attach_ground_truth(table.assign(valence=np.nan, arousal=np.nan), truth)
+    va_rows = metrics_table(no_va, run).set_index("metric").loc[["CCC valence", "CCC arousal", "P_VA"]]
+    assert (va_rows["value"] == NA).all() and (va_rows["missing"] == va_rows["frames"]).all()
+    assert va_rows["frames"].tolist() == [FRAMES - 3] * 3

@@ -295,3 +295,56 @@ def test_mtl_score_is_the_sum_of_the_three(affwild2_root):
     assert perfect["p_va"] == pytest.approx(1.0)
     assert perfect["p_expr"] == pytest.approx(present / 8)
     assert perfect["mtl"] == pytest.approx(1.0 + present / 8 + perfect["p_au"])
+
+
+# --- the one scorer ---------------------------------------------------------------------------------
+
+
+def scorer_table(n=40, seed=5):
+    """A predictions table (core.table's columns: va, expr, one CLIP output, AU decisions) with gt_ labels."""
+    from core.table import AU_DECISIONS, clip_expr, gt
+
+    rng = np.random.default_rng(seed)
+    truth_va = rng.uniform(-1, 1, (n, 2))
+    truth_va[:4] = -5                                                  # invalid marker: not labelled
+    expr = rng.integers(0, 8, n)
+    df = pd.DataFrame({"frame": np.arange(n), "valence": truth_va[:, 0] * 0.5 + rng.normal(0, .2, n),
+                       "arousal": rng.uniform(-1, 1, n), "expr": pd.array(np.where(rng.random(n) < .5, expr, 0), dtype="Int64"),
+                       clip_expr("basic"): pd.array(rng.integers(0, 8, n), dtype="Int64"),
+                       **{a: pd.array(rng.integers(0, 2, n), dtype="Int64") for a in AU_DECISIONS},
+                       gt("valence"): truth_va[:, 0], gt("arousal"): truth_va[:, 1], gt("expr"): expr,
+                       **{gt(a): rng.integers(0, 2, n).astype(float) for a in AUS}})
+    df.loc[10:14, ["valence", "arousal"]] = np.nan                     # no prediction (no face, fill none)
+    df.loc[30:31, clip_expr("basic")] = pd.NA
+    return df, truth_va, expr
+
+
+def test_score_table_scores_every_output_counts_missing_and_gives_none_without_predictions():
+    from core.metrics import score_table
+
+    df, truth_va, expr = scorer_table()
+    scores = score_table(df)
+    assert list(scores) == ["va", "expr", "clip_basic", "au"]
+    va = scores["va"]
+    keep = np.ones(40, bool)
+    keep[:4] = keep[10:15] = False
+    assert (va.frames, va.missing, va.scored) == (36, 5, 31)
+    assert va.values["ccc_valence"] == pytest.approx(reference_ccc(df["valence"][keep], truth_va[keep, 0]))
+    assert va.main == pytest.approx((va.values["ccc_valence"] + va.values["ccc_arousal"]) / 2)
+    clip = scores["clip_basic"]
+    assert (clip.frames, clip.missing) == (40, 2)
+    have = np.ones(40, bool)
+    have[30:32] = False
+    assert clip.main == pytest.approx(np.mean(f1_score(expr[have], df["clip_basic_expr"][have].astype(int),
+                                                       labels=range(8), average=None, zero_division=0)))
+    au = scores["au"]
+    assert (au.frames, au.missing) == (40, 0) and au.values["f1_per_au"][0] == pytest.approx(
+        f1_by_counts(df["AU1"].astype(int), df["gt_AU1"]))
+    # no VA prediction at all (a model without VA heads): None, every labelled frame missing -- not 0
+    none = score_table(df.assign(valence=np.nan, arousal=np.nan))["va"]
+    assert none.values == {"ccc_valence": None, "ccc_arousal": None, "p_va": None} and none.missing == none.frames == 36
+    # labels as a frame-indexed annotation table, frames the predictions lack counting as missing
+    labels = pd.DataFrame({"expression": expr}, index=pd.RangeIndex(40, name="frame"))
+    part = score_table(df.iloc[:30], labels, ("expr",))
+    assert list(part) == ["expr", "clip_basic"] and (part["expr"].frames, part["expr"].missing) == (40, 10)
+    assert score_table(df.drop(columns=[c for c in df if c.startswith("gt_")])) == {}

@@ -12,7 +12,8 @@ from core.faces import FaceDetector, crop_faces, iou
 from core.labels import AUS, EXPRESSIONS
 from core.models import create_model
 from core.models.clip import PromptSet
-from core.pipeline import AnalysisConfig, analyze_affwild2, analyze_video, load_models
+from core.analysis import Analysis, RunInfo, Source, Stride
+from core.pipeline import AnalysisConfig, Step, analyze_affwild2, analyze_video, load_models, video_steps
 from core.table import prediction_columns
 from core.video import VideoError, iter_frames
 from core.weights import save_checkpoint
@@ -50,24 +51,33 @@ def check_table(df, frames, clip_sets=()):
 
 
 def test_single_face_every_frame_has_the_face(lstm_models, media_dir, tmp_path):
-    progress = []
-    df_analysis = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(models=("ddamfn", "lstm"), device="cpu"),
-                       progress=lambda done, total: progress.append((done, total)), loaded=lstm_models)
+    config = AnalysisConfig(models=("ddamfn", "lstm"), device="cpu")
+    steps = list(video_steps(media_dir / "single_face.mp4", config, loaded=lstm_models))
+    progress = [(s.done, s.total) for s in steps[:-1]]
+    assert all(isinstance(s, Step) for s in steps[:-1]) and isinstance(steps[-1], Analysis)
+    df_analysis = steps[-1]
     df = df_analysis.table
     check_table(df, 72)
     assert df["face"].all() and not df["filled"].any() and df["valence"].notna().all()
     assert progress[-1] == (72, 72) and all(b[0] >= a[0] for a, b in zip(progress, progress[1:]))
     run = df_analysis.run
-    assert run["device"] == "cpu" and run["untrained"] and run["main_outputs"] == "lstm"
-    assert run["models"]["ddamfn"]["source"] == "random" and run["models"]["lstm"]["untrained"]
-    assert run["video"]["decoded_frames"] == 72 and run["video"]["codec"] == "h264"
-    assert run["detection"]["detect_every"] == 4 and run["detection"]["detect_size"] == 320
-    assert len(run["tracks"]) == 1 and run["track"] == 0 and run["tracks"][0]["n_frames"] == 72
-    assert {"decode", "detect", "ddamfn", "total"} <= set(run["timings_s"])
-    assert "message" not in run
+    assert run.device == "cpu" and run.untrained and run.main_outputs == "lstm" and run.config == config
+    assert run.models["ddamfn"].source == "random" and run.models["lstm"].untrained
+    assert run.frames == 72 and run.video.codec == "h264" and run.source.path == str(media_dir / "single_face.mp4")
+    assert run.detection.every == 4 and run.detection.settings["detect_size"] == 320
+    assert len(run.tracks) == 1 and run.track == 0 and run.tracks[0].n_frames == 72 and not run.track_from_user
+    assert {"decode", "detect", "ddamfn", "total"} <= set(run.timings)
+    assert run.notes == () and not run.no_face and run.faceless == "lstm"
     df.to_parquet(tmp_path / "t.parquet")
     back = pd.read_parquet(tmp_path / "t.parquet")
     assert list(back.columns) == list(df.columns) and back["expr"].dtype == "Int64"
+    # the run JSON reads back as the same RunInfo, and a saved analysis reopens
+    data = run.to_dict()
+    assert RunInfo.from_dict(data).to_dict() == data and data["config"]["prompt_sets"] == ["basic"]
+    assert RunInfo.from_dict(data).tracks == run.tracks and RunInfo.from_dict(data).detection == run.detection
+    reopened = Analysis.load(df_analysis.save(tmp_path / "saved"))
+    assert reopened.run.to_dict() == data and reopened.run.models == run.models
+    assert reopened.table.equals(df)
 
 
 def test_no_face_gives_an_empty_table_that_says_so(lstm_models, media_dir):
@@ -78,7 +88,8 @@ def test_no_face_gives_an_empty_table_that_says_so(lstm_models, media_dir):
     assert not df["face"].any() and not df["filled"].any()
     assert df[["valence", "arousal", *P_EXPR, *P_AU]].isna().all().all() and df["expr"].isna().all()
     run = df_analysis.run
-    assert "no face" in run["message"] and run["tracks"] == [] and run["track"] is None
+    assert run.no_face and "no face" in run.notes[0] and run.tracks == () and run.track is None
+    assert run.faceless_predictions == "empty (NaN): no face in any frame"
 
 
 def test_face_leaves_and_faceless_rows_are_interpolated(ddamfn_models, media_dir):
@@ -93,7 +104,7 @@ def test_face_leaves_and_faceless_rows_are_interpolated(ddamfn_models, media_dir
     # after the last face frame, frame-level predictions are those of the last face frame
     cols = ["valence", "arousal", *P_EXPR, *P_AU]
     assert np.allclose(df.loc[last + 1:, cols].to_numpy(), df.loc[[last], cols].to_numpy())
-    assert df_analysis.run["faceless_predictions"].startswith("interpolated")
+    assert df_analysis.run.faceless == "interpolated"
 
 
 def test_face_enters_and_faceless_rows_stay_empty_when_asked(lstm_models, media_dir):
@@ -106,7 +117,7 @@ def test_face_enters_and_faceless_rows_stay_empty_when_asked(lstm_models, media_
     assert 85 <= first <= 100 and face[first:150].all()
     assert not df["filled"].any()
     assert df.loc[~face, "valence"].isna().all() and df.loc[face, "valence"].notna().all()
-    assert df_analysis.run["detection"]["detect_every"] == 3
+    assert df_analysis.run.detection.every == 3 and df_analysis.run.faceless == "empty"
 
 
 def small_prompt_set(name: str, template: str) -> PromptSet:
@@ -128,8 +139,8 @@ def test_clip_columns_per_prompt_set_and_clip_lstm(media_dir):
     # two prompt sets give two different zero-shot answers from the same image embeddings
     assert not np.allclose(df["clip_basic_p_Neutral"], df["clip_emotion_p_Neutral"])
     run = df_analysis.run
-    assert run["clip_sets"] == ["basic", "emotion", "lstm"] and run["models"]["clip"]["untrained"]
-    assert run["video"]["decoded_frames"] == 3
+    assert run.clip_sets == ("basic", "emotion", "lstm") and run.models["clip"].untrained
+    assert run.frames == 3 and run.config.prompt_set_names() == ["basic", "emotion"]
 
 
 def test_trained_clip_adapter_alone(media_dir, tmp_path):
@@ -145,7 +156,7 @@ def test_trained_clip_adapter_alone(media_dir, tmp_path):
     assert df["face"].all() and df["valence"].isna().all() and df["expr"].isna().all()
     # an untrained (zero-initialised) adapter answers like zero-shot CLIP with its own prompts
     assert df["clip_adapter_p_Happiness"].notna().all()
-    assert df_analysis.run["models"]["clip"]["source"] == str(path) and df_analysis.run["main_outputs"] is None
+    assert df_analysis.run.models["clip"].source == str(path) and df_analysis.run.main_outputs is None
 
 
 def calibrated_ddamfn(crops):
@@ -170,8 +181,8 @@ def test_a_checkpoint_gives_the_outputs_of_its_model_on_the_crops(media_dir, tmp
     df_analysis = analyze_video(media_dir / "WolfgangLanger_Pexels.mp4", AnalysisConfig(
         weights={"ddamfn": str(path)}, device="cpu", max_frames=12, detect_every=1, ddamfn_every=1))
     df = df_analysis.table
-    assert df_analysis.run["models"]["ddamfn"]["source"] == str(path) and df["face"].all()
-    assert not df_analysis.run["untrained"] and df_analysis.run["au_thresholds"] == [0.3] * 12
+    assert df_analysis.run.models["ddamfn"].source == str(path) and df["face"].all()
+    assert not df_analysis.run.untrained and df_analysis.run.au_thresholds == (0.3,) * 12
     boxes = df[["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy()
     with torch.no_grad():
         out = model.model(model.preprocess(crop_faces(frames, boxes, 112)))
@@ -194,15 +205,15 @@ def test_several_people_follow_the_largest_or_the_chosen_one(ddamfn_models, mult
     loaded = ddamfn_models
     auto_analysis = analyze_video(multi_face_video, config, loaded=loaded)
     auto = auto_analysis.table
-    tracks = auto_analysis.run["tracks"]
-    assert len(tracks) == 5 and auto_analysis.run["track"] == 0 and auto["face"].all()
-    assert tracks[0]["area"] == max(t["area"] for t in tracks)
+    tracks = auto_analysis.run.tracks
+    assert len(tracks) == 5 and auto_analysis.run.track == 0 and auto["face"].all()
+    assert tracks[0].area == max(t.area for t in tracks)
     picked_analysis = analyze_video(multi_face_video, AnalysisConfig(device="cpu", detect_every=1, detect_size=640, track=3),
                            loaded=loaded)
     picked = picked_analysis.table
-    assert picked_analysis.run["track"] == 3 and picked_analysis.run["track_chosen_by"] == "user"
+    assert picked_analysis.run.track == 3 and picked_analysis.run.track_from_user
     centre = (picked["box_x1"] + picked["box_x2"]).mean() / 2
-    assert centre == pytest.approx((tracks[3]["box"][0] + tracks[3]["box"][2]) / 2, abs=1)
+    assert centre == pytest.approx((tracks[3].box[0] + tracks[3].box[2]) / 2, abs=1)
     with pytest.raises(ValueError, match="no face track 9"):
         analyze_video(multi_face_video, AnalysisConfig(device="cpu", detect_every=1, detect_size=640, track=9),
                       loaded=loaded)
@@ -222,8 +233,8 @@ def test_portrait_phone_video_is_analysed_upright(ddamfn_models, media_dir, tmp_
     df_analysis = analyze_video(portrait, AnalysisConfig(device="cpu", detect_every=1), loaded=ddamfn_models)
     df = df_analysis.table
     assert len(df) == 4 and df["face"].all()
-    assert df_analysis.run["video"]["rotation"] in (90, 270)
-    assert (df_analysis.run["video"]["width"], df_analysis.run["video"]["height"]) == (640, 960)
+    assert df_analysis.run.video.rotation in (90, 270)
+    assert (df_analysis.run.video.width, df_analysis.run.video.height) == (640, 960)
     frames = [f for b in iter_frames(media_dir / "single_face.mp4", max_frames=4) for f in b.frames]
     upright = [boxes[0] + [0, 300, 0, 300] for boxes, _ in FaceDetector("cpu").detect(frames)]
     found = df[["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy()
@@ -273,9 +284,10 @@ def test_affwild2_video_from_its_aligned_images(ddamfn_models, affwild2_data):
     assert df.loc[df["face"], "valence"].notna().all() and df.loc[~df["face"], "filled"].all()
     assert df[["box_x1", "face_prob"]].isna().all().all()
     run = df_analysis.run
-    assert run["source"] == {"kind": "affwild2", "root": str(index.root), "video": video,
-                             "splits": lines.attrs["splits"]}
-    assert np.allclose(df["time_s"], df["frame"] / run["fps"]) and run["fps"] > 0
+    assert run.source == Source("affwild2", root=str(index.root), video=video, splits=lines.attrs["splits"])
+    assert np.allclose(df["time_s"], df["frame"] / run.fps) and run.fps > 0
+    assert run.detection is None and run.embedding_note is None and run.strides == {}
+    assert RunInfo.from_dict(run.to_dict()).to_dict() == run.to_dict()
 
 
 
@@ -285,15 +297,14 @@ def test_tiny_video_has_no_face_and_does_not_fail(ddamfn_models, media_dir, tmp_
     ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 5, "-vf", "scale=16:16", tiny)
     analysis = analyze_video(tiny, AnalysisConfig(device="cpu"), loaded=ddamfn_models)
     check_table(analysis.table, 5)
-    assert not analysis.table["face"].any() and "no face" in analysis.run["message"]
+    assert not analysis.table["face"].any() and analysis.run.no_face and "no face" in analysis.run.notes[0]
 
 
 def test_partial_tables_fill_in_while_the_analysis_runs(lstm_models, media_dir):
-    """on_partial gets growing tables with the final columns; the last one matches the result's rows."""
-    partial = []
+    """The steps carry growing tables with the final columns; the last one matches the result's rows."""
     config = AnalysisConfig(models=("ddamfn", "lstm"), device="cpu", batch_size=16, ddamfn_every=1)
-    analysis = analyze_video(media_dir / "single_face.mp4", config, loaded=lstm_models, partial_every_s=0,
-                             on_partial=lambda done, total, table: partial.append((done, total, table)))
+    *steps, analysis = video_steps(media_dir / "single_face.mp4", config, loaded=lstm_models, partial_every_s=0)
+    partial = [(s.done, s.total, s.table) for s in steps if s.table is not None]
     done = [d for d, _, _ in partial]
     assert len(done) >= 4 and np.all(np.diff(done) > 0) and done[-1] == 72 and all(t == 72 for _, t, _ in partial)
     for done, _, table in partial:
@@ -309,8 +320,8 @@ def test_clip_scores_a_stride_and_interpolates_the_rest(media_dir):
     df = analysis.table
     check_table(df, 10, ["basic"])
     assert df["clip_scored"].tolist() == [f % 4 == 0 for f in range(10)]
-    assert analysis.run["embedding_strides"]["clip"] == {"every": 4, "scored_frames": 3, "face_frames": 10}
-    assert "clip every 4th frame" in analysis.run["embedding_note"]
+    assert analysis.run.strides["clip"] == Stride(every=4, scored_frames=3, face_frames=10) and analysis.run.strided
+    assert "clip every 4th frame" in analysis.run.embedding_note
     # embeddings between scored frames lie on the straight line between them
     emb = analysis.clip_embeddings
     assert emb.shape[0] == 10 and np.allclose(emb[2], (emb[0] + emb[4]) / 2, atol=1e-5)
@@ -323,9 +334,10 @@ def test_ddamfn_on_a_stride_marks_the_interpolated_rows(ddamfn_models, media_dir
     strided = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9),
                             loaded=ddamfn_models)
     assert strided.table["ddamfn_scored"].tolist() == [f % 2 == 0 for f in range(9)]
-    assert strided.run["embedding_strides"]["ddamfn"]["every"] == 2
+    assert strided.run.strides["ddamfn"].every == 2 and strided.run.strided
     every = analyze_video(media_dir / "single_face.mp4", AnalysisConfig(device="cpu", max_frames=9, ddamfn_every=1),
                           loaded=ddamfn_models)
-    assert every.table["ddamfn_scored"].all() and every.run["embedding_note"] == "every face frame was encoded"
+    assert every.table["ddamfn_scored"].all() and every.run.embedding_note == "every face frame was encoded"
+    assert not every.run.strided
     scored = strided.table["ddamfn_scored"].to_numpy(dtype=bool)
     assert np.allclose(strided.table.loc[scored, "valence"], every.table.loc[scored, "valence"], atol=1e-5)

@@ -6,6 +6,7 @@ import pytest
 
 from core.labels import AUS, EXPRESSIONS
 from core.review import ReviewSettings, suspicious_segments
+from tests.runs import run_info
 from webapp.config import AppConfig
 from webapp.plots import confusion_figure, confusion_matrix, prompt_probabilities_figure, timeline_figure
 
@@ -174,8 +175,7 @@ def test_ground_truth_join_metrics_and_length_check(tmp_path):
     gt, notes = ground_truth_from_files(paths, n)
     assert notes == [] and len(gt) == n and gt["gt_valence"].isna().sum() == 3
     df = attach_ground_truth(predictions_table(with_gt=False), gt)
-    run = {"outputs_from": {"va": "lstm", "expr": "lstm", "au": "lstm", "clip_default": "clip"},
-           "models": {"lstm": {"untrained": False}, "clip": {"untrained": True}}}
+    run = run_info({"va": "lstm", "expr": "lstm", "au": "lstm", "clip_default": "clip"}, {"lstm": False, "clip": True})
     table = metrics_table(df, run).set_index(["output", "metric"])
     expected = (np.sin(np.arange(3, n) / 10) * 0.5)
     assert expected.size == table.loc[("DDAMFN+LSTM", "CCC valence"), "frames"]
@@ -185,7 +185,7 @@ def test_ground_truth_join_metrics_and_length_check(tmp_path):
     assert (table["missing"] == 0).all()
     # Frames without a prediction (CLIP on faceless frames, an AU left empty) are counted, not hidden.
     df.loc[40:49, "clip_default_expr"] = pd.NA
-    df.loc[0:9, "p_AU12"] = np.nan
+    df.loc[0:9, ["p_AU12", "AU12"]] = np.nan
     table = metrics_table(df, run).set_index(["output", "metric"])
     assert table.loc[("CLIP default (untrained)", "P_EXPR (F1, 8 classes)"), "missing"] == 10
     assert table.loc[("DDAMFN+LSTM", "P_AU (F1 at 0.5)"), "missing"] == 10
@@ -208,11 +208,11 @@ def test_downloads_are_csv_run_json_and_abaw_submissions_that_say_untrained(tmp_
     import json
 
     from core.affwild2 import read_submission
-    from core.table import Analysis
+    from core.analysis import Analysis
     from webapp.results import write_downloads
 
     df = predictions_table(with_gt=False)
-    paths = write_downloads(Analysis(df, {"untrained": True, "frames": len(df)}), "clip-1", tmp_path)
+    paths = write_downloads(Analysis(df, run_info({"va": "ddamfn"}, {"ddamfn": True}, len(df))), "clip-1", tmp_path)
     assert [p.name for p in paths] == ["clip-1_predictions.csv", "clip-1_run.json", "clip-1_VA_submission.txt",
                                        "clip-1_EXPR_submission.txt", "clip-1_AU_submission.txt"]
     csv = pd.read_csv(paths[0])

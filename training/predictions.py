@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader
 
 from core.device import inference_autocast
 from core.fill import fill_gaps
-from core.metrics import au_scores, expr_scores, va_scores
+from core.affwild2 import LABEL_COLUMNS
+from core.metrics import score_task
 from core.models.heads import TASK_DIMS
 from core.predict import activate as activate_outputs
-from training.data import FrameImages, target_arrays, valid_mask, video_rows
+from training.data import FrameImages, video_rows
 
 
 def empty(n: int, tasks) -> dict[str, np.ndarray]:
@@ -102,24 +103,14 @@ def fill_faceless(table: pd.DataFrame, preds: dict) -> tuple[dict, int]:
 
 
 def abaw_metrics(table: pd.DataFrame, preds: dict, tasks, au_thresholds=0.5) -> dict:
-    """ABAW scores of predictions against the table's labels; "score" is the sum of the tasks' P."""
+    """ABAW scores of predictions against the table's labels (core.metrics.score_task: the figures,
+    "<task>_frames" scored and "<task>_missing" labelled frames still without a prediction after the
+    fill); "score" is the sum of the tasks' P, a task that could not be scored adding nothing."""
     preds, filled = fill_faceless(table, preds)
-    targets = target_arrays(table)
     metrics, score = {"frames_filled": filled}, 0.0
     for task in tasks:
-        keep = valid_mask(table, task) & ~np.isnan(preds[task]).any(axis=1)
-        metrics[f"{task}_frames"] = int(keep.sum())
-        if task == "va":
-            s = va_scores(preds["va"][keep], targets["va"][keep])
-            metrics.update(s)
-            score += s["p_va"]
-        elif task == "expr":
-            s = expr_scores(preds["expr"][keep].argmax(axis=1), targets["expr"][keep])
-            metrics.update(s)
-            score += s["p_expr"]
-        else:
-            s = au_scores(preds["au"][keep], targets["au"][keep], au_thresholds)
-            metrics.update(s)
-            score += s["p_au"]
+        s = score_task(task, preds[task], table[LABEL_COLUMNS[task]], au_thresholds)
+        metrics.update({**s.values, f"{task}_frames": s.scored, f"{task}_missing": s.missing})
+        score += s.main or 0.0
     metrics["score"] = score
     return metrics

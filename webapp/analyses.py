@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import queue
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -24,7 +23,8 @@ from core import pipeline
 from core.affwild2 import AnnotationError, AnnotationTooLong, read_annotation
 from core.models.clip import prompt_set
 from core.registry import CARDS, by_label, with_encoders
-from core.table import FACE, LENGTH_TOLERANCE, Analysis, frame_rate, ground_truth_from_labels
+from core.analysis import Analysis
+from core.table import LENGTH_TOLERANCE, frame_rate, ground_truth_from_labels
 from core.video import VideoError
 from core.weights import WeightsError
 from db import repo
@@ -34,10 +34,10 @@ from webapp.inputs import InputError, annotation_files, check_video, video_messa
 from webapp.labels import Labels
 from webapp.models import Models
 from webapp.state import OpenVideo
-from webapp.summary import public, run_summary
+from webapp.summary import base_names, public_run, run_summary
 
 MODEL_CHOICES = tuple(card.label for card in CARDS.values())
-DEFAULT_MODELS = ("DDAMFN+LSTM", "CLIP")
+DEFAULT_MODELS = (CARDS["lstm"].label, CARDS["clip"].label)
 REUSED = "This video was analysed before with the same models and weights: the stored analysis is shown."
 
 
@@ -181,45 +181,32 @@ class Analyses:
             notes = self.store(item, analysis, run_key, weight_keys, owner)
         table = self.labels.labelled(item.key, analysis.table)
         video = OpenVideo.of(analysis, table, item.key, item.name, item.path, owner)
-        downloads = results.write_downloads(Analysis(table, public(analysis.run), analysis.clip_embeddings),
+        downloads = results.write_downloads(Analysis(table, public_run(analysis.run), analysis.clip_embeddings),
                                             Path(item.name).stem, out_dir)
         yield Analysed(video, run_summary(analysis.run, item.name, notes), downloads)
 
     def analyse(self, item: VideoItem, config: pipeline.AnalysisConfig, progress=None):
-        """A generator: Partial tables every few seconds while an uploaded video is analysed with `config`
-        (core.pipeline's on_partial), then the Analysis. The pipeline runs in a thread of its own so that
-        the partial tables reach the page while it works (on ZeroGPU, inside the GPU worker, which streams
-        a generator's updates)."""
+        """A generator: Partial tables every few seconds while the video is analysed with `config`
+        (core.pipeline's steps; `progress` hears (done, total) after every batch), then the Analysis (on
+        ZeroGPU inside the GPU worker, which streams a generator's updates)."""
         loaded = self.ctx.loaded_models(config)
-        updates: queue.Queue = queue.Queue()
-
-        def work():
-            try:
-                if item.path is None:
-                    result = pipeline.analyze_affwild2(self.ctx.affwild2_index(), item.name, config, progress,
-                                                       loaded=loaded)
-                else:
-                    result = pipeline.analyze_video(item.path, config, progress, loaded=loaded,
-                                                    on_partial=lambda *update: updates.put(("partial", update)))
-                updates.put(("done", result))
-            except BaseException as err:      # handed to the page's thread, which raises it
-                updates.put(("error", err))
-
-        threading.Thread(target=work, name="affectlens-analysis", daemon=True).start()
-        while True:
-            kind, value = updates.get()
-            if kind == "partial":
-                yield Partial(*value)
-                continue
-            if kind == "error":
-                if isinstance(value, VideoError):
-                    raise InputError(video_message(value, item.path)) from None
-                raise value
-            break
-        if not value.table[FACE].any():
-            raise InputError(f"No face was found in any of the {len(value.table)} frames of {item.name}: there "
+        steps = (pipeline.affwild2_steps(self.ctx.affwild2_index(), item.name, config, loaded=loaded)
+                 if item.path is None else pipeline.video_steps(item.path, config, loaded=loaded))
+        try:
+            for step in steps:
+                if isinstance(step, Analysis):
+                    analysis = step
+                    break
+                if progress:
+                    progress(step.done, step.total)
+                if step.table is not None:
+                    yield Partial(step.done, step.total, step.table)
+        except VideoError as err:
+            raise InputError(video_message(err, item.path)) from None
+        if analysis.run.no_face:
+            raise InputError(f"No face was found in any of the {len(analysis.table)} frames of {item.name}: there "
                              "is nothing to analyse. Try a clip where the face is visible.")
-        yield value
+        yield analysis
 
     def weights_overview(self) -> str:
         """For the page before any analysis: where each model's weights came from and whether they are
@@ -236,12 +223,12 @@ class Analyses:
             models = pipeline.load_models(config).describe()
         except WeightsError as err:
             return f"The model weights could not be loaded: {err}"
-        return "\n".join(["**Model weights**", "", *results.weights_table(public(models))])
+        return "\n".join(["**Model weights**", "", *results.weights_table(base_names(models))])
 
     def clip_phrases(self, video: OpenVideo) -> dict[str, dict[str, list[str]]]:
         """Prompt set name -> expression -> its class phrases, for the analysis's CLIP prompt sets."""
         out = {}
-        for name in (video.run.get("config") or {}).get("prompt_sets", []):
+        for name in video.run.config.prompt_set_names():
             try:
                 out[name] = {e: list(p) for e, p in self.ctx.prompt_set_object(name).classes.items()}
             except InputError:            # a saved set deleted since: its phrases are unknown
@@ -279,7 +266,7 @@ class Analyses:
         keep it under the data directory (table, run metadata, CLIP embeddings, a copy of an uploaded
         video for frame views) and register the run. Returns notes for the page."""
         table, run = analysis.table, analysis.run
-        n = len(table)
+        n, details = len(table), run.to_dict()
         notes = []
         try:
             for a in item.annotations.values():
@@ -298,9 +285,8 @@ class Analyses:
                 repo.import_annotations(s, video, a.task, a.path, labels=a.labels.iloc[:n])
             if folder is not None:
                 repo.add_prediction_run(
-                    s, video, models=run.get("models") or {"unknown": {}}, device=str(run.get("device", "unknown")),
-                    table_path=str(folder / "table.parquet"), untrained=bool(run.get("untrained", True)),
-                    weights=(run.get("config") or {}).get("weights"), details=run, run_key=run_key,
+                    s, video, models=details["models"], device=run.device, table_path=str(folder / "table.parquet"),
+                    untrained=run.untrained, weights=dict(run.config.weights), details=details, run_key=run_key,
                     artifacts_dir=str(folder), weight_hashes=weight_keys, created_by=user)
         self.ctx.write(work)
         return notes

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import pipeline
 from core.affwild2 import AffWild2Index
+from core.analysis import RunInfo
 from core.models import create_model
 from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet, prompt_set
 from core.registry import CARDS
@@ -97,15 +98,14 @@ class Context:
                     self._loaded.popitem(last=False)
             return loaded
 
-    def analysis_model(self, run: dict, card: str):
+    def analysis_model(self, run: RunInfo, card: str):
         """The model `card` of an analysis (its run metadata) on the CPU, for one look at a frame (the
         attention map): the very object the analysis ran when it ran on the CPU, else the same weights
         loaded once per (card, weights, device). None when the analysis had no such model."""
-        info = (run.get("models") or {}).get(card)
-        if info is None:
+        if card not in run.models:
             return None
-        source = info.get("source")
-        key = (card, None if source in (None, "random") else source, "cpu")
+        source = run.models[card].source
+        key = (card, None if source == "random" else source, "cpu")
         with self._lock_for(key):
             with self._models_lock:
                 if key in self._models:

@@ -4,7 +4,6 @@ No Gradio here: these functions take and return tables and paths, so tests call 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,12 @@ import pandas as pd
 from core import metrics
 from core.labels import AUS, EXPRESSIONS
 from core.registry import CARDS
-from core.table import (AROUSAL, AU_DECISIONS, BOX_DETECTED, EXPR, FACE, FILLED, FRAME, TIME, VALENCE, Analysis,
+from core.analysis import Analysis, ModelRun, RunInfo
+from core.table import (AROUSAL, AU_DECISIONS, BOX_DETECTED, EXPR, FACE, FILLED, FRAME, TIME, VALENCE,
                         clip_expr, clip_probs, clip_sets, gt, write_submissions)
 
 DECIMALS = 3          # every number a table on the page shows is rounded to this
+NA = "n/a"            # a figure that could not be computed (no prediction to score)
 
 
 def rounded(value) -> float | None:
@@ -26,16 +27,15 @@ def rounded(value) -> float | None:
     return round(float(value), DECIMALS) + 0.0
 
 
-def output_names(run: dict) -> dict[str, str]:
+def output_names(run: RunInfo | None) -> dict[str, str]:
     """Output (va, expr, au, clip_<S>) -> how the page names it: the model card's label, marked
     "(untrained)" when that model's weights are random."""
-    models, names = run.get("models", {}), {}
-    for output, card in run.get("outputs_from", {}).items():
+    names = {}
+    for output, card in (run.outputs_from if run else {}).items():
         label = CARDS[card].label if card in CARDS else card
         if output.startswith("clip_"):
             label = f"CLIP {output[len('clip_'):]}"
-        untrained = models.get(card, {}).get("untrained")
-        names[output] = f"{label} (untrained)" if untrained else label
+        names[output] = f"{label} (untrained)" if run.models[card].untrained else label
     return names
 
 
@@ -43,49 +43,31 @@ METRICS_COLUMNS = ["output", "metric", "value", "frames", "missing"]
 PROMPT_F1_COLUMNS = ["prompt set", "P_EXPR (F1, 8 classes)", "missing"]
 
 
-def metrics_table(df: pd.DataFrame, run: dict | None = None) -> pd.DataFrame:
-    """ABAW metrics of every output in the table against its gt_ columns (rows: output, metric, value,
-    frames: annotated frames, missing: those of them without a prediction, left out of the value);
-    outputs are named by output_names(run). Empty when the table has no ground truth."""
-    rows = []
-    names = output_names(run or {})
-    name = lambda output: names.get(output, output)                                  # noqa: E731
-
-    def add(output, metric, scores, key, frames):
-        rows.append({"output": output, "metric": metric, "value": rounded(scores[key]),
-                     "frames": int(frames), "missing": int(scores["missing_predictions"])})
-
-    if {"valence", "arousal", "gt_valence", "gt_arousal"} <= set(df.columns):
-        scores = metrics.va_scores(df[["valence", "arousal"]], df[["gt_valence", "gt_arousal"]], allow_missing=True)
-        n = int(df[["gt_valence", "gt_arousal"]].notna().all(axis=1).sum())
-        add(name("va"), "CCC valence", scores, "ccc_valence", n)
-        add(name("va"), "CCC arousal", scores, "ccc_arousal", n)
-        add(name("va"), "P_VA", scores, "p_va", n)
-    if "gt_expr" in df:
-        n = int(df["gt_expr"].notna().sum())
-        outputs = ([(name("expr"), "expr")] if "expr" in df else []) + [
-            (name(f"clip_{s}"), f"clip_{s}_expr") for s in clip_sets(df)]
-        for output, col in outputs:
-            scores = metrics.expr_scores(df[col], df["gt_expr"], allow_missing=True)
-            add(output, "P_EXPR (F1, 8 classes)", scores, "p_expr", n)
-    gt_au = [f"gt_{au}" for au in AUS]
-    if set(gt_au) <= set(df.columns) and all(f"p_{au}" in df for au in AUS):
-        probs = df[[f"p_{au}" for au in AUS]].to_numpy(dtype="float64")
-        gt = df[gt_au].to_numpy(dtype="float64", na_value=np.nan)
-        n = int((~np.isnan(gt)).any(axis=1).sum())
-        add(name("au"), "P_AU (F1 at 0.5)", metrics.au_scores(probs, gt, allow_missing=True), "p_au", n)
+def metrics_table(df: pd.DataFrame, run: RunInfo | None = None) -> pd.DataFrame:
+    """ABAW metrics of every output in the table against its gt_ columns (core.metrics.score_table; rows:
+    output, metric, value ("n/a" when nothing could be scored, e.g. a model without that head), frames:
+    annotated frames, missing: those of them without a prediction, left out of the value); outputs are
+    named by output_names(run), and P_AU says at which thresholds its decisions were made. Empty when the
+    table has no ground truth."""
+    names = output_names(run)
+    au = f"P_AU (F1 at {metrics.au_policy(run.au_thresholds)})" if run else "P_AU (F1)"
+    labels = {"va": [("ccc_valence", "CCC valence"), ("ccc_arousal", "CCC arousal"), ("p_va", "P_VA")],
+              "expr": [("p_expr", "P_EXPR (F1, 8 classes)")], "au": [("p_au", au)]}
+    rows = [{"output": names.get(output, output), "metric": label, "value": NA if s.values[key] is None
+             else rounded(s.values[key]), "frames": s.frames, "missing": s.missing}
+            for output, s in metrics.score_table(df).items() for key, label in labels[s.task]]
     return pd.DataFrame(rows, columns=METRICS_COLUMNS)
 
 
 def prompt_f1_table(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """P_EXPR of each CLIP prompt set's clip_<name>_expr column against gt_expr (None without annotation),
-    and how many annotated frames had no prediction (no face) and were left out."""
-    annotated = "gt_expr" in df and df["gt_expr"].notna().any()
-    scores = [metrics.expr_scores(df[f"clip_{n}_expr"], df["gt_expr"], allow_missing=True) if annotated else None
-              for n in names]
+    """P_EXPR of each CLIP prompt set's output against gt_expr (None without annotation, "n/a" when
+    nothing could be scored), and how many annotated frames had no prediction (no face) and were left out."""
+    scores = metrics.score_table(df, tasks=("expr",))
+    found = [scores.get(f"clip_{n}") for n in names]
     return pd.DataFrame({"prompt set": names,
-                         "P_EXPR (F1, 8 classes)": [rounded(s["p_expr"]) if s else None for s in scores],
-                         "missing": [s["missing_predictions"] if s else None for s in scores]},
+                         "P_EXPR (F1, 8 classes)": [None if s is None else NA if s.main is None else rounded(s.main)
+                                                    for s in found],
+                         "missing": [s.missing if s else None for s in found]},
                         columns=PROMPT_F1_COLUMNS)
 
 
@@ -95,7 +77,7 @@ def write_downloads(analysis: Analysis, video: str, out_dir: Path) -> list[Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{video}_predictions.csv", out_dir / f"{video}_run.json"]
     analysis.export_table().to_csv(paths[0], index=False)
-    paths[1].write_text(json.dumps(analysis.run, indent=1))
+    paths[1].write_text(analysis.run_json())
     return paths + write_submissions({video: analysis.table}, out_dir, name=f"{video}_{{TASK}}_submission.txt")
 
 
@@ -150,14 +132,14 @@ def clip_frame_table(df: pd.DataFrame, frame: int, phrases: dict[str, dict[str, 
     return pd.DataFrame(rows, columns=CLIP_FRAME_COLUMNS)
 
 
-def weights_table(models: dict[str, dict]) -> list[str]:
+def weights_table(models: dict[str, ModelRun]) -> list[str]:
     """Markdown table of where each model's weights came from and whether they are trained, from
-    LoadedModels.describe(): the run summary and the page's weights box say it the same way."""
+    RunInfo.models or LoadedModels.describe(): the run summary and the page's weights box say it the same way."""
     lines = ["| model | weights | state |", "|---|---|---|"]
     for model, info in models.items():
-        if info.get("untrained_tasks") and len(info["untrained_tasks"]) < len(info.get("tasks", [])):
-            state = f"**untrained** ({', '.join(info['untrained_tasks'])} heads random)"
+        if info.untrained_tasks and len(info.untrained_tasks) < len(info.tasks):
+            state = f"**untrained** ({', '.join(info.untrained_tasks)} heads random)"
         else:
-            state = "**untrained** (random weights)" if info.get("untrained") else "trained"
-        lines.append(f"| {model} | `{info.get('source', '?')}` | {state} |")
+            state = "**untrained** (random weights)" if info.untrained else "trained"
+        lines.append(f"| {model} | `{info.source}` | {state} |")
     return lines

@@ -24,7 +24,7 @@ from webapp.results import DECIMALS, rounded
 
 HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
 WAITING_COLUMNS = ["id", "video", "task", "frames", "seconds", "correction", "proposed by", "note"]
-AGREEMENT_COLUMNS = ["who", "task", "measure", "value", "frames"]
+AGREEMENT_COLUMNS = ["who", "task", "measure", "value", "frames", "missing"]
 VIDEO_COLUMNS = ["name", "frames", "runs", "open flags", "waiting for a decision", "last activity"]
 CORRECTION_TABLE = ["id", "task", "frames", "seconds", "correction", "status", "proposed by", "decided by",
                     "comment", "note"]
@@ -243,10 +243,10 @@ class Reviews:
 
         def add(who, task, scores):
             for measure, value in scores.items():
-                if measure != "frames":
+                if measure not in ("frames", "missing"):
                     rows.append({"who": who, "task": task, "measure": measure.replace("_", " "),
-                                 "value": rounded(value),
-                                 "frames": scores.get("frames")})
+                                 "value": rounded(value), "frames": scores.get("frames"),
+                                 "missing": scores.get("missing")})
 
         for task, stages in report.get("model", {}).items():
             for stage, scores in stages.items():

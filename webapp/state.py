@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.table import FRAME, Analysis
+from core.analysis import Analysis, RunInfo
+from core.table import FRAME
 from webapp.inputs import InputError, whole
 
 
@@ -21,7 +22,7 @@ class OpenVideo:
     path: str | None               # the video file for frames and the player (None: Aff-Wild2 aligned images)
     table: pd.DataFrame            # the analysis table with the effective labels as gt_ columns
     clip: np.ndarray | None        # raw CLIP image embeddings of the face frames, when computed
-    run: dict                      # the analysis's run metadata
+    run: RunInfo                   # how the analysis ran
 
     @classmethod
     def of(cls, analysis: Analysis, table: pd.DataFrame, key: str, name: str, path, owner: str | None):

@@ -2,9 +2,11 @@
 their base names, never by where they lie on the server. No Gradio here."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
+from core.analysis import ModelRun, RunInfo
 from webapp import results
 
 
@@ -17,27 +19,32 @@ def readable(text: str) -> str:
     return _PATH.sub(lambda m: m.group(1) or Path(m.group(0).rstrip("/\\")).name, str(text)).strip()
 
 
-def public(value):
-    """Run metadata (or any JSON-like value) with every server path in its texts cut to the base name."""
-    if isinstance(value, dict):
-        return {k: public(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [public(v) for v in value]
-    return readable(value) if isinstance(value, str) else value
+def base_names(models: dict[str, ModelRun]) -> dict[str, ModelRun]:
+    """RunInfo.models (or LoadedModels.describe()) with each model's weights named by their base name."""
+    return {name: dataclasses.replace(m, source=readable(m.source)) for name, m in models.items()}
 
 
-def run_summary(run: dict, name: str, notes: list[str]) -> str:
+def public_run(run: RunInfo) -> RunInfo:
+    """The run as a download shows it: the video, the weights and the Aff-Wild2 folder by base name."""
+    source = run.source
+    return dataclasses.replace(
+        run, models=base_names(run.models), fps_source=readable(run.fps_source),
+        config=dataclasses.replace(run.config, weights={k: readable(v) for k, v in run.config.weights.items()}),
+        source=dataclasses.replace(source, path=source.path and readable(source.path),
+                                   root=source.root and readable(source.root)))
+
+
+def run_summary(run: RunInfo, name: str, notes: list[str]) -> str:
     """Which weights ran, on what, how fast; `untrained` in plain words when weights are random."""
-    lines = [f"**{name}**: {run.get('frames', '?')} frames, {run.get('face_frames', '?')} with a "
-             f"face; ran on `{run.get('device', '?')}` in {run.get('timings_s', {}).get('total', 0):.1f} s "
-             f"({run.get('frames_per_s') or 0:.1f} frames/s).", "",
-             *results.weights_table(public(run.get("models", {})))]
-    if run.get("untrained"):
+    lines = [f"**{name}**: {run.frames} frames, {run.face_frames} with a face; ran on `{run.device}` in "
+             f"{run.timings.get('total', 0):.1f} s ({run.frames_per_s or 0:.1f} frames/s).", "",
+             *results.weights_table(base_names(run.models))]
+    if run.untrained:
         lines += ["", "Outputs from **untrained** models come from random weights: they show how the app "
                       "works, not what the face expresses."]
-    if run.get("faceless_predictions") and run.get("face_frames", 0) < run.get("frames", 0):
-        lines += ["", f"Frames without a face (shaded grey): {run['faceless_predictions']}."]
-    if run.get("embedding_note"):
-        lines += ["", f"Face frames: {run['embedding_note']}."]
+    if run.face_frames < run.frames:
+        lines += ["", f"Frames without a face (shaded grey): {run.faceless_predictions}."]
+    if run.embedding_note:
+        lines += ["", f"Face frames: {run.embedding_note}."]
     lines += [f"\n{note}" for note in notes]
     return "\n".join(lines)

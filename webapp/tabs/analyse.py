@@ -76,7 +76,7 @@ class AnalyseTab:
     def frame_view(self, video: OpenVideo, frame: int) -> dict:
         """The face crop and this frame's values: the first outputs of the frame view (API: show_frame)."""
         return {self.view.crop: self.frames.frame_view(video, frame).crop,
-                self.view.frame_info: results.frame_summary(video.table, frame, video.run.get("faceless_predictions"))}
+                self.view.frame_info: results.frame_summary(video.table, frame, video.run.faceless_predictions)}
 
     def frame_details(self, data: dict, user):
         """The whole frame with its face box, DDAMFN's attention over the face crop, CLIP's probability
