@@ -142,7 +142,7 @@ def test_analyse_review_export_and_database(server, media_dir, annotations):
     queue, _ = alice.predict(api_name="/review_queue")
     ranked = table(queue)
     assert len(ranked) > 0 and list(ranked["score"]) == sorted(ranked["score"], reverse=True)
-    _, task, start, end, segment_plot, gallery, labels, _ = alice.predict(0, queue, api_name="/open_segment")
+    _, task, start, end, segment_plot, gallery, labels, _ = alice.predict(queue, 0, api_name="/open_segment")
     assert (task, start, end) == (ranked["task"][0], ranked["start_frame"][0], ranked["end_frame"][0])
     assert 0 < len(gallery) <= 24 and Path(gallery[0]["image"]).is_file()
     assert table(labels)["frame"].tolist() == list(range(start, end + 1))

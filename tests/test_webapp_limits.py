@@ -23,7 +23,8 @@ def test_a_thousand_frames_a_second_is_refused_by_its_frame_count(tmp_path):
     with pytest.raises(InputError, match=r"fast.mp4 has 1500 frames \(1000 frames/s\); this app analyses up to "
                                          r"1000 frames"):
         check_video(path, max_mb=10, max_duration_s=600, max_frames=1000)
-    print(f"refused in {time.monotonic() - started:.2f} s")
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.0, f"refused after {elapsed:.2f} s: the container's numbers should be enough"
     assert check_video(path, max_mb=10, max_duration_s=600, max_frames=1500).frame_count == 1500
 
 
@@ -76,7 +77,7 @@ def test_every_endpoint_refuses_bad_input_in_words(tmp_path, media_dir):
         refused(rf"at most {MAX_TEXT_LENGTH:,} are allowed", key, "va", 0, 0, "wrong label",
                 "x" * 5_000_000, api_name="/flag")
         queue = {"headers": ["kind"], "data": [["jump"]]}
-        refused(r"Rank segments", 0, queue, api_name="/open_segment")
+        refused(r"Rank segments", queue, 0, api_name="/open_segment")
         many = "\n".join(f"a photo of a {{}} face, take {i}" for i in range(MAX_PROMPTS + 1))
         refused(r"prompts", "huge", many, "\n".join(f"{e}: {e.lower()}" for e in EXPRESSIONS),
                 api_name="/save_prompt_set")

@@ -18,8 +18,8 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from tests.test_webapp_api import N_FRAMES, analyse, start_server, table
-from tests.test_webapp_browser import (ANALYSIS_TIMEOUT_MS, SCREENSHOT_DIR, files, page,  # noqa: F401 fixtures
-                                       pytestmark, upload_and_analyse)
+from tests.test_webapp_browser import (ANALYSIS_TIMEOUT_MS, SCREENSHOT_DIR, browser, files,  # noqa: F401 fixtures
+                                       page, upload_and_analyse)
 
 FPS = 30.0
 CURSOR_RGB = (0xE3, 0x1A, 0x1C)                 # webapp.plots.CURSOR_COLOR

@@ -62,7 +62,8 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
         assert table(waiting)["id"].tolist() == [correction_id]
         opened = bob.predict(key, api_name="/open_video")
         assert opened[0] == key and table(opened[3])["id"].tolist() == [correction_id]
-        status, corrections, history, flags, _ = bob.predict(key, correction_id, "looks right", api_name="/accept_correction")
+        status, corrections, history, flags, _ = bob.predict(key, correction_id, "looks right",
+                                                             api_name="/accept_correction")
         assert status == f"Correction {correction_id} accepted by bob."
         assert table(corrections).set_index("id").loc[correction_id, "comment"] == "looks right"
         # Changing a decision is an explicit revise with a required reason.

@@ -217,6 +217,12 @@ def _add_au_row(fig, df, kind, t, frames, row):
         customdata=np.broadcast_to(frames, z.shape), name=kind,
         hovertemplate=f"%{{y}} {kind}: {fmt} (frame %{{customdata}})<extra></extra>",
     ), row=row, col=1)
+    if np.isnan(z).all():          # a blank panel says why it is blank
+        why = {"AU probability": "no AU predictions: the models that ran have no AU head",
+               "AU annotation": "no AU annotation for these frames"}.get(
+            kind, "no frame with both a decision and an annotation")
+        fig.add_annotation(text=why, showarrow=False, font=dict(size=13), xref="x domain", yref="y domain", x=0.5,
+                           y=0.5, row=row, col=1)
 
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

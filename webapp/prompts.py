@@ -21,7 +21,8 @@ class Prompts:
     def __init__(self, analyses: Analyses, frames: Frames):
         self.analyses, self.frames, self.ctx = analyses, frames, analyses.ctx
 
-    def compare_prompts(self, video: OpenVideo, sets: list[PromptSet], progress=None) -> tuple[pd.DataFrame, np.ndarray]:
+    def compare_prompts(self, video: OpenVideo, sets: list[PromptSet],
+                        progress=None) -> tuple[pd.DataFrame, np.ndarray]:
         """The open video's table with clip_<S>_ columns for each prompt set: zero-shot CLIP (core.predict)
         on the CLIP image embeddings of the subject's face frames. The analysis keeps them when it ran
         CLIP (video.clip); otherwise they are computed once from the face crops and returned for the

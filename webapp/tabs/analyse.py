@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.metrics import MIN_FRAMES
 from core.registry import by_label
 from core.table import FACE, FRAME, TIME
 from webapp import plots, results
@@ -33,6 +34,15 @@ KEYS_HELP = ("**Frame view**: drag the slider, type a frame number, or click the
              "this frame; the player above moves it while it plays.")
 NO_METRICS = ("No ABAW metrics: this video has no annotation. Add its Aff-Wild2 annotation files (VA, EXPR, AU "
               ".txt) above and analyse again to see them.")
+NA_WHY = (f"**{results.NA}**: nothing to score: the model that gives this output has no head for the task (its "
+          f"values are empty), or fewer than {MIN_FRAMES} annotated frames have a prediction.")
+
+
+def metrics_words(metrics) -> str:
+    """What the metrics table cannot say itself: why it is empty, or why a value is n/a."""
+    if not len(metrics):
+        return NO_METRICS
+    return NA_WHY if (metrics["value"] == results.NA).any() else ""
 
 
 class AnalyseTab:
@@ -65,9 +75,10 @@ class AnalyseTab:
             metrics = results.metrics_table(table, video.run)
             first = int(table.loc[table[FACE].astype(bool), FRAME].iloc[0])
             yield {self.page.state: video, v.run_info: step.summary, v.metrics: metrics,
-                   v.timeline: plots.timeline_figure(table, item.name), v.metrics_hint: "" if len(metrics) else NO_METRICS,
+                   v.timeline: plots.timeline_figure(table, item.name), v.metrics_hint: metrics_words(metrics),
                    v.frame: gr.update(maximum=max(1, video.last_frame), value=first), **self.frame_view(video, first),
-                   v.downloads: [str(p) for p in step.downloads], **self.review.opened(video, self.reviews.review_queue(table))}
+                   v.downloads: [str(p) for p in step.downloads],
+                   **self.review.opened(video, self.reviews.review_queue(table))}
 
     def show_frame(self, data: dict, user):
         video = need(data[self.page.state], user)
@@ -131,8 +142,7 @@ class AnalyseTab:
         v.affwild2_video.change(lambda x: SOURCE_AFFWILD2 if x else gr.update(), v.affwild2_video, v.source,
                                 api_name=False)
         v.annotations.change(self.annotation_names, v.annotations, v.annotation_names, api_name=False)
-        v.models.change(lambda models: gr.update(visible=any(by_label(m).name.startswith("clip") for m in models or [])),
-                        v.models, v.prompt_set, api_name=False)
+        v.models.change(prompt_set_shown, v.models, v.prompt_set, api_name=False)
 
 
 def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> AnalyseView:
@@ -156,7 +166,8 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                                                  elem_id="affwild2-video")
                 models = gr.CheckboxGroup(list(MODEL_CHOICES), value=list(DEFAULT_MODELS), label="Models")
                 prompt_set = gr.Dropdown(prompt_sets, value=prompt_sets[0], allow_custom_value=True,
-                                         label="Prompt set for CLIP zero-shot (built-in or saved)", elem_id="prompt-set")
+                                         label="Prompt set for CLIP zero-shot (built-in or saved)",
+                                         elem_id="prompt-set")
                 trained_model = gr.Dropdown(model_choices, value=0, elem_id="trained-model",
                                             label="Weights: a trained model from the models table (Models tab)")
                 analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")
@@ -169,6 +180,7 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                 timeline = gr.Plot(label="Timeline (grey: no face; red line: the frame shown below; click to jump "
                                    "there)", elem_id="timeline")
                 metrics = gr.Dataframe(headers=results.METRICS_COLUMNS, interactive=False, wrap=True,
+                                       column_widths=["30%", "30%", "14%", "13%", "13%"],
                                        label="ABAW metrics against the annotation", elem_id="metrics")
                 metrics_hint = gr.Markdown(elem_id="metrics-hint")
                 with gr.Column(elem_id="frame-view"):
@@ -192,6 +204,11 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                 downloads = gr.File(label="Downloads: predictions CSV and ABAW submission files",
                                     file_count="multiple", interactive=False, elem_id="downloads")
     return AnalyseView.of(locals())
+
+
+def prompt_set_shown(models):
+    """The prompt set shows only when a CLIP model is ticked."""
+    return gr.update(visible=any(by_label(m).name.startswith("clip") for m in models or []))
 
 
 def frame_caption(video: OpenVideo, frame: int, view: FrameView, attention_words: str) -> str:

@@ -39,7 +39,8 @@ class ModelsTab:
         bind(v.retrain_btn.click, self.retrain, {v.preset, v.epochs, v.steps, v.batch},
              [v.retrain_info, v.retrain_metrics, v.job_id, self.analyse.trained_model], status=v.retrain_status,
              api_name="retrain")
-        bind(v.job_btn.click, self.job_status, {v.job_id}, [v.retrain_info, v.retrain_metrics, self.analyse.trained_model],
+        bind(v.job_btn.click, self.job_status, {v.job_id}, [v.retrain_info, v.retrain_metrics,
+                                                             self.analyse.trained_model],
              status=v.job_status, api_name="job_status")
 
 

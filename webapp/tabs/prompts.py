@@ -76,9 +76,10 @@ class PromptsTab:
             bind(column.start_from.input, partial(self.load_prompt_set, column), {column.start_from},
                  [column.name, column.templates, column.classes], status=column.saved,
                  api_name="load_prompt_set" if i == 0 else None)
-            bind(column.save.click, partial(self.save_prompt_set, column), {column.name, column.templates, column.classes},
-                 [column.saved], status=column.saved, api_name="save_prompt_set" if i == 0 else None
-                 ).then(choices, None, set_pickers, api_name=False)
+            saving = bind(column.save.click, partial(self.save_prompt_set, column),
+                          {column.name, column.templates, column.classes}, [column.saved], status=column.saved,
+                          api_name="save_prompt_set" if i == 0 else None)
+            saving.then(choices, None, set_pickers, api_name=False)
 
 
 def layout(prompts: Prompts, prompt_sets: list[str]) -> PromptsView:

@@ -11,7 +11,8 @@ from core.review import SEGMENT_COLUMNS
 from core.table import FACE, FRAME, TIME
 from db.models import FLAG_REASONS, FLAG_RESOLUTIONS
 from webapp.page import status_box
-from webapp.reviews import AGREEMENT_COLUMNS, CORRECTION_TABLE, FLAG_TABLE, HISTORY_COLUMNS, VIDEO_COLUMNS, WAITING_COLUMNS
+from webapp.reviews import (AGREEMENT_COLUMNS, CORRECTION_TABLE, FLAG_TABLE, HISTORY_COLUMNS, VIDEO_COLUMNS,
+                            WAITING_COLUMNS)
 from webapp.tabs.views import ReviewView
 
 DECISIONS = ("accepted", "rejected")
@@ -46,12 +47,15 @@ def layout() -> ReviewView:
     with gr.Tab("Review"):
         gr.Markdown("Segments worth a look, most suspicious first: the models disagree with the annotation for a "
                     "while, the annotation jumps, flickers, holds still for long, or is missing where a face is "
-                    "visible. Keys: **J** next segment, **K** previous segment. Refresh shows what other reviewers did.")
+                    "visible. Keys: **J** next segment, **K** previous segment. Refresh shows what other reviewers "
+                    "did.")
         with gr.Row():
             videos = _table(VIDEO_COLUMNS, "Videos in the database (open any analysed one without analysing it "
-                            "again)", "videos", max_height=TABLE_HEIGHT)
+                            "again)", "videos", max_height=TABLE_HEIGHT,
+                            column_widths=["30%", "10%", "8%", "12%", "20%", "20%"])
             waiting = _table(WAITING_COLUMNS, "Waiting for my decision (proposed by others)", "waiting",
-                             max_height=TABLE_HEIGHT)
+                             max_height=TABLE_HEIGHT,
+                             column_widths=["5%", "14%", "6%", "8%", "11%", "30%", "10%", "16%"])
         with gr.Row(equal_height=True):
             open_choice = gr.Dropdown([], label="Video", elem_id="open-choice", scale=3)
             open_video_btn = gr.Button("Open video", elem_id="open-video", scale=1)
@@ -60,10 +64,15 @@ def layout() -> ReviewView:
                                      elem_id="review-name", scale=3)
             review_video = gr.Textbox(visible="hidden", elem_id="review-video")     # its database key
         videos_status = status_box("videos-status")
+        with gr.Row(equal_height=True):
+            queue_btn = gr.Button("Rank segments", elem_id="rank", scale=0, min_width=160)
+            range_seconds = gr.Markdown(elem_id="range-seconds")
+        queue = _table(SEGMENT_COLUMNS, "Review queue: click a row to open it (J / K: next / previous)", "queue",
+                       max_height=230, column_widths=["6%", "12%", "10%", "10%", "7%", "8%", "8%", "7%", "32%"])
         with gr.Row():
             with gr.Column(scale=3):
                 gallery = gr.Gallery(label="The segment's frames (face crops, up to 24 evenly spaced)", columns=8,
-                                     height=230, elem_id="gallery")
+                                     height=200, elem_id="gallery")
                 with gr.Row(equal_height=True):
                     segment = gr.Number(0, label="Segment #", elem_id="segment", min_width=90)
                     open_btn = gr.Button("Open segment", elem_id="open-segment", min_width=90)
@@ -73,12 +82,15 @@ def layout() -> ReviewView:
                     start = gr.Number(0, label="First frame", elem_id="start", min_width=90)
                     end = gr.Number(0, label="Last frame", elem_id="end", min_width=90)
                     show_btn = gr.Button("Show these frames", elem_id="show-range", min_width=90)
-                range_seconds = gr.Markdown(elem_id="range-seconds")
                 segment_status = status_box("segment-status")
-            with gr.Column(scale=2):
-                queue_btn = gr.Button("Rank segments", elem_id="rank")
-                queue = _table(SEGMENT_COLUMNS, "Review queue: click a row to open it (J / K: next / previous)",
-                               "queue", max_height=260)
+            with gr.Column(scale=1, min_width=300):
+                gr.Markdown("**Decide on a correction** (another reviewer's)")
+                correction_id = gr.Number(label="Correction id", elem_id="correction-id")
+                decision_comment = gr.Textbox(label="Comment (optional)", elem_id="decision-comment")
+                with gr.Row():
+                    accept_btn = gr.Button("Accept", elem_id="accept", variant="primary")
+                    reject_btn = gr.Button("Reject", elem_id="reject")
+                decision_status = status_box("decision-status")
         with gr.Row():
             with gr.Column():
                 gr.Markdown("**Flag the range**")
@@ -97,14 +109,6 @@ def layout() -> ReviewView:
                     correct_note = gr.Textbox(label="Note", elem_id="correct-note", scale=3)
                     correct_btn = gr.Button("Propose correction", elem_id="correct", scale=1)
                 correct_status = status_box("correct-status")
-            with gr.Column():
-                gr.Markdown("**Decide on a correction** (another reviewer's)")
-                correction_id = gr.Number(label="Correction id", elem_id="correction-id")
-                decision_comment = gr.Textbox(label="Comment (optional)", elem_id="decision-comment")
-                with gr.Row():
-                    accept_btn = gr.Button("Accept", elem_id="accept", variant="primary")
-                    reject_btn = gr.Button("Reject", elem_id="reject")
-                decision_status = status_box("decision-status")
         corrections = _table(CORRECTION_TABLE, "Corrections of this video (propose one under the segment's frames)",
                              "corrections", column_widths=["5%", "5%", "8%", "10%", "25%", "8%", "9%", "9%", "10%",
                                                            "11%"])
@@ -115,7 +119,8 @@ def layout() -> ReviewView:
         segment_plot = gr.Plot(label="Segment", elem_id="segment-plot")
         segment_labels = _table(SEGMENT_LABEL_COLUMNS, "Per frame (open a segment to see its labels)",
                                 "segment-labels")
-        flags = _table(FLAG_TABLE, "Flags of this video (flag a range under the segment's frames)", "flags")
+        flags = _table(FLAG_TABLE, "Flags of this video (flag a range under the segment's frames)", "flags",
+                       column_widths=["4%", "5%", "7%", "9%", "10%", "12%", "8%", "10%", "9%", "8%", "18%"])
         with gr.Row(equal_height=True):
             flag_id = gr.Number(label="Flag id", elem_id="flag-id")
             resolution = gr.Dropdown(list(FLAG_RESOLUTIONS), value=FLAG_RESOLUTIONS[0], label="Resolution",
@@ -128,7 +133,8 @@ def layout() -> ReviewView:
         agreement_status = status_box("agreement-status")
         agreement = _table(AGREEMENT_COLUMNS, "Agreement: the model against the annotation (before and after "
                            "accepted corrections) and between reviewers", "agreement")
-        history = _table(HISTORY_COLUMNS, "History (every flag, correction and decision of this video)", "history")
+        history = _table(HISTORY_COLUMNS, "History (every flag, correction and decision of this video)", "history",
+                         column_widths=["14%", "9%", "9%", "20%", "48%"])
         with gr.Row():
             export_btn = gr.Button("Export corrections", elem_id="export")
             export_files = gr.File(label="Export", file_count="multiple", interactive=False, elem_id="export-files")
