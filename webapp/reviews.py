@@ -10,11 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.affwild2 import LABEL_COLUMNS
 from core.labels import AUS, EXPRESSIONS, TASKS
 from core.review import suspicious_segments
-from core.table import (AROUSAL, AU_DECISIONS, EXPR, FACE, FRAME, TIME, VALENCE, align_ground_truth,
-                        frame_rate, gt)
+from core.table import AROUSAL, AU_DECISIONS, EXPR, FACE, FRAME, TIME, VALENCE, frame_rate, gt
 from db import export, repo
 from db.agreement import agreement_report
 from db.repo import ValidationError

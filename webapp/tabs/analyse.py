@@ -8,7 +8,6 @@ the crop and CLIP's probability per prompt (`frame_details`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
