@@ -286,13 +286,23 @@ class Analysis:
         return json.dumps(self.run.to_dict(), indent=1)
 
     def save(self, folder) -> Path:
-        """table.parquet, run.json and clip.npy in `folder`, each written atomically."""
+        """table.parquet, run.json and clip.npy in `folder`, each written atomically; when one cannot be
+        written (a full disk) the others written here are removed too: no half of an analysis stays."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic(folder / "table.parquet", lambda f: self.table.to_parquet(f, index=False))
-        _atomic(folder / "run.json", lambda f: f.write(self.run_json().encode()))
+        parts = {"table.parquet": lambda f: self.table.to_parquet(f, index=False),
+                 "run.json": lambda f: f.write(self.run_json().encode())}
         if self.clip_embeddings is not None:
-            _atomic(folder / "clip.npy", lambda f: np.save(f, self.clip_embeddings.astype(np.float32)))
+            parts["clip.npy"] = lambda f: np.save(f, self.clip_embeddings.astype(np.float32))
+        written = []
+        try:
+            for name, write in parts.items():
+                _atomic(folder / name, write)
+                written.append(folder / name)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
         return folder
 
     @classmethod
@@ -307,6 +317,10 @@ class Analysis:
 def _atomic(path: Path, write) -> None:
     """write(binary file) into a temporary file, then put it in place: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -2,7 +2,11 @@
 
 Works on one video's per-frame table (predictions joined with `gt_` annotation columns, as in the team
 contract). Two families of suspicion:
-- the model disagrees with the annotation for a while (VA error, expression mismatch, AU error);
+- the model does not back the annotation over a stretch: the annotation audit's scorer (core/audit.py:
+  cleanlab label quality for EXPR and AU, scaled VA residuals; kinds label, offset, sign, lag, stuck).
+  When the model was trained on these very annotations it has learnt their errors and agrees with them:
+  such in-sample evidence is weaker, and every such segment says so (python -m training audit gives
+  out-of-fold evidence for a whole dataset);
 - the annotation looks wrong by itself: sudden VA jumps, one- or two-frame expression flickers,
   VA held exactly constant for a long time, invalid gaps inside annotated stretches where a face was
   visible.
@@ -10,45 +14,28 @@ Each segment gets a score in [0, 1]; the queue is sorted by score, longest first
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.labels import EXPRESSIONS
+from core import audit
+from core.labels import EXPRESSIONS, TASKS
 from core.table import AROUSAL, AU_DECISIONS, AU_PROBS, EXPR, EXPR_PROBS, FACE, FRAME, TIME, VALENCE, gt
 
 SEGMENT_COLUMNS = ["task", "kind", "start_frame", "end_frame", "frames", "start_s", "end_s", "score",
                    "detail"]
+IN_SAMPLE = "in-sample: the model was trained on these annotations, weaker evidence"
 
 
 @dataclass(frozen=True)
 class ReviewSettings:
-    va_error: float = 0.5      # mean |prediction - annotation| of V and A above this is a disagreement
-    au_error: float = 0.5      # mean |probability - annotation| over the 12 AUs above this
-    min_frames: int = 5        # shortest disagreement worth a look
-    merge_gap: int = 3         # disagreement runs closer than this become one segment
+    audit: audit.AuditSettings = field(default_factory=audit.AuditSettings)  # the model-vs-annotation scorer
     va_jump: float = 0.4       # |change| between consecutive annotated frames that counts as a jump
     expr_flicker: int = 3      # an expression label held fewer frames than this, between others
     constant_s: float = 10.0   # VA annotation unchanged for this long
     context: int = 5           # frames shown either side of a jump or flicker
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) positions, end inclusive, of the runs of True."""
-    padded = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
-
-
-def _merge(runs: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in runs:
-        if merged and start - merged[-1][1] <= gap:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def _values(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -59,57 +46,51 @@ def _has(df: pd.DataFrame, *cols: str) -> bool:
     return all(c in df for c in cols)
 
 
-def _va_disagreement(df, s):
-    if not _has(df, VALENCE, AROUSAL, gt(VALENCE), gt(AROUSAL)):
-        return []
-    err = (np.abs(_values(df, VALENCE) - _values(df, gt(VALENCE)))
-           + np.abs(_values(df, AROUSAL) - _values(df, gt(AROUSAL)))) / 2
-    return _error_segments(err, s.va_error, s, "va", "mean |error| of V and A")
+def _columns(df: pd.DataFrame, cols) -> np.ndarray:
+    return np.column_stack([_values(df, c) for c in cols])
 
 
-def _au_disagreement(df, s):
-    if not _has(df, *AU_PROBS, *(gt(a) for a in AU_DECISIONS)):
-        return []
-    diffs = np.vstack([np.abs(_values(df, p) - _values(df, gt(a))) for p, a in zip(AU_PROBS, AU_DECISIONS)])
-    counts = (~np.isnan(diffs)).sum(axis=0)
-    err = np.where(counts > 0, np.nansum(diffs, axis=0) / np.maximum(counts, 1), np.nan)
-    return _error_segments(err, s.au_error, s, "au", "mean |p - annotation| over AUs")
-
-
-def _error_segments(err, threshold, s, task, what):
-    bad = np.nan_to_num(err, nan=0.0) > threshold
-    out = []
-    for a, b in _merge(_runs(bad), s.merge_gap):
-        if b - a + 1 >= s.min_frames:
-            mean = float(np.nanmean(err[a:b + 1]))
-            out.append((task, "disagreement", a, b, min(1.0, mean), f"{what} {mean:.2f}"))
-    return out
-
-
-def _expr_disagreement(df, s):
-    if not _has(df, EXPR, gt(EXPR)):
-        return []
-    pred, truth = _values(df, EXPR), _values(df, gt(EXPR))
-    valid = ~np.isnan(pred) & ~np.isnan(truth) & (truth >= 0)
-    wrong = valid & (pred != truth)
-    # Confidence the model gives the annotated class: low confidence on the annotation = more suspicious.
-    probs = None
+def _expr_probs(df: pd.DataFrame) -> np.ndarray:
+    """The model's class probabilities; a table with only the predicted class gives it probability 1."""
     if _has(df, *EXPR_PROBS):
-        probs = np.vstack([_values(df, p) for p in EXPR_PROBS]).T
-    out = []
-    for a, b in _merge(_runs(wrong), s.merge_gap):
-        if b - a + 1 < s.min_frames:
-            continue
-        rows = np.arange(a, b + 1)[wrong[a:b + 1]]
-        if probs is not None:
-            score = float(np.clip(1 - np.nanmean(probs[rows, truth[rows].astype(int)]), 0, 1))
-        else:
-            score = float(len(rows) / (b - a + 1))
-        top = pd.Series(pred[rows].astype(int)).mode()[0]
-        annotated = pd.Series(truth[rows].astype(int)).mode()[0]
-        out.append(("expr", "disagreement", a, b, score,
-                    f"annotated {EXPRESSIONS[annotated]}, model says {EXPRESSIONS[top]}"))
-    return out
+        return _columns(df, EXPR_PROBS)
+    pred = _values(df, EXPR)
+    probs = np.full((len(pred), len(EXPRESSIONS)), np.nan)
+    ok = ~np.isnan(pred)
+    probs[ok] = np.eye(len(EXPRESSIONS))[pred[ok].astype(int)]
+    return probs
+
+
+def _model_segments(df: pd.DataFrame, fps: float, s: ReviewSettings, in_sample: bool | None) -> list[tuple]:
+    """The audit's segments of this video (VA residuals scaled within the video)."""
+    found = []
+    if _has(df, VALENCE, AROUSAL, gt(VALENCE), gt(AROUSAL)):
+        y, p = _columns(df, [gt(VALENCE), gt(AROUSAL)]), _columns(df, [VALENCE, AROUSAL])
+        q = audit.va_quality(y, p, floor=s.audit.va_floor)
+        found += [("va", *seg) for seg in audit.va_segments(y, p, q, fps, s.audit)]
+    if _has(df, EXPR, gt(EXPR)):
+        labels, probs = _values(df, gt(EXPR)), _expr_probs(df)
+        q = audit.expr_quality(labels, probs, s.audit.expr_method)
+        found += [("expr", *seg) for seg in audit.expr_segments(labels, probs, q, s.audit)]
+    if _has(df, *AU_PROBS, *(gt(a) for a in AU_DECISIONS)):
+        labels, probs = _columns(df, [gt(a) for a in AU_DECISIONS]), _columns(df, AU_PROBS)
+        _, per_au = audit.au_quality(labels, probs)
+        found += [("au", *seg) for seg in audit.au_segments(labels, probs, per_au, s.audit)]
+    note = f"; {IN_SAMPLE}" if in_sample else ""
+    return [(task, kind, a, b, score, detail + note) for task, a, b, score, kind, _, detail in found]
+
+
+def trained_on(metadata: dict, video: str) -> bool | None:
+    """Whether a model was trained on this video's annotations, from its checkpoint's training record:
+    True / False, or None where the record does not say (no record, or its dataset is not here)."""
+    from core.affwild2 import AffWild2Index
+
+    config = ((metadata or {}).get("training") or {}).get("config") or {}
+    root = config.get("root")
+    if not root or not Path(root).is_dir():
+        return None
+    index = AffWild2Index(root)
+    return any(video in index.videos(task, "train") for task in config.get("tasks", TASKS))
 
 
 def _va_jumps(df, s):
@@ -139,7 +120,7 @@ def _va_constant(df, s, fps):
     same = np.zeros(len(df), dtype=bool)
     same[1:] = (v[1:] == v[:-1]) & (a[1:] == a[:-1])  # NaN never equals: invalid frames break runs
     out = []
-    for start, end in _runs(same):
+    for start, end in audit.runs(same):
         start -= 1  # the first frame of the run is the one the next frames repeat
         length = end - start + 1
         if length >= min_len:
@@ -180,7 +161,7 @@ def _gaps(df, s):
             continue
         values = np.vstack([_values(df, c) for c in cols])
         invalid = np.isnan(values).any(axis=0) | (values < (-1 if task == "va" else 0)).any(axis=0)
-        for a, b in _runs(invalid):
+        for a, b in audit.runs(invalid):
             if a == 0 or b == len(df) - 1:
                 continue  # only gaps with annotated frames on both sides
             if face is None:
@@ -208,15 +189,15 @@ def _merge_overlaps(found: list[tuple]) -> list[tuple]:
     return out
 
 
-def suspicious_segments(df: pd.DataFrame, fps: float, settings: ReviewSettings = ReviewSettings()
-                        ) -> pd.DataFrame:
+def suspicious_segments(df: pd.DataFrame, fps: float, settings: ReviewSettings = ReviewSettings(),
+                        in_sample: bool | None = None) -> pd.DataFrame:
     """Ranked segments (task, kind, start_frame, end_frame, frames, start_s, end_s, score, detail).
 
     `df` has one row per frame in order, with `frame`, `time_s`, optionally `face`, prediction columns
-    and `gt_` annotation columns; any missing column just removes the checks that need it.
+    and `gt_` annotation columns; any missing column just removes the checks that need it. in_sample:
+    whether the model was trained on these annotations (trained_on()); True marks its segments as such.
     """
-    found = (_va_disagreement(df, settings) + _expr_disagreement(df, settings)
-             + _au_disagreement(df, settings) + _va_jumps(df, settings) + _va_constant(df, settings, fps)
+    found = (_model_segments(df, fps, settings, in_sample) + _va_jumps(df, settings) + _va_constant(df, settings, fps)
              + _expr_flicker(df, settings) + _gaps(df, settings))
     found = _merge_overlaps(found)
     frames = df[FRAME].to_numpy()

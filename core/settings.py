@@ -13,6 +13,7 @@ from typing import Mapping
 
 DATA_DIR = Path("data")              # stored analyses, uploaded videos and the default SQLite database
 DB_FILE_NAME = "affectlens.db"
+KEPT_VIDEOS = "videos"               # data_dir/videos/<sha256 hex>.<ext>: the kept copy of each uploaded video
 HUB_ENDPOINT = "https://huggingface.co"
 _TRUE = ("1", "true", "yes", "on")
 
@@ -25,6 +26,15 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
     """AFFECTLENS_DATA_DIR, else ./data."""
     value = _env(env).get("AFFECTLENS_DATA_DIR")
     return Path(value).expanduser() if value else DATA_DIR
+
+
+def kept_video(data: Path, key: str) -> Path | None:
+    """The kept copy of an uploaded video (key "sha256:<hex>") in the data folder `data`, or None (an
+    Aff-Wild2 video, or not kept)."""
+    if not key.startswith("sha256:"):
+        return None
+    found = sorted((Path(data) / KEPT_VIDEOS).glob(key.removeprefix("sha256:") + ".*"))
+    return found[0] if found else None
 
 
 def db_url(env: Mapping[str, str] | None = None) -> str:

@@ -19,7 +19,9 @@ A file that cannot be opened, holds no frame, or stops decoding well before its 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,12 +76,17 @@ class FrameBatch:
         return len(self.frames)
 
 
-def _open(path) -> cv2.VideoCapture:
+def _must_have_bytes(path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file")
+    return path
+
+
+def _open(path) -> cv2.VideoCapture:
+    path = _must_have_bytes(path)
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
@@ -129,12 +136,13 @@ def _packets_cached(path: str, _size: int, _mtime: int, fps: float) -> _Packets:
                           "packet=pts_time,dts_time,duration_time,flags", "-of", "csv=p=0", path],
                          capture_output=True, text=True).stdout
     times, durations, keys = [], [], []
-    for line in out.splitlines():
+    for line in out.splitlines():      # blank lines and extra fields: side data (a WebM's alpha channel)
         pts, dts, duration, flags = (line.split(",") + ["", "", "", ""])[:4]
-        if "D" in flags or (pts == "N/A" and dts == "N/A"):
+        time_s = _seconds(pts) if _seconds(pts) is not None else _seconds(dts)
+        if "D" in flags or time_s is None:
             continue
-        times.append(float(pts if pts != "N/A" else dts))
-        durations.append(float(duration) if duration not in ("N/A", "") else 0.0)
+        times.append(time_s)
+        durations.append(_seconds(duration) or 0.0)
         keys.append("K" in flags)
     if not times:
         return _Packets(np.zeros(0), np.zeros(1, np.int64), 0.0)
@@ -144,6 +152,30 @@ def _packets_cached(path: str, _size: int, _mtime: int, fps: float) -> _Packets:
     step = durations[order[-1]] or (1.0 / fps if fps else 0.0)
     keyframes = np.union1d([0], np.flatnonzero(np.asarray(keys)[order]))
     return _Packets(t, keyframes.astype(np.int64), float(t[-1] + step))
+
+
+def _seconds(text: str) -> float | None:
+    """A time from ffprobe's CSV; None for a blank or N/A field."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def frame_size(path) -> tuple[int, int]:
+    """(width, height) of the first video stream as its container states it, read by ffprobe without
+    decoding a frame or opening a decoder: check it before anything decodes a frame of unknown size."""
+    _must_have_bytes(path)
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        raise RuntimeError("ffprobe is needed to read videos: install FFmpeg (apt-get install ffmpeg)")
+    out = subprocess.run([ffprobe, "-v", "quiet", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True).stdout
+    try:
+        width, height = (int(v) for v in out.split()[0].split(",")[:2])
+    except (IndexError, ValueError):
+        raise VideoError(f"{path}: no video stream with a frame size (not a video, or corrupt)") from None
+    return width, height
 
 
 def probe(path) -> VideoInfo:
@@ -235,6 +267,43 @@ def read_frames(path, indices) -> dict[int, np.ndarray]:
 def read_frame(path, index: int) -> np.ndarray:
     """One frame (upright RGB) by index; see read_frames."""
     return read_frames(path, [index])[int(index)]
+
+
+class FrameCache:
+    """Decoded frames kept by (file, index), the least recently used dropped first, bounded in bytes (a
+    4K frame is 24 MiB, an 8K one 96; a count would bound nothing). Safe for threads; a frame larger than
+    the whole bound is handed out but not kept."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self._frames: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def frames(self, path, indices, read: Callable[[object, list[int]], dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
+        """The frames at `indices`: kept ones, and the others from read(path, missing indices), then kept."""
+        key = str(path)
+        with self._lock:
+            found = {i: self._frames[(key, i)] for i in indices if (key, i) in self._frames}
+            for i in found:
+                self._frames.move_to_end((key, i))
+        missing = [i for i in indices if i not in found]
+        if missing:
+            decoded = read(path, missing)
+            found.update(decoded)
+            with self._lock:
+                for i, image in decoded.items():
+                    self._put((key, i), image)
+        return found
+
+    def _put(self, key: tuple[str, int], image: np.ndarray) -> None:
+        if image.nbytes > self.max_bytes:
+            return
+        old = self._frames.pop(key, None)
+        self.bytes += image.nbytes - (old.nbytes if old is not None else 0)
+        self._frames[key] = image
+        while self.bytes > self.max_bytes:
+            self.bytes -= self._frames.popitem(last=False)[1].nbytes
 
 
 class _Seeker:

@@ -8,7 +8,14 @@
                                          [--correction N] [--note TEXT]   resolve a flag (see --help)
     python -m db report [--video KEY] [--predictions table.parquet|csv]
                                          agreement figures (JSON): reviewers, and the model against the annotation
-    python -m db export OUT_DIR          write flags and corrections as CSV and JSON (with audit trail)
+    python -m db export OUT_DIR [--format review|eaf|labelstudio] [--video KEY]
+                                         flags and corrections as CSV and JSON (with audit trail); or per
+                                         video an ELAN .eaf (+ VA CSV), or Label Studio tasks + config
+    python -m db import KEY FILE [--mapping MAP.json] [--annotation ID] [--version TEXT]
+                                         an ELAN .eaf or a Label Studio JSON export as annotation sets
+    python -m db audit list [--task T] [--kind K] [--status S] [--run N]
+                                         the annotation audit's suggestions, best first, and the progress
+    python -m db audit export OUT_DIR    the same as suggestions.csv and suggestions.json, and progress.json
     python -m db revision -m "message"   (developers) a new migration from the changed models
 
 Refused input (an unknown video, a rule of the review process) is one line on stderr and exit status 2.
@@ -47,13 +54,58 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="agreement figures as JSON")
     report.add_argument("--video", metavar="KEY", help="one video (default: all, pooled)")
     report.add_argument("--predictions", type=Path, help="the video's per-frame predictions (.parquet or .csv)")
-    export = commands.add_parser("export", help="write flags and corrections as CSV and JSON")
+    export = commands.add_parser("export", help="write flags and corrections (review), or ELAN / Label Studio files")
     export.add_argument("out_dir", type=Path)
+    export.add_argument("--format", choices=("review", "eaf", "labelstudio"), default="review",
+                        help="review: flags and corrections as CSV and JSON (default); eaf: one ELAN file per "
+                             "video; labelstudio: one task file and labeling config per video")
     export.add_argument("--video", help="only this video key")
-    export.add_argument("--task", choices=("va", "expr", "au"))
+    export.add_argument("--task", choices=("va", "expr", "au"), help="(review) only this task")
+    export.add_argument("--data-dir", type=Path, help="(eaf, labelstudio) where analyses and uploaded videos are "
+                                                       "kept (default: AFFECTLENS_DATA_DIR or ./data)")
+    imports = commands.add_parser("import", help="an ELAN .eaf or a Label Studio JSON export as annotation sets")
+    imports.add_argument("video", metavar="KEY")
+    imports.add_argument("file", type=Path)
+    imports.add_argument("--mapping", type=Path, help="(eaf) JSON {tier name: EXPR | expression | AU | "
+                                                      "'AU unannotated' | valence | arousal}")
+    imports.add_argument("--annotation", help="(Label Studio) the annotation id, when a task has several")
+    imports.add_argument("--version", help="a label for the imported sets")
+    _audit_parser(commands)
     revision = commands.add_parser("revision", help="autogenerate a migration from the models")
     revision.add_argument("-m", "--message", required=True)
     return parser
+
+
+def _audit_parser(commands) -> None:
+    audit = commands.add_parser("audit", help="the annotation audit's suggestions: list or export")
+    audit.add_argument("action", choices=("list", "export"))
+    audit.add_argument("out_dir", type=Path, nargs="?", help="export: the folder to write to")
+    audit.add_argument("--run", type=int, help="audit run id (default: the newest)")
+    audit.add_argument("--task", choices=("va", "expr", "au"))
+    audit.add_argument("--kind", help="label, offset, sign, lag or stuck")
+    audit.add_argument("--status", default=None, choices=("open", "confirmed", "dismissed"),
+                       help="default: all")
+
+
+def _audit(args, session) -> None:
+    """`python -m db audit list|export`: the dataset queue and its progress."""
+    from db import repo
+
+    filters = dict(run_id=args.run, task=args.task, kind=args.kind)
+    table = repo.suggestions_table(session, status=args.status, **filters)
+    progress = repo.audit_progress(session, **filters)
+    if args.action == "list":
+        _print_table(table)
+        print(json.dumps(progress))
+        return
+    if args.out_dir is None:
+        raise ValueError("audit export needs OUT_DIR")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out_dir / "suggestions.csv", index=False)
+    table.to_json(args.out_dir / "suggestions.json", orient="records", date_format="iso", indent=1)
+    (args.out_dir / "progress.json").write_text(json.dumps(progress, indent=1))
+    for name in ("suggestions.csv", "suggestions.json", "progress.json"):
+        print(args.out_dir / name)
 
 
 def _print_table(table: pd.DataFrame) -> None:
@@ -83,6 +135,9 @@ def _run(args, engine) -> None:
         return
     init_db(engine)
     sessions = make_session_factory(engine)
+    if args.command == "import":
+        _import(args, sessions)
+        return
     if args.command == "resolve-flag":
         flag = write(sessions, lambda session: repo.resolve_flag(
             session, args.flag_id, video=args.video, reviewer=args.reviewer, resolution=args.resolution,
@@ -103,17 +158,44 @@ def _run(args, engine) -> None:
             if args.open:
                 table = table[table["resolved_at"].isna()]
             _print_table(table.drop(columns=["video"]))
+        elif args.command == "audit":
+            _audit(args, session)
         elif args.command == "report":
             from db.agreement import agreement_report
 
             predictions = _read_predictions(args.predictions) if args.predictions else None
             print(json.dumps(agreement_report(session, args.video, predictions), indent=1))
+        elif args.format != "review":
+            from db.interop import export_video
+
+            videos = [args.video] if args.video else [v["key"] for v in repo.list_videos(session)]
+            for key in videos:
+                files, notes = export_video(session, key, args.out_dir, (args.format,), data_dir=args.data_dir)
+                print(*files.values(), sep="\n")
+                print(*notes, sep="\n", file=sys.stderr)
         else:
             from db.export import export_corrections, export_flags
 
             for suffix in ("csv", "json"):
                 for name, export_to in (("corrections", export_corrections), ("flags", export_flags)):
                     print(export_to(session, args.out_dir / f"{name}.{suffix}", video=args.video, task=args.task))
+
+
+def _import(args, sessions) -> None:
+    from db.interop import import_eaf, import_label_studio
+
+    if args.file.suffix.lower() == ".eaf":
+        sets, notes = write(sessions, lambda s: import_eaf(s, args.video, args.file, args.mapping, args.version))
+    elif args.file.suffix.lower() == ".json":
+        sets, notes = write(sessions, lambda s: import_label_studio(
+            s, args.video, args.file, args.annotation, args.version)), []
+    else:
+        raise ValueError(f"{args.file.name}: import an ELAN .eaf or a Label Studio .json export")
+    for note in notes:
+        print(note, file=sys.stderr)
+    for annotation_set in sets:
+        print(f"annotation set {annotation_set.id}: {annotation_set.task} of {args.video}, "
+              f"{annotation_set.frame_count} frames")
 
 
 def main(argv: list[str] | None = None) -> int:

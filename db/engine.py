@@ -16,15 +16,16 @@ lock later), and waits at most 30 s for it (write() sets its own bound). Session
 cannot write: SQLite's query_only, PostgreSQL's READ ONLY transactions.
 
 Writes that people wait for go through write(): one transaction, retried whole while the database is
-busy, for a bounded time, then DatabaseBusy. On SQLite, write() callers take turns (_WriterTurns) before
-they begin, so fifty writers in several processes neither poll the file nor starve.
+busy, for a bounded time, then DatabaseBusy. On SQLite, write() callers take turns in order of arrival (_WriterTurns,
+across threads and processes) before they begin, so fifty writers neither poll the database nor starve. A
+full or read-only disk answers CannotWrite in words, with nothing saved.
 """
 from __future__ import annotations
 
 import fcntl
 import os
 import random
-import threading
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,14 +38,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import settings
-from db.errors import DatabaseBusy
+from db.errors import CANNOT_WRITE_MESSAGE, CannotWrite, DatabaseBusy
 from db.limits import WRITE_TIMEOUT_S
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000     # a write transaction outside write() (scripts, training jobs) waits this long
 BUSY_MESSAGE = "The database is busy with other reviewers' work: nothing was saved. Try again in a moment."
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
-TURN_POLL_S = 0.001                  # how often a SQLite writer tries the lock file while another writes
+SQLITE_CANNOT_WRITE = (8, 10, 13, 14)   # READONLY, IOERR, FULL, CANTOPEN
+PG_CANNOT_WRITE = ("53", "58")          # insufficient resources (disk full), system error (I/O)
+TURN_POLL_S = 0.001                  # how often the next SQLite writer looks whether its turn has come
 FIRST_PAUSE_S, MAX_PAUSE_S = 0.01, 1.0   # pauses before a retry: random, doubling up to the maximum
 PG_RETRY_STATES = ("40001", "40P01", "55P03")   # serialization failure, deadlock, lock not available
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -137,43 +140,94 @@ def current_revision(engine: Engine) -> str | None:
     """The schema revision the database is at (None: not initialised)."""
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as connection:
+    with _read_only(engine).connect() as connection:        # a reader: never waits for a writer
         return MigrationContext.configure(connection).get_current_revision()
 
 
 class _WriterTurns:
-    """Turns at writing one SQLite file: threads of this process wait in a lock, and the thread that has
-    it takes a lock file beside the database (flock), tried every millisecond. SQLite's own busy
-    handler sleeps ever longer between tries, up to 100 ms, so the database stood idle between writers
-    of different processes and unlucky ones starved; a flock try is one cheap system call. The lock
-    file is opened for each turn and closed after it, so a forked child never shares a held turn."""
+    """Turns at writing one SQLite file, first come first served across threads and processes: a ticket
+    lock in the lock file beside the database. A writer draws the next number from a counter kept in the
+    file's first 8 bytes and locks byte 8 + its number (Linux open-file-description locks: one per open
+    of the file, so two threads of one process exclude each other like two processes do); its turn has
+    come when no lower number is still locked. SQLite's own busy handler sleeps ever longer between
+    tries, so the database stood idle between writers and unlucky ones starved; a turn test is one cheap
+    system call. A writer that gives up, finishes or dies closes its file, and the kernel drops its
+    lock: no turn can stick. The file stays 8 bytes long (locks may lie past its end)."""
 
     def __init__(self, database: str):
         self.lock_file = database + "-writers"
-        self.threads = threading.Lock()
-        self.fd: int | None = None
 
-    def take(self, deadline: float) -> bool:
-        """Wait for this thread's turn until `deadline` (time.monotonic()); False when it did not come."""
-        if not self.threads.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            return False
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.fd = fd
-                return True
-            except BlockingIOError:
+    def take(self, deadline: float) -> int | None:
+        """Wait for a turn until `deadline` (time.monotonic()); the turn's file descriptor (hand it to
+        give_back), or None when the turn did not come. CannotWrite when the lock file cannot be used."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as err:
+            raise CannotWrite(f"{CANNOT_WRITE_MESSAGE} ({err.strerror}: {self.lock_file})") from err
+        try:
+            ticket = self._draw(fd)
+            while True:
+                ahead = _conflict(fd, TICKETS_AT, TICKETS_AT + ticket)
+                if ahead is None:
+                    return fd
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    self.threads.release()
-                    return False
-                time.sleep(TURN_POLL_S)
+                    return None
+                time.sleep(TURN_POLL_S if ahead == TICKETS_AT + ticket - 1 else TURN_POLL_S * 4)
+        except OSError as err:
+            os.close(fd)
+            raise CannotWrite(f"{CANNOT_WRITE_MESSAGE} ({err.strerror}: {self.lock_file})") from err
+        except BaseException:
+            os.close(fd)
+            raise
 
-    def give_back(self) -> None:
-        os.close(self.fd)                      # releases the flock
-        self.fd = None
-        self.threads.release()
+    @staticmethod
+    def _draw(fd: int) -> int:
+        """The next ticket, its byte locked while the counter is (so a later ticket always sees it)."""
+        _lock(fd, fcntl.F_WRLCK, 0, TICKETS_AT, wait=True)
+        try:
+            while True:                # a number still locked (the counter was reset or torn) is skipped
+                raw = os.pread(fd, TICKETS_AT, 0)
+                ticket = int.from_bytes(raw, "little") if len(raw) == TICKETS_AT else 0
+                ticket = ticket if ticket < MAX_TICKET else 0
+                os.pwrite(fd, (ticket + 1).to_bytes(TICKETS_AT, "little"), 0)
+                if _lock(fd, fcntl.F_WRLCK, TICKETS_AT + ticket, 1, wait=False):
+                    return ticket
+        finally:
+            _lock(fd, fcntl.F_UNLCK, 0, TICKETS_AT, wait=True)
+
+    @staticmethod
+    def give_back(fd: int) -> None:
+        os.close(fd)                           # drops the ticket's lock: the next writer's turn
+
+
+TICKETS_AT = 8                   # the counter's bytes; ticket n locks byte TICKETS_AT + n
+MAX_TICKET = 2 ** 62             # a torn counter past this restarts at 0 (file offsets end at 2**63)
+
+
+def _flock_struct(kind: int, start: int, length: int) -> bytes:
+    return struct.pack("hhxxxxqqixxxx", kind, os.SEEK_SET, start, length, 0)
+
+
+def _lock(fd: int, kind: int, start: int, length: int, wait: bool) -> bool:
+    """Take (or with F_UNLCK drop) an open-file-description lock on bytes [start, start + length);
+    False when another holder has them and wait is False."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK, _flock_struct(kind, start, length))
+        return True
+    except (BlockingIOError, PermissionError):      # EAGAIN or EACCES: another holder has them
+        if wait:
+            raise
+        return False
+
+
+def _conflict(fd: int, start: int, end: int) -> int | None:
+    """The first byte of a lock another holder keeps within [start, end), None when there is none."""
+    if end <= start:
+        return None
+    answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _flock_struct(fcntl.F_WRLCK, start, end - start))
+    kind, _, found, *_ = struct.unpack("hhxxxxqqixxxx", answer)
+    return None if kind == fcntl.F_UNLCK else found
 
 
 _TURNS: dict[str, _WriterTurns] = {}           # one per SQLite file in this process, made on first write
@@ -199,35 +253,50 @@ def _busy(err: Exception) -> bool:
     return getattr(orig, "sqlstate", None) in PG_RETRY_STATES
 
 
+def _cannot_write(err: Exception) -> bool:
+    """Whether an error means the disk refused the write (full, read-only, failing): no retry helps."""
+    orig = getattr(err, "orig", None) if isinstance(err, DBAPIError) else None
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in SQLITE_CANNOT_WRITE
+    return (getattr(orig, "sqlstate", None) or "").startswith(PG_CANNOT_WRITE)
+
+
 def write(sessions: sessionmaker[Session], work: Callable[[Session], T], timeout_s: float | None = None) -> T:
     """Run work(session) as one write transaction, commit, and return what work returned.
 
     Waiting for other writers is bounded: timeout_s seconds in all (default db.limits.WRITE_TIMEOUT_S),
-    then DatabaseBusy, with nothing saved. While the database is busy (SQLite's lock taken, a PostgreSQL
-    deadlock or lock timeout) the whole transaction is rolled back and run again after a random, growing
-    pause; work may thus run more than once, so it must only read and write through the session (its
-    writes are undone before a retry). Any other error is raised as it is.
+    then DatabaseBusy, with nothing saved. On SQLite the writer first waits for its turn (_WriterTurns)
+    and keeps it through any retries. While the database is busy (SQLite's lock taken by a writer outside
+    write(), a PostgreSQL deadlock or lock timeout) the whole transaction is rolled back and run again
+    after a random, growing pause; work may thus run more than once, so it must only read and write
+    through the session (its writes are undone before a retry). A disk that is full or read-only raises
+    CannotWrite (nothing saved); any other error is raised as it is.
     """
     deadline = time.monotonic() + (WRITE_TIMEOUT_S if timeout_s is None else timeout_s)
     turns = _turns(sessions.kw["bind"])
-    pause = FIRST_PAUSE_S
-    while True:
-        if turns is not None and not turns.take(deadline):
-            raise DatabaseBusy(BUSY_MESSAGE)
-        try:
-            with sessions.begin() as session:
-                _bound_waits(session, deadline - time.monotonic())
-                return work(session)
-        except (DBAPIError, PoolTimeout) as err:
-            if not _busy(err):
-                raise
-            if time.monotonic() + pause >= deadline:
-                raise DatabaseBusy(BUSY_MESSAGE) from err
-        finally:
-            if turns is not None:
-                turns.give_back()
-        time.sleep(random.uniform(pause / 2, pause))
-        pause = min(pause * 2, MAX_PAUSE_S)
+    turn = turns.take(deadline) if turns is not None else None
+    if turns is not None and turn is None:
+        raise DatabaseBusy(BUSY_MESSAGE)
+    try:
+        pause = FIRST_PAUSE_S
+        while True:
+            try:
+                with sessions.begin() as session:
+                    _bound_waits(session, deadline - time.monotonic())
+                    return work(session)
+            except (DBAPIError, PoolTimeout) as err:
+                if _cannot_write(err):
+                    raise CannotWrite(CANNOT_WRITE_MESSAGE) from err
+                if not _busy(err):
+                    raise
+                if time.monotonic() + pause >= deadline:
+                    raise DatabaseBusy(BUSY_MESSAGE) from err
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(pause * 2, MAX_PAUSE_S)
+    finally:
+        if turn is not None:
+            turns.give_back(turn)
 
 
 def _bound_waits(session: Session, remaining_s: float) -> None:

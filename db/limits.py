@@ -11,8 +11,16 @@ variable named beside it (read once, when db is first imported); the defaults su
   comparison, and a saved set is in every reviewer's list.
 - AFFECTLENS_DB_WRITE_TIMEOUT_S (30): seconds a write may wait for other writers, retries included, before
   it gives up with DatabaseBusy (nothing saved).
-- AFFECTLENS_JOB_START_TIMEOUT_S (600): seconds a queued training job may wait for its process to start
-  before reap_dead_jobs() marks it failed.
+- AFFECTLENS_MAX_RUNNING_JOBS (1): retraining jobs running at once (each is a process of several GB);
+  later ones wait in the queue, in order, and the page says how many are ahead.
+- AFFECTLENS_JOB_WRITE_TIMEOUT_S (600): seconds a training job's writes (start, finish, model) wait for a
+  busy database: nobody waits on the page for them, and losing a finished job costs its whole run.
+- AFFECTLENS_MAX_FRAME_PIXELS (8,847,360: 4096 x 2160, DCI 4K): pixels in one frame of an uploaded video,
+  read from the container before anything is decoded (a decoded 8K frame is 192 MiB).
+- AFFECTLENS_FRAME_CACHE_MB (256): decoded frames the page keeps for browsing, over all sessions.
+- AFFECTLENS_MAX_HEADER_CHARS (10,000): characters read for the first line of an annotation file.
+
+HISTORY_PAGE (200, fixed): audit events a review action shows, the newest (the whole trail is exported).
 """
 from __future__ import annotations
 
@@ -37,4 +45,9 @@ MAX_PROMPT_LENGTH = _positive("AFFECTLENS_MAX_PROMPT_LENGTH", 300)
 MAX_PROMPTS_PER_CLASS = _positive("AFFECTLENS_MAX_PROMPTS_PER_CLASS", 80)
 MAX_PROMPTS = _positive("AFFECTLENS_MAX_PROMPTS", 320)
 WRITE_TIMEOUT_S = _positive("AFFECTLENS_DB_WRITE_TIMEOUT_S", 30.0, float)
-JOB_START_TIMEOUT_S = _positive("AFFECTLENS_JOB_START_TIMEOUT_S", 600.0, float)
+MAX_RUNNING_JOBS = _positive("AFFECTLENS_MAX_RUNNING_JOBS", 1)
+JOB_WRITE_TIMEOUT_S = _positive("AFFECTLENS_JOB_WRITE_TIMEOUT_S", 600.0, float)
+MAX_FRAME_PIXELS = _positive("AFFECTLENS_MAX_FRAME_PIXELS", 4096 * 2160)
+FRAME_CACHE_MB = _positive("AFFECTLENS_FRAME_CACHE_MB", 256.0, float)
+MAX_HEADER_CHARS = _positive("AFFECTLENS_MAX_HEADER_CHARS", 10_000)
+HISTORY_PAGE = 200

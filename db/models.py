@@ -43,11 +43,16 @@ FLAG_REASONS = ("wrong label", "ambiguous", "no face", "occluded", "annotation l
 STATUSES = ("proposed", "accepted", "rejected")
 FLAG_RESOLUTIONS = ("fixed by correction", "annotation is right", "frames unusable")
 JOB_STATUSES = ("queued", "running", "done", "failed")
+SUGGESTION_STATUSES = ("open", "confirmed", "dismissed")
 
 _TASK_CHECK = "task IN ({})".format(", ".join(f"'{t}'" for t in TASKS))
 _STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES))
 _RESOLUTION_CHECK = "resolution IS NULL OR resolution IN ({})".format(", ".join(f"'{r}'" for r in FLAG_RESOLUTIONS))
 _JOB_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in JOB_STATUSES))
+_SUGGESTION_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in SUGGESTION_STATUSES))
+# an audit event belongs to exactly one flag, correction or audit suggestion
+ONE_SUBJECT_CHECK = ("(CASE WHEN correction_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN flag_id IS NULL THEN 0 ELSE 1 END)"
+                     " + (CASE WHEN suggestion_id IS NULL THEN 0 ELSE 1 END) = 1")
 
 
 def utcnow() -> datetime:
@@ -264,11 +269,11 @@ class Correction(Base):
 
 
 class AuditEvent(Base):
-    """One change to a flag or a correction, never updated or deleted: the audit trail."""
+    """One change to a flag, a correction or an audit suggestion, never updated or deleted: the audit trail."""
 
     __tablename__ = "audit_events"
     __table_args__ = (
-        CheckConstraint("(correction_id IS NULL) <> (flag_id IS NULL)", name="one_subject"),
+        CheckConstraint(ONE_SUBJECT_CHECK, name="one_subject"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -277,12 +282,14 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(20))     # flagged, resolved, proposed, accepted, rejected, revised
     correction_id: Mapped[int | None] = mapped_column(ForeignKey("corrections.id"), index=True)
     flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id"), index=True)
+    suggestion_id: Mapped[int | None] = mapped_column(ForeignKey("audit_suggestions.id"), index=True)
     detail: Mapped[dict] = mapped_column(JSON)          # status before/after, comment, the values involved
 
     reviewer: Mapped[Reviewer] = relationship(lazy="joined")
 
     def __repr__(self) -> str:
-        subject = f"correction {self.correction_id}" if self.correction_id else f"flag {self.flag_id}"
+        subject = (f"correction {self.correction_id}" if self.correction_id else
+                   f"flag {self.flag_id}" if self.flag_id else f"suggestion {self.suggestion_id}")
         return f"AuditEvent(id={self.id}, {self.action} {subject} by reviewer {self.reviewer_id})"
 
 
@@ -372,3 +379,66 @@ class TrainingJob(Base):
 
     def __repr__(self) -> str:
         return f"TrainingJob(id={self.id}, {self.preset}, {self.status})"
+
+
+class AuditRun(Base):
+    """One run of the annotation audit (python -m training audit): its settings, the encoder whose
+    embeddings the fold models trained on, the videos of each fold, and the out-of-fold metrics."""
+
+    __tablename__ = "audit_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    split: Mapped[str] = mapped_column(String(10))
+    tasks: Mapped[list] = mapped_column(JSON)
+    settings: Mapped[dict] = mapped_column(JSON)
+    encoder: Mapped[dict] = mapped_column(JSON)
+    folds: Mapped[dict] = mapped_column(JSON)
+    metrics: Mapped[dict] = mapped_column(JSON)
+    annotated_frames: Mapped[dict] = mapped_column(JSON)     # task -> frames audited
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"AuditRun(id={self.id}, {self.split} {'+'.join(self.tasks)}, {len(self.folds)} folds)"
+
+
+class AuditSuggestion(Base):
+    """A stretch [start_frame, end_frame] of one task of a video that an audit run suggests is wrongly
+    annotated: its kind (label, offset, sign, lag, stuck: core/audit.py), score, the label it suggests, and
+    what a reviewer made of it (open, confirmed: then the flag and the optional proposed correction it
+    became; dismissed)."""
+
+    __tablename__ = "audit_suggestions"
+    __table_args__ = (
+        CheckConstraint(_TASK_CHECK, name="task"),
+        CheckConstraint(_SUGGESTION_STATUS_CHECK, name="status"),
+        CheckConstraint("start_frame >= 0 AND end_frame >= start_frame", name="frame_range"),
+        CheckConstraint("(status = 'open') = (reviewed_at IS NULL)", name="reviewed"),
+        CheckConstraint("flag_id IS NULL OR status = 'confirmed'", name="confirmed_flag"),
+        Index(None, "run_id", "status", "score"),
+        Index(None, "run_id", "task", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("audit_runs.id"))
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id"), index=True)
+    task: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(20))
+    start_frame: Mapped[int]
+    end_frame: Mapped[int]
+    score: Mapped[float] = mapped_column(Float)
+    suggested: Mapped[dict] = mapped_column(JSON)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+    flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id"))
+    correction_id: Mapped[int | None] = mapped_column(ForeignKey("corrections.id"))
+
+    run: Mapped[AuditRun] = relationship(lazy="joined")
+    video: Mapped[Video] = relationship(lazy="joined")
+    reviewed_by: Mapped[Reviewer | None] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return (f"AuditSuggestion(id={self.id}, video={self.video_id}, {self.task} {self.kind} "
+                f"{self.start_frame}-{self.end_frame}, score {self.score:.3f}, {self.status})")

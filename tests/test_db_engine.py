@@ -31,7 +31,7 @@ from db.models import Base, Flag
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("AFFECTLENS_TEST_POSTGRES_URL")
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -152,7 +152,7 @@ def test_a_job_whose_process_died_is_failed_and_a_live_one_is_left_running(sessi
         zombie.kill()                     # dead, never waited for: its pid still exists
         time.sleep(0.5)
         with engine.begin() as connection:
-            # Job 4 "runs" on another machine; job 5 was queued an hour ago and its process never started.
+            # Job 4 "runs" on another machine; job 5 was queued an hour ago and still waits for its turn.
             connection.execute(sa.update(TrainingJob).where(TrainingJob.id == jobs[3].id).values(
                 status="running", pid=alive.pid, host="another-machine"))
             connection.execute(sa.update(TrainingJob).where(TrainingJob.id == jobs[4].id).values(
@@ -160,15 +160,14 @@ def test_a_job_whose_process_died_is_failed_and_a_live_one_is_left_running(sessi
         with sessions.begin() as session:
             reaped = repo.reap_dead_jobs(session)
             assert repo.reap_dead_jobs(session) == []               # once
-        assert sorted(j.id for j in reaped) == [jobs[1].id, jobs[2].id, jobs[4].id]
+        assert sorted(j.id for j in reaped) == [jobs[1].id, jobs[2].id]
         with sessions() as session:
             status = {j.id: (j.status, j.error) for j in repo.list_jobs(session)}
         assert status[jobs[0].id] == ("running", None)
         assert status[jobs[3].id] == ("running", None)
-        assert status[jobs[1].id] == ("failed", f"its process (pid {killed.pid} on {os.uname().nodename}) ended "
-                                                "without finishing the job; see the job's log")
+        assert status[jobs[1].id] == ("failed", "its process ended without finishing the job; see the job's log")
         assert status[jobs[2].id][0] == "failed"
-        assert status[jobs[4].id] == ("failed", "its process did not start within 600 s; see the job's log")
+        assert status[jobs[4].id] == ("queued", None)
     finally:
         for proc in (alive, killed, zombie):
             proc.kill()

@@ -33,8 +33,9 @@ def db(tmp_path, monkeypatch):
 def wait(sessions, job_id: int, timeout_s: float = 180) -> tuple[object, list[str]]:
     """Poll a job until it ends; (the job, the statuses seen on the way)."""
     seen, deadline = [], time.monotonic() + timeout_s
+    readers = make_session_factory(sessions.kw["bind"], read_only=True)      # never waits for a writer
     while time.monotonic() < deadline:
-        with sessions() as s:
+        with readers() as s:
             job = repo.get_job(s, job_id)
         seen.append(job.status)
         if job.status in ("done", "failed"):
@@ -92,14 +93,19 @@ def test_bad_settings_are_refused_before_a_job_is_stored(db, tmp_path, preset, s
         assert repo.list_jobs(s) == []
 
 
+def models_page(url: str, tmp_path):
+    """The Models tab's part (webapp.models) on the test's database."""
+    from webapp.config import AppConfig
+    from webapp.context import Context
+    from webapp.models import Models
+
+    return Models(Context(AppConfig(db_url=url, data_dir=tmp_path / "data", runs_dir=tmp_path / "runs")))
+
+
 def test_a_job_whose_process_is_killed_shows_as_failed_on_the_page(affwild2_root, db, tmp_path):
     """kill -9 of the job's process: the Models tab's status (webapp.models) says failed, not running."""
     import os
     import signal
-
-    from webapp.config import AppConfig
-    from webapp.context import Context
-    from webapp.models import Models
 
     url, sessions, _ = db
     settings = dict(QUICK, root=str(affwild2_root), out=str(tmp_path / "runs"), epochs=50)
@@ -113,7 +119,7 @@ def test_a_job_whose_process_is_killed_shows_as_failed_on_the_page(affwild2_root
         time.sleep(0.2)
     assert job.status == "running", job.status
     os.kill(job.pid, signal.SIGKILL)
-    models = Models(Context(AppConfig(db_url=url, data_dir=tmp_path / "data")))
+    models = models_page(url, tmp_path)
     deadline = time.monotonic() + 30
     while True:
         text, _, model_id = models.job_status(job_id)
@@ -121,3 +127,58 @@ def test_a_job_whose_process_is_killed_shows_as_failed_on_the_page(affwild2_root
             break
         time.sleep(0.2)
     assert "**failed**" in text and model_id is None, text
+
+
+def test_jobs_wait_their_turn_and_say_so(affwild2_root, db, tmp_path):
+    """At most MAX_RUNNING_JOBS (1) run at once: the second job waits, queued, and its page says why;
+    it starts when the first ends."""
+    from db.limits import MAX_RUNNING_JOBS
+    from training.jobs import waiting_line
+
+    assert MAX_RUNNING_JOBS == 1
+    url, sessions, _ = db
+    settings = dict(QUICK, root=str(affwild2_root), out=str(tmp_path / "runs"))
+    first = jobs.submit(url, "tiny", settings, "alice", tmp_path / "logs")
+    second = jobs.submit(url, "tiny", settings, "bob", tmp_path / "logs")
+    with sessions() as s:
+        waiting = repo.get_job(s, second)
+        assert waiting.status == "queued" and waiting.pid is None
+        assert waiting_line(s, waiting) == ("Waiting for its turn: 1 job running, 0 queued before it "
+                                            "(at most 1 runs at once).")
+        assert waiting_line(s, repo.get_job(s, first)) is None
+    text = models_page(url, tmp_path).job_status(second)[0]
+    assert text.startswith(f"**Job {second}** (tiny, started by bob): **queued**.")
+    assert "Waiting for its turn: 1 job running, 0 queued before it (at most 1 runs at once)." in text
+    done_first, _ = wait(sessions, first)
+    done_second, seen = wait(sessions, second)
+    assert (done_first.status, done_second.status) == ("done", "done")
+    assert done_second.started_at >= done_first.finished_at
+
+
+def test_a_job_outlasts_a_database_busy_for_longer_than_a_page_waits(affwild2_root, db, tmp_path):
+    """Another writer holds SQLite's write lock for 40 s (a page's write gives up after 30): the job's
+    writes wait for it, and the job ends done."""
+    import threading
+
+    import sqlalchemy as sa
+
+    url, sessions, _ = db
+    settings = dict(QUICK, root=str(affwild2_root), out=str(tmp_path / "runs"))
+    job_id = jobs.submit(url, "tiny", settings, "alice", tmp_path / "logs")
+    held, released = threading.Event(), []
+
+    def hold():
+        with sessions() as s:
+            s.execute(sa.text("SELECT 1"))                   # BEGIN IMMEDIATE: the write lock
+            held.set()
+            time.sleep(40)
+            released.append(time.time())
+            s.rollback()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    job, _ = wait(sessions, job_id, timeout_s=240)
+    thread.join()
+    assert job.status == "done", (job.error, jobs.log_path(tmp_path / "logs", job_id).read_text()[-2000:])
+    assert job.finished_at.timestamp() >= released[0]

@@ -53,6 +53,8 @@ def test_ddamfn_trains_end_to_end_writes_checkpoints_and_resumes(affwild2_root, 
     assert meta["metrics"]["val"]["score"] == pytest.approx(float(rows[0]["val_score"]), abs=1e-5)
     assert meta["training"]["corrections"]["used"] is False and meta["training"]["data"]["train"]["videos"] == 4
     assert (meta["training"]["steps"], meta["training"]["frames_seen"]) == (2, 8)
+    kept = f"first validated epoch (score {meta['metrics']['val']['score']:.4f})"
+    assert meta["training"]["kept"] == {"epoch": 1, "why": kept}
     assert ckpt.optimizer_state_dict is not None
     torch.manual_seed(0)
     start = DDAMFN(tasks=TASKS).state_dict()                 # the loop's seed 0 builds the same model

@@ -238,3 +238,33 @@ def test_extract_resumes_after_being_killed_and_reuses_finished_videos(affwild2_
     cached_frames, emb = cache.load(video)
     assert np.array_equal(cached_frames, frames)
     assert np.allclose(emb[:8], encoder(images), rtol=1e-4, atol=1e-9)
+
+
+def test_a_flat_validation_score_keeps_the_last_epoch_and_says_why():
+    from training.loop import keep_epoch
+
+    best_score, best_epoch, kept = float("-inf"), None, []
+    for epoch, score in enumerate([0.0, 0.0, 0.2, 0.1, 0.2 + 1e-9]):
+        keep, why = keep_epoch(score, best_score, best_epoch, epoch)
+        kept.append((keep, why))
+        if keep:
+            best_score, best_epoch = score, epoch
+    assert kept == [(True, "first validated epoch (score 0.0000)"),
+                    (True, "score 0.0000 tied with epoch 1's: the later epoch is kept"),
+                    (True, "score 0.2000 above epoch 2's 0.0000"),
+                    (False, "score 0.1000 below epoch 3's 0.2000"),
+                    (True, "score 0.2000 tied with epoch 3's: the later epoch is kept")]
+    assert best_epoch == 4
+
+
+def test_the_eta_comes_from_measured_step_and_validation_times():
+    from training.loop import StepClock
+
+    clock = StepClock()
+    clock.step(5.0, first_of_epoch=True)       # the first step ever is all there is to go on
+    assert clock.eta(10, 1) == 50.0
+    clock.step(1.0, first_of_epoch=False)      # 0.8 * 5 + 0.2 * 1
+    clock.validation_s = 3.0
+    assert clock.eta(10, 2) == pytest.approx(4.2 * 10 + 6.0)
+    clock.step(30.0, first_of_epoch=True)      # a later epoch's first step waits for the loader: left out
+    assert clock.step_s == pytest.approx(4.2)

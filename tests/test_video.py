@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from core.video import FrameBatch, VideoError, iter_frames, probe, read_frame, read_frames
+from core.video import FrameBatch, FrameCache, VideoError, frame_size, iter_frames, probe, read_frame, read_frames
 
 def decode_all(path, **kwargs):
     batches = list(iter_frames(path, **kwargs))
@@ -214,3 +214,40 @@ def test_read_frames_of_a_vfr_and_a_one_frame_video(clip, tmp_path, ffmpeg):
     assert np.array_equal(read_frame(one, 0), next(iter(iter_frames(one))).frames[0])
     with pytest.raises(IndexError):
         read_frame(one, 1)
+
+
+def test_a_vp9_webm_with_alpha_is_read(tmp_path, ffmpeg):
+    """ffprobe lists a blank side-data line after each packet of a WebM with an alpha channel."""
+    out = tmp_path / "alpha.webm"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red@0.5:s=64x48:d=1:r=10,format=yuva420p", "-c:v", "libvpx-vp9",
+           "-pix_fmt", "yuva420p", out)
+    info = probe(out)
+    assert (info.frame_count, info.width, info.height) == (10, 64, 48)
+    assert info.duration_s == pytest.approx(1.0)
+    assert len(read_frames(out, [0, 9])) == 2
+
+
+def test_frame_size_is_read_without_decoding(media_dir, tmp_path):
+    assert frame_size(media_dir / "single_face.mp4") == (640, 360)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello")
+    with pytest.raises(VideoError, match="notes.mp4: no video stream with a frame size"):
+        frame_size(not_video)
+
+
+def test_the_frame_cache_is_bounded_in_bytes_and_drops_the_least_recently_used():
+    reads = []
+
+    def read(path, indices):
+        reads.append((path, list(indices)))
+        return {i: np.full((10, 10, 3), i, np.uint8) for i in indices}       # 300 bytes each
+
+    cache = FrameCache(max_bytes=1000)                                       # three frames fit
+    assert sorted(cache.frames("a.mp4", [0, 1, 2], read)) == [0, 1, 2]
+    assert cache.frames("a.mp4", [0], read)[0][0, 0, 0] == 0                 # kept: no read; 0 is now recent
+    cache.frames("a.mp4", [3], read)                                         # 1 is dropped, not 0
+    cache.frames("a.mp4", [0, 1, 2, 3], read)
+    assert reads == [("a.mp4", [0, 1, 2]), ("a.mp4", [3]), ("a.mp4", [1])]
+    assert cache.bytes == 900
+    huge = FrameCache(max_bytes=100)                                         # a frame larger than the bound
+    assert huge.frames("b.mp4", [5], read)[5].shape == (10, 10, 3) and huge.bytes == 0

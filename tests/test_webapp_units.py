@@ -134,8 +134,8 @@ def review_table(n: int = 600, fps: float = 30.0) -> pd.DataFrame:
 def test_review_queue_finds_each_kind_and_ranks_by_score():
     queue = suspicious_segments(review_table(), fps=30.0, settings=ReviewSettings(constant_s=5.0))
     found = {(r.task, r.kind): (r.start_frame, r.end_frame) for r in queue.itertuples()}
-    assert found[("expr", "disagreement")] == (10, 29)
-    assert found[("va", "disagreement")] == (50, 70)
+    assert found[("expr", "label")] == (10, 29)            # the annotation audit's scorer (core/audit.py)
+    assert found[("va", "offset")] == (50, 70)
     assert found[("va", "gap")] == (150, 160)
     assert found[("expr", "flicker")] == (75, 85)
     assert found[("va", "constant")] == (300, 599)

@@ -1,4 +1,4 @@
-"""`python -m training {extract,train,thresholds,evaluate,predict} [--preset NAME] [--key value ...]`.
+"""`python -m training {extract,train,thresholds,evaluate,predict,audit} [--preset NAME] [--key value ...]`.
 
 `python -m training job ID [--db URL]` runs a queued training job of the database (training/jobs.py starts it).
 
@@ -22,6 +22,8 @@ COMMANDS = {
     "thresholds": (config.EvalConfig, "optimise per-AU thresholds on validation predictions, store them in the checkpoint"),
     "evaluate": (config.EvalConfig, "ABAW metrics of a checkpoint on a split"),
     "predict": (config.PredictConfig, "write ABAW submission files"),
+    "audit": (config.AuditConfig, "out-of-fold predictions of a split and the ranked suggestions of the annotation "
+                                  "audit (resumable)"),
 }
 
 
@@ -51,6 +53,10 @@ def run(command: str, cfg):
             raise ValueError(f"no checkpoint was written ({best} does not exist)"
                              + ("; --epochs 0 trains nothing" if cfg.epochs == 0 else ""))
         return {"best": str(best), "model": _register(cfg, best)}
+    if command == "audit":
+        from training.audit import audit
+
+        return audit(cfg)
     if command == "thresholds" and cfg.weights == config.UNTRAINED:
         raise ValueError("thresholds are stored in a checkpoint: give one with --weights")
     from training import evaluate
@@ -62,16 +68,15 @@ def run(command: str, cfg):
 def _register(cfg, best) -> int | None:
     """The checkpoint's id in the review database's models table (None without a review database), so
     that the app can pick it."""
-    from db.engine import make_session_factory
+    from db.engine import make_session_factory, write
     from training.data import review_engine
     from training.jobs import register_checkpoint
 
     engine = review_engine(cfg.db, "the checkpoint is not registered as a model")
     if engine is None:
         return None
-    with make_session_factory(engine).begin() as s:
-        return register_checkpoint(s, best, f"{cfg.model} {'+'.join(cfg.tasks)}: {best.parent}", None,
-                                   cfg.epochs, None).id
+    return write(make_session_factory(engine), lambda s: register_checkpoint(
+        s, best, f"{cfg.model} {'+'.join(cfg.tasks)}: {best.parent}", None, cfg.epochs, None).id)
 
 
 def main(argv=None) -> int:

@@ -54,6 +54,9 @@ class LabelOptions(DataOptions):
                               "frames left out (--no-corrections: the annotation files only)", default=True)
     db: str | None = _help("database URL (default: AFFECTLENS_DB_URL or sqlite:///./data/affectlens.db)",
                            default=None)
+    uploads: bool = _help("also train on the uploaded videos of the review database that have annotations (face "
+                          "crops from their stored analyses, effective labels; split by video): with no --root, "
+                          "on those alone", default=False)
 
 
 @dataclass
@@ -116,6 +119,28 @@ class PredictConfig(DataOptions):
     videos: str = _help("val, train, all, or a text file with one video name per line", default="val")
     out: str = _help("folder for the submission files", default="submission")
     tasks: tuple[str, ...] = _help("tasks to write (those the checkpoint has among them)", default=TASKS)
+
+
+@dataclass
+class AuditConfig(LabelOptions):
+    """`audit`: out-of-fold predictions of a split and the ranked suggestions of the annotation audit."""
+
+    encoder: str | None = _help("DDAMFN weights whose embeddings the fold heads train on (a checkpoint of "
+                                f"ours or upstream, or {UNTRAINED!r}: random weights, the baseline)", default=None)
+    split: str = _help("which split's annotations to audit: train or val", default="train")
+    folds: int = _help("K: folds of videos, grouped by subject", default=5)
+    model: str = _help("what each fold trains: heads (frame heads, fast) or lstm (temporal)", default="heads")
+    epochs: int = _help("passes over a fold's training frames (or windows)", default=20)
+    lr: float = _help("Adam learning rate", default=1e-3)
+    window: int = _help("lstm: frames per window", default=LSTM_WINDOW)
+    stride: int = _help("lstm: frames between window starts", default=LSTM_STRIDE)
+    hidden: int = _help("lstm: hidden units", default=128)
+    seed: int = _help("random seed; fold k trains with seed + k", default=0)
+    out: str = _help("folder of the fold files, oof.npz, segments.csv and audit.json", default="runs/audit")
+    class_weights: bool = _help("EXPR: cross-entropy weighted by inverse class frequency", default=True)
+    pos_weight: bool = _help("AU: BCE positive weight = negatives / positives per AU", default=True)
+    write_db: bool = _help("write the run and its segments into the review database when there is one",
+                           default=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,6 +228,13 @@ def _check(cfg) -> None:
             raise ValueError("ddamfn-heads trains DDAMFN heads on DDAMFN embeddings: use --encoder ddamfn")
     if isinstance(cfg, ExtractConfig) and cfg.encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {cfg.encoder!r}")
+    if isinstance(cfg, AuditConfig):
+        if not cfg.encoder:
+            raise ValueError("the audit trains on embeddings of an encoder: give --encoder WEIGHTS (a DDAMFN checkpoint)")
+        if cfg.model not in ("heads", "lstm"):
+            raise ValueError(f"model must be heads or lstm, not {cfg.model!r}")
+        if cfg.folds < 2:
+            raise ValueError("--folds must be at least 2")
     if getattr(cfg, "split", "val") not in ("train", "val"):
         raise ValueError("split must be train or val")
 

@@ -23,6 +23,7 @@ from core.affwild2 import LABEL_COLUMNS, AffWild2Index, image_name, read_annotat
 from core.faces import read_face_image
 from core.labels import AUS, TASKS, VA_NAMES
 from core.models.temporal import window_starts
+from training.uploads import database_keys
 
 log = logging.getLogger(__name__)
 IMAGE_SIZE = 112
@@ -69,13 +70,15 @@ def load_labels(root, tasks, split: str, corrections: bool = True, db: str | Non
         problems = "; ".join(index.missing) or "no annotation files"
         raise ValueError(f"{root}: no {'/'.join(tasks)} videos in the {split} split ({problems})")
     reader = _DatabaseLabels.open(db) if corrections else None
+    keys = database_keys(root)             # uploads: their database key differs from the layout's name
     parts = []
     for video in videos:
         per_task = []
         for task in tasks:
             if video in index.videos(task, split):
                 path = index.annotation_path(task, split, video)
-                per_task.append(reader.labels(path, task, video) if reader else read_annotation(path, task))
+                per_task.append(reader.labels(path, task, keys.get(video, video)) if reader
+                                else read_annotation(path, task))
         frames = pd.Index(sorted(set().union(*(p.index for p in per_task))), name="frame")
         labels = pd.concat([p.reindex(frames) for p in per_task], axis=1)
         for task in TASKS:
@@ -139,7 +142,7 @@ class _DatabaseLabels:
     def __init__(self, engine):
         from db.engine import make_session_factory
 
-        self.sessions = make_session_factory(engine)
+        self.sessions = make_session_factory(engine, read_only=True)     # reads never wait for writers
         self.source = f"database {engine.url.render_as_string(hide_password=True)}"
         self.applied: set[int] = set()
         self.flagged = 0

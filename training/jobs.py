@@ -1,8 +1,11 @@
-"""Retraining as a job: `submit` stores a queued job and starts `python -m training job ID` in its own
-process (the database URL, password included, goes in its environment, not on its command line), so
-training survives the web request and the browser closing and never touches the web server's random
-seeds; that process reports progress to the job row and registers the checkpoint it wrote
-as a model.
+"""Retraining as a job: `submit` stores a queued job, and jobs start in order of submission, at most
+db.limits.MAX_RUNNING_JOBS at once (each is a process of several GB): `start_queued`, called on submit,
+when a job ends and when the page shows a job, starts `python -m training job ID` for each free place in
+its own process (the database URL, password included, goes in its environment, not on its command line),
+so training survives the web request and the browser closing and never touches the web server's random
+seeds; that process reports progress to the job row and registers the checkpoint it wrote as a model.
+Every write goes through db.engine.write, the job's own with a long bound (db.limits.JOB_WRITE_TIMEOUT_S):
+a database busy for a minute delays a job, it does not fail it.
 
 A job's settings are TrainConfig fields over its preset (the training labels come from the job's database
 unless "db" is given), plus optionally "compare_weights": the weights the app runs now, evaluated first so
@@ -21,7 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+from sqlalchemy import text
+
 from core.jsonsafe import jsonable
+from db.engine import write
+from db.errors import DatabaseBusy
+from db.limits import JOB_WRITE_TIMEOUT_S, MAX_RUNNING_JOBS
 from training import config
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,10 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 COMPARE = "compare_weights"
 PROGRESS_EVERY_S = 2.0
+PROGRESS_WAIT_S = 5.0              # a progress report gives up after this long (the next one follows)
+START_WAIT_S = 60.0               # a job's process waits this long for the transaction that started it
+LOG_DIR_VARIABLE = "AFFECTLENS_JOB_LOG_DIR"    # where a job's process starts the next job's log
+QUEUE_LOCK_KEY = 22_000_001        # PostgreSQL advisory lock that makes start_queued one at a time
 
 
 def _train_config(preset: str, settings: dict, db_url: str) -> config.TrainConfig:
@@ -48,8 +60,8 @@ def job_command(job_id: int) -> list[str]:
 
 
 def submit(db_url: str, preset: str, settings: dict, started_by: str | None, log_dir) -> int:
-    """Check the settings (ValueError before anything is stored), queue a job, start its process in a
-    session of its own and return the job id at once."""
+    """Check the settings (ValueError before anything is stored), queue a job, start it if its turn has
+    come (start_queued) and return the job id at once."""
     from db import repo
     from db.engine import make_engine, make_session_factory
 
@@ -57,16 +69,51 @@ def submit(db_url: str, preset: str, settings: dict, started_by: str | None, log
     Path(log_dir).mkdir(parents=True, exist_ok=True)
     engine = make_engine(db_url)
     try:
-        with make_session_factory(engine).begin() as s:
-            job_id = repo.create_job(s, preset=preset, settings=settings, started_by=started_by).id
+        sessions = make_session_factory(engine)
+        job_id = write(sessions, lambda s: repo.create_job(s, preset=preset, settings=settings,
+                                                           started_by=started_by).id)
+        write(sessions, lambda s: start_queued(s, db_url, log_dir))
     finally:
         engine.dispose()
-    env = {**os.environ, "AFFECTLENS_DB_URL": db_url,
+    return job_id
+
+
+def start_queued(session, db_url: str, log_dir) -> list[int]:
+    """Fail the running jobs whose process died (db.repo.reap_dead_jobs), then start the oldest queued jobs
+    while fewer than MAX_RUNNING_JOBS run; the ids started. Run it as one write transaction
+    (db.engine.write(sessions, lambda s: start_queued(s, ...))), so two callers at once cannot both fill
+    the last place (SQLite's write lock; on PostgreSQL a transaction-level advisory lock). A process
+    started by an attempt that is rolled back finds its job not marked with its pid and ends at once."""
+    from db import repo
+
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_LOCK_KEY})
+    repo.reap_dead_jobs(session)
+    free = MAX_RUNNING_JOBS - len(repo.list_jobs(session, "running"))
+    queued = sorted(repo.list_jobs(session, "queued"), key=lambda job: job.id)[:max(0, free)]
+    for job in queued:
+        repo.start_job(session, job.id, _start_process(job.id, db_url, log_dir))
+    return [job.id for job in queued]
+
+
+def _start_process(job_id: int, db_url: str, log_dir) -> int:
+    env = {**os.environ, "AFFECTLENS_DB_URL": db_url, LOG_DIR_VARIABLE: str(log_dir),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with open(log_path(log_dir, job_id), "ab") as out:
-        subprocess.Popen(job_command(job_id), stdin=subprocess.DEVNULL,
-                         stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return job_id
+        return subprocess.Popen(job_command(job_id), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True).pid
+
+
+def waiting_line(session, job) -> str | None:
+    """What a queued job's page says while it waits for its turn (None when it is not queued)."""
+    from db import repo
+
+    if job.status != "queued":
+        return None
+    ahead = sum(1 for other in repo.list_jobs(session, "queued") if other.id < job.id)
+    running = len(repo.list_jobs(session, "running"))
+    return (f"Waiting for its turn: {running} job{'s' * (running != 1)} running, {ahead} queued before it "
+            f"(at most {MAX_RUNNING_JOBS} run{'s' * (MAX_RUNNING_JOBS == 1)} at once).")
 
 
 def _one_line(err: BaseException) -> str:
@@ -98,26 +145,35 @@ def register_checkpoint(session, best: Path, name: str, preset: str | None, epoc
 
 
 def run(job_id: int, db_url: str) -> int:
-    """The job's process: mark it running, evaluate the compared weights, train, register the best
-    checkpoint and finish the job; any error fails the job with one line (the traceback goes to the log)."""
+    """The job's process (started by start_queued, which marked the job running with this pid): evaluate
+    the compared weights, train, register the best checkpoint and finish the job; any error fails the job
+    with one line (the traceback goes to the log). Then the next queued job starts."""
     from db import repo
     from db.engine import make_engine, make_session_factory
     from training.evaluate import evaluate
     from training.loop import train
 
-    sessions = make_session_factory(make_engine(db_url))
-    with sessions.begin() as s:
-        job = repo.start_job(s, job_id, os.getpid())
-        preset, settings = job.preset, dict(job.settings)
-        started_by = job.started_by.name if job.started_by else None
+    engine = make_engine(db_url)
+    sessions = make_session_factory(engine)
+    deadline = time.monotonic() + START_WAIT_S
+    while True:                   # the transaction that started this process may not have committed yet
+        with make_session_factory(engine, read_only=True).begin() as s:
+            job = repo.get_job(s, job_id)
+        if job.status != "queued" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if job.status != "running" or job.pid != os.getpid():
+        print(f"job {job_id} is {job.status} and not this process's (pid {os.getpid()}) to run")
+        return 0
+    preset, settings = job.preset, dict(job.settings)
+    started_by = job.started_by.name if job.started_by else None
     try:
         cfg = _train_config(preset, settings, db_url)
         cfg = dataclasses.replace(cfg, out=str(Path(cfg.out) / f"job-{job_id}"))
         if settings.get(COMPARE):
             shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(config.LabelOptions)}
-            before = evaluate(config.build(config.EvalConfig, weights=settings[COMPARE], **shared))["metrics"]
-            with sessions.begin() as s:
-                repo.get_job(s, job_id).before_metrics = jsonable(before)
+            before = jsonable(evaluate(config.build(config.EvalConfig, weights=settings[COMPARE], **shared))["metrics"])
+            _job_write(sessions, lambda s: setattr(repo.get_job(s, job_id), "before_metrics", before))
 
         last = -math.inf
 
@@ -125,20 +181,32 @@ def run(job_id: int, db_url: str) -> int:
             nonlocal last
             if time.monotonic() - last >= PROGRESS_EVERY_S:
                 last = time.monotonic()
-                with sessions.begin() as s:
-                    repo.update_job_progress(s, job_id, **progress)
+                try:            # the next report carries newer figures: training does not wait for this one
+                    write(sessions, lambda s: repo.update_job_progress(s, job_id, **progress),
+                          timeout_s=PROGRESS_WAIT_S)
+                except DatabaseBusy:
+                    log.warning("job %d: progress not stored, the database is busy", job_id)
 
         best = train(cfg, on_progress=report)
         if not best.is_file():
             raise ValueError(f"no checkpoint was written ({best} does not exist)")
-        with sessions.begin() as s:
+
+        def register(s):
             model = register_checkpoint(s, best, f"{preset} (job {job_id})", preset, cfg.epochs, started_by,
                                         job=job_id)
             repo.finish_job(s, job_id, model_id=model.id, after_metrics=model.metrics)
+            return model.id
+
+        model_id = _job_write(sessions, register)
     except Exception as err:
         log.exception("training job %d failed", job_id)
-        with sessions.begin() as s:
-            repo.finish_job(s, job_id, error=_one_line(err))
+        _job_write(sessions, lambda s: repo.finish_job(s, job_id, error=_one_line(err)))
         return 1
-    print(json.dumps({"job": job_id, "model": model.id, "best": str(best)}))
+    finally:
+        _job_write(sessions, lambda s: start_queued(s, db_url, os.environ.get(LOG_DIR_VARIABLE) or "."))
+    print(json.dumps({"job": job_id, "model": model_id, "best": str(best)}))
     return 0
+
+
+def _job_write(sessions, work):
+    return write(sessions, work, timeout_s=JOB_WRITE_TIMEOUT_S)

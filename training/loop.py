@@ -2,7 +2,9 @@
 checkpoint), top to bottom.
 
 Outputs in cfg.out: last.pt (every epoch, with the optimiser state: `--resume` continues from it), best.pt
-(the epoch with the best validation score = sum of the tasks' ABAW P), log.csv (one row per epoch),
+(the epoch with the best validation score = sum of the tasks' ABAW P; on a tie the later epoch, so a flat score
+keeps the most trained weights, not epoch 1; the checkpoint says which epoch it is and why it was kept), log.csv
+(one row per epoch),
 config.json. Under torchrun every process trains on its share of each epoch (DistributedSampler) and
 predicts its share of the validation videos; process 0 scores, logs and writes checkpoints.
 """
@@ -33,6 +35,7 @@ from training.config import TrainConfig, to_dict
 from training.data import LabelSet, load_labels
 from training.predictions import abaw_metrics, merge
 from training.recipes import Recipe, make_recipe
+from training.uploads import with_uploads
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,38 @@ class CsvLog:
             writer.writerow(row)
 
 
+SCORE_TIE = 1e-6    # validation scores this close are a tie: the later epoch wins it
+
+
+def keep_epoch(score: float, best_score: float, best_epoch: int | None, epoch: int) -> tuple[bool, str]:
+    """Whether this epoch's checkpoint becomes best.pt, and why (said in the checkpoint and the log). Ties go to
+    the later epoch: a validation score that stays flat (P_EXPR 0 while one class is predicted) must not keep
+    epoch 1 after more training ran."""
+    if best_epoch is None:
+        return True, f"first validated epoch (score {score:.4f})"
+    if score > best_score + SCORE_TIE:
+        return True, f"score {score:.4f} above epoch {best_epoch + 1}'s {best_score:.4f}"
+    if score >= best_score - SCORE_TIE:
+        return True, f"score {score:.4f} tied with epoch {best_epoch + 1}'s: the later epoch is kept"
+    return False, f"score {score:.4f} below epoch {best_epoch + 1}'s {best_score:.4f}"
+
+
+class StepClock:
+    """Seconds left, from measured times: a moving average of the training step (the first step of an epoch,
+    which waits for the loader, is left out) and the last validation's duration for each epoch to come."""
+
+    def __init__(self):
+        self.step_s, self.validation_s = None, 0.0
+
+    def step(self, seconds: float, first_of_epoch: bool) -> None:
+        if first_of_epoch and self.step_s is not None:
+            return
+        self.step_s = seconds if self.step_s is None else 0.8 * self.step_s + 0.2 * seconds
+
+    def eta(self, steps_left: int, validations_left: int) -> float:
+        return round((self.step_s or 0.0) * steps_left + self.validation_s * validations_left, 1)
+
+
 def _scalar_metrics(metrics: dict) -> dict:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items() if not isinstance(v, list)}
 
@@ -81,6 +116,9 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
     rank, world = distributed.rank_and_world()
     main = rank == 0
     seed_everything(cfg.seed)
+    uploads = None
+    if cfg.uploads:
+        cfg, uploads = with_uploads(cfg, write=main)
     out = Path(cfg.out)
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +130,7 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
-    start_epoch, best_score, best_epoch = 0, -math.inf, None
+    start_epoch, best_score, best_epoch, kept_why = 0, -math.inf, None, ""
     total_steps, frames_seen = 0, 0      # over all epochs: a checkpoint says how far it was trained
     if cfg.resume and (out / "last.pt").exists():
         ckpt = load_checkpoint(out / "last.pt")
@@ -101,6 +139,7 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
         state = ckpt.metadata["training"]
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
+        kept_why = state.get("kept", {}).get("why", "")
         total_steps, frames_seen = state.get("steps", 0), state.get("frames_seen", 0)
         if main:
             log.info("resuming %s after epoch %d", out / "last.pt", state["epoch"])
@@ -118,6 +157,7 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
                    "ids": sorted(set(train_labels.corrections) | set(val_labels.corrections)),
                    "train_ids": train_labels.corrections, "flagged_left_out": train_labels.flagged}
     csv_log = CsvLog(out / "log.csv")
+    clock = StepClock()
 
     # -- epochs -----------------------------------------------------------------------------------------
     for epoch in range(start_epoch, cfg.epochs):
@@ -127,6 +167,7 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
         started, sums, count = time.time(), defaultdict(float), 0
         bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (main and cfg.progress),
                    leave=False)
+        step_started = time.time()
         for step, batch in enumerate(bar):
             if step >= steps:
                 break
@@ -146,24 +187,30 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
             if extra is not None:
                 sums["loss_attention"] += extra.item()
             bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+            clock.step(time.time() - step_started, first_of_epoch=count == 1)
+            step_started = time.time()
             if main and on_progress is not None:
                 left = steps - count + (cfg.epochs - epoch - 1) * steps
                 on_progress(epoch=epoch + 1, epochs=cfg.epochs, step=count, steps=steps, loss=sums["loss"] / count,
-                            eta_s=round((time.time() - started) / count * left, 1))
+                            eta_s=clock.eta(left, cfg.epochs - epoch))
         bar.close()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
+        validation_started = time.time()
         metrics = validate(recipe, val_labels)
+        clock.validation_s = time.time() - validation_started
         if main:
-            improved = metrics["score"] > best_score
+            improved, why = keep_epoch(metrics["score"], best_score, best_epoch, epoch)
             if improved:
-                best_score, best_epoch = metrics["score"], epoch
+                best_score, best_epoch, kept_why = metrics["score"], epoch, why
             meta = {
                 "metrics": {"val": metrics},
                 "training": {"config": to_dict(cfg), "epoch": epoch, "best_score": best_score,
-                             "best_epoch": best_epoch, "scheduler": scheduler.state_dict(), "world_size": world,
+                             "best_epoch": best_epoch, "kept": {"epoch": best_epoch + 1, "why": kept_why},
+                             "scheduler": scheduler.state_dict(), "world_size": world,
                              "steps": total_steps, "frames_seen": frames_seen,
-                             "data": {"train": train_labels.summary(), "val": val_labels.summary()},
+                             "data": {"train": train_labels.summary(), "val": val_labels.summary(),
+                                      "uploads": uploads},
                              "corrections": corrections},
                 **recipe.extra_metadata,
             }

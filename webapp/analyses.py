@@ -23,11 +23,13 @@ from core import pipeline
 from core.affwild2 import AnnotationError, AnnotationTooLong, read_annotation
 from core.models.clip import prompt_set
 from core.registry import CARDS, by_label, with_encoders
+from core.settings import KEPT_VIDEOS, kept_video
 from core.analysis import Analysis
 from core.table import LENGTH_TOLERANCE, frame_rate, ground_truth_from_labels
 from core.video import VideoError
 from core.weights import WeightsError
 from db import repo
+from db.errors import CANNOT_WRITE_MESSAGE, unwritable
 from webapp import results
 from webapp.context import Context
 from webapp.inputs import InputError, annotation_files, check_video, video_message
@@ -168,7 +170,7 @@ class Analyses:
         analysis of the same video, models and weights is reopened at once instead. `run`: what runs the
         models (Analyses.analyse, on the GPU when the page has one)."""
         run_key, weight_keys = self.run_key(item, config)
-        stored = self.stored_analysis(run_key)
+        stored, key = self.stored_analysis(run_key), item.key
         if stored is not None:
             analysis = stored
             notes = self.store(item, analysis) + [REUSED]
@@ -178,11 +180,22 @@ class Analyses:
                     analysis = step
                     break
                 yield step
-            notes = self.store(item, analysis, run_key, weight_keys, owner)
-        table = self.labels.labelled(item.key, analysis.table)
-        video = OpenVideo.of(analysis, table, item.key, item.name, item.path, owner)
-        downloads = results.write_downloads(Analysis(table, public_run(analysis.run), analysis.clip_embeddings),
-                                            Path(item.name).stem, out_dir)
+            try:
+                notes = self.store(item, analysis, run_key, weight_keys, owner)
+            except Exception as err:
+                if not unwritable(err):
+                    raise
+                key, notes = None, [f"{CANNOT_WRITE_MESSAGE} The analysis is shown but not stored: it cannot be "
+                                    "reviewed, and analysing it again runs the models again."]
+        table = self.labels.labelled(key, analysis.table) if key else analysis.table
+        video = OpenVideo.of(analysis, table, key, item.name, item.path, owner)
+        try:
+            downloads = results.write_downloads(Analysis(table, public_run(analysis.run), analysis.clip_embeddings),
+                                                Path(item.name).stem, out_dir)
+        except OSError as err:
+            if not unwritable(err):
+                raise
+            downloads, notes = [], [*notes, "The server cannot write the download files: there are none."]
         yield Analysed(video, run_summary(analysis.run, item.name, notes), downloads)
 
     def analyse(self, item: VideoItem, config: pipeline.AnalysisConfig, progress=None):
@@ -294,17 +307,18 @@ class Analyses:
     def stored_video(self, key: str, source: Path | None = None) -> Path | None:
         """The kept copy of an uploaded video (made from `source` the first time), so that any reviewer can
         see its frames after the uploader's session is gone; None for Aff-Wild2 videos."""
-        if not key.startswith("sha256:"):
-            return None
-        folder = self.config.data_dir / "videos"
-        found = sorted(folder.glob(key.removeprefix("sha256:") + ".*"))
-        if found or source is None:
-            return found[0] if found else None
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / (key.removeprefix("sha256:") + Path(source).suffix.lower())
+        found = kept_video(self.config.data_dir, key)
+        if found or source is None or not key.startswith("sha256:"):
+            return found
+        target = self.config.data_dir / KEPT_VIDEOS / (key.removeprefix("sha256:") + Path(source).suffix.lower())
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name("." + target.name + ".tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return target
 
     def open_video(self, key: str, owner: str | None) -> OpenVideo:

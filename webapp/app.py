@@ -15,12 +15,12 @@ import gradio as gr
 
 from core.models.clip import DEFAULT_PROMPT_SETS
 from webapp.analyses import Analyses
-from webapp.cleanup import start_sweeper
+from webapp.cleanup import session_middleware, start_sweeper
 from webapp.config import AppConfig
 from webapp.context import Context
 from webapp.frames import Frames
 from webapp.labels import Labels
-from webapp.logins import Logins
+from webapp.logins import LOGIN_MIDDLEWARE, Logins
 from webapp.models import Models
 from webapp.page import CSS
 from webapp.prompts import Prompts
@@ -81,6 +81,7 @@ def launch(demo: gr.Blocks, config: AppConfig, **overrides):
     kwargs = dict(
         server_name=config.host, server_port=config.port, auth=Logins(config.users).check if config.users else None,
         auth_message="AffectLens: sign in; reviews are recorded under your login.",
+        app_kwargs={"middleware": [*LOGIN_MIDDLEWARE, session_middleware(config.cache_dir)]},
         max_file_size=f"{config.max_upload_mb}mb", allowed_paths=[str(EXAMPLES_DIR)],
         blocked_paths=[str(config.affwild2_root)] if config.affwild2_root else None,
         ssr_mode=False, footer_links=["api"], css=CSS, js=KEYS_JS,

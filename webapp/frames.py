@@ -2,8 +2,6 @@
 attention over the crop and a segment's gallery, through a small cache of decoded frames. No Gradio here."""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +13,8 @@ from core.attention import face_attention, is_flat, overlay
 from core.faces import crop_face, crop_faces, resize_face
 from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.table import BOX_COLUMNS, BOX_DETECTED, FACE, FRAME
-from core.video import VideoError, read_frames
+from core.video import FrameCache, VideoError, read_frames
+from db.limits import FRAME_CACHE_MB
 from webapp.context import Context
 from webapp.inputs import InputError, video_message
 from webapp.state import OpenVideo
@@ -23,7 +22,6 @@ from webapp.state import OpenVideo
 CROP_SIZE = 224
 GALLERY_MAX = 24      # crops shown for a segment; longer segments are sampled evenly
 FULL_FRAME_WIDTH = 640  # the whole frame in the frame view is shrunk to at most this width
-DECODED_KEEP = 16     # decoded frames kept for the frame view (one frame is asked for by several outputs)
 BOX_COLORS = {"detected": (40, 200, 40), "interpolated": (255, 160, 0)}   # RGB, as the timeline's shading
 
 
@@ -40,8 +38,7 @@ class FrameView:
 class Frames:
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        self._lock = threading.Lock()         # guards the decoded-frame cache only
-        self._decoded: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._decoded = FrameCache(FRAME_CACHE_MB * 2**20)
 
     def face_crops(self, video: OpenVideo, frames: list[int]) -> dict[int, np.ndarray]:
         """Face crops (or, without a face, the shrunk whole frame) of the given frames."""
@@ -118,21 +115,8 @@ class Frames:
                 if isinstance(images.get(f), str)}
 
     def _frames(self, path: str, frames: list[int]) -> dict[int, np.ndarray]:
-        """The requested frames (RGB) through a small cache of decoded frames."""
-        with self._lock:
-            found = {f: self._decoded[(path, f)] for f in frames if (path, f) in self._decoded}
-        missing = [f for f in frames if f not in found]
-        if missing:
-            decoded = _read_frames(path, missing)
-            found.update(decoded)
-            with self._lock:
-                for f, image in decoded.items():
-                    self._decoded[(path, f)] = image
-                    self._decoded.move_to_end((path, f))
-                while len(self._decoded) > DECODED_KEEP:
-                    self._decoded.popitem(last=False)
-        return found
-
+        """The requested frames (RGB) through a cache of decoded frames bounded in bytes (core.video.FrameCache)."""
+        return self._decoded.frames(path, frames, _read_frames)
 
 def _read_frames(path: str, frames: list[int]) -> dict[int, np.ndarray]:
     """The requested frames (RGB), each decoded from the keyframe before it (core.video.read_frames)."""

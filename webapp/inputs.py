@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 from core.labels import ANNOTATION_HEADER, EXPRESSIONS
-from core.video import VideoError, probe
+from core.video import VideoError, frame_size, probe
+from db.limits import MAX_FRAME_PIXELS, MAX_HEADER_CHARS
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -17,10 +18,12 @@ class InputError(ValueError):
     """Bad user input; the message is meant for the page."""
 
 
-def check_video(path: str | Path | None, max_mb: float, max_duration_s: float, max_frames: int | None = None):
-    """The video's VideoInfo if it is a readable video within the size, duration and frame-count limits,
-    all read from the container before any model runs (a short video at a thousand frames a second
-    passes the duration limit but not the frame limit)."""
+def check_video(path: str | Path | None, max_mb: float, max_duration_s: float, max_frames: int | None = None,
+                max_pixels: int = MAX_FRAME_PIXELS):
+    """The video's VideoInfo if it is a readable video within the size, frame-size, duration and
+    frame-count limits, all read from the container before any model runs (a short video at a thousand
+    frames a second passes the duration limit but not the frame limit; the frame size is checked before
+    anything decodes a frame: one 8K frame is 192 MiB once converted)."""
     if not path:
         raise InputError("Choose a video first: upload one, pick the example or an Aff-Wild2 video.")
     path = Path(path)
@@ -30,6 +33,10 @@ def check_video(path: str | Path | None, max_mb: float, max_duration_s: float, m
     if size_mb > max_mb:
         raise InputError(f"{path.name} is {size_mb:.1f} MB; this app accepts videos up to {max_mb:g} MB.")
     try:
+        width, height = frame_size(path)
+        if width * height > max_pixels:
+            raise InputError(f"{path.name}'s frames are {width} x {height} pixels; this app accepts frames up to "
+                             f"{max_pixels:,} pixels (4096 x 2160 by default). Scale it down and upload it again.")
         info = probe(path)
     except VideoError as err:
         raise InputError(video_message(err, path)) from None
@@ -53,7 +60,9 @@ def whole(value, what: str, low: int | None = None, high: int | None = None) -> 
         raise InputError(f"The {what} must be a whole number; {value!r} is not.")
     number = int(number)
     if (low is not None and number < low) or (high is not None and number > high):
-        raise InputError(f"The {what} must be from {low} to {high}; {number} is not.")
+        bounds = (f"from {low} to {high}" if low is not None and high is not None
+                  else f"{low} or more" if low is not None else f"{high} or less")
+        raise InputError(f"The {what} must be {bounds}; {number} is not.")
     return number
 
 
@@ -63,13 +72,18 @@ def video_message(err: VideoError, path: str | Path) -> str:
 
 
 def annotation_task(path: str | Path) -> str:
-    """Which task an Aff-Wild2 annotation file holds, read from its header line."""
+    """Which task an Aff-Wild2 annotation file holds, read from its header line (at most MAX_HEADER_CHARS
+    characters are read: a file of one endless line costs no memory)."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8-sig") as f:
-            header = ",".join(part.strip() for part in f.readline().split(","))
+            line = f.readline(MAX_HEADER_CHARS + 1)
     except UnicodeDecodeError:
         raise InputError(f"{path.name} is not a text file, so not an Aff-Wild2 annotation file.") from None
+    if len(line) > MAX_HEADER_CHARS:
+        raise InputError(f"{path.name} is not an Aff-Wild2 annotation file: its first line is longer than "
+                         f"{MAX_HEADER_CHARS:,} characters.")
+    header = ",".join(part.strip() for part in line.split(","))
     for task, expected in ANNOTATION_HEADER.items():
         if header == expected:
             return task

@@ -15,6 +15,7 @@ from webapp.results import rounded
 
 MAX_EPOCHS = 1000          # bounded work: a retraining job started from the page
 MAX_BATCH_SIZE = 4096
+MAX_STEPS_PER_EPOCH = 1_000_000
 MODEL_COLUMNS = ["id", "name", "runs as", "tasks", "trained", "validation", "corrections", "by", "created"]
 
 
@@ -73,7 +74,7 @@ class Models:
         if preset not in tconfig.presets():
             raise InputError(f"Unknown training preset {preset!r}; choose one of {', '.join(tconfig.presets())}.")
         epochs = whole(epochs, "number of epochs", 1, MAX_EPOCHS)
-        steps_per_epoch = whole(steps_per_epoch, "number of steps per epoch (0: all)", 0)
+        steps_per_epoch = whole(steps_per_epoch, "number of steps per epoch (0: all)", 0, MAX_STEPS_PER_EPOCH)
         batch_size = whole(batch_size, "batch size (0: the preset's)", 0, MAX_BATCH_SIZE)
         settings = dict(root=str(self.config.affwild2_root), device=self.config.device, progress=False, workers=0,
                         cache=str(self.config.data_dir / "embeddings"), out=str(self.config.runs_dir),
@@ -103,8 +104,11 @@ class Models:
     def job_status(self, job_id) -> tuple[str, pd.DataFrame, int | None]:
         """A retraining job as the page shows it: status, progress, time left, the error; when done the model
         it registered and the validation metrics before (the app's weights) and after. Jobs whose process
-        has died are marked failed first, so that none stays "running" for ever."""
-        self.ctx.write(repo.reap_dead_jobs)
+        has died are marked failed first, so that none stays "running" for ever, and queued jobs start
+        when their turn has come (training.jobs.start_queued); a queued one says how many are ahead."""
+        from training.jobs import start_queued, waiting_line
+
+        self.ctx.write(lambda s: start_queued(s, self.config.db_url or db_url(), self.config.runs_dir / "logs"))
         with self.ctx.read() as s:
             try:
                 job = repo.get_job(s, job_id)
@@ -117,6 +121,8 @@ class Models:
                 lines.append(f"Epoch {p.get('epoch', '?')}/{p.get('epochs', '?')}, step {p.get('step', '?')}/"
                              f"{p.get('steps', '?')}, loss {p.get('loss', float('nan')):.4f}, about "
                              f"{p.get('eta_s') or 0:.0f} s left.")
+            if waiting := waiting_line(s, job):
+                lines.append(waiting)
             if job.error:
                 lines.append(f"It failed: {job.error}")
             if model is not None:

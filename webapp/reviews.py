@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 
 from core.labels import AUS, EXPRESSIONS, TASKS
-from core.review import suspicious_segments
+from core.analysis import RunInfo
+from core.review import suspicious_segments, trained_on
 from core.table import AROUSAL, AU_DECISIONS, EXPR, FACE, FRAME, TIME, VALENCE, frame_rate, gt
 from db import export, repo
 from db.agreement import agreement_report
+from db.limits import HISTORY_PAGE
 from db.repo import ValidationError
 from webapp.context import Context
 from webapp.labels import Labels
@@ -271,7 +273,7 @@ class Reviews:
         return pd.DataFrame(rows, columns=CORRECTION_TABLE)
 
     def history(self, key: str) -> pd.DataFrame:
-        """The video's audit trail, each event a sentence."""
+        """The video's audit trail, each event a sentence: the newest HISTORY_PAGE events."""
         with self.ctx.read() as s:
             corrections = {c.id: c for c in repo.list_corrections(s, key)}
             flags = {f.id: f for f in repo.list_flags(s, key)}
@@ -287,7 +289,7 @@ class Reviews:
             rows = [{"at": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "reviewer": e.reviewer.name,
                      "action": e.action, "subject": subject(e),
                      "detail": event_words(e.action, e.detail, corrections.get(e.correction_id))}
-                    for e in repo.history(s, video=key)]
+                    for e in repo.history(s, video=key, last=HISTORY_PAGE)]
         return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
 
     def export(self, key: str, out_dir: Path) -> list[Path]:
@@ -305,9 +307,10 @@ class Reviews:
         return paths
 
     # -- review queue -----------------------------------------------------------------------------------
-    def review_queue(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Suspicious segments, most suspicious first (times and scores to 3 decimals)."""
-        queue = suspicious_segments(table, fps=frame_rate(table))
+    def review_queue(self, table: pd.DataFrame, run: RunInfo, key: str | None) -> pd.DataFrame:
+        """Suspicious segments, most suspicious first (times and scores to 3 decimals); a model trained on
+        this video's annotations marks its segments in-sample (core.review.trained_on)."""
+        queue = suspicious_segments(table, frame_rate(table), in_sample=in_sample(run, key))
         for col in ("start_s", "end_s", "score"):
             queue[col] = queue[col].astype(float).round(DECIMALS)
         return queue
@@ -328,3 +331,9 @@ class Reviews:
                 out[col] = [" ".join(au for au, v in zip(AUS, row) if v == 1) for row in values]
         return out
 
+
+def in_sample(run: RunInfo, key: str | None) -> bool | None:
+    """Whether any model of the run was trained on this video's annotations: True when one says so,
+    False when every one says not, None when a checkpoint's record does not say."""
+    said = [trained_on(m.metadata, key) for m in run.models.values()] if key else [None]
+    return True if True in said else (None if None in said else False)

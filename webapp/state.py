@@ -17,7 +17,8 @@ from webapp.inputs import InputError, whole
 @dataclass(frozen=True, eq=False)    # eq=False: compared by identity, as Gradio compares a State's values
 class OpenVideo:
     owner: str | None              # the login that opened it: only that login may use it
-    key: str                       # the video's database key (Aff-Wild2 id or upload content hash)
+    key: str | None                # the video's database key (Aff-Wild2 id or upload content hash); None: not
+                                   # stored (the data folder refused it), so it cannot be reviewed
     name: str                      # what people call it: the Aff-Wild2 id or the upload's file name
     path: str | None               # the video file for frames and the player (None: Aff-Wild2 aligned images)
     table: pd.DataFrame            # the analysis table with the effective labels as gt_ columns
@@ -25,7 +26,7 @@ class OpenVideo:
     run: RunInfo                   # how the analysis ran
 
     @classmethod
-    def of(cls, analysis: Analysis, table: pd.DataFrame, key: str, name: str, path, owner: str | None):
+    def of(cls, analysis: Analysis, table: pd.DataFrame, key: str | None, name: str, path, owner: str | None):
         """The one way to make one: an analysis, its table with ground truth, where the video is, who opened it."""
         return cls(owner, key, name, str(path) if path else None, table, analysis.clip_embeddings, analysis.run)
 

@@ -18,10 +18,21 @@ Frames are 0-based and ranges inclusive: (start_frame, end_frame) = (0, 9) are t
 One module per aggregate, all re-exported here (`from db import repo; repo.add_flag(...)`):
 videos (reviewers, videos, the list of videos), labels (annotation sets, effective labels), runs
 (prediction runs), review (flags and their resolution, corrections and decisions, audit trail), models
-(model records, training jobs), prompts (CLIP prompt sets).
+(model records, training jobs), prompts (CLIP prompt sets), audit (the annotation audit's runs and its
+dataset queue of suggestions).
 """
+from db.repo.audit import (
+    audit_progress,
+    confirm_suggestion,
+    dismiss_suggestion,
+    latest_audit_run,
+    list_suggestions,
+    suggestions_table,
+    write_audit,
+)
 from db.repo.common import DatabaseBusy, NotFoundError, ReviewRuleError, ValidationError
 from db.repo.labels import (
+    add_annotation_set,
     annotation_frame,
     effective_labels,
     excluded_frames,
@@ -68,8 +79,10 @@ from db.repo.videos import (
 
 __all__ = [
     "DatabaseBusy", "NotFoundError", "ReviewRuleError", "ValidationError",
-    "annotation_frame", "effective_labels", "excluded_frames", "import_annotations", "labels_stamp",
-    "latest_annotation_set",
+    "audit_progress", "confirm_suggestion", "dismiss_suggestion", "latest_audit_run", "list_suggestions",
+    "suggestions_table", "write_audit",
+    "add_annotation_set", "annotation_frame", "effective_labels", "excluded_frames", "import_annotations",
+    "labels_stamp", "latest_annotation_set",
     "create_job", "finish_job", "get_job", "get_model", "list_jobs", "list_models", "reap_dead_jobs", "register_model",
     "start_job",
     "update_job_progress",

@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core.affwild2 import LABEL_COLUMNS, read_annotation
+from core.labels import EXPRESSIONS
 from db.models import AnnotationSet, AuditEvent, Correction, Flag, Video
 from db.repo.common import ValidationError, _insert_once, _task, _text
 from db.repo.videos import file_sha256, get_video
@@ -32,17 +33,34 @@ def import_annotations(session: Session, video: Video | str, task: str, path, ve
         labels = read_annotation(path, task, max_frames=video.frame_count)
     elif len(labels) > video.frame_count:
         raise ValidationError(f"{path.name} has {len(labels)} annotated frames, but the video has {video.frame_count}")
+    return add_annotation_set(session, video, task, labels.to_numpy(dtype="float64", na_value=np.nan), path,
+                              file_sha256(path), version)
+
+
+def add_annotation_set(session: Session, video: Video | str, task: str, values: np.ndarray, source_path,
+                       sha256: str, version: str | None = None) -> AnnotationSet:
+    """Store labels read from any file (frames x the task's label columns, NaN for unannotated, at most
+    the video's frame count) as an annotation set; sha256 identifies the content, as in
+    import_annotations (the same content again returns the stored set)."""
+    video, task = get_video(session, video), _task(task)
+    values = np.asarray(values, dtype="float64")
+    if values.ndim != 2 or values.shape[1] != len(LABEL_COLUMNS[task]) or not 0 < len(values) <= video.frame_count:
+        raise ValidationError(f"{task} labels of shape {values.shape} do not fit video {video.key!r} "
+                              f"(at most {video.frame_count} frames x {len(LABEL_COLUMNS[task])} columns)")
+    allowed = (values >= -1) & (values <= 1) if task == "va" else \
+        np.isin(values, range(len(EXPRESSIONS)) if task == "expr" else (0, 1))
+    if not (allowed | np.isnan(values)).all():
+        raise ValidationError(f"{task} labels hold values outside the label space (first: "
+                              f"{values[~(allowed | np.isnan(values))][0]:g})")
     version = _text(version, "version", 100) if version is not None else None
-    sha256 = file_sha256(path)
-    values = labels.to_numpy(dtype="float64", na_value=np.nan)
 
     def find():
         return session.scalar(select(AnnotationSet).where(
             AnnotationSet.video_id == video.id, AnnotationSet.task == task, AnnotationSet.sha256 == sha256))
 
     return find() or _insert_once(session, AnnotationSet(
-        video_id=video.id, task=task, source_path=str(path), sha256=sha256, version=version,
-        frame_count=len(labels), labels=AnnotationSet.encode_labels(values, task)), find)
+        video_id=video.id, task=task, source_path=str(source_path), sha256=sha256, version=version,
+        frame_count=len(values), labels=AnnotationSet.encode_labels(values, task)), find)
 
 
 def latest_annotation_set(session: Session, video: Video | str, task: str) -> AnnotationSet | None:

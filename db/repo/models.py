@@ -6,7 +6,6 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.jsonsafe import jsonable
 from core.labels import TASKS
-from db.limits import JOB_START_TIMEOUT_S, MAX_TEXT_LENGTH
+from db.limits import MAX_TEXT_LENGTH
 from db.models import JOB_STATUSES, ModelRecord, Reviewer, TrainingJob, utcnow
 from db.repo.common import (
     NotFoundError,
@@ -184,20 +183,16 @@ def _process_ended(job: TrainingJob) -> bool:
 
 
 def reap_dead_jobs(session: Session) -> list[TrainingJob]:
-    """Fail the jobs whose process is gone, and return them: running jobs of this host whose process ended
-    without finishing the job (killed, out of memory, the machine restarted), and queued jobs whose
-    process has not started within JOB_START_TIMEOUT_S. Jobs running on other hosts are left alone: their
-    processes cannot be seen from here. Call it before showing jobs; it is cheap when nothing died."""
-    host, now = socket.gethostname(), utcnow()
+    """Fail the running jobs of this host whose process ended without finishing the job (killed, out of
+    memory, the machine restarted), and return them. Jobs running on other hosts are left alone: their
+    processes cannot be seen from here; queued jobs wait for their turn (training.jobs.start_queued).
+    Call it before showing jobs; it is cheap when nothing died."""
+    host = socket.gethostname()
     failed = []
     for job in list_jobs(session, "running"):
         if job.host == host and job.pid is not None and _process_ended(job):
-            failed.append(_fail(session, job, "running", f"its process (pid {job.pid} on {host}) ended without "
-                                                         "finishing the job; see the job's log"))
-    for job in list_jobs(session, "queued"):
-        if job.created_at < now - timedelta(seconds=JOB_START_TIMEOUT_S):
-            failed.append(_fail(session, job, "queued", f"its process did not start within "
-                                                        f"{JOB_START_TIMEOUT_S:g} s; see the job's log"))
+            failed.append(_fail(session, job, "running", "its process ended without finishing the job; "
+                                                         "see the job's log"))
     return [job for job in failed if job is not None]
 
 

@@ -218,10 +218,13 @@ def add_correction(session: Session, video: Video | str, task: str, start_frame:
     value = correction_value(task, value)
     note = _note(note)
     reviewer = get_reviewer(session, reviewer)
-    key = _client_key(idempotency_key) or _content_key("correction", video.key, task, start, end, value,
-                                                        reviewer.name)
     content = dict(video_id=video.id, task=task, start_frame=start, end_frame=end, value=value,
                    reviewer_id=reviewer.id)
+    parts = [video.key, task, start, end, value, reviewer.name]
+    rejected = _rejected_like(session, content)
+    if rejected:
+        parts.append(f"after {rejected} rejected")
+    key = _client_key(idempotency_key) or _content_key("correction", *parts)
 
     def find():
         found = session.scalar(select(Correction).where(Correction.idempotency_key == key))
@@ -242,6 +245,13 @@ def add_correction(session: Session, video: Video | str, task: str, start_frame:
     return _insert_once(
         session, row, find,
         lambda c: AuditEvent(reviewer_id=reviewer.id, action="proposed", correction_id=c.id, detail=detail))
+
+
+def _rejected_like(session: Session, content: dict) -> int:
+    """How many corrections with this content (video, task, range, value, author) were rejected."""
+    same = select(Correction).where(*(getattr(Correction, k) == v for k, v in content.items() if k != "value"),
+                                    Correction.status == "rejected")
+    return sum(1 for c in session.scalars(same) if c.value == content["value"])
 
 
 def _json_values(values: np.ndarray, task: str) -> list:
@@ -352,8 +362,10 @@ def waiting_for(session: Session, reviewer: Reviewer | str, video: Video | str |
 
 
 def history(session: Session, *, video: Video | str | None = None, correction: Correction | int | None = None,
-            flag: Flag | int | None = None, reviewer: Reviewer | str | None = None) -> list[AuditEvent]:
-    """The audit trail, oldest first: every flag, resolution, proposal, decision and revision."""
+            flag: Flag | int | None = None, reviewer: Reviewer | str | None = None,
+            last: int | None = None) -> list[AuditEvent]:
+    """The audit trail, oldest first: every flag, resolution, proposal, decision and revision; with `last`,
+    only the newest `last` events (a page that stays small however long the video's history grows)."""
     query = select(AuditEvent)
     if video is not None:
         video_id = get_video(session, video).id
@@ -366,4 +378,7 @@ def history(session: Session, *, video: Video | str | None = None, correction: C
         query = query.where(AuditEvent.flag_id == _row_id(getattr(flag, "id", flag), "flag id"))
     if reviewer is not None:
         query = query.where(AuditEvent.reviewer_id == get_reviewer(session, reviewer).id)
+    if last is not None:
+        newest = query.order_by(AuditEvent.id.desc()).limit(_row_id(last, "number of events"))
+        return sorted(session.scalars(newest), key=lambda event: event.id)
     return list(session.scalars(query.order_by(AuditEvent.id)))

@@ -17,6 +17,7 @@ from core.registry import by_label
 from core.table import FACE, FRAME, TIME
 from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses, Partial
+from webapp.cleanup import claim_session
 from webapp.frames import Frames, FrameView
 from webapp.gpu import analysis_seconds, gpu
 from webapp.inputs import InputError, annotation_task
@@ -58,6 +59,7 @@ class AnalyseTab:
     # -- handlers ---------------------------------------------------------------------------------------
     def analyse(self, data: dict, user, request, progress=gr.Progress()):
         v, a = self.view, self.analyses
+        claim_session(self.config.cache_dir, request.session_hash if request else None, user)
         if data[v.source] == SOURCE_AFFWILD2:
             item = a.affwild2_item(data[v.affwild2_video])
         else:
@@ -77,7 +79,7 @@ class AnalyseTab:
                    v.timeline: plots.timeline_figure(table, item.name), v.metrics_hint: metrics_words(metrics),
                    v.frame: gr.update(maximum=max(1, video.last_frame), value=first), **self.frame_view(video, first),
                    v.downloads: [str(p) for p in step.downloads],
-                   **self.review.opened(video, self.reviews.review_queue(table))}
+                   **self.review.opened(video, self.reviews.review_queue(table, video.run, video.key))}
 
     def show_frame(self, data: dict, user):
         video = need(data[self.page.state], user)

@@ -10,6 +10,7 @@ from core.labels import AUS
 from core.table import FRAME, frame_rate
 from webapp import plots
 from webapp.analyses import Analyses
+from webapp.cleanup import claim_session
 from webapp.frames import Frames
 from webapp.inputs import InputError, whole
 from webapp.models import Models
@@ -40,13 +41,15 @@ class ReviewTab:
                 v.waiting: waiting, self.models_view.model_table: self.models.model_list(),
                 self.analyse.trained_model: gr.update(choices=self.models.model_choices())}
 
-    def open_video(self, data: dict, user):
+    def open_video(self, data: dict, user, request=None):
         """Any stored video's newest analysis, for any reviewer, without analysing it again."""
         key = data[self.view.open_choice]
         if not key:
             raise InputError("Choose a video from the list, then press Open video.")
+        claim_session(self.config.cache_dir, request.session_hash if request else None, user)
         video = self.analyses.open_video(key, user)
-        return {self.page.state: video, **self.view.opened(video, self.reviews.review_queue(video.table)),
+        queue = self.reviews.review_queue(video.table, video.run, key)
+        return {self.page.state: video, **self.view.opened(video, queue),
                 self.analyse.timeline: plots.timeline_figure(video.table, video.name), **self._tables(key),
                 self.analyse.frame: gr.update(maximum=max(1, video.last_frame), value=0)}
 
@@ -60,7 +63,7 @@ class ReviewTab:
     # -- handlers: segments -----------------------------------------------------------------------------
     def review_queue(self, data: dict, user):
         video = need(data[self.page.state], user)
-        return {self.view.queue: self.reviews.review_queue(self._labelled(video))}
+        return {self.view.queue: self.reviews.review_queue(self._labelled(video), video.run, video.key)}
 
     def open_segment(self, data: dict, user, number=None):
         v = self.view

@@ -1,0 +1,251 @@
+"""`python -m training audit`: out-of-fold predictions for every annotated frame of a split, then the
+annotation audit (core/audit.py) over them.
+
+Confident learning needs predictions from a model that never saw the frame: the split's videos are put
+into K folds, grouped by subject (`<id>_left` and `<id>_right` share a recording, so they share a fold),
+and for each fold task heads are trained on the other folds' cached embeddings (training/extract.py's
+cache; frame heads as ddamfn-heads trains them, or the LSTM) and predict the held-out fold.
+
+Outputs in cfg.out: fold-<k>.npz per finished fold (a rerun skips every fold whose file holds the same
+videos made with the same settings and encoder: resumable), then oof.npz (the predictions, each row's video, frame and fold; core.audit.oof_frames reads one video), segments.csv (the suggestions,
+best first), audit.json (settings, encoder, folds, out-of-fold metrics); with a review database the run
+and its segments are also written there (db/repo/audit.py). Under torchrun process r trains folds r,
+r + world, ...; process 0 gathers the fold files and scores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import GroupKFold
+from torch.utils.data import DataLoader
+
+from core import audit as scorer
+from core.models.heads import TASK_DIMS
+from core.models.temporal import TemporalLSTM
+from training import distributed, losses
+from training.data import EmbeddingWindows, FrameEmbeddings, load_labels, target_arrays, valid_mask
+from training.config import UNTRAINED, AuditConfig
+from training.extract import encoder_of, ensure_embeddings, load_encoder
+from training.predictions import abaw_metrics, predict_embeddings, predict_sequences
+from training.recipes import EmbeddingHeads
+
+log = logging.getLogger(__name__)
+_ABAW_NAME = re.compile(r"^\d+-(\d+)-\d+x\d+")
+
+
+def subject(video: str) -> str:
+    """The recording a video belongs to: `_left` / `_right` views of one video are one subject."""
+    return re.sub(r"_(left|right)$", "", video)
+
+
+def video_fps(video: str, default: float = 30.0) -> float:
+    """The frame rate an ABAW-style name carries ("<id>-<fps>-<w>x<h>"), else `default`."""
+    m = _ABAW_NAME.match(video)
+    return float(m.group(1)) if m else default
+
+
+def assign_folds(videos, k: int) -> dict[str, int]:
+    """Video -> fold 0..k-1, grouped by subject (sklearn's GroupKFold: folds balanced by video count)."""
+    videos = sorted(videos)
+    groups = [subject(v) for v in videos]
+    if len(set(groups)) < k:
+        raise ValueError(f"{k} folds need at least {k} subjects; the split has {len(set(groups))}: use fewer --folds")
+    out = {}
+    for fold, (_, held) in enumerate(GroupKFold(n_splits=k).split(videos, groups=groups)):
+        out.update({videos[i]: fold for i in held})
+    return out
+
+
+def _train_heads(cfg, table, emb, has, rows, tasks, device) -> torch.nn.Module:
+    """Frame heads (ddamfn-heads' standardised DDAMFN task heads) on the rows' embeddings."""
+    mean, std = emb[rows].mean(axis=0), emb[rows].std(axis=0) + 1e-12
+    module = EmbeddingHeads(mean, std, tasks).to(device)
+    data = FrameEmbeddings(table, rows, emb)
+    return _fit(cfg, module, data, lambda net, b: net(b["emb"]), table.iloc[rows], tasks, device)
+
+
+def _train_lstm(cfg, table, emb, has, rows, tasks, device) -> torch.nn.Module:
+    """The temporal LSTM on windows of the training videos (rows are whole videos)."""
+    sub = table.iloc[rows].reset_index(drop=True)
+    module = TemporalLSTM(input_dim=emb.shape[1], hidden=cfg.hidden, layers=1, tasks=tasks).to(device)
+    data = EmbeddingWindows(sub, emb[rows], has[rows], cfg.window, cfg.stride)
+
+    def forward(net, b):
+        out = net(b["emb"], b["mask"])
+        keep = b["row"] >= 0
+        for t in ("va", "expr", "au"):
+            b[t] = b[t][keep]
+        return {t: v[keep] for t, v in out.items()}
+    return _fit(cfg, module, data, forward, sub, tasks, device)
+
+
+def _fit(cfg, module, data, forward, train_table, tasks, device) -> torch.nn.Module:
+    """Adam over `data` for cfg.epochs with the training code's task losses and weights."""
+    t = target_arrays(train_table)
+    expr_w = torch.tensor(losses.class_weights(t["expr"]), dtype=torch.float32, device=device) \
+        if cfg.class_weights else None
+    au_w = torch.tensor(losses.pos_weights(t["au"]), dtype=torch.float32, device=device) if cfg.pos_weight else None
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr)
+    module.train()
+    for _ in range(cfg.epochs):
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out = forward(module, batch)
+            loss = sum(losses.task_losses(out, batch, tasks, expr_w, au_w).values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return module.eval()
+
+
+def run_fold(cfg, table, emb, has, folds: np.ndarray, k: int, tasks, device) -> dict[str, np.ndarray]:
+    """Predictions of fold k's rows by a model trained on the other folds: {task: (rows in fold, dim)}."""
+    torch.manual_seed(cfg.seed + k)
+    labelled = np.zeros(len(table), dtype=bool)
+    for task in tasks:
+        labelled |= valid_mask(table, task)
+    held = np.flatnonzero(folds == k)
+    if cfg.model == "lstm":
+        train_rows = np.flatnonzero(folds != k)
+        module = _train_lstm(cfg, table, emb, has, train_rows, tasks, device)
+        videos = sorted(set(table["video"].to_numpy()[held]))
+        rows, preds = predict_sequences(module, table, videos, emb, has, tasks, cfg.window, cfg.stride)
+        order = pd.Index(rows).get_indexer(held)
+        return {t: v[order] for t, v in preds.items()}
+    train_rows = np.flatnonzero((folds != k) & labelled & has)
+    module = _train_heads(cfg, table, emb, has, train_rows, tasks, device)
+    out = {t: np.full((len(held), TASK_DIMS[t]), np.nan, np.float32) for t in tasks}
+    seen = has[held]
+    got = predict_embeddings(module, emb[held[seen]], tasks, device)
+    for t in tasks:
+        out[t][seen] = got[t]
+    return out
+
+
+def audit_encoder(weights: str, device):
+    """The DDAMFN whose embeddings the folds train on; "untrained": random weights (seed 0), said so in
+    every output."""
+    if weights == UNTRAINED:
+        from core.models import create_model
+
+        torch.manual_seed(0)
+        return encoder_of("ddamfn", UNTRAINED, create_model("ddamfn", None, device=device))
+    return load_encoder("ddamfn", weights, device)
+
+
+def _fold_file(out: Path, k: int) -> Path:
+    return out / f"fold-{k}.npz"
+
+
+# settings that change what a fold predicts: a fold file made with others is redone
+FOLD_SETTINGS = ("root", "tasks", "corrections", "db", "encoder", "split", "folds", "model", "epochs", "lr",
+                 "batch_size", "window", "stride", "hidden", "seed", "class_weights", "pos_weight")
+
+
+def _fold_key(cfg: AuditConfig, encoder_key: str) -> str:
+    return json.dumps({**{k: getattr(cfg, k) for k in FOLD_SETTINGS}, "encoder_key": encoder_key}, default=str)
+
+
+def _fold_done(path: Path, videos: list[str], key: str) -> bool:
+    """Whether the fold file holds this fold's videos, made with these settings (resumable runs)."""
+    if not path.exists():
+        return False
+    try:
+        with np.load(path) as z:
+            return list(z["videos"]) == videos and str(z["key"]) == key
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def audit(cfg: AuditConfig) -> dict:
+    """The `audit` command; returns what it reports (process 0: the summary; others: {})."""
+    device = distributed.setup(cfg.device)
+    rank, world = distributed.rank_and_world()
+    tasks = tuple(cfg.tasks)
+    labels = load_labels(cfg.root, tasks, cfg.split, cfg.corrections, cfg.db)
+    table = labels.table
+    encoder = audit_encoder(cfg.encoder, device)
+    cache = ensure_embeddings(cfg.cache, encoder, cfg.root, sorted(table["video"].unique()), cfg.batch_size,
+                              cfg.workers, cfg.progress)
+    emb, has = cache.table_embeddings(table)
+    by_video = assign_folds(table["video"].unique(), cfg.folds)
+    folds = table["video"].map(by_video).to_numpy()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = _fold_key(cfg, encoder.key)
+    for k in range(rank, cfg.folds, world):
+        videos = sorted(v for v, f in by_video.items() if f == k)
+        path = _fold_file(out, k)
+        if _fold_done(path, videos, key):
+            log.info("fold %d already done (%s)", k, path)
+            continue
+        started = time.perf_counter()
+        preds = run_fold(cfg, table, emb, has, folds, k, tasks, device)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, videos=np.array(videos), rows=np.flatnonzero(folds == k), **preds,
+                 seconds=time.perf_counter() - started, trained=int(((folds != k) & has).sum()), key=key)
+        tmp.replace(path)
+    distributed.barrier()
+    if rank != 0:
+        return {}
+    return _score(cfg, labels, by_video, folds, encoder, tasks, out)
+
+
+def _score(cfg, labels, by_video: dict, folds, encoder, tasks, out: Path) -> dict:
+    table = labels.table
+    preds = {t: np.full((len(table), TASK_DIMS[t]), np.nan, np.float32) for t in tasks}
+    seconds, trained = 0.0, 0
+    for k in range(cfg.folds):
+        with np.load(_fold_file(out, k)) as z:
+            for t in tasks:
+                preds[t][z["rows"]] = z[t]
+            seconds, trained = seconds + float(z["seconds"]), trained + int(z["trained"])
+    np.savez(out / "oof.npz", fold=folds, video=table["video"].to_numpy(dtype=str),
+             frame=table["frame"].to_numpy(), **preds)
+    settings = scorer.AuditSettings()
+    scores = scorer.frame_scores(table, preds, folds, settings)
+    fps = {v: video_fps(v) for v in table["video"].unique()}
+    segments = scorer.find_segments(table, preds, scores, fps, settings)
+    segments.assign(suggested=segments["suggested"].map(json.dumps)).to_csv(out / "segments.csv", index=False)
+    metrics = abaw_metrics(table, preds, tasks)
+    frames = table.groupby("video")["frame"].max()
+    run = {"split": cfg.split, "tasks": list(tasks),
+           "settings": {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "db"},
+                        "audit": dataclasses.asdict(settings)},
+           "encoder": {**encoder.info, "untrained": encoder.loaded.info.untrained},
+           "folds": {str(k): sorted(v for v, f in by_video.items() if f == k) for k in range(cfg.folds)},
+           "metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)},
+           "annotated_frames": labels.summary()["labelled"],
+           "timing": {"fold_seconds": round(seconds, 2), "device": str(encoder.device),
+                      "frame_epochs_per_s": round(trained * cfg.epochs / max(seconds, 1e-9), 1)},
+           "videos": {v: {"frames": int(n) + 1, "fps": fps[v]} for v, n in frames.items()}}
+    (out / "audit.json").write_text(json.dumps(run, indent=1, default=str))
+    summary = {"out": str(out), "segments": len(segments),
+               "above_report": int((segments["score"] >= settings.report).sum()),
+               "metrics": run["metrics"], "encoder_untrained": run["encoder"]["untrained"], "timing": run["timing"]}
+    if cfg.write_db:
+        summary["audit_run"] = _write_db(cfg, run, segments)
+    return summary
+
+
+def _write_db(cfg, run: dict, segments: pd.DataFrame) -> int | None:
+    """The run's id in the review database (None without one)."""
+    from db.engine import make_session_factory, write
+    from training.data import review_engine
+
+    engine = review_engine(cfg.db, "the audit is not written to the database")
+    if engine is None:
+        return None
+    from db.repo.audit import write_audit
+
+    return write(make_session_factory(engine), lambda s: write_audit(s, run, segments).id)
