@@ -214,11 +214,16 @@ def test_downloads_csv_and_run_json_say_untrained_and_abaw_submissions_hold_the_
     from webapp.results import write_downloads
 
     df = predictions_table(with_gt=False)
-    paths = write_downloads(Analysis(df, run_info({"va": "ddamfn"}, {"ddamfn": True}, len(df))), "clip-1", tmp_path)
+    run = run_info({"va": "lstm", "expr": "lstm", "au": "lstm", "clip_default": "clip"}, {"lstm": False, "clip": True},
+                   len(df))
+    paths = write_downloads(Analysis(df, run), "clip-1", tmp_path)
     assert [p.name for p in paths] == ["clip-1_predictions.csv", "clip-1_run.json", "clip-1_VA_submission.txt",
                                        "clip-1_EXPR_submission.txt", "clip-1_AU_submission.txt"]
     csv = pd.read_csv(paths[0])
-    assert len(csv) == len(df) and csv["untrained"].all()
+    # one column per output: the trained LSTM's outputs are not marked untrained beside the random CLIP
+    flags = {c: csv[c].unique().tolist() for c in csv if c.startswith("untrained")}
+    assert len(csv) == len(df) and flags == {"untrained_va": [False], "untrained_expr": [False],
+                                             "untrained_au": [False], "untrained_clip_default": [True]}
     assert json.loads(paths[1].read_text())["untrained"] is True
     va, expr, au = (read_submission(path, task) for path, task in zip(paths[2:], ("va", "expr", "au")))
     for submission in (va, expr, au):
