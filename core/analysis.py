@@ -19,9 +19,9 @@ import pandas as pd
 
 from core.faces import Track
 from core.jsonsafe import jsonable
-from core.models.clip import prompt_set
-from core.registry import CLIP_MODEL, with_encoders
-from core.table import UNTRAINED
+from core.models.clip import DEFAULT_MODEL as CLIP_MODEL, prompt_set
+from core.registry import with_encoders
+from core.table import untrained_column
 from core.video import VideoInfo
 
 FILL_CHOICES = ("interpolate", "none")
@@ -150,7 +150,7 @@ class RunInfo:
     outputs_from: dict[str, str]         # output (va, expr, au, clip_<set>, ...) -> card name
     au_thresholds: tuple[float, ...]     # of the checkpoint whose heads give the AU outputs
     windows: dict[str, dict]             # temporal card -> {window, stride}
-    clip_sets: tuple[str, ...]           # the table's CLIP outputs, in column order
+    expr_outputs: tuple[str, ...]        # the table's expression outputs beside expr (core.table), in order
     frames: int
     face_frames: int
     faceless: str                        # a key of FACELESS
@@ -223,7 +223,7 @@ class RunInfo:
             "created": self.created, "source": dataclasses.asdict(self.source), "config": self.config.to_dict(),
             "device": self.device, "models": {n: dataclasses.asdict(m) for n, m in self.models.items()},
             "untrained": self.untrained, "outputs_from": self.outputs_from, "main_outputs": self.main_outputs,
-            "au_thresholds": self.au_thresholds, "windows": self.windows, "clip_sets": self.clip_sets,
+            "au_thresholds": self.au_thresholds, "windows": self.windows, "expr_outputs": self.expr_outputs,
             "frames": self.frames, "face_frames": self.face_frames, "faceless": self.faceless,
             "faceless_predictions": self.faceless_predictions, "timings_s": self.timings,
             "frames_per_s": self.frames_per_s, "versions": self.versions, "fps": self.fps,
@@ -250,7 +250,7 @@ class RunInfo:
             models={n: ModelRun(m["source"], m["untrained"], tuple(m["tasks"]), tuple(m.get("untrained_tasks", ())),
                                 m.get("metadata") or {}) for n, m in data["models"].items()},
             outputs_from=dict(data["outputs_from"]), au_thresholds=tuple(data["au_thresholds"]),
-            windows=dict(data["windows"]), clip_sets=tuple(data["clip_sets"]), frames=data["frames"],
+            windows=dict(data["windows"]), expr_outputs=tuple(data["expr_outputs"]), frames=data["frames"],
             face_frames=data["face_frames"], faceless=data["faceless"], timings=dict(data["timings_s"]),
             source=Source(**data["source"]), fps=data["fps"], fps_source=data["fps_source"],
             video=VideoInfo(**data["video"]) if data.get("video") else None, detection=detection,
@@ -272,14 +272,12 @@ class Analysis:
     clip_embeddings: np.ndarray | None = None        # (face frames, D) raw CLIP, in frame order
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def untrained(self) -> bool:
-        return self.run.untrained
-
     def export_table(self) -> pd.DataFrame:
-        """The table as downloaded: with an `untrained` column so that a CSV says where it came from."""
+        """The table as downloaded: an untrained_<output> column per output, so that a CSV says which of
+        its outputs come from random weights (a trained DDAMFN+LSTM beside a random CLIP is not untrained)."""
         out = self.table.copy()
-        out[UNTRAINED] = self.untrained
+        for output, random in self.run.untrained_outputs().items():
+            out[untrained_column(output)] = random
         return out
 
     def run_json(self) -> str:

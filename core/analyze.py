@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from core.registry import CARDS, CLIP_MODEL
+from core.models.clip import DEFAULT_MODEL as CLIP_MODEL
+from core.registry import cards
 
 EXIT_ERROR = 1
 
@@ -27,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="CSV to write (default: <video name>_predictions.csv here)")
     p.add_argument("--parquet", action="store_true", help="also write the table as Parquet beside the CSV")
     p.add_argument("--models", default="ddamfn", help="comma-separated: " + ", ".join(
-                   f"{c.name} ({c.label})" for c in CARDS.values()) + " (default: ddamfn; a model named in "
+                   f"{c.name} ({c.label})" for c in cards().values()) + " (default: ddamfn; a model named in "
                    "--weights is added, and so are the encoders the chosen models read)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=SPEC",

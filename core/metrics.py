@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from core.affwild2 import LABEL_COLUMNS
 from core.labels import AUS, EXPRESSIONS, INVALID_AU, INVALID_EXPR, INVALID_VA, TASKS, VA_NAMES
-from core.table import FRAME, GT_RENAME, TASK_COLUMNS, clip_expr, clip_sets
+from core.table import FRAME, GT_RENAME, TASK_COLUMNS, expr_outputs, output_expr
 
 # Default per-AU threshold grid for optimise_au_thresholds.
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
@@ -271,8 +271,8 @@ def table_truth(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_table(table: pd.DataFrame, truth: pd.DataFrame | None = None, tasks=TASKS) -> dict[str, TaskScore]:
-    """Every output of a predictions table (core.table: va, expr, au and each CLIP output, keyed as
-    core.table.clip_sets names them: "clip_<name>") against labels, for the tasks that have labels.
+    """Every output of a predictions table (core.table: va, expr, au and each further expression output,
+    keyed as core.table.expr_outputs names them) against labels, for the tasks that have labels.
     truth: annotation columns (core.affwild2.LABEL_COLUMNS) indexed by frame, frames the table lacks
     counting as missing; None: the table's own gt_ columns. AUs are the table's decisions (see au_policy)."""
     truth = table_truth(table) if truth is None else truth
@@ -284,7 +284,7 @@ def score_table(table: pd.DataFrame, truth: pd.DataFrame | None = None, tasks=TA
         labels = truth[LABEL_COLUMNS[task]]
         columns = {task: TASK_COLUMNS[task]}
         if task == "expr":
-            columns.update({f"clip_{name}": [clip_expr(name)] for name in clip_sets(table)})
+            columns.update({output: [output_expr(output)] for output in expr_outputs(table)})
         for output, cols in columns.items():
             if set(cols) <= set(pred.columns):
                 out[output] = score_task(task, pred[cols], labels)

@@ -34,7 +34,7 @@ from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
 from core.predict import LoadedModels, encode, predict
 from core.predict import load_models as _load_models
 from core.stages import Timer, TimedDetector, prefetch, timed
-from core.table import CLIP_SCORED, DDAMFN_SCORED, build, clip_sets
+from core.table import CLIP_SCORED, DDAMFN_SCORED, build, expr_outputs
 from core.video import iter_frames, probe
 
 BATCH_BYTES = 96 * 2**20     # decoded frames in one batch (a 4K video gets 3 frames a batch, 640x360 gets 32)
@@ -383,7 +383,7 @@ def _run_info(loaded: LoadedModels, config: AnalysisConfig, table: pd.DataFrame,
                 "lstm" if outputs_from.get("va") == "lstm" else "interpolated")
     return RunInfo(config=config, device=str(loaded.device), models=loaded.describe(), outputs_from=dict(outputs_from),
                    au_thresholds=tuple(float(t) for t in loaded.au_thresholds), windows=dict(loaded.windows),
-                   clip_sets=tuple(clip_sets(table)), frames=len(table), face_frames=n_face, faceless=faceless,
+                   expr_outputs=tuple(expr_outputs(table)), frames=len(table), face_frames=n_face, faceless=faceless,
                    timings={k: round(v, 4) for k, v in {**timer.seconds, "total": time.perf_counter() - t_start}.items()},
                    notes=(NO_FACE_NOTE,) if n_face == 0 else (),
                    versions={p: version(p) for p in ("torch", "opencv-python-headless", "facenet-pytorch",

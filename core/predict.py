@@ -2,8 +2,9 @@
 
     uint8 face crops --encode()--> embeddings per encoder ("ddamfn" 512-d, "clip" D)
     embeddings of the face frames --predict()--> per-frame outputs after their activation:
-        va (n, 2) in [-1, 1], expr (n, 8) and au (n, 12) probabilities, clip_<set> / clip_adapter /
-        clip_lstm (n, 8) expression probabilities
+        va (n, 2) in [-1, 1], expr (n, 8) and au (n, 12) probabilities, and (n, 8) expression
+        probabilities per prompt set (core.table.prompt_output), of a trained adapter and of CLIP+LSTM
+        (their cards' output keys)
     probabilities --decisions in core.table--> classes and AU on/off
 
 Frame models run on the face frames and the other frames are filled by core.fill ("interpolate");
@@ -17,8 +18,6 @@ no encoder weights are given, the ones the LSTM recorded are loaded.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -31,50 +30,19 @@ from core.fill import fill_gaps
 from core.jsonsafe import jsonable
 from core.labels import AUS, EXPRESSIONS
 from core.models import LoadedModel, create_model
-from core.models.clip import ClipAdapter, ClipExpression, prompt_set
-from core.registry import CARDS, CLIP_MODEL, LSTM_STRIDE, LSTM_WINDOW, with_encoders
-from core.weights import WeightsError
+from core.models.clip import ADAPTER_OUTPUT, CLIP_LSTM_OUTPUT, DEFAULT_MODEL as CLIP_MODEL, prompt_set
+from core.models.temporal import LSTM_STRIDE, LSTM_WINDOW
+from core.registry import card, with_encoders
+from core.table import prompt_output
+from core.weights import WeightsError, state_key
 
 CPU_BATCH = 16               # faces per forward on a CPU: DDAMFN is fastest at 8-16 (benchmarks/RESULTS.md)
 ACTIVATIONS = {"va": lambda v: v, "expr": lambda v: v.softmax(-1), "au": torch.sigmoid}
 
 
-def state_key(modules: Iterable[torch.nn.Module], extra) -> str:
-    """Content key of some modules' tensors (names, shapes, bytes) and a JSON-able extra: the same
-    weights and preprocessing give the same key whatever file or heads they came with."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    for module in modules:
-        for name, t in sorted(module.state_dict().items()):
-            t = t.detach().cpu().contiguous()
-            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def encoder_kind(model: torch.nn.Module, adapted: bool = True) -> str:
-    """"ddamfn", "clip" (raw CLIP image embeddings) or "clip-adapter" (an adapter's own embeddings)."""
-    if isinstance(model, ClipAdapter):
-        return "clip-adapter" if adapted else "clip"
-    return "clip" if isinstance(model, ClipExpression) else "ddamfn"
-
-
-def encoder_key(model: torch.nn.Module, kind: str | None = None) -> str:
-    """The content key of an encoder's embeddings (what a trained LSTM records and is checked against)."""
-    kind = kind or encoder_kind(model)
-    if kind == "ddamfn":
-        return state_key([model.net], dict(model.preprocessing))
-    clip = model.clip if isinstance(model, ClipAdapter) else model
-    if kind == "clip":
-        return state_key([clip.model], {**clip.preprocessing, "model": clip.model_name})
-    return state_key([model], {**model.preprocessing, "model": clip.model_name, "adapted": True})
-
-
-def embedding_dim(model: torch.nn.Module, kind: str | None = None) -> int:
-    kind = kind or encoder_kind(model)
-    if kind == "ddamfn":
-        return model.net.fc.in_features
-    return (model.clip if isinstance(model, ClipAdapter) else model).embed_dim
+# Encoders (DDAMFN, CLIP, a CLIP adapter) answer one protocol, their own methods: encoder_kind(adapted),
+# embedding_dim(kind), embedding_key(kind) (the content key a trained LSTM records and is checked
+# against) and embeddings(x, kind, batch_size, amp); CLIP models also zero_shot_clip and adapt(raw).
 
 
 @torch.no_grad()
@@ -83,15 +51,8 @@ def encode(loaded: LoadedModel, crops, kind: str | None = None) -> np.ndarray:
     embedding, CLIP's raw image embedding (also under an adapter; kind "clip-adapter" gives the
     adapter's own), on the model's device, fp16 autocast on a GPU."""
     model, gpu = loaded.model, loaded.device.type == "cuda"
-    kind = kind or encoder_kind(model, adapted=False)
-    x = loaded.preprocess(crops)
-    if kind == "ddamfn":       # channels_last everywhere; on a CPU batches of 16 (32 measured slower)
-        return run_batched(model.embed, x, batch_size=256 if gpu else CPU_BATCH, amp=gpu, channels_last=True).numpy()
-    clip = model.clip if isinstance(model, ClipAdapter) else model
-    raw = run_batched(clip.encode_images, x, batch_size=256 if gpu else CPU_BATCH, amp=gpu)
-    if kind == "clip-adapter":
-        return model.forward_embeddings(raw.to(loaded.device))["embedding"].float().cpu().numpy()
-    return raw.numpy()
+    kind = kind or model.encoder_kind(adapted=False)
+    return model.embeddings(loaded.preprocess(crops), kind, 256 if gpu else CPU_BATCH, gpu).numpy()
 
 
 @dataclass
@@ -114,8 +75,8 @@ class LoadedModels:
     @property
     def encoders(self) -> dict[str, int]:
         """The encoders this analysis runs on face crops, with their embedding widths."""
-        return {n: embedding_dim(m.model, encoder_kind(m.model, adapted=False)) for n, m in self.models.items()
-                if CARDS[n].reads is None}
+        return {n: m.model.embedding_dim(m.model.encoder_kind(adapted=False)) for n, m in self.models.items()
+                if card(n).reads is None}
 
     def task_sources(self) -> dict[str, str]:
         """task -> the card whose outputs fill the va / expr / au columns."""
@@ -152,39 +113,38 @@ def load_models(models: Iterable[str], weights: dict[str, str] | None = None, de
     dev = pick_device(device)
     temporal = {}
     for name in names:        # trained temporal models first: they name the encoder weights they need
-        card = CARDS[name]
-        if card.reads and name in weights:
-            temporal[name] = create_model(card.builder, weights[name], device=dev)
+        c = card(name)
+        if c.reads and name in weights:
+            temporal[name] = create_model(c.architecture, weights[name], device=dev)
             recorded = temporal[name].info.metadata.get("embedding") or {}
-            if card.reads not in weights and recorded.get("weights"):
-                weights[card.reads] = recorded["weights"]
+            if c.reads not in weights and recorded.get("weights"):
+                weights[c.reads] = recorded["weights"]
     loaded: dict[str, LoadedModel] = {}
     for name in names:
-        card = CARDS[name]
-        if card.reads is None:
-            options = {"model_name": clip_model} if name == "clip" else {}
-            loaded[name] = create_model(card.builder, weights.get(name), device=dev, **options)
+        c = card(name)
+        if c.reads is None:
+            options = {"model_name": clip_model} if c.open_clip else {}
+            loaded[name] = create_model(c.architecture, weights.get(name), device=dev, **options)
     windows = {}
     for name in names:
-        card = CARDS[name]
-        if card.reads is None:
+        c = card(name)
+        if c.reads is None:
             continue
-        encoder = loaded[card.reads]
+        encoder = loaded[c.reads].model
         if name in temporal:
-            check_encoder(temporal[name], encoder)
+            check_encoder(temporal[name], loaded[c.reads])
             loaded[name] = temporal[name]
         else:
-            loaded[name] = create_model(card.builder, None, device=dev, tasks=card.tasks,
-                                        input_dim=embedding_dim(encoder.model))
+            loaded[name] = create_model(c.architecture, None, device=dev, tasks=c.tasks,
+                                        input_dim=encoder.embedding_dim(encoder.encoder_kind()))
         windows[name] = loaded[name].info.metadata.get("windows") or {"window": LSTM_WINDOW, "stride": LSTM_STRIDE}
     if "ddamfn" in loaded:                                 # encode() feeds it channels_last batches
         loaded["ddamfn"].model.to(memory_format=torch.channels_last)
     if dev.type == "cpu":
         use_all_cores()
     if "clip" in loaded:                                   # text embeddings of the prompt sets, once
-        clip = loaded["clip"].model
         for spec in prompt_sets:
-            (clip.clip if isinstance(clip, ClipAdapter) else clip).text_embeddings(prompt_set(spec))
+            loaded["clip"].model.zero_shot_clip.text_embeddings(prompt_set(spec))
     result = LoadedModels(dev, loaded, np.full(len(AUS), 0.5), windows)
     au_source = result.task_sources().get("au")
     thresholds = loaded[au_source].info.metadata.get("au_thresholds") if au_source else None
@@ -203,10 +163,10 @@ def check_encoder(temporal: LoadedModel, loaded_encoder: LoadedModel) -> None:
     if loaded_encoder.info.source == "random":
         raise WeightsError(f"{source} was trained on embeddings of {recorded.get('weights')}; the {kind} "
                            "loaded here is random: give its weights")
-    if encoder_kind(encoder) == "clip" and kind == "clip-adapter":
+    if encoder.encoder_kind() == "clip" and kind == "clip-adapter":
         raise WeightsError(f"{source} was trained on adapted CLIP embeddings ({recorded.get('weights')}); "
                            "the CLIP loaded here is not that adapter")
-    key = encoder_key(encoder, kind)
+    key = encoder.embedding_key(kind)
     if key != recorded["key"]:
         raise WeightsError(f"{source} was trained on embeddings {recorded['key']} of {recorded.get('weights')}; "
                            f"the {kind} loaded here gives {key}: use the encoder weights it was trained on")
@@ -216,7 +176,7 @@ def check_encoder(temporal: LoadedModel, loaded_encoder: LoadedModel) -> None:
 class Predictions:
     """Per-frame outputs of one sequence of frames (n rows), activated; NaN where none."""
 
-    outputs: dict[str, np.ndarray]        # va, expr, au, clip_<set>, clip_adapter, clip_lstm
+    outputs: dict[str, np.ndarray]        # va, expr, au, prompt sets' and the CLIP models' own outputs
     face: np.ndarray                      # (n,) bool
     filled: np.ndarray                    # (n,) bool: a faceless row that got values from the rule above
     sources: dict[str, str]               # output -> card name
@@ -264,25 +224,23 @@ def predict(loaded: LoadedModels, emb: dict[str, np.ndarray], face: np.ndarray, 
 
 def _clip_outputs(loaded, raw, face, prompt_sets, frames, sequence, sources) -> dict[str, np.ndarray]:
     model = loaded.clip.model
-    adapter = model if isinstance(model, ClipAdapter) else None
     out = {}
     raw_t = torch.as_tensor(raw if raw is not None else np.zeros((0, 1)), dtype=torch.float32).to(loaded.device)
     for spec in prompt_sets:
         ps = prompt_set(spec)
-        out[f"clip_{ps.name}"] = frames(zero_shot(model, raw_t, ps))
-        sources[f"clip_{ps.name}"] = "clip"
-    features = raw_t
-    if adapter is not None and len(raw_t):
-        adapted = adapter.forward_embeddings(raw_t)
-        out["clip_adapter"] = frames(adapted["expr"].float().softmax(-1).cpu().numpy())
-        sources["clip_adapter"] = "clip"
-        features = adapted["embedding"]
+        out[prompt_output(ps.name)] = frames(zero_shot(model, raw_t, ps))
+        sources[prompt_output(ps.name)] = "clip"
+    adapted = model.adapt(raw_t) if len(raw_t) else None
+    if adapted is not None:
+        out[ADAPTER_OUTPUT] = frames(adapted["expr"].float().softmax(-1).cpu().numpy())
+        sources[ADAPTER_OUTPUT] = "clip"
+    features = adapted["embedding"] if adapted is not None else raw_t
     if "clip-lstm" in loaded.models:
         n = len(face)
         probs = np.full((n, len(EXPRESSIONS)), np.nan)
         if face.any():
             probs = sequence(_temporal(loaded, "clip-lstm", features.float().cpu().numpy(), face)["expr"])
-        out["clip_lstm"], sources["clip_lstm"] = probs, "clip-lstm"
+        out[CLIP_LSTM_OUTPUT], sources[CLIP_LSTM_OUTPUT] = probs, "clip-lstm"
     return out
 
 
@@ -290,7 +248,7 @@ def _clip_outputs(loaded, raw, face, prompt_sets, frames, sequence, sources) -> 
 def zero_shot(model: torch.nn.Module, raw: torch.Tensor | np.ndarray, prompts) -> np.ndarray:
     """Zero-shot expression probabilities (B, 8) of raw CLIP image embeddings for a prompt set (also
     under an adapter: its frozen CLIP)."""
-    clip = model.clip if isinstance(model, ClipAdapter) else model
+    clip = model.zero_shot_clip
     raw = torch.as_tensor(raw, dtype=torch.float32).to(clip.logit_scale().device)
     if not len(raw):
         return np.zeros((0, len(EXPRESSIONS)))

@@ -1,72 +1,175 @@
-"""The one list of models an analysis can run (model cards, in the spirit of open_clip's and timm's
-registries): the page, `python -m core.analyze` and training take their names, labels and defaults
-from here.
+"""The one registry of AffectLens models, in the spirit of timm's and open_clip's: each model file
+registers, beside its class, the architecture core.models.create_model builds (@register_architecture)
+and the model cards an analysis runs (register_card). The page's labels and choices, `--models`, the
+app's weight variables, training kinds, encoder kinds and the table's output keys are read from here.
 
-A card says what core.models builder makes the model, what it reads (face crops, or the embeddings of
-another card's model), which tasks it can give and its defaults. Temporal models (LSTMs) read an
-encoder's embeddings: a trained one only makes sense on the very encoder weights it was trained on,
-which core.predict checks.
+A card says what architecture runs it, what it reads (face crops, or the embeddings of another card's
+model), which tasks it can give, its label on the page, the environment variable of the app's weights
+for it and their default, the `python -m training train --model` kinds whose checkpoints it runs, the
+embeddings it gives as an encoder, and the output keys of its own (beside va / expr / au). Temporal
+models (LSTMs) read an encoder's embeddings: a trained one only makes sense on the very encoder weights
+it was trained on, which core.predict checks.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from core.labels import TASKS
 
-CLIP_MODEL = "ViT-B-32"          # open_clip architecture when none is named
-LSTM_WINDOW, LSTM_STRIDE = 64, 32   # frames per LSTM window and between window starts (training and prediction)
+@dataclass(frozen=True)
+class Architecture:
+    name: str                     # create_model name
+    build: Callable               # (weights, **options) -> (module, source, random tasks, metadata)
+    reads_embeddings: bool        # input: (N, D) embeddings rather than uint8 face crops
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ModelCard:
     name: str                     # in --models, AnalysisConfig.models and run metadata
     label: str                    # on the page
-    builder: str                  # core.models.create_model name
+    architecture: str             # the create_model name that builds it
     reads: str | None             # None: face crops; else the card whose embeddings it reads
     tasks: tuple[str, ...]        # outputs it can give
     description: str
+    weights_env: str | None = None                 # the app's environment variable for its weights
+    default_weights: Callable[[str], tuple[str | None, str]] | None = None   # (CLIP architecture) -> (spec, note)
+    checkpoints: tuple[str, ...] = ()              # architectures of the checkpoints it runs
+    training_kinds: tuple[str, ...] = ()           # `training train --model` kinds it runs the checkpoints of
+    encoder_kinds: tuple[str, ...] = ()            # embeddings it gives (training --encoder, an LSTM's record)
+    outputs: Mapping[str, str] | None = None       # its own output keys in the table -> page label
+    open_clip: bool = False                        # its builder and default weights take AnalysisConfig.clip_model
+    aliases: tuple[str, ...] = ()
 
 
-CARDS: dict[str, ModelCard] = {card.name: card for card in (
-    ModelCard("ddamfn", "DDAMFN", "ddamfn", None, TASKS,
-              "DDAMFN per frame: valence-arousal, 8 expressions, 12 AUs from its heads"),
-    ModelCard("lstm", "DDAMFN+LSTM", "lstm", "ddamfn", TASKS,
-              "an LSTM over DDAMFN embeddings: the same outputs with temporal context"),
-    ModelCard("clip", "CLIP", "clip", None, ("expr",),
-              "CLIP expressions: zero-shot from prompt sets, or a trained adapter when its weights are given"),
-    ModelCard("clip-lstm", "CLIP+LSTM", "lstm", "clip", ("expr",),
-              "an LSTM over CLIP (or adapted CLIP) embeddings: expressions with temporal context"),
-)}
-ALIASES = {"ddamfn-lstm": "lstm"}
+_ARCHITECTURES: dict[str, Architecture] = {}
+_CARDS: dict[str, ModelCard] = {}
+
+
+def register_architecture(name: str, reads_embeddings: bool = False, aliases: tuple[str, ...] = ()):
+    """Decorator of a builder: create_model(name) calls it."""
+    def register(build: Callable) -> Callable:
+        _ARCHITECTURES[name] = Architecture(name, build, reads_embeddings, tuple(aliases))
+        return build
+    return register
+
+
+def register_card(card: ModelCard) -> ModelCard:
+    _CARDS[card.name] = card
+    return card
+
+
+def _registered() -> None:
+    import core.models  # noqa: F401  (each model file registers on import)
+
+
+def architecture(name: str) -> Architecture:
+    """The architecture of a create_model name or alias; ValueError naming the known ones."""
+    _registered()
+    for arch in _ARCHITECTURES.values():
+        if name == arch.name or name in arch.aliases:
+            return arch
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(architecture_names())}")
+
+
+def architecture_names() -> tuple[str, ...]:
+    _registered()
+    return tuple(n for a in _ARCHITECTURES.values() for n in (a.name, *a.aliases))
+
+
+def cards() -> dict[str, ModelCard]:
+    """Every card, in the page's order."""
+    _registered()
+    return dict(_CARDS)
 
 
 def card(name: str) -> ModelCard:
     """The card of a model name or alias; ValueError naming the known ones."""
-    key = ALIASES.get(name, name)
-    if key not in CARDS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(CARDS)}")
-    return CARDS[key]
+    for c in cards().values():
+        if name == c.name or name in c.aliases:
+            return c
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(cards())}")
 
 
 def with_encoders(names) -> tuple[str, ...]:
-    """The names (aliases resolved) plus the encoders they read, in CARDS order."""
+    """The names (aliases resolved) plus the encoders they read, in card order."""
     chosen = {card(n).name for n in names}
-    chosen |= {CARDS[n].reads for n in chosen if CARDS[n].reads}
+    chosen |= {card(n).reads for n in chosen if card(n).reads}
     if not chosen:
         raise ValueError("no model chosen")
-    return tuple(n for n in CARDS if n in chosen)
+    return tuple(n for n in cards() if n in chosen)
 
 
-def card_for_checkpoint(architecture: str, encoder: str | None = None) -> str | None:
-    """The card that runs a checkpoint of an architecture (an LSTM's by the encoder it was trained on:
-    "ddamfn", or "clip" / "clip-adapter"); None for a checkpoint no analysis runs."""
-    if architecture == "lstm":
-        return "clip-lstm" if encoder in ("clip", "clip-adapter") else "lstm"
-    return {"ddamfn": "ddamfn", "ddamfn-upstream": "ddamfn", "clip-adapter": "clip"}.get(architecture)
+def label(name: str) -> str:
+    """The page's label of a card ("DDAMFN+LSTM", "CLIP", ...)."""
+    return card(name).label
 
 
-def by_label(label: str) -> ModelCard:
-    for c in CARDS.values():
-        if c.label == label:
+def labels() -> tuple[str, ...]:
+    """The page's model choices, in card order."""
+    return tuple(c.label for c in cards().values())
+
+
+def by_label(text: str) -> ModelCard:
+    for c in cards().values():
+        if c.label == text:
             return c
-    raise ValueError(f"unknown model {label!r}; choose from {', '.join(c.label for c in CARDS.values())}")
+    raise ValueError(f"unknown model {text!r}; choose from {', '.join(labels())}")
+
+
+def encoder_card(kind: str) -> str:
+    """The card whose model gives embeddings of an encoder kind ("ddamfn", "clip", "clip-adapter")."""
+    for c in cards().values():
+        if kind in c.encoder_kinds:
+            return c.name
+    raise ValueError(f"unknown encoder {kind!r}; known: {', '.join(encoder_kinds())}")
+
+
+def encoder_kinds() -> tuple[str, ...]:
+    return tuple(k for c in cards().values() for k in c.encoder_kinds)
+
+
+def training_kinds() -> tuple[str, ...]:
+    """`python -m training train --model` kinds, in card order."""
+    return tuple(dict.fromkeys(k for c in cards().values() for k in c.training_kinds))
+
+
+def card_for_training_kind(kind: str) -> str:
+    """The card whose app weights a training kind replaces (the first that runs its checkpoints)."""
+    for c in cards().values():
+        if kind in c.training_kinds:
+            return c.name
+    raise ValueError(f"unknown training kind {kind!r}; known: {', '.join(training_kinds())}")
+
+
+def card_for_checkpoint(architecture_name: str, encoder: str | None = None) -> str | None:
+    """The card that runs a checkpoint of an architecture (a temporal one by the encoder it was trained on,
+    "ddamfn" when it records none); None for a checkpoint no analysis runs."""
+    for c in cards().values():
+        if architecture_name in c.checkpoints and (c.reads is None or c.reads == encoder_card(encoder or "ddamfn")):
+            return c.name
+    return None
+
+
+def weights_from_env(env: Mapping[str, str], clip_model: str) -> tuple[dict[str, str | None], list[str]]:
+    """The app's weights per card from its environment variable, else the card's default (None: random),
+    and notes for the log from the defaults that were looked up."""
+    weights, notes = {}, []
+    for c in cards().values():
+        spec = env.get(c.weights_env) if c.weights_env else None
+        if not spec and c.default_weights:
+            spec, note = c.default_weights(clip_model)
+            notes.append(note)
+        weights[c.name] = spec or None
+    return weights, notes
+
+
+def output_label(output: str, card_name: str | None = None, prompt_set: str | None = None) -> str:
+    """How the page names an output: a prompt set's by the card that scores prompts and the set ("CLIP
+    basic"), a card's own output by its label ("CLIP+LSTM"), va / expr / au by the card that gave them."""
+    if prompt_set is not None:
+        return f"{next(c for c in cards().values() if c.open_clip).label} {prompt_set}"
+    for c in cards().values():
+        if output in (c.outputs or {}):
+            return c.outputs[output]
+    return card(card_name).label

@@ -28,7 +28,12 @@ AU_DECISIONS = list(AUS)
 GT_PREFIX = "gt_"
 # prediction columns -> the annotation columns of core.affwild2 they are scored against
 TASK_COLUMNS = {"va": [VALENCE, AROUSAL], "expr": [EXPR], "au": AU_DECISIONS}
-UNTRAINED = "untrained"                # a column of every exported CSV: outputs from random weights
+UNTRAINED = "untrained"                # exported CSVs: untrained_<output> says it comes from random weights
+
+
+def untrained_column(output: str) -> str:
+    """The exported CSV's column saying whether an output (va, expr, au, clip_basic, ...) is untrained."""
+    return f"{UNTRAINED}_{output}"
 
 
 def gt(column: str) -> str:
@@ -39,27 +44,43 @@ def gt(column: str) -> str:
 GT_RENAME = {"valence": gt(VALENCE), "arousal": gt(AROUSAL), "expression": gt(EXPR), **{a: gt(a) for a in AUS}}
 
 
-def clip_expr(name: str) -> str:
-    """The class column of CLIP output `name` (a prompt set, "adapter" or "lstm")."""
-    return f"clip_{name}_expr"
+# Expression outputs beside the main one are keyed: a prompt set's by prompt_output(name) ("clip_basic"),
+# a model's own by its card (core.registry: "clip-adapter", "clip-lstm"). Prompt set names are letters,
+# digits and _, so no prompt set's key is ever a model's.
+PROMPT_PREFIX = "clip_"
 
 
-def clip_probs(name: str) -> list[str]:
-    return [f"clip_{name}_p_{e}" for e in EXPRESSIONS]
+def prompt_output(name: str) -> str:
+    """The output key of a CLIP prompt set."""
+    return PROMPT_PREFIX + name
 
 
-def clip_sets(df: pd.DataFrame) -> list[str]:
-    """The CLIP outputs the table holds, in column order."""
-    return [c[len("clip_"):-len("_expr")] for c in df.columns if c.startswith("clip_") and c.endswith("_expr")]
+def prompt_set_of(output: str) -> str | None:
+    """The prompt set an output key is of (None: a model's own output)."""
+    return output[len(PROMPT_PREFIX):] if output.startswith(PROMPT_PREFIX) else None
 
 
-def prediction_columns(clip_names=()) -> list[str]:
-    """The table's prediction columns in order (before any ground truth)."""
+def output_expr(output: str) -> str:
+    """The class column of an expression output ("clip_basic_expr", "clip-lstm_expr")."""
+    return f"{output}_expr"
+
+
+def output_probs(output: str) -> list[str]:
+    return [f"{output}_p_{e}" for e in EXPRESSIONS]
+
+
+def expr_outputs(df: pd.DataFrame) -> list[str]:
+    """The expression outputs the table holds beside the main one, in column order."""
+    return [c[:-len("_expr")] for c in df.columns if c.endswith("_expr") and not c.startswith(GT_PREFIX)]
+
+
+def prediction_columns(outputs=()) -> list[str]:
+    """The table's prediction columns in order (before any ground truth), with expression outputs."""
     cols = [FRAME, TIME, FACE, FACE_PROB, *BOX_COLUMNS, BOX_DETECTED, DDAMFN_SCORED, FILLED, VALENCE, AROUSAL, EXPR, EXPR_NAME,
             *EXPR_PROBS, *AU_PROBS, *AU_DECISIONS]
-    for name in clip_names:
-        cols += [clip_expr(name), *clip_probs(name)]
-    return cols + [CLIP_SCORED] * bool(clip_names)
+    for output in outputs:
+        cols += [output_expr(output), *output_probs(output)]
+    return cols + [CLIP_SCORED] * bool(outputs)
 
 
 # -- decisions --------------------------------------------------------------------------------------
@@ -81,11 +102,11 @@ def au_decisions(probs: np.ndarray, thresholds) -> pd.DataFrame:
     return out
 
 
-def expr_column_values(probs: np.ndarray, name: str | None = None) -> dict:
-    """The class and probability columns of one expression output (name None: the main expr)."""
-    if name is None:
+def expr_column_values(probs: np.ndarray, output: str | None = None) -> dict:
+    """The class and probability columns of one expression output (None: the main expr)."""
+    if output is None:
         return {EXPR: expr_classes(probs), **{c: probs[:, i] for i, c in enumerate(EXPR_PROBS)}}
-    return {clip_expr(name): expr_classes(probs), **{c: probs[:, i] for i, c in enumerate(clip_probs(name))}}
+    return {output_expr(output): expr_classes(probs), **{c: probs[:, i] for i, c in enumerate(output_probs(output))}}
 
 
 def decision_columns(outputs: dict[str, np.ndarray], au_thresholds) -> dict:
@@ -115,16 +136,16 @@ def build(predictions, time_s: np.ndarray, au_thresholds, face_prob: np.ndarray 
             FILLED: predictions.filled, **decision_columns(out, au_thresholds),
             DDAMFN_SCORED: pd.array([pd.NA] * n if ddamfn_scored is None else ddamfn_scored, dtype="boolean"),
             CLIP_SCORED: pd.array([pd.NA] * n if clip_scored is None else clip_scored, dtype="boolean")}
-    for key, probs in out.items():
-        if key.startswith("clip_"):
-            cols.update(expr_column_values(probs, key[len("clip_"):]))
-    return pd.DataFrame(cols)[prediction_columns([k[len("clip_"):] for k in out if k.startswith("clip_")])]
+    extra = [key for key in out if key not in TASK_COLUMNS]
+    for key in extra:
+        cols.update(expr_column_values(out[key], key))
+    return pd.DataFrame(cols)[prediction_columns(extra)]
 
 
-def set_clip_output(table: pd.DataFrame, name: str, probs: np.ndarray) -> pd.DataFrame:
-    """A copy of the table with CLIP output `name` (probabilities over every row) set."""
+def set_expr_output(table: pd.DataFrame, output: str, probs: np.ndarray) -> pd.DataFrame:
+    """A copy of the table with expression output `output` (probabilities over every row) set."""
     table = table.copy()
-    for column, values in expr_column_values(probs, name).items():
+    for column, values in expr_column_values(probs, output).items():
         table[column] = values
     return table
 

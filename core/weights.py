@@ -105,11 +105,14 @@ def _hub_file(repo_id: str, filename: str, spec: str) -> Path:
     huggingface_hub answers both: the cache lookup touches no network, and one metadata request without
     retries (hf_hub_download alone retries an unreachable Hub for about 20 s) says whether it can be had."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
 
     try:
         return Path(hf_hub_download(repo_id, filename, local_files_only=True))
-    except Exception:   # huggingface_hub raises a dozen types; all mean "not in the cache"
+    except EntryNotFoundError:      # not in the cache (LocalEntryNotFoundError), or cached as missing
         pass
+    except HFValidationError as e:  # a repository id the Hub cannot have: say so, not "not in the cache"
+        raise WeightsError(f"{spec}: not a Hugging Face repository file ({_first_line(e)})") from None
     if settings.hub_offline():
         raise WeightsError(f"{spec}: not in the local Hugging Face cache and the Hub is offline "
                            "(HF_HUB_OFFLINE is set)")
@@ -135,6 +138,32 @@ def _is_connection_error(e: BaseException) -> bool:
     from huggingface_hub.errors import HfHubHTTPError
 
     return not isinstance(e, HfHubHTTPError)
+
+
+def state_key(modules, extra) -> str:
+    """Content key of some modules' tensors (names, shapes, bytes) and a JSON-able extra: the same
+    weights and preprocessing give the same key whatever file or heads they came with."""
+    import hashlib
+    import json
+
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    for module in modules:
+        for name, t in sorted(module.state_dict().items()):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_loaded(ckpt: "Checkpoint", tasks, options) -> None:
+    """Constructor options only apply to random models; asked-for tasks must exist in the checkpoint."""
+    if options:
+        raise TypeError(f"options {sorted(options)} apply when building without weights, not to {ckpt.source}")
+    have = ckpt.config.get("tasks") or ()
+    lacking = [t for t in (tasks or ()) if t not in have]
+    if lacking:
+        raise WeightsError(f"{ckpt.source} has no {', '.join(lacking)} head (its tasks: {', '.join(have)})")
 
 
 def default_clip_weights(model_name: str) -> tuple[str | None, str]:

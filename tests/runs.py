@@ -11,6 +11,6 @@ def run_info(outputs_from: dict[str, str], untrained: dict[str, bool], frames: i
               for card, random in untrained.items()}
     return RunInfo(config=AnalysisConfig(models=tuple(untrained)), device="cpu", models=models,
                    outputs_from=outputs_from, au_thresholds=tuple(au_thresholds), windows={},
-                   clip_sets=tuple(o[len("clip_"):] for o in outputs_from if o.startswith("clip_")), frames=frames,
+                   expr_outputs=tuple(o for o in outputs_from if o not in TASKS), frames=frames,
                    face_frames=frames, faceless="interpolated", timings={"total": 1.0}, source=Source("video"),
                    fps=30.0, fps_source="video")

@@ -9,7 +9,7 @@ import pytest
 
 from core.analyze import main
 from core.labels import AUS
-from core.table import UNTRAINED, prediction_columns
+from core.table import prediction_columns, untrained_column
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,8 +24,9 @@ def test_writes_csv_parquet_metadata_and_abaw_files(media_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "untrained (random) models: ddamfn, lstm" in proc.stderr
     df = pd.read_csv(out)
-    assert list(df.columns) == [*prediction_columns(), UNTRAINED] and len(df) == 8 and df["face"].all()
-    assert df[UNTRAINED].all()
+    flags = [untrained_column(o) for o in ("va", "expr", "au")]
+    assert list(df.columns) == [*prediction_columns(), *flags] and len(df) == 8 and df["face"].all()
+    assert df[flags].all().all()
     assert pd.read_parquet(out.with_suffix(".parquet"))["expr"].dtype == "Int64"
     run = json.loads(out.with_suffix(".run.json").read_text())
     assert run["device"] == "cpu" and run["main_outputs"] == "lstm" and run["frames"] == 8

@@ -55,7 +55,7 @@ def test_default_clip_comes_from_the_hub_cache(tmp_path, monkeypatch, media_dir,
     spec, note = default_clip_weights("ViT-B-32")
     assert spec == SPEC and note == f"CLIP: no weights configured: using the default {SPEC}"
     config = AppConfig.from_env({})
-    assert config.weights_clip == SPEC and note in config.startup_log()
+    assert config.weights["clip"] == SPEC and note in config.startup_log()
     loaded = create_model("clip", weights=spec, device="cpu")
     assert loaded.info.source == SPEC and not loaded.info.untrained
     conv = loaded.model.model.visual.conv1.weight
@@ -75,7 +75,7 @@ def test_offline_with_an_empty_cache_falls_back_to_random_quickly(tmp_path, monk
     assert time.monotonic() - start < 5
     assert spec is None and note.endswith("CLIP is random, untrained") and "HF_HUB_OFFLINE is set" in note
     config = AppConfig.from_env({})
-    assert config.weights_clip is None and note in config.startup_log()
+    assert config.weights["clip"] is None and note in config.startup_log()
 
     clip, err = run_analyze(media_dir, tmp_path / "preds.csv", capsys)
     assert clip["source"] == "random" and clip["untrained"] is True

@@ -38,7 +38,8 @@ def test_one_face_in_every_frame_of_single_face(detector, media_dir):
 
 def test_no_face_in_no_face(detector, media_dir):
     frames = first_frames(media_dir / "no_face.mp4", 12)
-    assert all(len(b) == 0 and len(p) == 0 for b, p in detector.detect(frames))
+    found = detector.detect(frames)
+    assert len(found) == 12 and all(len(b) == 0 and len(p) == 0 for b, p in found)
 
 
 def test_downscaled_detection_matches_full_size(media_dir):
@@ -189,4 +190,5 @@ def test_detections_that_disagree_are_followed_by_detecting_the_frames_between(d
 
 def test_frames_smaller_than_a_face_have_no_face(detector):
     tiny = [np.full((16, 16, 3), 128, np.uint8)] * 3
-    assert all(len(b) == 0 and len(p) == 0 for b, p in detector.detect(tiny))
+    found = detector.detect(tiny)
+    assert len(found) == 3 and all(len(b) == 0 and len(p) == 0 for b, p in found)

@@ -302,7 +302,7 @@ def test_mtl_score_is_the_sum_of_the_three(affwild2_root):
 
 def scorer_table(n=40, seed=5):
     """A predictions table (core.table's columns: va, expr, one CLIP output, AU decisions) with gt_ labels."""
-    from core.table import AU_DECISIONS, clip_expr, gt
+    from core.table import AU_DECISIONS, gt, output_expr, prompt_output
 
     rng = np.random.default_rng(seed)
     truth_va = rng.uniform(-1, 1, (n, 2))
@@ -310,12 +310,12 @@ def scorer_table(n=40, seed=5):
     expr = rng.integers(0, 8, n)
     df = pd.DataFrame({"frame": np.arange(n), "valence": truth_va[:, 0] * 0.5 + rng.normal(0, .2, n),
                        "arousal": rng.uniform(-1, 1, n), "expr": pd.array(np.where(rng.random(n) < .5, expr, 0), dtype="Int64"),
-                       clip_expr("basic"): pd.array(rng.integers(0, 8, n), dtype="Int64"),
+                       output_expr(prompt_output("basic")): pd.array(rng.integers(0, 8, n), dtype="Int64"),
                        **{a: pd.array(rng.integers(0, 2, n), dtype="Int64") for a in AU_DECISIONS},
                        gt("valence"): truth_va[:, 0], gt("arousal"): truth_va[:, 1], gt("expr"): expr,
                        **{gt(a): rng.integers(0, 2, n).astype(float) for a in AUS}})
     df.loc[10:14, ["valence", "arousal"]] = np.nan                     # no prediction (no face, fill none)
-    df.loc[30:31, clip_expr("basic")] = pd.NA
+    df.loc[30:31, output_expr(prompt_output("basic"))] = pd.NA
     return df, truth_va, expr
 
 

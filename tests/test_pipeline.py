@@ -126,36 +126,49 @@ def small_prompt_set(name: str, template: str) -> PromptSet:
 
 
 def test_clip_columns_per_prompt_set_and_clip_lstm(media_dir):
+    """Each prompt set has its columns, and CLIP+LSTM its own: a prompt set named "lstm" beside it."""
     config = AnalysisConfig(models=("ddamfn", "clip", "clip-lstm"), device="cpu", max_frames=3,
                             prompt_sets=(small_prompt_set("basic", "a {} face."),
-                                         small_prompt_set("emotion", "a person feeling {}.")))
+                                         small_prompt_set("emotion", "a person feeling {}."),
+                                         small_prompt_set("lstm", "a photo of someone {}.")))
     df_analysis = analyze_video(media_dir / "single_face.mp4", config)
     df = df_analysis.table
-    check_table(df, 3, ["basic", "emotion", "lstm"])
-    for s in ("basic", "emotion", "lstm"):
-        probs = df[[f"clip_{s}_p_{e}" for e in EXPRESSIONS]].to_numpy()
+    outputs = ["clip_basic", "clip_emotion", "clip_lstm", "clip-lstm"]
+    check_table(df, 3, outputs)
+    for output in outputs:
+        probs = df[[f"{output}_p_{e}" for e in EXPRESSIONS]].to_numpy()
         assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
-        assert (df[f"clip_{s}_expr"].to_numpy(dtype=int) == probs.argmax(axis=1)).all()
+        assert (df[f"{output}_expr"].to_numpy(dtype=int) == probs.argmax(axis=1)).all()
     # two prompt sets give two different zero-shot answers from the same image embeddings
     assert not np.allclose(df["clip_basic_p_Neutral"], df["clip_emotion_p_Neutral"])
+    # the prompt set "lstm" did not overwrite the LSTM's columns, nor the LSTM the set's
+    assert not np.allclose(df["clip_lstm_p_Neutral"], df["clip-lstm_p_Neutral"])
     run = df_analysis.run
-    assert run.clip_sets == ("basic", "emotion", "lstm") and run.models["clip"].untrained
-    assert run.frames == 3 and run.config.prompt_set_names() == ["basic", "emotion"]
+    assert run.expr_outputs == tuple(outputs) and run.models["clip"].untrained
+    assert run.outputs_from["clip_lstm"] == "clip" and run.outputs_from["clip-lstm"] == "clip-lstm"
+    assert run.frames == 3 and run.config.prompt_set_names() == ["basic", "emotion", "lstm"]
 
 
 def test_trained_clip_adapter_alone(media_dir, tmp_path):
     """A clip-adapter checkpoint as the only model: zero-shot columns from its frozen CLIP, the adapter's
-    own classes as clip_adapter_*, and no DDAMFN columns filled."""
+    own classes as clip-adapter_*, and no DDAMFN columns filled. A prompt set named "adapter" keeps its
+    own columns beside the adapter's."""
     adapter = create_model("clip-adapter", device="cpu")
     path = save_checkpoint(tmp_path / "adapter.pt", adapter.model, {"note": "test"})
     config = AnalysisConfig(models=(), weights={"clip": str(path)}, device="cpu", max_frames=2,
-                            prompt_sets=(small_prompt_set("basic", "a {} face."),))
+                            prompt_sets=(small_prompt_set("basic", "a {} face."),
+                                         small_prompt_set("adapter", "someone who looks {}.")))
     df_analysis = analyze_video(media_dir / "single_face.mp4", config)
     df = df_analysis.table
-    check_table(df, 2, ["basic", "adapter"])
+    check_table(df, 2, ["clip_basic", "clip_adapter", "clip-adapter"])
     assert df["face"].all() and df["valence"].isna().all() and df["expr"].isna().all()
-    # an untrained (zero-initialised) adapter answers like zero-shot CLIP with its own prompts
-    assert df["clip_adapter_p_Happiness"].notna().all()
+    # an untrained (zero-initialised) adapter answers like zero-shot CLIP with its own prompts (the full
+    # "basic" set), not like the one-prompt set that happens to be called "adapter"
+    raw = torch.as_tensor(df_analysis.clip_embeddings)
+    own = adapter.model.clip.zero_shot(raw, "basic").numpy()
+    probs = [f"clip-adapter_p_{e}" for e in EXPRESSIONS]
+    assert np.allclose(df[probs].to_numpy(), own, atol=1e-4)
+    assert not np.allclose(df[probs].to_numpy(), df[[f"clip_adapter_p_{e}" for e in EXPRESSIONS]].to_numpy())
     assert df_analysis.run.models["clip"].source == str(path) and df_analysis.run.main_outputs is None
 
 
@@ -318,7 +331,7 @@ def test_clip_scores_a_stride_and_interpolates_the_rest(media_dir):
                             prompt_sets=(small_prompt_set("basic", "a {} face."),))
     analysis = analyze_video(media_dir / "single_face.mp4", config)
     df = analysis.table
-    check_table(df, 10, ["basic"])
+    check_table(df, 10, ["clip_basic"])
     assert df["clip_scored"].tolist() == [f % 4 == 0 for f in range(10)]
     assert analysis.run.strides["clip"] == Stride(every=4, scored_frames=3, face_frames=10) and analysis.run.strided
     assert "clip every 4th frame" in analysis.run.embedding_note

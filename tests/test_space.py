@@ -144,7 +144,7 @@ def test_start_up_log_names_the_database_and_warns_of_sqlite_on_a_space(tmp_path
 
 def test_weights_box_says_where_each_model_came_from(tmp_path):
     ddamfn = save_checkpoint(tmp_path / "ddamfn.pt", DDAMFN(tasks=TASKS))
-    services = analyses(AppConfig(weights_ddamfn=str(ddamfn), clip_model="ViT-S-32", device="cpu"))
+    services = analyses(AppConfig(weights={"ddamfn": str(ddamfn)}, clip_model="ViT-S-32", device="cpu"))
     box = services.weights_overview()
     assert f"| ddamfn | `{ddamfn}` | trained |" in box
     assert "| lstm | `random` | **untrained** (random weights) |" in box

@@ -229,7 +229,6 @@ def test_lstm_beats_the_frame_model_when_labels_depend_on_time(planted, temporal
 
 
 def test_the_models_table_records_the_encoder_key_that_predictions_check(planted, temporal_models, tmp_path):
-    from core.predict import encoder_key
     from db.engine import init_db, make_session_factory
     from training.jobs import register_checkpoint
 
@@ -237,7 +236,7 @@ def test_the_models_table_records_the_encoder_key_that_predictions_check(planted
     with sessions.begin() as s:
         model = register_checkpoint(s, temporal_models[1], "t-lstm", None, LSTM["epochs"], None)
     encoder = create_model("ddamfn", str(planted["weights"]), device="cpu")
-    assert model.encoder_hash == encoder_key(encoder.model, "ddamfn")
+    assert model.encoder_hash == encoder.model.embedding_key("ddamfn")
 
 
 def test_retraining_with_corrections_moves_predictions_to_the_corrected_labels(planted, tmp_path):
@@ -304,11 +303,26 @@ def test_trained_checkpoints_run_in_core_analyze(frame_model, temporal_models, m
     assert run_info["main_outputs"] == "lstm"
 
 
+def lstm_with_au(lstm_path: Path, out: Path) -> tuple[Path, np.ndarray]:
+    """The trained LSTM with a seeded AU head added and tuned AU thresholds recorded (as `training
+    thresholds` writes them), its embedding record kept: an LSTM that gives the AU outputs."""
+    from core.models.temporal import TemporalLSTM
+
+    ckpt = load_checkpoint(lstm_path)
+    torch.manual_seed(5)
+    model = TemporalLSTM(**{**ckpt.config, "tasks": ("va", "expr", "au")})
+    model.load_state_dict(ckpt.state_dict, strict=False)            # the AU head stays as seeded
+    thresholds = np.linspace(0.3, 0.7, len(AUS))
+    meta = {k: v for k, v in ckpt.metadata.items() if k in ("embedding", "windows")}
+    return save_checkpoint(out, model, {**meta, "au_thresholds": thresholds.tolist()}), thresholds
+
+
 def test_the_app_and_training_predict_an_affwild2_video_alike(planted, temporal_models, tmp_path):
     """One prediction path: the same LSTM checkpoint through the app's command line (`core.analyze
     --affwild2`) and through `training predict` gives the same outputs on the same frames, faceless
-    frames included."""
-    lstm, root = temporal_models[1], planted["temporal"]
+    frames included -- AU decisions too, at the LSTM checkpoint's tuned thresholds (not 0.5)."""
+    lstm, thresholds = lstm_with_au(temporal_models[1], tmp_path / "lstm_au.pt")
+    root = planted["temporal"]
     index = AffWild2Index(root)
     video = next(v for v in index.all_videos() if index.video_frames(v)["image_path"].isna().any())
     (tmp_path / "videos.txt").write_text(video + "\n")
@@ -321,11 +335,18 @@ def test_the_app_and_training_predict_an_affwild2_video_alike(planted, temporal_
     assert cli(["predict", "--weights", str(lstm), "--root", str(root), "--cache", str(planted["cache"]),
                 "--videos", str(tmp_path / "videos.txt"), "--out", str(tmp_path / "training"), "--device", "cpu",
                 "--workers", "0", "--no-progress"]) == 0
-    for task in ("va", "expr"):
+    for task in ("va", "expr", "au"):
         ours, theirs = (read_submission(tmp_path / d / f"{task}.txt", task) for d in ("app", "training"))
         assert len(ours) == len(index.video_frames(video)) and list(ours["frame"]) == list(theirs["frame"])
         columns = LABEL_COLUMNS[task]
         np.testing.assert_allclose(ours[columns].to_numpy(float), theirs[columns].to_numpy(float), atol=2e-5)
+    app_table = pd.read_csv(tmp_path / "app.csv")
+    probs = app_table[[f"p_{a}" for a in AUS]].to_numpy()
+    decisions = app_table[list(AUS)].to_numpy(float)
+    assert json.loads((tmp_path / "app.run.json").read_text())["au_thresholds"] == pytest.approx(thresholds.tolist())
+    rows = ~np.isnan(probs).any(axis=1)
+    assert np.array_equal(decisions[rows], (probs[rows] >= thresholds).astype(float))
+    assert not np.array_equal(decisions[rows], (probs[rows] >= 0.5).astype(float))    # the thresholds mattered
 
 
 def test_an_lstm_runs_only_on_the_encoder_it_was_trained_on(planted, temporal_models, media_dir, tmp_path):

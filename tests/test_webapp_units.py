@@ -214,11 +214,16 @@ def test_downloads_csv_and_run_json_say_untrained_and_abaw_submissions_hold_the_
     from webapp.results import write_downloads
 
     df = predictions_table(with_gt=False)
-    paths = write_downloads(Analysis(df, run_info({"va": "ddamfn"}, {"ddamfn": True}, len(df))), "clip-1", tmp_path)
+    run = run_info({"va": "lstm", "expr": "lstm", "au": "lstm", "clip_default": "clip"}, {"lstm": False, "clip": True},
+                   len(df))
+    paths = write_downloads(Analysis(df, run), "clip-1", tmp_path)
     assert [p.name for p in paths] == ["clip-1_predictions.csv", "clip-1_run.json", "clip-1_VA_submission.txt",
                                        "clip-1_EXPR_submission.txt", "clip-1_AU_submission.txt"]
     csv = pd.read_csv(paths[0])
-    assert len(csv) == len(df) and csv["untrained"].all()
+    # one column per output: the trained LSTM's outputs are not marked untrained beside the random CLIP
+    flags = {c: csv[c].unique().tolist() for c in csv if c.startswith("untrained")}
+    assert len(csv) == len(df) and flags == {"untrained_va": [False], "untrained_expr": [False],
+                                             "untrained_au": [False], "untrained_clip_default": [True]}
     assert json.loads(paths[1].read_text())["untrained"] is True
     va, expr, au = (read_submission(path, task) for path, task in zip(paths[2:], ("va", "expr", "au")))
     for submission in (va, expr, au):
@@ -382,3 +387,24 @@ def test_effective_labels_are_read_once_per_video_until_its_next_audit_event(tmp
     ctx.write(lambda s: repo.decide_correction(s, 1, video="video-1", reviewer="bob", accept=True))
     after = labels.labelled("video-1", table)
     assert after["gt_valence"].tolist() == [0.1] * 5 + [0.6] * 5 + [0.1] * 10
+
+
+def test_models_load_once_per_key_and_the_attention_map_uses_the_analysis_model(tmp_path):
+    """webapp.context: a configuration's models are loaded once whatever its prompt sets (CLIP embeds a
+    new set's prompts itself), and the attention map gets the very DDAMFN the analysis ran on the CPU,
+    not a model set rebuilt for it."""
+    import dataclasses
+
+    from core.analysis import AnalysisConfig
+    from core.models.clip import DEFAULT_PROMPT_SETS
+    from tests.runs import run_info
+    from webapp.context import Context
+
+    ctx = Context(AppConfig(db_url=f"sqlite:///{tmp_path / 'models.db'}", clip_model="ViT-S-32", device="cpu"))
+    first, second = list(DEFAULT_PROMPT_SETS.values())[:2]
+    config = AnalysisConfig(models=("ddamfn", "clip"), prompt_sets=(first,), clip_model="ViT-S-32", device="cpu")
+    loaded = ctx.loaded_models(config)
+    assert ctx.loaded_models(dataclasses.replace(config, prompt_sets=(second,))) is loaded
+    run = run_info({"va": "ddamfn"}, {"ddamfn": True})
+    assert ctx.analysis_model(run, "ddamfn") is loaded.models["ddamfn"]
+    assert ctx.analysis_model(run, "lstm") is None                     # not part of this analysis

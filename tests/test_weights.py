@@ -141,6 +141,13 @@ def test_hub_offline_fails_fast_with_a_clear_message(monkeypatch):
     assert time.monotonic() - start < 5
 
 
+def test_a_repository_id_the_hub_cannot_have_is_said_so_not_taken_for_a_cache_miss(monkeypatch):
+    """Only "not in the cache" moves on to the Hub: a malformed id is refused as such (offline too)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError, match=r"hf://some one/ddamfn/best\.pt: not a Hugging Face repository file \("):
+        resolve("hf://some one/ddamfn/best.pt")
+
+
 def test_unreachable_hub_fails_fast_without_retries(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):

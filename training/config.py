@@ -15,14 +15,16 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import registry
 from core.labels import TASKS
-from core.registry import CLIP_MODEL, LSTM_STRIDE, LSTM_WINDOW
+from core.models.clip import DEFAULT_MODEL as CLIP_MODEL
+from core.models.temporal import LSTM_STRIDE, LSTM_WINDOW
 
 PRESET_DIR = Path(__file__).parent / "presets"
-MODEL_KINDS = ("ddamfn", "ddamfn-heads", "lstm", "clip-adapter")
+MODEL_KINDS = registry.training_kinds()       # ddamfn, ddamfn-heads, lstm, clip-adapter
 # evaluate / predict --weights UNTRAINED: a DDAMFN with random weights (seed 0), the baseline row.
 UNTRAINED = "untrained"
-ENCODERS = ("ddamfn", "clip", "clip-adapter")
+ENCODERS = registry.encoder_kinds()           # ddamfn, clip, clip-adapter
 
 
 def _help(text: str, **kw):

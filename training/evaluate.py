@@ -22,7 +22,7 @@ import torch
 from core.affwild2 import AffWild2Index, read_annotation
 from core.metrics import optimise_au_thresholds
 from core import predict as core_predict
-from core.registry import card_for_checkpoint
+from core.registry import card, card_for_checkpoint
 from core.table import decision_columns, write_submissions
 from core.weights import WeightsError, load_checkpoint
 from training import distributed
@@ -64,10 +64,9 @@ class Predictor:
 
     def _outputs(self, outputs: dict) -> dict[str, np.ndarray]:
         """The task outputs of this checkpoint from core.predict's outputs."""
-        if self.card == "clip":
-            return {"expr": outputs["clip_adapter"]}
-        if self.card == "clip-lstm":
-            return {"expr": outputs["clip_lstm"]}
+        own = card(self.card).outputs          # a CLIP adapter's or CLIP+LSTM's own output
+        if own:
+            return {"expr": outputs[next(iter(own))]}
         return {t: outputs[t] for t in self.tasks}
 
     def predict(self, table: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from core.affwild2 import AffWild2Index
 from core.faces import read_face_image
 from core.models import LoadedModel
-from core.predict import embedding_dim, encode, encoder_key
+from core.predict import encode
+from core.registry import encoder_kinds
 from training.data import split_videos
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class Encoder:
     weights: str               # the spec it was loaded from
     loaded: LoadedModel        # eval mode, on its device
     dim: int
-    key: str                   # content key of weights + preprocessing (core.predict.encoder_key)
+    key: str                   # content key of weights + preprocessing (the model's embedding_key)
 
     @property
     def device(self) -> torch.device:
@@ -65,7 +66,7 @@ class Encoder:
 
 def encoder_of(kind: str, weights: str, loaded: LoadedModel) -> Encoder:
     """The Encoder of an already loaded model ("clip" on an adapter: its frozen CLIP)."""
-    return Encoder(kind, str(weights), loaded, embedding_dim(loaded.model, kind), encoder_key(loaded.model, kind))
+    return Encoder(kind, str(weights), loaded, loaded.model.embedding_dim(kind), loaded.model.embedding_key(kind))
 
 
 def load_encoder(kind: str, weights: str | None, device="auto") -> Encoder:
@@ -76,8 +77,8 @@ def load_encoder(kind: str, weights: str | None, device="auto") -> Encoder:
 
     if not weights:
         raise ValueError(f"embeddings of a random {kind} model mean nothing: give --weights")
-    if kind not in ("ddamfn", "clip", "clip-adapter"):
-        raise ValueError(f"unknown encoder {kind!r}")
+    if kind not in encoder_kinds():
+        raise ValueError(f"unknown encoder {kind!r}; known: {', '.join(encoder_kinds())}")
     return encoder_of(kind, weights, create_model(kind, weights, device=device))
 
 

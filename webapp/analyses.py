@@ -22,7 +22,7 @@ import pandas as pd
 from core import pipeline
 from core.affwild2 import AnnotationError, AnnotationTooLong, read_annotation
 from core.models.clip import prompt_set
-from core.registry import CARDS, by_label, with_encoders
+from core.registry import by_label, label, labels, with_encoders
 from core.settings import KEPT_VIDEOS, kept_video
 from core.analysis import Analysis
 from core.table import LENGTH_TOLERANCE, frame_rate, ground_truth_from_labels
@@ -38,8 +38,8 @@ from webapp.models import Models
 from webapp.state import OpenVideo
 from webapp.summary import base_names, public_run, run_summary
 
-MODEL_CHOICES = tuple(card.label for card in CARDS.values())
-DEFAULT_MODELS = (CARDS["lstm"].label, CARDS["clip"].label)
+MODEL_CHOICES = labels()
+DEFAULT_MODELS = (label("lstm"), label("clip"))
 REUSED = "This video was analysed before with the same models and weights: the stored analysis is shown."
 
 
@@ -157,7 +157,7 @@ class Analyses:
         if model_id:
             card, path = self.models.registered_weights(model_id)
             if card not in models:
-                raise InputError(f"Model {model_id} runs as {CARDS[card].label}: tick it among the models.")
+                raise InputError(f"Model {model_id} runs as {label(card)}: tick it among the models.")
             weights[card] = path
         sets = (self.ctx.prompt_set_object(prompt_set_name or "basic"),) if "clip" in models else ()
         return pipeline.AnalysisConfig(models=models, weights=weights, prompt_sets=sets,

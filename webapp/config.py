@@ -10,7 +10,7 @@ from typing import Mapping
 
 from core import settings
 from core.models.clip import DEFAULT_MODEL as DEFAULT_CLIP_MODEL
-from core.weights import default_clip_weights
+from core.registry import weights_from_env
 from webapp.gpu import ZEROGPU_MAX_VIDEO_S
 
 
@@ -39,10 +39,10 @@ def _default_cache_dir(env: Mapping[str, str]) -> Path:
 class AppConfig:
     db_url: str | None = None                 # None: the db package's default (SQLite under ./data)
     affwild2_root: Path | None = None         # local Aff-Wild2 copy (EULA data); None hides that source
-    weights_ddamfn: str | None = None         # local file or hf://org/repo/file.pt; None = random init
-    weights_lstm: str | None = None
-    weights_clip: str | None = None           # open_clip pretrained tag, local file or hf:// id; None = random
-    weights_clip_note: str | None = None      # from_env: why CLIP has the default weights, or none (for the log)
+    # model card -> weights spec (core.weights: local file, hf://org/repo/file.pt, open_clip tag); absent or
+    # None = random init. from_env reads each card's variable (core.registry: AFFECTLENS_WEIGHTS_DDAMFN, ...).
+    weights: dict = field(default_factory=dict)
+    weights_notes: tuple[str, ...] = ()       # from_env: where default weights came from (for the log)
     clip_model: str = DEFAULT_CLIP_MODEL      # open_clip architecture name
     device: str = "auto"
     max_upload_mb: int = 200
@@ -61,25 +61,22 @@ class AppConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
-        """The settings from environment variables. Without AFFECTLENS_WEIGHTS_CLIP, CLIP gets the default
-        pretrained weights (downloaded now) or, offline, random ones (core.weights.default_clip_weights).
+        """The settings from environment variables. A model card without its weights variable gets its
+        default: CLIP the default pretrained weights (downloaded now) or, offline, random ones
+        (core.weights.default_clip_weights); the others random weights.
         On ZeroGPU (SPACES_ZERO_GPU, as the `spaces` package reads it) videos are capped at what one GPU
         call can analyse (webapp.gpu)."""
         env = os.environ if env is None else env
         clip_model = env.get("AFFECTLENS_CLIP_MODEL") or DEFAULT_CLIP_MODEL
-        weights_clip, clip_note = env.get("AFFECTLENS_WEIGHTS_CLIP") or None, None
-        if weights_clip is None:
-            weights_clip, clip_note = default_clip_weights(clip_model)
+        weights, notes = weights_from_env(env, clip_model)
         max_duration_s = float(env.get("AFFECTLENS_MAX_DURATION_S") or 600)
         if env.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true"):
             max_duration_s = min(max_duration_s, ZEROGPU_MAX_VIDEO_S)
         return cls(
             db_url=env.get("AFFECTLENS_DB_URL") or None,
             affwild2_root=_path(env.get("AFFECTLENS_AFFWILD2_ROOT")),
-            weights_ddamfn=env.get("AFFECTLENS_WEIGHTS_DDAMFN") or None,
-            weights_lstm=env.get("AFFECTLENS_WEIGHTS_LSTM") or None,
-            weights_clip=weights_clip,
-            weights_clip_note=clip_note,
+            weights=weights,
+            weights_notes=tuple(notes),
             clip_model=clip_model,
             device=env.get("AFFECTLENS_DEVICE") or "auto",
             max_upload_mb=int(env.get("AFFECTLENS_MAX_UPLOAD_MB") or 200),
@@ -108,6 +105,5 @@ class AppConfig:
             lines.append(f"WARNING: the database is a SQLite file on the Space {self.space_id}: it is lost when the "
                          "Space restarts. Set AFFECTLENS_DB_URL to a PostgreSQL server (a Space secret), or "
                          "export the corrections regularly.")
-        if self.weights_clip_note:
-            lines.append(self.weights_clip_note)
+        lines += self.weights_notes
         return lines

@@ -16,7 +16,7 @@ from core.affwild2 import AffWild2Index
 from core.analysis import RunInfo
 from core.models import create_model
 from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet, prompt_set
-from core.registry import CARDS
+from core.registry import card as model_card, cards
 from core.weights import WeightsError
 from db import repo
 from db.engine import init_db, make_session_factory, write
@@ -72,8 +72,7 @@ class Context:
     # -- models -----------------------------------------------------------------------------------------
     def model_weights(self) -> dict[str, str | None]:
         """The weights the app runs per model card (the environment's defaults; None: random)."""
-        return {"ddamfn": self.config.weights_ddamfn, "lstm": self.config.weights_lstm,
-                "clip": self.config.weights_clip, "clip-lstm": None}
+        return {name: self.config.weights.get(name) for name in cards()}
 
     def loaded_models(self, config: pipeline.AnalysisConfig) -> pipeline.LoadedModels:
         """Models for a configuration, loaded once and kept (the few most recent configurations). The
@@ -111,7 +110,7 @@ class Context:
                 if key in self._models:
                     return self._models[key]
             try:
-                model = create_model(CARDS[card].builder, key[1], device="cpu")
+                model = create_model(model_card(card).architecture, key[1], device="cpu")
             except WeightsError as err:
                 raise InputError(f"The model weights could not be loaded: {err}") from None
             with self._models_lock:

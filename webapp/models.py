@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.settings import db_url
-from core.registry import card_for_checkpoint
+from core.registry import card_for_checkpoint, card_for_training_kind
 from db import repo
 from webapp.context import Context
 from webapp.inputs import InputError, whole
@@ -58,9 +58,7 @@ class Models:
 
     def current_weights(self, model_kind: str) -> str | None:
         """The weights the app runs for a training model kind (what a retrained model is compared with)."""
-        weights = self.ctx.model_weights()
-        return {"ddamfn": weights["ddamfn"], "ddamfn-heads": weights["ddamfn"], "lstm": weights["lstm"],
-                "clip-adapter": weights["clip"]}[model_kind]
+        return self.ctx.model_weights()[card_for_training_kind(model_kind)]
 
     def retrain(self, preset: str, epochs: int, steps_per_epoch: int, batch_size: int, user: str) -> int:
         """Start a preset's training on the Aff-Wild2 root with the reviewers' effective labels (accepted

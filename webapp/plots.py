@@ -16,8 +16,9 @@ from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from core.faces import DEFAULT_DETECT_EVERY
 from core.labels import AUS, EXPRESSION_COLORS, EXPRESSIONS
-from core.table import (AROUSAL, AU_DECISIONS, AU_PROBS, BOX_DETECTED, EXPR, FACE, FRAME, TIME,
-                        VALENCE, clip_expr, clip_probs, clip_sets, frame_rate, gt)
+from core.registry import output_label
+from core.table import (AROUSAL, AU_DECISIONS, AU_PROBS, BOX_DETECTED, EXPR, FACE, FRAME, TIME, VALENCE, expr_outputs,
+                        frame_rate, gt, output_expr, output_probs, prompt_output, prompt_set_of)
 
 # Valence and arousal each have their own hue; the annotation is a darker shade, dashed.
 LINE_STYLES = {
@@ -66,7 +67,7 @@ def expression_rows(df: pd.DataFrame) -> list[tuple[str, str]]:
     rows = []
     if EXPR in df:
         rows.append(("model", EXPR))
-    rows += [(f"CLIP {name}", clip_expr(name)) for name in clip_sets(df)]
+    rows += [(output_label(o, prompt_set=prompt_set_of(o)), output_expr(o)) for o in expr_outputs(df)]
     if gt(EXPR) in df:
         rows.append(("annotation", gt(EXPR)))
     return rows
@@ -257,7 +258,7 @@ def prompt_probabilities_figure(df: pd.DataFrame, set_names: list[str]) -> go.Fi
     fig = make_subplots(rows=len(set_names), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[f"prompt set {name}" for name in set_names])
     for r, name in enumerate(set_names, start=1):
-        for expr, color, col in zip(EXPRESSIONS, EXPRESSION_COLORS, clip_probs(name)):
+        for expr, color, col in zip(EXPRESSIONS, EXPRESSION_COLORS, output_probs(prompt_output(name))):
             fig.add_trace(go.Scatter(
                 x=t, y=_as_float(df[col]), mode="lines", name=expr,
                 line=dict(color=color, width=1.2), legendgroup=expr, showlegend=r == 1,

@@ -7,7 +7,7 @@ import pandas as pd
 from core.labels import EXPRESSIONS
 from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet
 from core.predict import encode, zero_shot
-from core.table import FACE, FRAME, set_clip_output
+from core.table import FACE, FRAME, prompt_output, set_expr_output
 from db import repo
 from webapp.analyses import Analyses
 from webapp.frames import Frames
@@ -34,7 +34,7 @@ class Prompts:
         for ps in sets:
             probs = np.full((len(table), len(EXPRESSIONS)), np.nan)
             probs[face] = zero_shot(loaded.clip.model, emb, ps)
-            table = set_clip_output(table, ps.name, probs)
+            table = set_expr_output(table, prompt_output(ps.name), probs)
         return table, emb
 
     def clip_untrained(self) -> bool:

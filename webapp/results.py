@@ -11,10 +11,10 @@ import pandas as pd
 
 from core import metrics
 from core.labels import AUS, EXPRESSIONS
-from core.registry import CARDS
 from core.analysis import Analysis, ModelRun, RunInfo
-from core.table import (AROUSAL, AU_DECISIONS, BOX_DETECTED, EXPR, FACE, FILLED, FRAME, TIME, VALENCE,
-                        clip_expr, clip_probs, clip_sets, gt, write_submissions)
+from core.registry import output_label
+from core.table import (AROUSAL, AU_DECISIONS, BOX_DETECTED, EXPR, FACE, FILLED, FRAME, TIME, VALENCE, expr_outputs,
+                        gt, output_expr, output_probs, prompt_output, prompt_set_of, write_submissions)
 
 DECIMALS = 3          # every number a table on the page shows is rounded to this
 NA = "n/a"            # a figure that could not be computed (no prediction to score)
@@ -28,14 +28,12 @@ def rounded(value) -> float | None:
 
 
 def output_names(run: RunInfo | None) -> dict[str, str]:
-    """Output (va, expr, au, clip_<S>) -> how the page names it: the model card's label, marked
-    "(untrained)" when that model's weights are random."""
+    """Output (va, expr, au, prompt sets', the CLIP models' own) -> how the page names it (core.registry),
+    marked "(untrained)" when it comes from random weights."""
     names = {}
     for output, card in (run.outputs_from if run else {}).items():
-        label = CARDS[card].label if card in CARDS else card
-        if output.startswith("clip_"):
-            label = f"CLIP {output[len('clip_'):]}"
-        names[output] = f"{label} (untrained)" if run.models[card].untrained else label
+        label = output_label(output, card, prompt_set_of(output))
+        names[output] = f"{label} (untrained)" if run.untrained_outputs()[output] else label
     return names
 
 
@@ -63,7 +61,7 @@ def prompt_f1_table(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """P_EXPR of each CLIP prompt set's output against gt_expr (None without annotation, "n/a" when
     nothing could be scored), and how many annotated frames had no prediction (no face) and were left out."""
     scores = metrics.score_table(df, tasks=("expr",))
-    found = [scores.get(f"clip_{n}") for n in names]
+    found = [scores.get(prompt_output(n)) for n in names]
     return pd.DataFrame({"prompt set": names,
                          "P_EXPR (F1, 8 classes)": [None if s is None else NA if s.main is None else rounded(s.main)
                                                     for s in found],
@@ -101,7 +99,7 @@ def frame_summary(df: pd.DataFrame, frame: int, faceless: str | None = None) -> 
         for col in (name, gt(name)):
             if col in row and pd.notna(row[col]):
                 items.append((col, f"{row[col]:+.3f}"))
-    for col in [EXPR, *[clip_expr(s) for s in clip_sets(df)], gt(EXPR)]:
+    for col in [EXPR, *[output_expr(o) for o in expr_outputs(df)], gt(EXPR)]:
         if col in row and pd.notna(row[col]):
             items.append((col, EXPRESSIONS[int(row[col])]))
     active = [au for au in AU_DECISIONS if au in row and pd.notna(row[au]) and int(row[au]) == 1]
@@ -123,9 +121,10 @@ def clip_frame_table(df: pd.DataFrame, frame: int, phrases: dict[str, dict[str, 
     phrases its prompts are built from (shown when known)."""
     row = df.loc[df[FRAME] == frame]
     rows = []
-    for name in clip_sets(df):
+    for output in expr_outputs(df):
+        name = prompt_set_of(output) or output_label(output)
         known = (phrases or {}).get(name, {})
-        probs = [] if row.empty else [(e, row.iloc[0][c]) for e, c in zip(EXPRESSIONS, clip_probs(name))]
+        probs = [] if row.empty else [(e, row.iloc[0][c]) for e, c in zip(EXPRESSIONS, output_probs(output))]
         for expr, p in sorted(probs, key=lambda item: -np.nan_to_num(float(item[1]), nan=-1.0)):
             rows.append({"prompt set": name, "expression": expr, "prompts": " | ".join(known.get(expr, [])),
                          "p": rounded(p)})

@@ -22,11 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.device import run_batched
 from core.labels import EXPRESSIONS
 from core.models.preprocess import normalize_images
-from core.weights import WeightsError, resolve
+from core.registry import ModelCard, register_architecture, register_card
+from core.weights import (WeightsError, default_clip_weights, load_checkpoint, parse_spec, read_checkpoint, resolve,
+                          state_key)
 
-DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_MODEL = "ViT-B-32"          # open_clip architecture when none is named
+# The CLIP models' own output keys in the table; a prompt set's is core.table.prompt_output(name), which
+# a "-" keeps apart from these (prompt set names are letters, digits and _).
+ADAPTER_OUTPUT, CLIP_LSTM_OUTPUT = "clip-adapter", "clip-lstm"
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,6 +197,29 @@ class ClipExpression(nn.Module):
         emb = self.encode_images(x)
         return {"embedding": emb, "expr": self.logit_scale().to(emb.device) * emb @ self.text_embeddings().T}
 
+    # -- as an encoder (core.predict) --------------------------------------------------------------------
+    @property
+    def zero_shot_clip(self) -> "ClipExpression":
+        """The CLIP that scores prompt sets."""
+        return self
+
+    def encoder_kind(self, adapted: bool = True) -> str:
+        return "clip"
+
+    def embedding_dim(self, kind: str) -> int:
+        return self.embed_dim
+
+    def embedding_key(self, kind: str) -> str:
+        return state_key([self.model], {**self.preprocessing, "model": self.model_name})
+
+    def embeddings(self, x: torch.Tensor, kind: str, batch_size: int, amp: bool) -> torch.Tensor:
+        """Raw CLIP image embeddings (B, D) float32 on the CPU."""
+        return run_batched(self.encode_images, x, batch_size=batch_size, amp=amp)
+
+    def adapt(self, raw: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """A trained adapter's embedding and logits from raw CLIP embeddings; None: zero-shot CLIP has none."""
+        return None
+
 
 def contrastive_loss(img_emb: torch.Tensor, class_emb: torch.Tensor, labels: torch.Tensor,
                      logit_scale: torch.Tensor | float) -> torch.Tensor:
@@ -270,6 +299,31 @@ class ClipAdapter(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.forward_embeddings(self.clip.encode_images(x))
 
+    # -- as an encoder (core.predict): raw CLIP embeddings ("clip") or its own ("clip-adapter") -----------
+    @property
+    def zero_shot_clip(self) -> ClipExpression:
+        return self.clip
+
+    def encoder_kind(self, adapted: bool = True) -> str:
+        return "clip-adapter" if adapted else "clip"
+
+    def embedding_dim(self, kind: str) -> int:
+        return self.clip.embed_dim
+
+    def embedding_key(self, kind: str) -> str:
+        if kind == "clip":
+            return self.clip.embedding_key(kind)
+        return state_key([self], {**self.preprocessing, "model": self.clip.model_name, "adapted": True})
+
+    def embeddings(self, x: torch.Tensor, kind: str, batch_size: int, amp: bool) -> torch.Tensor:
+        raw = self.clip.embeddings(x, "clip", batch_size, amp)
+        if kind == "clip":
+            return raw
+        return self.forward_embeddings(raw.to(self.log_scale.device))["embedding"].float().cpu()
+
+    def adapt(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_embeddings(raw)
+
     def loss(self, clip_emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Contrastive loss of a batch of (precomputed CLIP image embedding, expression index) pairs."""
         return contrastive_loss(self.adapt_image(clip_emb), self.class_embeddings(), labels, self.scale())
@@ -306,3 +360,64 @@ def _create_open_clip(model_name: str, pretrained: str | None):
     except Exception as e:
         raise WeightsError(f"open_clip:{model_name}:{pretrained}: cannot build the model "
                            f"({e.__class__.__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+
+
+@register_architecture("clip")
+def build_clip(weights, model_name: str = DEFAULT_MODEL, prompts="basic"):
+    """Zero-shot CLIP (random, an open_clip tag such as "openai" or "ViT-B-32:openai", or an open_clip
+    weight file), or a trained ClipAdapter when `weights` is one of our clip-adapter checkpoints."""
+    import open_clip
+
+    if weights is None:
+        model = ClipExpression(model_name, None, prompts)
+        return model, "random", model.tasks, {}
+    src = parse_spec(weights)
+    bare_tag = src.kind == "file" and not src.path.exists()
+    if bare_tag and src.spec in open_clip.list_pretrained_tags_by_model(model_name):
+        src = parse_spec(f"open_clip:{model_name}:{src.spec}")
+    if src.kind == "open_clip":
+        model = ClipExpression(src.model_name, src.pretrained, prompts)
+        meta = {"open_clip": {"model_name": src.model_name, "pretrained": src.pretrained}}
+        return model, src.spec, model.tasks if model.untrained else (), meta
+    path = resolve(src.spec).path
+    ckpt = read_checkpoint(path, source=src.spec)
+    if ckpt.architecture == ClipAdapter.ARCH:
+        return _adapter_from_checkpoint(ckpt)
+    if ckpt.architecture != "state_dict":
+        raise WeightsError(f"{src.spec} is a {ckpt.architecture} checkpoint, not CLIP weights")
+    model = ClipExpression(model_name, str(path), prompts)
+    return model, src.spec, (), {"open_clip": {"model_name": model_name, "pretrained": src.spec}}
+
+
+def _adapter_from_checkpoint(ckpt):
+    model = ClipAdapter(**ckpt.config)
+    missing, unexpected = model.load_checkpoint_state_dict(ckpt.state_dict)
+    if missing or unexpected:
+        raise WeightsError(f"{ckpt.source} does not fit ClipAdapter: missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]}")
+    return model, ckpt.source, (), ckpt.metadata
+
+
+@register_architecture("clip-adapter", aliases=("clip-prompted",))
+def build_clip_adapter(weights, model_name: str = DEFAULT_MODEL, pretrained: str | None = None, **options):
+    """A fresh adapter on CLIP `model_name`/`pretrained` (zero-initialised: it predicts like zero-shot
+    CLIP until trained, so it is untrained only when CLIP itself is random), or one of our checkpoints."""
+    if weights is None:
+        model = ClipAdapter(model_name, pretrained, **options)
+        return model, "random", model.tasks if model.untrained else (), {}
+    ckpt = load_checkpoint(weights, architecture=ClipAdapter.ARCH)
+    if options or pretrained is not None:
+        raise TypeError(f"options apply when building without weights, not to {ckpt.source}")
+    return _adapter_from_checkpoint(ckpt)
+
+
+register_card(ModelCard(
+    "clip", "CLIP", "clip", None, ("expr",),
+    "CLIP expressions: zero-shot from prompt sets, or a trained adapter when its weights are given",
+    weights_env="AFFECTLENS_WEIGHTS_CLIP", default_weights=default_clip_weights, checkpoints=(ClipAdapter.ARCH,),
+    training_kinds=("clip-adapter",), encoder_kinds=("clip", "clip-adapter"),
+    outputs={ADAPTER_OUTPUT: "CLIP adapter"}, open_clip=True))
+register_card(ModelCard(
+    "clip-lstm", "CLIP+LSTM", "lstm", "clip", ("expr",),
+    "an LSTM over CLIP (or adapted CLIP) embeddings: expressions with temporal context",
+    checkpoints=("lstm",), training_kinds=("lstm",), outputs={CLIP_LSTM_OUTPUT: "CLIP+LSTM"}))

@@ -17,9 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.device import run_batched
 from core.labels import AFFECTNET8_TO_AFFWILD2, TASKS, affectnet8_to_affwild2_logits
 from core.models.heads import TaskHeads, check_tasks
 from core.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_images
+from core.registry import ModelCard, register_architecture, register_card
+from core.weights import UPSTREAM_DDAMFN, check_loaded, load_checkpoint, load_state, state_key
 
 INPUT_SIZE = 112
 EMBED_DIM = 512
@@ -320,3 +323,53 @@ class DDAMFN(nn.Module):
     def forward(self, x) -> dict[str, torch.Tensor]:
         emb, attention = self.net.forward_features(x)
         return {"embedding": emb, "attention": attention, **self.heads(emb)}
+
+    # -- as an encoder (core.predict): the embeddings it gives, their width and content key -------------
+    def encoder_kind(self, adapted: bool = True) -> str:
+        return "ddamfn"
+
+    def embedding_dim(self, kind: str) -> int:
+        return self.net.fc.in_features
+
+    def embedding_key(self, kind: str) -> str:
+        return state_key([self.net], dict(self.preprocessing))
+
+    def embeddings(self, x: torch.Tensor, kind: str, batch_size: int, amp: bool) -> torch.Tensor:
+        """(B, 512) float32 on the CPU, channels_last batches (faster everywhere, benchmarks/RESULTS.md)."""
+        return run_batched(self.embed, x, batch_size=batch_size, amp=amp, channels_last=True)
+
+
+@register_architecture("ddamfn")
+def build_ddamfn(weights, tasks=None, **options):
+    """Random DDAMFN, one of our checkpoints, or an upstream DDAMNet checkpoint (AffectNet/RAF-DB order
+    classifier mapped to Aff-Wild2 expressions; va/au heads only when asked for, and then random)."""
+    if weights is None:
+        model = DDAMFN(tasks=tasks or TASKS, **options)
+        return model, "random", model.tasks, {}
+    ckpt = load_checkpoint(weights, architecture="ddamfn")
+    if ckpt.architecture == UPSTREAM_DDAMFN:
+        if options:
+            raise TypeError(f"options {sorted(options)} do not apply to the upstream checkpoint {ckpt.source}")
+        tasks = tasks or ("expr",)
+        model = DDAMFN(tasks=tasks, expr_from_fc="expr" in tasks, **ckpt.config)
+        load_state(model.net, ckpt.state_dict, ckpt.source)
+        random_tasks = tuple(t for t in model.tasks if t != "expr")
+        meta = {**ckpt.metadata, "expr_source": "upstream fc, AffectNet order mapped to Aff-Wild2 by "
+                "core.labels.AFFECTNET8_TO_AFFWILD2; Contempt dropped; Other has no source (scored as "
+                "the row minimum, never predicted)"}
+        return model, ckpt.source, random_tasks, meta
+    check_loaded(ckpt, tasks, options)
+    model = DDAMFN(**ckpt.config)
+    load_state(model, ckpt.state_dict, ckpt.source)
+    return model, ckpt.source, (), ckpt.metadata
+
+
+register_card(ModelCard(
+    "ddamfn", "DDAMFN", "ddamfn", None, TASKS,
+    "DDAMFN per frame: valence-arousal, 8 expressions, 12 AUs from its heads",
+    weights_env="AFFECTLENS_WEIGHTS_DDAMFN", checkpoints=("ddamfn", UPSTREAM_DDAMFN),
+    training_kinds=("ddamfn", "ddamfn-heads"), encoder_kinds=("ddamfn",)))
+register_card(ModelCard(
+    "lstm", "DDAMFN+LSTM", "lstm", "ddamfn", TASKS,
+    "an LSTM over DDAMFN embeddings: the same outputs with temporal context",
+    weights_env="AFFECTLENS_WEIGHTS_LSTM", checkpoints=("lstm",), training_kinds=("lstm",), aliases=("ddamfn-lstm",)))

@@ -12,8 +12,11 @@ from torch import nn
 
 from core.labels import TASKS
 from core.models.heads import TaskHeads, check_tasks
+from core.registry import register_architecture
+from core.weights import check_loaded, load_checkpoint, load_state
 
 FILL_MODES = ("interpolate", "zeros")
+LSTM_WINDOW, LSTM_STRIDE = 64, 32   # frames per window and between window starts (training and prediction)
 
 
 def fill_missing(seq: torch.Tensor, mask: torch.Tensor, mode: str = "interpolate") -> torch.Tensor:
@@ -129,3 +132,15 @@ class TemporalLSTM(nn.Module):
 
     def _dims(self) -> dict[str, int]:
         return {t: layer.out_features for t, layer in self.task_heads.layers.items()}
+
+
+@register_architecture("lstm", reads_embeddings=True, aliases=("ddamfn-lstm", "clip-lstm"))
+def build_lstm(weights, tasks=None, **options):
+    if weights is None:
+        model = TemporalLSTM(tasks=tasks or TASKS, **options)
+        return model, "random", model.tasks, {}
+    ckpt = load_checkpoint(weights, architecture="lstm")
+    check_loaded(ckpt, tasks, options)
+    model = TemporalLSTM(**ckpt.config)
+    load_state(model, ckpt.state_dict, ckpt.source)
+    return model, ckpt.source, (), ckpt.metadata

@@ -209,7 +209,7 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
 
 def prompt_set_shown(models):
     """The prompt set shows only when a CLIP model is ticked."""
-    return gr.update(visible=any(by_label(m).name.startswith("clip") for m in models or []))
+    return gr.update(visible=any(by_label(m).open_clip or by_label(m).reads == "clip" for m in models or []))
 
 
 def frame_caption(video: OpenVideo, frame: int, view: FrameView, attention_words: str) -> str:

@@ -6,7 +6,7 @@ from functools import partial
 
 import gradio as gr
 
-from core.table import EXPR, clip_expr, gt
+from core.table import EXPR, gt, output_expr, prompt_output
 from webapp import plots, results
 from webapp.gpu import gpu
 from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
@@ -38,8 +38,8 @@ class PromptsTab:
         objects = [self.prompts.prompt_set_from_text(*s) for s in sets]
         table, clip = self.run_comparison(video, objects, Progress(progress, "CLIP image embeddings", "faces"))
         truth = gt(EXPR)
-        confusions = [plots.confusion_figure(table[clip_expr(n)], table[truth], n) if truth in table else None
-                      for n in names]
+        confusions = [plots.confusion_figure(table[output_expr(prompt_output(n))], table[truth], n)
+                      if truth in table else None for n in names]
         note = ("CLIP runs with **random weights (untrained)** here: these probabilities and F1 show how the "
                 "comparison works, not what the prompts are worth." if self.prompts.clip_untrained() else "")
         return {self.page.state: video.with_clip(clip), v.prompt_note: note,
