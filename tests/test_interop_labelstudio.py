@@ -10,7 +10,7 @@ import pytest
 from test_db_engine import count, db_url, engine, sessions  # noqa: F401  (fixtures)
 
 from core.labels import AUS, EXPRESSIONS
-from core.table import AU_DECISIONS, EXPR, clip_expr
+from core.table import AU_DECISIONS, EXPR, output_expr
 from db import repo
 from db.__main__ import main
 from db.engine import write
@@ -84,7 +84,7 @@ def test_submitted_predictions_come_back_frame_for_frame(sessions, exported, rev
     clip = write(sessions, lambda s: import_label_studio(s, KEY, as_project_export(exported, tmp_path, (2,))))
     assert [s.task for s in clip] == ["expr"]
     np.testing.assert_array_equal(repo.annotation_frame(clip[0])["expression"].to_numpy(dtype=float),
-                                  reviewed.table[clip_expr("basic")].to_numpy(dtype=float))
+                                  reviewed.table[output_expr("clip_basic")].to_numpy(dtype=float))
 
 
 EXAMPLE = [{

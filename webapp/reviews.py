@@ -16,6 +16,7 @@ from core.review import suspicious_segments, trained_on
 from core.table import AROUSAL, AU_DECISIONS, EXPR, FACE, FRAME, TIME, VALENCE, frame_rate, gt
 from db import export, repo
 from db.agreement import agreement_report
+from db.interop import export_video
 from db.limits import HISTORY_PAGE
 from db.repo import ValidationError
 from webapp.context import Context
@@ -305,6 +306,13 @@ class Reviews:
                 if repo.latest_annotation_set(s, key, task) is not None:
                     paths.append(export.export_annotations(s, key, task, out_dir / f"{stem}_{task.upper()}.txt"))
         return paths
+
+    def export_interop(self, key: str, out_dir: Path, media: str | None) -> tuple[list[Path], list[str]]:
+        """The video for ELAN (.eaf, and its VA CSV when there is VA) and Label Studio (tasks JSON and
+        labelling config), with notes (e.g. no stored analysis: no model tiers); db.interop.export_video."""
+        with self.ctx.read() as s:
+            files, notes = export_video(s, key, out_dir, data_dir=self.ctx.config.data_dir, media=media)
+        return list(files.values()), notes
 
     # -- review queue -----------------------------------------------------------------------------------
     def review_queue(self, table: pd.DataFrame, run: RunInfo, key: str | None) -> pd.DataFrame:

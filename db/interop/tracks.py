@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core import settings
 from core.affwild2 import LABEL_COLUMNS
 from core.labels import AUS, EXPRESSIONS, TASKS
-from core.table import AROUSAL, AU_DECISIONS, EXPR, VALENCE, clip_expr, clip_sets
+from core.table import AROUSAL, AU_DECISIONS, EXPR, VALENCE, expr_outputs, output_expr, prompt_set_of
 from db.models import Video
 from db.repo import (
     ValidationError,
@@ -145,9 +145,11 @@ def model_tracks(table: pd.DataFrame, run: dict, frames: int) -> list[Track]:
         if all(c in table for c in MODEL_COLUMNS[task]) and table[MODEL_COLUMNS[task]].notna().any().any():
             card = sources.get(task, run.get("main_outputs") or "model")
             tracks.append(Track(task, column_values(MODEL_COLUMNS[task]), card, untrained(card, task)))
-    for name in clip_sets(table):
-        card = sources.get(f"clip_{name}", "clip")
-        tracks.append(Track("expr", column_values([clip_expr(name)]), f"{card} {name}", untrained(card, "expr")))
+    for output in expr_outputs(table):          # prompt sets ("clip basic") and the CLIP models' own outputs
+        prompts = prompt_set_of(output)
+        card = sources.get(output, "clip" if prompts else output)
+        tracks.append(Track("expr", column_values([output_expr(output)]), f"{card} {prompts}" if prompts else card,
+                            untrained(card, "expr")))
     return tracks
 
 

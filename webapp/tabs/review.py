@@ -208,6 +208,16 @@ class ReviewTab:
         out = session_dir(self.config.cache_dir, request) / "export"
         return {self.view.export_files: [str(p) for p in self.reviews.export(key, out)]}
 
+    def export_interop(self, data: dict, user, request):
+        """The open video's ELAN and Label Studio files."""
+        video = need(data[self.page.state], user)
+        if video.key is None:
+            raise InputError("This analysis was not stored (the server could not write it): there is nothing to "
+                             "export.")
+        out = session_dir(self.config.cache_dir, request) / "interop"
+        files, notes = self.reviews.export_interop(video.key, out, video.path)
+        return {self.view.export_files: [str(p) for p in files], self.view.export_status: " ".join(notes)}
+
     def _tables(self, key: str | None) -> dict:
         """The video's corrections, history and flags (empty tables when no video is open)."""
         v = self.view
@@ -262,6 +272,8 @@ class ReviewTab:
         bind([], self.history, {v.review_video}, tables, status=v.videos_status, api_name="history")
         bind(v.export_btn.click, self.export, {v.review_video}, [v.export_files], status=v.export_status,
              api_name="export_corrections")
+        bind(v.export_interop_btn.click, self.export_interop, {state}, [v.export_files], status=v.export_status,
+             api_name="export_interop")
 
 
 def _key(video_key) -> str:

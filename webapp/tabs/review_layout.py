@@ -137,6 +137,7 @@ def layout() -> ReviewView:
                          column_widths=["14%", "9%", "9%", "20%", "48%"])
         with gr.Row():
             export_btn = gr.Button("Export corrections", elem_id="export")
+            export_interop_btn = gr.Button("Export for ELAN and Label Studio", elem_id="export-interop")
             export_files = gr.File(label="Export", file_count="multiple", interactive=False, elem_id="export-files")
         export_status = status_box("export-status")
     return ReviewView.of(locals())

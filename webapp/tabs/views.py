@@ -135,6 +135,7 @@ class ReviewView(View):
     agreement: gr.Dataframe
     history: gr.Dataframe
     export_btn: gr.Button
+    export_interop_btn: gr.Button
     export_files: gr.File
     export_status: gr.Markdown
 
