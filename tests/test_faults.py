@@ -53,14 +53,16 @@ def test_a_full_then_read_only_data_folder_answers_in_words_and_recovers(small_d
         alice = Client(url + "/", auth=("alice", "alice-pw"), verbose=False)
         alice.predict(api_name="/list_videos")                    # the database exists before the disk fills
         filler = fill(small_disk)
-        run_info, timeline, _, *_, downloads, _, key = analyse(alice, media_dir / "single_face.mp4", models=("DDAMFN",))
+        out = analyse(alice, media_dir / "single_face.mp4", models=("DDAMFN",))
+        run_info, timeline, downloads, key = (out[k] for k in ("run_info", "timeline", "downloads", "key"))
         assert CANNOT_WRITE_MESSAGE + " The analysis is shown but not stored" in run_info
         assert "72 frames, 72 with a face" in run_info and timeline is not None and len(downloads) > 0
         assert not key
         assert half_written(small_disk) == [] and not list((small_disk / "analyses").rglob("*.parquet"))
 
         filler.unlink()
-        run_info, *_, key = analyse(alice, media_dir / "single_face.mp4", models=("DDAMFN",))
+        out = analyse(alice, media_dir / "single_face.mp4", models=("DDAMFN",))
+        run_info, key = out["run_info"], out["key"]
         assert CANNOT_WRITE_MESSAGE not in run_info and key.startswith("sha256:")
 
         lock_file = small_disk / "review.db-writers"

@@ -88,18 +88,25 @@ def table(data: dict) -> pd.DataFrame:
     return pd.DataFrame(data["data"], columns=data["headers"])
 
 
+ANALYSE_OUTPUTS = ("run_info", "timeline", "metrics", "metrics_hint", "frame", "crop", "frame_info", "downloads",
+                   "queue", "key", "status")
+
+
 def analyse(client, video, annotation_files=(), models=("DDAMFN+LSTM", "CLIP"), source="Uploaded video",
-            affwild2_video=None, prompt="basic"):
+            affwild2_video=None, prompt="basic", model_id=0) -> dict:
+    """/analyse's outputs by name (its inputs in the order the page made them)."""
     files = [handle_file(str(p)) for p in annotation_files]
     video = handle_file(str(video)) if video else None
-    return client.predict(video, source, affwild2_video, files, list(models), prompt, api_name="/analyse")
+    outputs = client.predict(source, video, files, affwild2_video, list(models), prompt, model_id, api_name="/analyse")
+    return dict(zip(ANALYSE_OUTPUTS, outputs, strict=True))
 
 
 def test_analyse_review_export_and_database(server, media_dir, annotations):
     cfg, url = server
     alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
-    (run_info, timeline, metrics, frame, crop, frame_info, downloads, queue, key) = analyse(
-        alice, media_dir / "single_face.mp4", annotations.values())
+    out = analyse(alice, media_dir / "single_face.mp4", annotations.values())
+    run_info, timeline, metrics, frame, crop, downloads, key = (out[k] for k in (
+        "run_info", "timeline", "metrics", "frame", "crop", "downloads", "key"))
 
     # What ran, said plainly.
     assert "72 frames, 72 with a face" in run_info
@@ -122,35 +129,36 @@ def test_analyse_review_export_and_database(server, media_dir, annotations):
                           "single_face_EXPR_submission.txt", "single_face_AU_submission.txt"}
     predictions = pd.read_csv(files["single_face_predictions.csv"])
     assert len(predictions) == N_FRAMES and {"gt_valence", "clip_basic_expr", "p_AU12"} <= set(predictions)
-    assert predictions.filter(like="untrained_").all().all() and json.loads(files["single_face_run.json"].read_text())["untrained"]
+    assert predictions.filter(like="untrained_").all().all()
+    assert json.loads(files["single_face_run.json"].read_text())["untrained"]
     va = read_submission(files["single_face_VA_submission.txt"], "va")
     assert va["image_location"].iloc[0] == "single_face/00001.jpg" and len(va) == N_FRAMES
     assert np.allclose(va["valence"], predictions["valence"], atol=1e-4)
     assert key.startswith("sha256:")
 
-    crop, frame_info = alice.predict(10, api_name="/show_frame")
+    crop, frame_info, _ = alice.predict(10, api_name="/show_frame")
     assert Path(crop).is_file() and ["face", "True"] in frame_info["data"]
 
     # The review queue is ranked, and a segment opens with crops and per-frame labels.
-    queue = alice.predict(api_name="/review_queue")
+    queue, _ = alice.predict(api_name="/review_queue")
     ranked = table(queue)
     assert len(ranked) > 0 and list(ranked["score"]) == sorted(ranked["score"], reverse=True)
-    task, start, end, segment_plot, gallery, labels = alice.predict(queue, 0, api_name="/open_segment")
+    _, task, start, end, segment_plot, gallery, labels, _ = alice.predict(queue, 0, api_name="/open_segment")
     assert (task, start, end) == (ranked["task"][0], ranked["start_frame"][0], ranked["end_frame"][0])
     assert 0 < len(gallery) <= 24 and Path(gallery[0]["image"]).is_file()
     assert table(labels)["frame"].tolist() == list(range(start, end + 1))
 
     # Flag, propose a correction, and have the other reviewer accept it.
-    status, corrections, history, flags = alice.predict(key, "expr", 10, 20, "wrong label",
-                                                        "the smile starts earlier", api_name="/flag")
+    status, corrections, history, flags, _ = alice.predict(key, "expr", 10, 20, "wrong label",
+                                                           "the smile starts earlier", api_name="/flag")
     assert status.startswith("Flag 1: EXPR frames 10-20") and "by alice" in status
-    status, corrections, history, flags = alice.predict(key, "va", 30, 39, 0.6, 0.3, "Neutral", [],
-                                                        "clearly positive", api_name="/correct")
+    status, corrections, history, flags, _ = alice.predict(key, "va", 30, 39, 0.6, 0.3, "Neutral", [],
+                                                           "clearly positive", api_name="/correct")
     assert status.startswith("Correction 1: VA frames 30-39")
     with pytest.raises(AppError, match="a second reviewer must accept or reject it"):
         alice.predict(key, 1, "", api_name="/accept_correction")
     bob = Client(url, auth=("bob", "bob-pw"), verbose=False)
-    status, corrections, history, flags = bob.predict(key, 1, "", api_name="/accept_correction")
+    status, corrections, history, flags, _ = bob.predict(key, 1, "", api_name="/accept_correction")
     assert status == "Correction 1 accepted by bob."
     assert table(corrections)[["id", "status", "proposed by", "decided by"]].values.tolist() == [
         [1, "accepted", "alice", "bob"]]
@@ -165,11 +173,11 @@ def test_analyse_review_export_and_database(server, media_dir, annotations):
     assert table(history)["action"].tolist() == ["flagged", "proposed", "accepted"]
 
     # The timeline of a segment now shows the corrected annotation.
-    _, _, labels = alice.predict(28, 41, api_name="/show_range")
+    _, _, labels, _ = alice.predict(28, 41, api_name="/show_range")
     labels = table(labels).set_index("frame")
     assert (labels.loc[30:39, "gt_valence"] == 0.6).all() and labels.loc[29, "gt_valence"] != 0.6
 
-    exported = {Path(p).name: Path(p) for p in alice.predict(key, api_name="/export_corrections")}
+    exported = {Path(p).name: Path(p) for p in alice.predict(key, api_name="/export_corrections")[0]}
     stem = "single_face"                  # files are named after the video's file name, not its key
     assert set(exported) == {f"{stem}_corrections.json", f"{stem}_flags.json", f"{stem}_VA.txt",
                              f"{stem}_EXPR.txt", f"{stem}_AU.txt"}
@@ -235,7 +243,8 @@ def test_bad_input_gives_a_message_and_the_app_keeps_serving(server, media_dir, 
         client.predict("nothing-here", "va", 0, 3, "wrong label", "", api_name="/flag")
 
     # The same session, right after: a real analysis with a face.
-    run_info, *_, key = analyse(client, media_dir / "single_face.mp4", models=("DDAMFN+LSTM",))
+    out = analyse(client, media_dir / "single_face.mp4", models=("DDAMFN+LSTM",))
+    run_info, key = out["run_info"], out["key"]
     assert "72 frames, 72 with a face" in run_info
     for args, message in [(("va", 9, 3, "wrong label", ""), "the end is before the start"),
                           (("va", 0, 72, "wrong label", ""), "outside video"),
@@ -249,8 +258,8 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
     alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
     bob = Client(url, auth=("bob", "bob-pw"), verbose=False)
     video = "10-24-640x360"  # VA train split of the test copy
-    run_info, _, metrics, *_, key = analyse(alice, None, models=("DDAMFN+LSTM",), source="Aff-Wild2 video",
-                                            affwild2_video=video)
+    out = analyse(alice, None, models=("DDAMFN+LSTM",), source="Aff-Wild2 video", affwild2_video=video)
+    run_info, metrics, key = out["run_info"], out["metrics"], out["key"]
     assert key == video and "40 frames" in run_info
     assert {"CCC valence", "P_VA", "P_EXPR (F1, 8 classes)", "P_AU (F1 at 0.5)"} <= set(table(metrics)["metric"])
 
@@ -259,13 +268,13 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
     bob.predict(key, correction_id, "", api_name="/accept_correction")
 
     # Retraining runs as a job in its own process; its status is readable while it runs.
-    info, metrics, job = alice.predict("ddamfn-va", 1, 1, 16, api_name="/retrain")
+    info, metrics, job, *_ = alice.predict("ddamfn-va", 1, 1, 16, api_name="/retrain")
     assert f"Job {int(job)}" in info and ("queued" in info or "running" in info)
     deadline = time.time() + 240
     while "**done**" not in info and "**failed**" not in info:
         assert time.time() < deadline, info
         time.sleep(1)
-        info, metrics, picker = alice.predict(job, api_name="/job_status")
+        info, metrics, picker, _ = alice.predict(job, api_name="/job_status")
     assert "**done**" in info and "trained 1 steps" in info, info
     metrics = table(metrics).set_index("metric")
     assert {"p_va", "ccc_valence", "score"} <= set(metrics.index) and metrics["before"].isna().all()
@@ -277,9 +286,10 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
     assert meta_p_va(model.path) == pytest.approx(metrics.loc["p_va", "after"], abs=5e-4)   # shown to 3 decimals
     # The next analysis with the registered model: its predictions, not the untrained ones.
     untrained = pd.read_csv(next(p for p in analyse(alice, None, models=("DDAMFN",), source="Aff-Wild2 video",
-                                                    affwild2_video=video)[6] if p.endswith(".csv")))
-    trained_run = alice.predict(None, "Aff-Wild2 video", video, [], ["DDAMFN"], "basic", model_id, api_name="/analyse")
-    trained = pd.read_csv(next(p for p in trained_run[6] if p.endswith(".csv")))
+                                                    affwild2_video=video)["downloads"] if p.endswith(".csv")))
+    trained_run = analyse(alice, None, models=("DDAMFN",), source="Aff-Wild2 video", affwild2_video=video,
+                          model_id=model_id)
+    trained = pd.read_csv(next(p for p in trained_run["downloads"] if p.endswith(".csv")))
     assert untrained["untrained_va"].all() and not trained["untrained_va"].any()
     assert not np.allclose(trained["valence"], untrained["valence"])
 
@@ -292,11 +302,11 @@ def test_compare_prompt_sets_save_and_reuse(server, media_dir, annotations):
     cfg, url = server
     alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
     analyse(alice, media_dir / "single_face.mp4", [annotations["expr"]], models=("CLIP",))
-    name, templates, classes = alice.predict("basic", api_name="/load_prompt_set")
+    name, templates, classes, _ = alice.predict("basic", api_name="/load_prompt_set")
     assert name == "basic" and "{}" in templates and classes.splitlines()[4].startswith("Happiness:")
     mine = ("mine", "a photo of a {} person.", classes.replace("Happiness: happy", "Happiness: grinning"))
 
-    note, probs, f1, confusion_1, confusion_2, confusion_3 = alice.predict(
+    note, probs, f1, confusion_1, confusion_2, confusion_3, _ = alice.predict(
         name, templates, classes, *mine, "", "", "", api_name="/compare_prompts")
     assert "random weights (untrained)" in note
     traces = json.loads(probs["plot"])["data"]
@@ -316,10 +326,10 @@ def test_compare_prompt_sets_save_and_reuse(server, media_dir, annotations):
     assert alice.predict(*edited, api_name="/save_prompt_set") == "Saved prompt set **mine** (version 2)."
     with pytest.raises(AppError, match="built-in prompt set"):
         alice.predict("basic", templates, classes, api_name="/save_prompt_set")
-    assert alice.predict("mine", api_name="/load_prompt_set") == edited
+    assert alice.predict("mine", api_name="/load_prompt_set")[:3] == edited
 
     # A saved set runs in an analysis like the built-in ones.
-    downloads = analyse(alice, media_dir / "single_face.mp4", models=("CLIP",), prompt="mine")[6]
+    downloads = analyse(alice, media_dir / "single_face.mp4", models=("CLIP",), prompt="mine")["downloads"]
     predictions = pd.read_csv(next(p for p in downloads if p.endswith("_predictions.csv")))
     assert predictions["clip_mine_expr"].between(0, 7).all()
     with make_session_factory(make_engine(cfg.db_url))() as s:

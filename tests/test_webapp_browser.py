@@ -10,19 +10,42 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from gradio_client import Client
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 from core.affwild2 import write_annotation
-from tests.test_webapp_api import N_FRAMES, start_server
+from tests.test_webapp_api import N_FRAMES, analyse, start_server
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 ANALYSIS_TIMEOUT_MS = 180_000  # CPU only, random weights; generous for a loaded CI machine
 SCREENSHOT_DIR = Path(os.environ.get("AFFECTLENS_SCREENSHOTS") or tempfile.gettempdir()) / "affectlens-screenshots"
+WINDOW = {"width": 1440, "height": 1000}     # the working size the page is laid out for
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"chromium not installed at {CHROMIUM}")
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless; a missing one fails the browser tests (not a quiet skip)."""
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"chromium is not installed at {CHROMIUM}: the browser tests need it (`apt-get install "
+                    "chromium`)", pytrace=False)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
+
+
+def signed_in_page(browser, url: str, user: str):
+    """A page of its own (own cookies) at the working size, signed in as `user`."""
+    page = browser.new_context(viewport=WINDOW).new_page()
+    page.goto(url)
+    page.locator("input[type=text]").fill(user)
+    page.locator("input[type=password]").fill(f"{user}-pw")
+    page.get_by_role("button", name="Login").click()
+    expect(page.locator("#who")).to_contain_text(f"Signed in as {user}")
+    return page
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +72,28 @@ def files(tmp_path_factory, media_dir) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
-        page.locator("input[type=text]").fill("alice")
-        page.locator("input[type=password]").fill("alice-pw")
-        page.get_by_role("button", name="Login").click()
-        expect(page.locator("#who")).to_contain_text("Signed in as alice")
-        yield page
-        browser.close()
+def page(browser, server):
+    page = signed_in_page(browser, server, "alice")
+    yield page
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def reviewed(browser, tmp_path_factory, files, media_dir):
+    """A server of its own with a reviewed video, made through the API: single_face.mp4 analysed by
+    alice with DDAMFN and CLIP and her VA / EXPR annotation, her flag 1 and correction 1, which bob
+    accepted; and alice's page on it."""
+    demo, cfg, url = start_server(tmp_path_factory.mktemp("webapp-reviewed"), None)
+    alice, bob = (Client(url, auth=(name, f"{name}-pw"), verbose=False) for name in ("alice", "bob"))
+    key = analyse(alice, media_dir / "single_face.mp4", [files["va.txt"], files["expr.txt"]],
+                  models=("DDAMFN", "CLIP"))["key"]
+    alice.predict(key, "expr", 10, 20, "wrong label", "the smile starts earlier", api_name="/flag")
+    alice.predict(key, "va", 30, 39, 0.6, 0.3, "Neutral", [], "a clear smile", api_name="/correct")
+    bob.predict(key, 1, "the smile is there", api_name="/accept_correction")
+    page = signed_in_page(browser, url, "alice")
+    yield page
+    page.context.close()
+    demo.close()
 
 
 def upload_and_analyse(page, video: Path | None, annotations=(), clip: bool = False):
@@ -186,14 +220,8 @@ def test_upload_timelines_and_review_with_clicks(page, server, files, media_dir)
 def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(page, server):
     """Bob, in his own browser, never analyses: he finds Alice's video in the database list and her
     correction among those waiting for him, opens the video and accepts the correction with a comment."""
-    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})   # his own cookies
+    page = signed_in_page(page.context.browser, server, "bob")       # his own cookies
     try:
-        page = context.new_page()
-        page.goto(server)
-        page.locator("input[type=text]").fill("bob")
-        page.locator("input[type=password]").fill("bob-pw")
-        page.get_by_role("button", name="Login").click()
-        expect(page.locator("#who")).to_contain_text("Signed in as bob")
         page.get_by_role("tab", name="Review").click()
         expect(page.locator("#videos")).to_contain_text("single_face.mp4")
         expect(page.locator("#waiting")).to_contain_text("alice")
@@ -212,10 +240,20 @@ def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(page, s
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         shot = SCREENSHOT_DIR / "second-reviewer.png"
         page.screenshot(path=str(shot), full_page=True)
-        assert shot.stat().st_size > 10_000
+        # The screenshot is of the whole page, and the decision's message is drawn in it where the page
+        # puts it (dark text pixels inside that box).
+        image = np.asarray(Image.open(shot).convert("L"))
+        size = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        assert image.shape[1] == size[0] and abs(image.shape[0] - size[1]) <= 2
+        box = page.locator("#decision-status").evaluate(
+            "(e) => { const r = e.getBoundingClientRect(); "
+            "return [r.left + scrollX, r.top + scrollY, r.width, r.height]; }")
+        x, y, w, h = (int(round(v)) for v in box)
+        text = image[y:y + h, x:x + w]
+        assert text.size and (text < 100).mean() > 0.01, "the decision's message is not in the screenshot"
         assert page.get_by_text("Error", exact=True).count() == 0      # no output replaced by an error badge
     finally:
-        context.close()
+        page.context.close()
 
 
 RED = np.array([0xdc, 0x26, 0x26])     # the left border of a refused action's message (webapp.page.CSS)
@@ -245,9 +283,10 @@ def fill(page, elem_id: str, value: str):
     page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(value)
 
 
-def test_every_refusal_is_a_message_beside_its_button(page):
+def test_every_refusal_is_a_message_beside_its_button(reviewed):
     """Each refusal of the Review, prompts and Models tabs, first with no video open, then with the
     stored video open: every output stays as it was and the reason stays beside the button."""
+    page = reviewed
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.reload()
     page.get_by_role("tab", name="Review").click()
@@ -273,7 +312,8 @@ def test_every_refusal_is_a_message_beside_its_button(page):
     page.locator("#open-choice input").click()
     page.get_by_role("option", name="single_face.mp4", exact=True).click()
     page.locator("#open-video").click()
-    expect(page.locator("#review-name input, #review-name textarea").first).to_have_value("single_face.mp4")
+    expect(page.locator("#review-name input, #review-name textarea").first).to_have_value("single_face.mp4",
+                                                                                        timeout=60_000)
     expect(page.locator("#videos-status")).to_have_text("")          # the refusal went with the next action
     expect(page.locator("#corrections")).to_contain_text("accepted", timeout=60_000)
     page.locator("#rank").click()
@@ -332,3 +372,56 @@ def test_every_refusal_is_a_message_beside_its_button(page):
     page.locator("#job-id input").fill("99")
     refused(page, click("job-refresh"), "job-status", "There is no retraining job 99", "job-unknown")
     page.screenshot(path=str(SCREENSHOT_DIR / "refusals.png"), full_page=True)
+
+
+# The tables a reviewer reads, and what must show in them at the working size.
+READ_TABLES = ("metrics", "frame-info", "clip-frame", "queue", "corrections", "flags", "history", "waiting", "videos")
+
+CLIPPED_CELLS = """(ids) => ids.flatMap((id) => {
+  // A cell's text is cut when the box its text is drawn in reaches past the cell (hidden by the cell's
+  // overflow) or past the table's visible edge (hidden by the table's scrolling).
+  const root = document.getElementById(id);
+  if (!root) return [`#${id} is missing`];
+  const view = root.getBoundingClientRect(), out = [];
+  for (const cell of root.querySelectorAll("[role=gridcell], [role=columnheader], td, th")) {
+    const text = cell.innerText.trim();
+    if (!cell.offsetParent || !text) continue;
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const drawn = range.getBoundingClientRect(), box = cell.getBoundingClientRect();
+    if (drawn.right > Math.min(box.right, view.right) + 1 || drawn.bottom > box.bottom + 1)
+      out.push(`#${id}: "${text}" is cut (drawn to ${Math.round(drawn.right)} px, visible to `
+               + `${Math.round(Math.min(box.right, view.right))} px)`);
+  }
+  return out;
+})"""
+
+
+def test_at_1440_by_1000_no_table_cell_a_reviewer_reads_is_cut(reviewed, files, media_dir):
+    """The Analyse tab (metrics, this frame, CLIP's prompts) and the Review tab (queue, corrections with
+    status / proposed by / decided by, flags, history) at the working size: every cell shows all its
+    text inside its table; and on the Review tab the frames, the queue and the decision fit one screen."""
+    page = reviewed
+    upload_and_analyse(page, media_dir / "single_face.mp4", [files["va.txt"], files["expr.txt"]], clip=True)
+    expect(page.locator("#run-info")).to_contain_text("72 frames, 72 with a face", timeout=ANALYSIS_TIMEOUT_MS)
+    expect(page.locator("#clip-frame")).to_contain_text("Happiness", timeout=60_000)
+    expect(page.locator("#metrics")).to_contain_text("CCC valence")
+    expect(page.locator("#frame-info")).to_contain_text("AUs predicted")
+    page.get_by_role("tab", name="Review").click()
+    page.locator("#rank").click()
+    expect(page.locator("#queue [role=row][aria-rowindex='2']")).to_be_visible()
+    page.locator("#queue [role=row][aria-rowindex='2'] [role=gridcell]").first.click()
+    expect(page.locator("#gallery img").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#corrections")).to_contain_text("decided by")
+    expect(page.locator("#corrections")).to_contain_text("bob")
+    page.screenshot(path=str(SCREENSHOT_DIR / "review-1440.png"), full_page=True)
+    clipped = page.evaluate(CLIPPED_CELLS, ["queue", "corrections", "flags", "history", "waiting", "videos"])
+    assert clipped == [], "\n".join(clipped)
+    # The segment's frames, the queue and the decision's buttons on one screen.
+    top = min(page.locator(f"#{i}").bounding_box()["y"] for i in ("gallery", "queue"))
+    bottom = page.locator("#accept").bounding_box()
+    assert bottom["y"] + bottom["height"] - top <= WINDOW["height"], "frames, queue and decision need scrolling"
+    page.get_by_role("tab", name="Analyse").click()
+    page.screenshot(path=str(SCREENSHOT_DIR / "analyse-1440.png"), full_page=True)
+    clipped = page.evaluate(CLIPPED_CELLS, ["metrics", "frame-info", "clip-frame"])
+    assert clipped == [], "\n".join(clipped)

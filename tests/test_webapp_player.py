@@ -18,8 +18,8 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from tests.test_webapp_api import N_FRAMES, analyse, start_server, table
-from tests.test_webapp_browser import (ANALYSIS_TIMEOUT_MS, SCREENSHOT_DIR, files, page,  # noqa: F401 fixtures
-                                       pytestmark, upload_and_analyse)
+from tests.test_webapp_browser import (ANALYSIS_TIMEOUT_MS, SCREENSHOT_DIR, browser, files,  # noqa: F401 fixtures
+                                       page, upload_and_analyse)
 
 FPS = 30.0
 CURSOR_RGB = (0xE3, 0x1A, 0x1C)                 # webapp.plots.CURSOR_COLOR
@@ -230,13 +230,14 @@ def test_frame_view_through_the_api(server, media_dir):
     """show_frame keeps (crop, this frame); frame_details gives the whole frame, the attention overlay,
     CLIP's probabilities (3 decimals, summing to 1) and the caption."""
     client = Client(server, auth=("alice", "alice-pw"), verbose=False)
-    run_info, timeline, metrics, *_ = analyse(client, media_dir / "single_face.mp4")
+    out = analyse(client, media_dir / "single_face.mp4")
+    run_info, timeline, metrics = out["run_info"], out["timeline"], out["metrics"]
     figure = json.loads(timeline["plot"])
     assert figure["layout"]["meta"]["fps"] == pytest.approx(FPS)
     assert [s for s in figure["layout"]["shapes"] if s.get("name") == "cursor"]
-    crop, info = client.predict(8, api_name="/show_frame")          # MTCNN runs on every 4th frame
+    crop, info, _ = client.predict(8, api_name="/show_frame")          # MTCNN runs on every 4th frame
     assert Path(crop).is_file() and ["frame", "8"] in info["data"]
-    full, attention, clip, caption = client.predict(8, api_name="/frame_details")
+    full, attention, clip, caption, _ = client.predict(8, api_name="/frame_details")
     assert Image.open(full).size[0] == 640 and Image.open(attention).size == Image.open(crop).size
     probs = table(clip)
     assert list(probs.columns) == ["prompt set", "expression", "prompts", "p"] and len(probs) == 8

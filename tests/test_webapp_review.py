@@ -23,17 +23,18 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
     demo, cfg, url = start_server(tmp_path, None)
     try:
         alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
-        run_info, *_, key = analyse(alice, media_dir / "single_face.mp4", models=("DDAMFN",))
+        first = analyse(alice, media_dir / "single_face.mp4", models=("DDAMFN",))
+        run_info, key = first["run_info"], first["key"]
         assert "72 frames" in run_info and "stored analysis" not in run_info
         # The same video with the same models and weights: the stored analysis (its time is a benchmark
         # figure in benchmarks/RESULTS.md, not a test condition).
         started = time.perf_counter()
         again = analyse(alice, media_dir / "single_face.mp4", models=("DDAMFN",))
         print(f"stored analysis shown in {time.perf_counter() - started:.2f} s")
-        assert "stored analysis is shown" in again[0] and again[-1] == key
+        assert "stored analysis is shown" in again["run_info"] and again["key"] == key
         status, corrections, *_ = alice.predict(key, "va", 5, 9, 0.5, 0.2, "Neutral", [], "", api_name="/correct")
-        status, corrections, history, flags = alice.predict(key, "va", 5, 12, "wrong label", "",
-                                                            api_name="/flag")
+        status, corrections, history, flags, _ = alice.predict(key, "va", 5, 12, "wrong label", "",
+                                                               api_name="/flag")
         correction_id, flag_id = int(table(corrections)["id"].iloc[-1]), int(table(flags)["id"].iloc[-1])
 
         # Bob, knowing Alice's session id (it shows in her download links), cannot read her session's frames.
@@ -54,14 +55,15 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
         assert counts(cfg.db_url) == before
 
         # Bob lists the videos under their file names, sees what waits for him, opens Alice's video.
-        videos, choices, waiting, models, model_choice = bob.predict(api_name="/list_videos")
+        videos, choices, waiting, models, model_choice, _ = bob.predict(api_name="/list_videos")
         listed = table(videos)
         assert listed["name"].tolist() == ["single_face.mp4"] and not listed["name"].str.contains("sha256").any()
         assert listed["waiting for a decision"].tolist() == [1] and listed["open flags"].tolist() == [1]
         assert table(waiting)["id"].tolist() == [correction_id]
         opened = bob.predict(key, api_name="/open_video")
         assert opened[0] == key and table(opened[3])["id"].tolist() == [correction_id]
-        status, corrections, history, flags = bob.predict(key, correction_id, "looks right", api_name="/accept_correction")
+        status, corrections, history, flags, _ = bob.predict(key, correction_id, "looks right",
+                                                             api_name="/accept_correction")
         assert status == f"Correction {correction_id} accepted by bob."
         assert table(corrections).set_index("id").loc[correction_id, "comment"] == "looks right"
         # Changing a decision is an explicit revise with a required reason.
@@ -72,12 +74,12 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
         bob.predict(key, correction_id, "rejected", "the arousal is too high", api_name="/revise_decision")
         bob.predict(key, correction_id, "accepted", "checked the frames again", api_name="/revise_decision")
         # The flag is resolved by the accepted correction.
-        status, corrections, history, flags = bob.predict(key, flag_id, "fixed by correction", correction_id, "",
-                                                          api_name="/resolve_flag")
+        status, corrections, history, flags, _ = bob.predict(key, flag_id, "fixed by correction", correction_id,
+                                                             "", api_name="/resolve_flag")
         assert table(flags).set_index("id").loc[flag_id, "resolution"] == "fixed by correction"
         assert table(history)["action"].tolist() == ["proposed", "flagged", "accepted", "revised", "revised",
                                                      "resolved"]
-        figures = table(bob.predict(api_name="/agreement"))
+        figures = table(bob.predict(api_name="/agreement")[0])
         assert "model vs annotation" not in " ".join(figures["who"])   # no annotation for this upload
         assert figures.set_index("who").loc["alice", "value"] == pytest.approx(1.0)
 
@@ -97,7 +99,7 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
         assert opened[0] == key
         corrections = table(opened[3])
         assert corrections["status"].tolist() == ["accepted"]
-        crop, info = carol.predict(3, api_name="/show_frame")          # frames from the kept video copy
+        crop, info, _ = carol.predict(3, api_name="/show_frame")          # frames from the kept video copy
         assert crop is not None and ["face", "True"] in info["data"]
     finally:
         demo.close()

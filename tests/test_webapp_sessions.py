@@ -61,7 +61,7 @@ def test_rest_session_folders_are_removed_after_their_last_use(tmp_path, media_d
     demo, cfg, url = serve(tmp_path, session_ttl_s=3)
     try:
         client = Client(url + "/", auth=("alice", "alice-pw"), verbose=False)
-        downloads = analyse(client, media_dir / "single_face.mp4", models=("DDAMFN",))[6]
+        downloads = analyse(client, media_dir / "single_face.mp4", models=("DDAMFN",))["downloads"]
         folder = cfg.cache_dir / client.session_hash
         assert folder.is_dir() and all(Path(p).is_file() for p in downloads)
         deadline = time.monotonic() + 60
@@ -78,8 +78,8 @@ def test_the_timeline_fills_in_while_a_video_is_analysed(tmp_path, media_dir):
     demo, cfg, url = serve(tmp_path, max_duration_s=30, max_upload_mb=10)
     try:
         client = Client(url + "/", auth=("alice", "alice-pw"), verbose=False)
-        job = client.submit(handle_file(str(media_dir / "WolfgangLanger_Pexels.mp4")), "Uploaded video", None, [],
-                            ["DDAMFN"], "basic", api_name="/analyse")
+        job = client.submit("Uploaded video", handle_file(str(media_dir / "WolfgangLanger_Pexels.mp4")), [], None,
+                            ["DDAMFN"], "basic", 0, api_name="/analyse")
         final = job.result(timeout=600)
         updates = [o for o in job.outputs() if isinstance(o[0], str) and "so far" in o[0]]
         assert updates, [o[0] for o in job.outputs()]

@@ -204,7 +204,9 @@ def test_ground_truth_join_metrics_and_length_check(tmp_path):
         ground_truth_from_files(paths, 72)
 
 
-def test_downloads_are_csv_run_json_and_abaw_submissions_that_say_untrained(tmp_path):
+def test_downloads_csv_and_run_json_say_untrained_and_abaw_submissions_hold_the_predictions(tmp_path):
+    """The CSV (a column) and the run JSON say `untrained`; ABAW submission files have a fixed format with
+    no room for it, so they are checked to hold the table's predictions, row for row."""
     import json
 
     from core.affwild2 import read_submission
@@ -223,10 +225,12 @@ def test_downloads_are_csv_run_json_and_abaw_submissions_that_say_untrained(tmp_
     assert len(csv) == len(df) and flags == {"untrained_va": [False], "untrained_expr": [False],
                                              "untrained_au": [False], "untrained_clip_default": [True]}
     assert json.loads(paths[1].read_text())["untrained"] is True
-    paths = [paths[0], *paths[2:]]
-    expr = read_submission(paths[2], "expr")
-    assert expr["image_location"].iloc[0] == "clip-1/00001.jpg" and len(expr) == len(df)
+    va, expr, au = (read_submission(path, task) for path, task in zip(paths[2:], ("va", "expr", "au")))
+    for submission in (va, expr, au):
+        assert submission["image_location"].tolist() == [f"clip-1/{i + 1:05d}.jpg" for i in range(len(df))]
+    assert np.allclose(va[["valence", "arousal"]].to_numpy(), df[["valence", "arousal"]].to_numpy(), atol=1e-3)
     assert (expr["expression"].to_numpy() == df["expr"].to_numpy()).all()
+    assert (au[list(AUS)].to_numpy() == df[list(AUS)].to_numpy()).all()
 
 
 def test_prompt_text_round_trip_and_messages():
@@ -331,7 +335,7 @@ def test_attention_overlay_and_face_box_drawing():
 
     from core.attention import face_attention, is_flat, overlay
     from core.models.ddamfn import DDAMFN
-    from webapp.analyses import BOX_COLORS, draw_box
+    from webapp.frames import BOX_COLORS, draw_box
 
     torch.manual_seed(0)
     model = DDAMFN().eval()
@@ -351,3 +355,56 @@ def test_attention_overlay_and_face_box_drawing():
     small = draw_box(frame, [400, 100, 800, 600], "interpolated")
     assert small.shape == (360, 640, 3)
     assert (small[50:300, 199] == BOX_COLORS["interpolated"]).all(axis=1).sum() > 100          # left edge
+
+
+def test_effective_labels_are_read_once_per_video_until_its_next_audit_event(tmp_path):
+    """webapp.labels.Labels: the gt_ columns every tab shows come from the database; read once and kept
+    while nothing happened to the video, read again after an accepted correction (an audit event)."""
+    from core.affwild2 import read_annotation, write_annotation
+    from db import repo
+    from webapp.context import Context
+    from webapp.labels import Labels
+
+    n = 20
+    write_annotation(pd.DataFrame({"valence": [0.1] * n, "arousal": [0.2] * n}), tmp_path / "va.txt", "va")
+    ctx = Context(AppConfig(db_url=f"sqlite:///{tmp_path / 'labels.db'}", data_dir=tmp_path))
+
+    def setup(s):
+        for name in ("alice", "bob"):
+            repo.get_or_create_reviewer(s, name)
+        video = repo.register_video(s, "video-1", n, 30.0)
+        repo.import_annotations(s, video, "va", tmp_path / "va.txt", labels=read_annotation(tmp_path / "va.txt", "va"))
+    ctx.write(setup)
+    labels = Labels(ctx)
+    table = pd.DataFrame({"frame": range(n), "gt_expr": [0] * n})        # a stale gt_ column goes
+    first = labels.labelled("video-1", table)
+    assert list(first.columns) == ["frame", "gt_valence", "gt_arousal"] and (first["gt_valence"] == 0.1).all()
+    assert labels.truth("video-1", n) is labels.truth("video-1", n)      # kept: nothing happened since
+
+    ctx.write(lambda s: repo.add_correction(s, "video-1", "va", 5, 9, {"valence": 0.6, "arousal": 0.3}, "alice"))
+    proposed = labels.truth("video-1", n)
+    assert (proposed["gt_valence"] == 0.1).all()                      # read again, nothing accepted yet
+    ctx.write(lambda s: repo.decide_correction(s, 1, video="video-1", reviewer="bob", accept=True))
+    after = labels.labelled("video-1", table)
+    assert after["gt_valence"].tolist() == [0.1] * 5 + [0.6] * 5 + [0.1] * 10
+
+
+def test_models_load_once_per_key_and_the_attention_map_uses_the_analysis_model(tmp_path):
+    """webapp.context: a configuration's models are loaded once whatever its prompt sets (CLIP embeds a
+    new set's prompts itself), and the attention map gets the very DDAMFN the analysis ran on the CPU,
+    not a model set rebuilt for it."""
+    import dataclasses
+
+    from core.analysis import AnalysisConfig
+    from core.models.clip import DEFAULT_PROMPT_SETS
+    from tests.runs import run_info
+    from webapp.context import Context
+
+    ctx = Context(AppConfig(db_url=f"sqlite:///{tmp_path / 'models.db'}", clip_model="ViT-S-32", device="cpu"))
+    first, second = list(DEFAULT_PROMPT_SETS.values())[:2]
+    config = AnalysisConfig(models=("ddamfn", "clip"), prompt_sets=(first,), clip_model="ViT-S-32", device="cpu")
+    loaded = ctx.loaded_models(config)
+    assert ctx.loaded_models(dataclasses.replace(config, prompt_sets=(second,))) is loaded
+    run = run_info({"va": "ddamfn"}, {"ddamfn": True})
+    assert ctx.analysis_model(run, "ddamfn") is loaded.models["ddamfn"]
+    assert ctx.analysis_model(run, "lstm") is None                     # not part of this analysis

@@ -1,15 +1,15 @@
 """The AffectLens page: Analyse, Compare CLIP prompts, Review, Models.
 
-`build_app(config)` builds the parts (webapp.analyses, webapp.prompts, webapp.reviews, webapp.models, all
-on one webapp.context.Context) and lays out one tab per module of webapp/tabs, each wiring its buttons
-to named handlers (webapp.page.bind: a refused action leaves the outputs as they were and says why beside
-the button); every action is also an API endpoint (api_name), so gradio_client can drive it.
+`build_app(config)` builds the parts (webapp.analyses, webapp.frames, webapp.prompts, webapp.reviews,
+webapp.models, all on one webapp.context.Context) and lays out one tab per module of webapp/tabs, each
+wiring its buttons to named handlers (webapp.page.bind: a refused action leaves the outputs as they were
+and says why beside the button); every action is also an API endpoint (api_name), so gradio_client can
+drive it.
 `demo` is the app for the environment's configuration and `launch(demo, config)` serves it.
 """
 import webapp.gpu  # noqa: F401  first: on ZeroGPU, `spaces` comes before anything touches CUDA
 
 import shutil
-from types import SimpleNamespace
 
 import gradio as gr
 
@@ -18,15 +18,17 @@ from webapp.analyses import Analyses
 from webapp.cleanup import session_middleware, start_sweeper
 from webapp.config import AppConfig
 from webapp.context import Context
+from webapp.frames import Frames
+from webapp.labels import Labels
 from webapp.logins import LOGIN_MIDDLEWARE, Logins
 from webapp.models import Models
 from webapp.page import CSS
 from webapp.prompts import Prompts
 from webapp.reviews import Reviews
-from webapp.tabs.analyse import EXAMPLES_DIR, AnalyseTab
-from webapp.tabs.models import ModelsTab
-from webapp.tabs.prompts import PromptsTab
-from webapp.tabs.review import KEYS_JS, ReviewTab
+from webapp.tabs import analyse, models as models_tab, prompts as prompts_tab, review
+from webapp.tabs.analyse import EXAMPLES_DIR
+from webapp.tabs.review import KEYS_JS
+from webapp.tabs.views import PageView
 
 GPU_QUEUE = "gpu"     # every event that runs models shares this queue
 
@@ -34,27 +36,31 @@ GPU_QUEUE = "gpu"     # every event that runs models shares this queue
 def build_app(config: AppConfig) -> gr.Blocks:
     """The page for a configuration (tests build one per temporary database)."""
     ctx = Context(config)
-    models = Models(ctx)
-    analyses, reviews = Analyses(ctx, models), Reviews(ctx)
+    labels, models, frames = Labels(ctx), Models(ctx), Frames(ctx)
+    analyses, reviews = Analyses(ctx, models, labels), Reviews(ctx, labels)
+    prompts = Prompts(analyses, frames)
     gpu_lane = dict(concurrency_id=GPU_QUEUE, concurrency_limit=config.gpu_concurrency)
-    review = ReviewTab(reviews, analyses, models)
-    tabs = [AnalyseTab(analyses, reviews, gpu_lane), PromptsTab(Prompts(ctx, analyses), gpu_lane), review,
-            ModelsTab(models)]
-    c = SimpleNamespace(builtin_sets=list(DEFAULT_PROMPT_SETS), model_choices=models.model_choices())
+    prompt_sets = list(DEFAULT_PROMPT_SETS)
 
     ttl = int(config.session_ttl_s)      # Gradio's own copies of uploads go as soon as our session folders
     with gr.Blocks(title="AffectLens", delete_cache=(max(1, min(600, ttl // 10)), ttl), analytics_enabled=False) as demo:
-        c.state = gr.State(None)
+        state = gr.State(None)
         with gr.Row():
             gr.Markdown("# AffectLens\nValence-arousal, expressions and action units of the face in a video "
                         "(DDAMFN + LSTM, CLIP), beside the Aff-Wild2 annotation when there is one.")
-            c.who = gr.Markdown(elem_id="who")
+            who = gr.Markdown(elem_id="who")
             if config.oauth:
                 gr.LoginButton()
-        for tab in tabs:
-            tab.layout(c)
-        for tab in tabs:
-            tab.wire(c, demo)
+        page = PageView(state, who)
+        analyse_view = analyse.layout(analyses, prompt_sets, models.model_choices())
+        prompts_view = prompts_tab.layout(prompts, prompt_sets)
+        review_view = review.layout()
+        models_view = models_tab.layout()
+        for tab in (analyse.AnalyseTab(analyses, frames, reviews, gpu_lane, page, analyse_view, review_view),
+                    prompts_tab.PromptsTab(prompts, gpu_lane, page, prompts_view, analyse_view),
+                    review.ReviewTab(reviews, analyses, frames, models, page, review_view, analyse_view, models_view),
+                    models_tab.ModelsTab(models, models_view, analyse_view)):
+            tab.wire(demo)
 
         def cleanup(request: gr.Request):
             """The session's files go when its browser tab closes."""

@@ -4,6 +4,7 @@ webapp.prompts, webapp.reviews, webapp.models), which hold one Context.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from typing import Callable, TypeVar
@@ -12,8 +13,10 @@ from sqlalchemy.orm import Session
 
 from core import pipeline
 from core.affwild2 import AffWild2Index
+from core.analysis import RunInfo
+from core.models import create_model
 from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet, prompt_set
-from core.registry import cards
+from core.registry import card as model_card, cards
 from core.weights import WeightsError
 from db import repo
 from db.engine import init_db, make_session_factory, write
@@ -30,12 +33,15 @@ class Context:
         self._index: AffWild2Index | None = None
         self._factories = None
         self._loaded: OrderedDict[tuple, pipeline.LoadedModels] = OrderedDict()
-        self._lock = threading.Lock()
+        self._models: dict[tuple, object] = {}       # (card, weights, device) -> core.models.LoadedModel
+        self._loading: dict[tuple, threading.Lock] = {}
+        self._models_lock = threading.Lock()         # guards the three dicts above, held only briefly
+        self._db_lock = threading.Lock()             # the database's first use (schema, engines)
 
     # -- database ---------------------------------------------------------------------------------------
     def _session_factories(self):
         """(writing, read-only) session factories; the schema is created or migrated on first use."""
-        with self._lock:
+        with self._db_lock:
             if self._factories is None:
                 engine = init_db(self.config.db_url)
                 self._factories = (make_session_factory(engine), make_session_factory(engine, read_only=True))
@@ -69,21 +75,52 @@ class Context:
         return {name: self.config.weights.get(name) for name in cards()}
 
     def loaded_models(self, config: pipeline.AnalysisConfig) -> pipeline.LoadedModels:
-        """Models for a configuration, loaded once and kept (the few most recent configurations)."""
-        key = (config.model_names(), tuple(sorted(config.weights.items())), config.clip_model, config.device,
-               tuple(prompt_set(p).key for p in config.prompt_sets))
-        with self._lock:
-            if key in self._loaded:
-                self._loaded.move_to_end(key)
-                return self._loaded[key]
+        """Models for a configuration, loaded once and kept (the few most recent configurations). The
+        prompt sets are not part of the key: CLIP embeds a new set's prompts when it first meets it, so a
+        new prompt set reloads nothing. Loading holds only this configuration's lock: other loads, and
+        every database read and write, go on meanwhile."""
+        key = (config.model_names(), tuple(sorted(config.weights.items())), config.clip_model, config.device)
+        with self._lock_for(key):
+            with self._models_lock:
+                if key in self._loaded:
+                    self._loaded.move_to_end(key)
+                    return self._loaded[key]
             try:
-                loaded = pipeline.load_models(config)
+                loaded = pipeline.load_models(dataclasses.replace(config, prompt_sets=()))
             except WeightsError as err:
                 raise InputError(f"The model weights could not be loaded: {err}") from None
-            self._loaded[key] = loaded
-            while len(self._loaded) > LOADED_KEEP:
-                self._loaded.popitem(last=False)
+            with self._models_lock:
+                self._loaded[key] = loaded
+                for name, model in loaded.models.items():
+                    self._models[(name, _spec(model), str(loaded.device))] = model
+                while len(self._loaded) > LOADED_KEEP:
+                    self._loaded.popitem(last=False)
             return loaded
+
+    def analysis_model(self, run: RunInfo, card: str):
+        """The model `card` of an analysis (its run metadata) on the CPU, for one look at a frame (the
+        attention map): the very object the analysis ran when it ran on the CPU, else the same weights
+        loaded once per (card, weights, device). None when the analysis had no such model."""
+        if card not in run.models:
+            return None
+        source = run.models[card].source
+        key = (card, None if source == "random" else source, "cpu")
+        with self._lock_for(key):
+            with self._models_lock:
+                if key in self._models:
+                    return self._models[key]
+            try:
+                model = create_model(model_card(card).architecture, key[1], device="cpu")
+            except WeightsError as err:
+                raise InputError(f"The model weights could not be loaded: {err}") from None
+            with self._models_lock:
+                self._models[key] = model
+            return model
+
+    def _lock_for(self, key) -> threading.Lock:
+        """The loading lock of one model key: two sessions wanting the same model load it once."""
+        with self._models_lock:
+            return self._loading.setdefault(key, threading.Lock())
 
     # -- CLIP prompt sets -------------------------------------------------------------------------------
     def prompt_set_names(self) -> list[str]:
@@ -101,3 +138,8 @@ class Context:
     def _saved_prompt_sets(self) -> dict[str, PromptSet]:
         with self.read() as s:
             return {row.name: prompt_set(row.to_dict()) for row in repo.list_prompt_sets(s)}
+
+
+def _spec(model) -> str | None:
+    """The weights spec a loaded model came from (None: random)."""
+    return None if model.info.source == "random" else model.info.source

@@ -1,26 +1,25 @@
-"""What the tabs' handlers share: who is signed in, expected failures as page messages, progress, the
-browser session's folder.
+"""What the tabs' handlers share: who is signed in, expected failures as messages beside the button,
+progress, the browser session's folder.
 
-Refused actions. An expected failure (InputError, AnnotationError, ValidationError, or a gr.Error that a
-GPU worker sent back) never replaces the outputs by error badges on the page: `bind` wires a handler twice,
+Handlers take their inputs as one dict (Gradio's `inputs={...}` sets) and return a dict of the outputs
+they set; a handler that takes `user` gets the signed-in name (`signed_in`). `bind` wires one event per
+action, which is also its API endpoint when it has an `api_name`. A refused action (InputError,
+AnnotationError, ValidationError, or a gr.Error that a GPU worker sent back):
 
-- for the page (no API name): on a refusal every output is left as it was (gr.skip()) and the reason goes
-  into the action area's status Markdown, where it stays until the next action there; on success the
-  handler's outputs are shown, the status shows its success text (or is cleared) and the `clear` fields
-  (notes, comments) are emptied;
-- for the API (`api_name`, an event without a trigger): the handler as before, so that gradio_client
-  callers get an AppError with the reason for a refusal and the same outputs for a success.
+- on the page, leaves every output as it was (no error badge, no toast) and puts the reason into the
+  action area's status Markdown, where it stays until the next action there;
+- for an API caller (gradio_client, or any request that is not from the page), raises gr.Error, so that
+  the caller gets an AppError with the reason.
 
-A tab adopts it by giving each action area a status component (`status_box()`) and wiring
-`bind(button.click, self.handler, inputs, outputs, status=c.some_status, api_name="name")` instead of
-`button.click(page_errors(self.handler), inputs, outputs, api_name="name")`.
+A success shows the handler's outputs, its status text (or clears the status) and empties the `clear`
+fields (notes, comments).
 """
 from __future__ import annotations
 
 import functools
 import inspect
 import os
-import re
+import typing
 from pathlib import Path
 
 import gradio as gr
@@ -28,10 +27,12 @@ import gradio as gr
 from core.affwild2 import AnnotationError
 from db.repo import ValidationError
 from webapp.inputs import InputError
+from webapp.summary import readable
 
 EXPECTED = (InputError, AnnotationError, ValidationError)
 STATUS_CLASS = "action-status"       # page.css styles it; a refusal's text sits in a .refused element
 REFUSED = "Not done"
+PAGE_CLIENT = "app"                  # the x-gradio-user header of the page's own requests (Gradio's JS client)
 
 CSS = f"""
 .{STATUS_CLASS} {{ min-height: 1.5em; }}
@@ -39,25 +40,16 @@ CSS = f"""
 .{STATUS_CLASS}:has(.refused) {{ border-left: 4px solid #dc2626; padding-left: 0.6em; background: #fef2f2; }}
 """
 
-# An absolute server path inside a message (/home/x/y.mp4, C:\\data\\y): only its last part is shown.
-_PATH = re.compile(r"(?<![\w/.:-])(?:[A-Za-z]:\\|/)(?:[^\s'\"(),:;]+[/\\])+([^\s'\"(),:;/\\]*)")
-
-
-def readable(message: str) -> str:
-    """A message for people: no server paths (a file is named by its name)."""
-    return _PATH.sub(lambda m: m.group(1) or Path(m.group(0).rstrip("/\\")).name, str(message)).strip()
-
-
-def signed_in(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str | None:
+def login_name(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str | None:
     """The reviewer's name from the login: Hugging Face OAuth on a Space, auth= locally. Never typed."""
     return getattr(profile, "username", None) or getattr(request, "username", None)
 
 
-def user(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
-    name = signed_in(request, profile)
-    if not name:
+def login(user: str | None) -> str:
+    """The signed-in name, or a message saying that this action needs one."""
+    if not user:
         raise InputError("Sign in to review: flags, corrections and decisions are recorded under your login.")
-    return name
+    return user
 
 
 def _message(err: Exception) -> str:
@@ -65,8 +57,7 @@ def _message(err: Exception) -> str:
 
 
 def page_errors(fn):
-    """Expected failures (bad input, bad files, review rules) become one gr.Error: the API's answer to
-    a refusal (gradio_client raises AppError with the message); the app keeps serving the next request.
+    """Expected failures become one gr.Error: what crosses back from a ZeroGPU worker with its message.
     A generator (an analysis that streams its timeline) is wrapped as a generator."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -82,9 +73,57 @@ def page_errors(fn):
                 return fn(*args, **kwargs)
             except EXPECTED as err:
                 raise gr.Error(_message(err), print_exception=False) from None
-
-    wrapper.__signature__ = inspect.signature(fn)
     return wrapper
+
+
+def signed_in(fn, refused=None):
+    """fn as Gradio calls it: Gradio hands the request and the login's profile to the wrapper, which
+    gives fn `user=` (the signed-in name, None when nobody is) and `request=` when fn takes them.
+    `refused(err, request)` answers an expected failure instead of raising it."""
+    sig, hints = inspect.signature(fn), _hints(fn)
+    given = [name for name in ("user", "request") if name in sig.parameters]
+    params = [p for name, p in sig.parameters.items() if name not in given]
+    params += [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+               inspect.Parameter("profile", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
+
+    def split(args):
+        *rest, request, profile = args
+        values = {"user": login_name(request, profile), "request": request}
+        return {**dict(zip((p.name for p in params), rest)), **{name: values[name] for name in given}}, request
+
+    if inspect.isgeneratorfunction(fn):
+        def wrapper(*args):
+            kwargs, request = split(args)
+            try:
+                yield from fn(**kwargs)
+            except (*EXPECTED, gr.Error) as err:
+                if refused is None:
+                    raise
+                yield refused(err, request)
+    else:
+        def wrapper(*args):
+            kwargs, request = split(args)
+            try:
+                return fn(**kwargs)
+            except (*EXPECTED, gr.Error) as err:
+                if refused is None:
+                    raise
+                return refused(err, request)
+
+    wrapper.__name__, wrapper.__doc__ = _name(fn), fn.__doc__
+    wrapper.__signature__ = sig.replace(parameters=params)
+    wrapper.__annotations__ = {**{k: v for k, v in hints.items() if k not in given},
+                               "request": gr.Request, "profile": gr.OAuthProfile | None}
+    return wrapper
+
+
+def _hints(fn) -> dict:
+    """fn's type hints (a functools.partial's: those of its function)."""
+    return typing.get_type_hints(getattr(fn, "func", fn))
+
+
+def _name(fn) -> str:
+    return getattr(getattr(fn, "func", fn), "__name__", "handler")
 
 
 def refusal(reason: str, action: str | None = None) -> str:
@@ -98,75 +137,40 @@ def status_box(elem_id: str | None = None) -> gr.Markdown:
     return gr.Markdown(elem_id=elem_id, elem_classes=[STATUS_CLASS])
 
 
-def shown(fn, n_outputs: int, status_at: int, returns_status: bool, n_clear: int = 0, action: str | None = None):
-    """fn for the page: a refusal skips every output and puts the reason at status_at; a success returns
-    fn's outputs (with an empty status when fn does not write one) and empties the n_clear fields after
-    them. A generator's every update is shown the same way."""
-    def refused(err):
-        out = [gr.skip()] * n_outputs
-        out[status_at] = refusal(_message(err), action)
-        return out[0] if n_outputs == 1 else tuple(out)
-
-    def outputs(result):
-        n_fn = n_outputs - n_clear - (0 if returns_status else 1)
-        out = list(result) if n_fn > 1 else [result]
-        if not returns_status:
-            out.insert(status_at, "")
-        out += [""] * n_clear
-        return out[0] if n_outputs == 1 else tuple(out)
-
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            try:
-                for result in fn(*args, **kwargs):
-                    yield outputs(result)
-            except (*EXPECTED, gr.Error) as err:
-                yield refused(err)
-    else:
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            try:
-                result = fn(*args, **kwargs)
-            except (*EXPECTED, gr.Error) as err:
-                return refused(err)
-            return outputs(result)
-
-    wrapper.__signature__ = inspect.signature(fn)
-    return wrapper
-
-
-def quiet(fn, n_outputs: int):
-    """fn for a follow-up page event (the frame details after the frame): when it is refused, its outputs
-    stay as they were and nothing is said, because the event before it already said why."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (*EXPECTED, gr.Error):
-            return gr.skip() if n_outputs == 1 else tuple(gr.skip() for _ in range(n_outputs))
-
-    wrapper.__signature__ = inspect.signature(fn)
-    return wrapper
-
-
 def bind(triggers, fn, inputs, outputs, *, status: gr.Markdown, api_name: str | None = None, clear=(),
          **event) -> gr.events.Dependency:
-    """Wire fn to triggers for the page (refusals as a message in `status`, outputs untouched, `clear`
-    fields emptied after a success) and, with api_name, as the API endpoint of that name (refusals raise).
-    `event`: further event settings (concurrency_id, ...) for both. Returns the page event."""
+    """Wire fn (dict in, dict out) to triggers: a success also sets `status` (fn's text or empty) and
+    empties the `clear` fields; a refusal is said in `status` on the page and raised for an API caller.
+    With api_name the event is also that API endpoint. `event`: further event settings."""
     triggers = list(triggers) if isinstance(triggers, (list, tuple)) else [triggers]
-    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-    inputs = inputs if inputs is not None else []
-    returns_status = any(o is status for o in outputs)
-    page_outputs = outputs + ([] if returns_status else [status]) + list(clear)
-    status_at = next(i for i, o in enumerate(page_outputs) if o is status)
     buttons = [t.__self__ for t in triggers if isinstance(getattr(t, "__self__", None), gr.Button)]
     action = str(buttons[0].value) if buttons else None
-    if api_name:
-        gr.on([], page_errors(fn), inputs, outputs, api_name=api_name, **event)
-    return gr.on(triggers, shown(fn, len(page_outputs), status_at, returns_status, len(clear), action), inputs,
-                 page_outputs, api_name=f"page_{api_name or fn.__name__}", api_visibility="private", **event)
+    outputs = [*dict.fromkeys([*outputs, status, *clear])]
+
+    def refused(err, request):
+        if request is not None and request.headers.get("x-gradio-user") == PAGE_CLIENT:
+            return {status: refusal(_message(err), action)}
+        raise gr.Error(_message(err), print_exception=False) from None
+
+    def shown(result: dict) -> dict:
+        return {**result, status: result.get(status, ""), **{c: "" for c in clear}}
+
+    if inspect.isgeneratorfunction(fn):
+        def done(*args, **kwargs):
+            for result in fn(*args, **kwargs):
+                yield shown(result)
+    else:
+        def done(*args, **kwargs):
+            return shown(fn(*args, **kwargs))
+    done.__name__, done.__doc__, done.__signature__ = _name(fn), fn.__doc__, inspect.signature(fn)
+    done.__annotations__ = _hints(fn)
+    return gr.on(triggers, signed_in(done, refused), inputs, outputs, api_name=api_name or False, **event)
+
+
+def quiet(fn, outputs):
+    """fn for a follow-up page event (the frame details after the frame): when it is refused, its outputs
+    stay as they were and nothing is said, because the event before it already said why."""
+    return signed_in(fn, lambda err, request: {o: gr.skip() for o in outputs})
 
 
 class Progress:
@@ -180,27 +184,11 @@ class Progress:
         self.progress((done, total), desc=self.desc, unit=self.unit)
 
 
-def need(state, request: gr.Request | None, profile: gr.OAuthProfile | None) -> dict:
-    """The analysed video of this browser session, or a message saying how to get one. A session's state
-    belongs to the login that made it: a request from another login (one who learnt the session id) is
-    refused."""
-    if not state:
-        raise InputError("Analyse a video first (Analyse tab), or open one from the database (Review tab).")
-    if state.get("owner") != signed_in(request, profile):
-        raise InputError("This session's video was opened under another login: analyse or open it yourself.")
-    return state
-
-
-def session_dir(cache_dir: Path, request: gr.Request) -> Path:
+def session_dir(cache_dir: Path, request: gr.Request | None) -> Path:
     """This browser session's output folder, inside the app's cache dir (Gradio serves files from there
     because the app created them). Its time stamp marks the session's last use: it is removed when the
     browser tab closes, or by webapp.cleanup an hour after that last use."""
-    path = cache_dir / (request.session_hash or "no-session")
+    path = cache_dir / (getattr(request, "session_hash", None) or "no-session")
     path.mkdir(parents=True, exist_ok=True)
     os.utime(path)
     return path
-
-
-def api_only(fn, inputs, outputs, *, api_name: str, **event) -> gr.events.Dependency:
-    """An API endpoint with no trigger on the page (refusals raise, as for every endpoint)."""
-    return gr.on([], page_errors(fn), inputs if inputs is not None else [], outputs, api_name=api_name, **event)

@@ -88,9 +88,11 @@ def shaded_spans(df: pd.DataFrame, detect_every: int = DEFAULT_DETECT_EVERY) -> 
     return spans
 
 
-def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | None = None) -> go.Figure:
+def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | None = None,
+                    total_frames: int | None = None) -> go.Figure:
     """All per-frame tracks of one video on one shared time axis, with the cursor at `frame` (default:
-    the first frame with a face).
+    the first frame with a face). `total_frames`: the video's length when the table holds only its first
+    frames (an analysis under way): the axis spans the whole video all the same.
 
     Rows appear only for what the table holds: valence and arousal (prediction and ground truth),
     an expression strip (predictions above the annotation), AU probabilities, and with AU ground truth
@@ -149,6 +151,8 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | Non
     fig.add_shape(type="line", name=CURSOR_NAME, x0=at, x1=at, xref="x", yref="paper", y0=0, y1=1,
                   line=dict(color=CURSOR_COLOR, width=2), layer="above")
     fig.update_xaxes(title_text="time (s)", row=len(rows), col=1)
+    if total_frames and len(t):
+        fig.update_xaxes(range=[float(t[0]) - step / 2, float(t[0]) + (total_frames - 0.5) / frame_rate(df)])
     fig.update_xaxes(ticksuffix=" s", hoverformat=".2f", showspikes=False,
                      unifiedhovertitle=dict(text="%{x:.2f} s"))
     top = 52 if title else 26         # the title first, then the legend (about three lines) above the rows
@@ -214,6 +218,12 @@ def _add_au_row(fig, df, kind, t, frames, row):
         customdata=np.broadcast_to(frames, z.shape), name=kind,
         hovertemplate=f"%{{y}} {kind}: {fmt} (frame %{{customdata}})<extra></extra>",
     ), row=row, col=1)
+    if np.isnan(z).all():          # a blank panel says why it is blank
+        why = {"AU probability": "no AU predictions: the models that ran have no AU head",
+               "AU annotation": "no AU annotation for these frames"}.get(
+            kind, "no frame with both a decision and an annotation")
+        fig.add_annotation(text=why, showarrow=False, font=dict(size=13), xref="x domain", yref="y domain", x=0.5,
+                           y=0.5, row=row, col=1)
 
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

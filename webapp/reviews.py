@@ -10,21 +10,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.affwild2 import LABEL_COLUMNS
 from core.labels import AUS, EXPRESSIONS, TASKS
-from core.review import suspicious_segments
-from core.table import (AROUSAL, AU_DECISIONS, EXPR, FACE, FRAME, TIME, VALENCE, align_ground_truth,
-                        frame_rate, gt)
+from core.analysis import RunInfo
+from core.review import suspicious_segments, trained_on
+from core.table import AROUSAL, AU_DECISIONS, EXPR, FACE, FRAME, TIME, VALENCE, frame_rate, gt
 from db import export, repo
-from db.limits import HISTORY_PAGE
 from db.agreement import agreement_report
+from db.interop import export_video
+from db.limits import HISTORY_PAGE
 from db.repo import ValidationError
 from webapp.context import Context
+from webapp.labels import Labels
 from webapp.results import DECIMALS, rounded
 
 HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
 WAITING_COLUMNS = ["id", "video", "task", "frames", "seconds", "correction", "proposed by", "note"]
-AGREEMENT_COLUMNS = ["who", "task", "measure", "value", "frames"]
+AGREEMENT_COLUMNS = ["who", "task", "measure", "value", "frames", "missing"]
 VIDEO_COLUMNS = ["name", "frames", "runs", "open flags", "waiting for a decision", "last activity"]
 CORRECTION_TABLE = ["id", "task", "frames", "seconds", "correction", "status", "proposed by", "decided by",
                     "comment", "note"]
@@ -133,8 +134,8 @@ def event_words(action: str, detail: dict, correction=None) -> str:
 
 
 class Reviews:
-    def __init__(self, ctx: Context):
-        self.ctx = ctx
+    def __init__(self, ctx: Context, labels: Labels):
+        self.ctx, self.labels = ctx, labels
 
     def _videos(self) -> list[dict]:
         with self.ctx.read() as s:
@@ -193,20 +194,6 @@ class Reviews:
                      "proposed by": c.reviewer.name, "note": c.note} for c in repo.waiting_for(s, user)]
         return pd.DataFrame(rows, columns=WAITING_COLUMNS)
 
-    def labelled_table(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
-        """The table with the effective labels (accepted corrections applied) as gt_ columns for each task
-        whose annotation the database holds."""
-        out = table.copy()
-        with self.ctx.read() as s:
-            for task in TASKS:
-                if repo.latest_annotation_set(s, key, task) is None:
-                    continue
-                labels = repo.effective_labels(s, key, task)
-                truth = align_ground_truth(labels[LABEL_COLUMNS[task]], len(table))
-                for col in truth.columns:
-                    out[col] = truth[col].to_numpy()
-        return out
-
     def flag(self, key, task, start, end, reason, note, user) -> int:
         def work(s):
             repo.get_or_create_reviewer(s, user)
@@ -257,10 +244,10 @@ class Reviews:
 
         def add(who, task, scores):
             for measure, value in scores.items():
-                if measure != "frames":
+                if measure not in ("frames", "missing"):
                     rows.append({"who": who, "task": task, "measure": measure.replace("_", " "),
-                                 "value": rounded(value),
-                                 "frames": scores.get("frames")})
+                                 "value": rounded(value), "frames": scores.get("frames"),
+                                 "missing": scores.get("missing")})
 
         for task, stages in report.get("model", {}).items():
             for stage, scores in stages.items():
@@ -320,10 +307,18 @@ class Reviews:
                     paths.append(export.export_annotations(s, key, task, out_dir / f"{stem}_{task.upper()}.txt"))
         return paths
 
+    def export_interop(self, key: str, out_dir: Path, media: str | None) -> tuple[list[Path], list[str]]:
+        """The video for ELAN (.eaf, and its VA CSV when there is VA) and Label Studio (tasks JSON and
+        labelling config), with notes (e.g. no stored analysis: no model tiers); db.interop.export_video."""
+        with self.ctx.read() as s:
+            files, notes = export_video(s, key, out_dir, data_dir=self.ctx.config.data_dir, media=media)
+        return list(files.values()), notes
+
     # -- review queue -----------------------------------------------------------------------------------
-    def review_queue(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Suspicious segments, most suspicious first (times and scores to 3 decimals)."""
-        queue = suspicious_segments(table, fps=frame_rate(table))
+    def review_queue(self, table: pd.DataFrame, run: RunInfo, key: str | None) -> pd.DataFrame:
+        """Suspicious segments, most suspicious first (times and scores to 3 decimals); a model trained on
+        this video's annotations marks its segments in-sample (core.review.trained_on)."""
+        queue = suspicious_segments(table, frame_rate(table), in_sample=in_sample(run, key))
         for col in ("start_s", "end_s", "score"):
             queue[col] = queue[col].astype(float).round(DECIMALS)
         return queue
@@ -344,3 +339,9 @@ class Reviews:
                 out[col] = [" ".join(au for au, v in zip(AUS, row) if v == 1) for row in values]
         return out
 
+
+def in_sample(run: RunInfo, key: str | None) -> bool | None:
+    """Whether any model of the run was trained on this video's annotations: True when one says so,
+    False when every one says not, None when a checkpoint's record does not say."""
+    said = [trained_on(m.metadata, key) for m in run.models.values()] if key else [None]
+    return True if True in said else (None if None in said else False)

@@ -145,9 +145,9 @@ def model_tracks(table: pd.DataFrame, run: dict, frames: int) -> list[Track]:
         if all(c in table for c in MODEL_COLUMNS[task]) and table[MODEL_COLUMNS[task]].notna().any().any():
             card = sources.get(task, run.get("main_outputs") or "model")
             tracks.append(Track(task, column_values(MODEL_COLUMNS[task]), card, untrained(card, task)))
-    for output in expr_outputs(table):             # prompt sets ("clip_basic") and models' own ("clip-lstm")
-        card = sources.get(output, "clip")
+    for output in expr_outputs(table):          # prompt sets ("clip basic") and the CLIP models' own outputs
         prompts = prompt_set_of(output)
+        card = sources.get(output, "clip" if prompts else output)
         tracks.append(Track("expr", column_values([output_expr(output)]), f"{card} {prompts}" if prompts else card,
                             untrained(card, "expr")))
     return tracks

@@ -37,6 +37,7 @@ from db.repo.labels import (
     effective_labels,
     excluded_frames,
     import_annotations,
+    labels_stamp,
     latest_annotation_set,
 )
 from db.repo.models import (
@@ -80,7 +81,8 @@ __all__ = [
     "DatabaseBusy", "NotFoundError", "ReviewRuleError", "ValidationError",
     "audit_progress", "confirm_suggestion", "dismiss_suggestion", "latest_audit_run", "list_suggestions",
     "suggestions_table", "write_audit",
-    "add_annotation_set", "annotation_frame", "effective_labels", "excluded_frames", "import_annotations", "latest_annotation_set",
+    "add_annotation_set", "annotation_frame", "effective_labels", "excluded_frames", "import_annotations",
+    "labels_stamp", "latest_annotation_set",
     "create_job", "finish_job", "get_job", "get_model", "list_jobs", "list_models", "reap_dead_jobs", "register_model",
     "start_job",
     "update_job_progress",

@@ -7,28 +7,32 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core.affwild2 import LABEL_COLUMNS, read_annotation
 from core.labels import EXPRESSIONS
-from db.models import AnnotationSet, Correction, Flag, Video
+from db.models import AnnotationSet, AuditEvent, Correction, Flag, Video
 from db.repo.common import ValidationError, _insert_once, _task, _text
 from db.repo.videos import file_sha256, get_video
 
 
-def import_annotations(session: Session, video: Video | str, task: str, path, version: str | None = None
-                       ) -> AnnotationSet:
+def import_annotations(session: Session, video: Video | str, task: str, path, version: str | None = None,
+                       labels: pd.DataFrame | None = None) -> AnnotationSet:
     """Store an Aff-Wild2 annotation file (read with core.affwild2.read_annotation) for a video.
 
     The file's SHA-256 identifies the version: importing the same file again returns the stored set; a
     changed file becomes a new set, and the newest set is the one effective_labels() uses. A malformed
     file, or one with more lines than the video has frames (refused at its first surplus line), raises
-    AnnotationError naming the file by its base name.
+    AnnotationError naming the file by its base name. `labels`: the file as read_annotation read it
+    already (the web app reads an upload once), at most the video's frames long.
     """
     video, task = get_video(session, video), _task(task)
     path = Path(path)
-    labels = read_annotation(path, task, max_frames=video.frame_count)
+    if labels is None:
+        labels = read_annotation(path, task, max_frames=video.frame_count)
+    elif len(labels) > video.frame_count:
+        raise ValidationError(f"{path.name} has {len(labels)} annotated frames, but the video has {video.frame_count}")
     return add_annotation_set(session, video, task, labels.to_numpy(dtype="float64", na_value=np.nan), path,
                               file_sha256(path), version)
 
@@ -64,6 +68,18 @@ def latest_annotation_set(session: Session, video: Video | str, task: str) -> An
     video, task = get_video(session, video), _task(task)
     return session.scalar(select(AnnotationSet).where(AnnotationSet.video_id == video.id, AnnotationSet.task == task)
                           .order_by(AnnotationSet.id.desc()).limit(1))
+
+
+def labels_stamp(session: Session, video: Video | str) -> tuple[int | None, int | None]:
+    """What a video's effective labels depend on: (its newest annotation set, its newest audit event);
+    while it is unchanged, effective labels read before are still right."""
+    video_id = get_video(session, video).id
+    newest_set = session.scalar(select(func.max(AnnotationSet.id)).where(AnnotationSet.video_id == video_id))
+    newest_event = session.scalar(
+        select(func.max(AuditEvent.id)).outerjoin(Correction, AuditEvent.correction_id == Correction.id)
+        .outerjoin(Flag, AuditEvent.flag_id == Flag.id)
+        .where(or_(Correction.video_id == video_id, Flag.video_id == video_id)))
+    return newest_set, newest_event
 
 
 def annotation_frame(annotation_set: AnnotationSet) -> pd.DataFrame:

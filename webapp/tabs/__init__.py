@@ -1,3 +1,3 @@
-"""The page's tabs, one module each. Every tab lays out its components into the page's shared namespace
-(`layout`), then wires its events (`wire`) once every tab exists, so that one tab's action may update
-another's outputs (an analysis fills the review queue; the models list fills the Analyse tab's picker)."""
+"""The page's tabs, one module each. Each lays out its components and returns them as its view
+(webapp.tabs.views); then each tab is made with its own view and the views of the tabs its events set
+(an analysis fills the review queue; the models list fills the Analyse tab's picker) and wires them."""
