@@ -24,7 +24,7 @@ from core.affwild2 import AnnotationError, AnnotationTooLong, read_annotation
 from core.models.clip import prompt_set
 from core.registry import by_label, label, labels, with_encoders
 from core.settings import KEPT_VIDEOS, kept_video
-from core.analysis import Analysis
+from core.analysis import Analysis, StaleAnalysis
 from core.table import LENGTH_TOLERANCE, frame_rate, ground_truth_from_labels
 from core.video import VideoError
 from core.weights import WeightsError
@@ -266,10 +266,14 @@ class Analyses:
         with self.ctx.read() as s:
             run = repo.find_run(s, run_key)
             folder = run.artifacts_dir if run is not None else None
-        return self._load_stored(folder) if folder else None
+        try:
+            return self._load_stored(folder) if folder else None
+        except StaleAnalysis:             # an older AffectLens stored it: analyse again, store anew
+            return None
 
     def _load_stored(self, folder: str) -> Analysis | None:
-        """The Analysis kept in `folder` (relative to the data directory), or None when its files are gone."""
+        """The Analysis kept in `folder` (relative to the data directory), or None when its files are gone;
+        StaleAnalysis when an older AffectLens wrote it."""
         path = self.config.data_dir / folder
         return Analysis.load(path) if (path / "table.parquet").is_file() else None
 
@@ -331,7 +335,11 @@ class Analyses:
             if run is None or not run.artifacts_dir:
                 raise InputError(f"{run.video.name if run else key} has no stored analysis: analyse it first.")
             folder, name = run.artifacts_dir, run.video.name
-        analysis = self._load_stored(folder)
+        try:
+            analysis = self._load_stored(folder)
+        except StaleAnalysis:
+            raise InputError(f"The stored analysis of {name} was made by an older AffectLens: analyse it again "
+                             "(its flags, corrections and annotations are kept).") from None
         if analysis is None:
             raise InputError(f"The stored analysis of {name} is missing from the data folder: analyse it again.")
         return OpenVideo.of(analysis, self.labels.labelled(key, analysis.table), key, name, self.stored_video(key),

@@ -33,7 +33,7 @@ class Context:
         self._index: AffWild2Index | None = None
         self._factories = None
         self._loaded: OrderedDict[tuple, pipeline.LoadedModels] = OrderedDict()
-        self._models: dict[tuple, object] = {}       # (card, weights, device) -> core.models.LoadedModel
+        self._models: dict[tuple, object] = {}       # (architecture, weights, device, options) -> LoadedModel
         self._loading: dict[tuple, threading.Lock] = {}
         self._models_lock = threading.Lock()         # guards the three dicts above, held only briefly
         self._db_lock = threading.Lock()             # the database's first use (schema, engines)
@@ -75,10 +75,11 @@ class Context:
         return {name: self.config.weights.get(name) for name in cards()}
 
     def loaded_models(self, config: pipeline.AnalysisConfig) -> pipeline.LoadedModels:
-        """Models for a configuration, loaded once and kept (the few most recent configurations). The
-        prompt sets are not part of the key: CLIP embeds a new set's prompts when it first meets it, so a
-        new prompt set reloads nothing. Loading holds only this configuration's lock: other loads, and
-        every database read and write, go on meanwhile."""
+        """Models for a configuration (the few most recent configurations kept), each model built once per
+        (architecture, weights, device) and shared between configurations (create_model below): a new prompt
+        set or another set of ticks reloads nothing already loaded. CLIP embeds a new set's prompts when it
+        first meets it. Loading holds only the lock of the model it builds: other loads, and every database
+        read and write, go on meanwhile."""
         key = (config.model_names(), tuple(sorted(config.weights.items())), config.clip_model, config.device)
         with self._lock_for(key):
             with self._models_lock:
@@ -86,36 +87,39 @@ class Context:
                     self._loaded.move_to_end(key)
                     return self._loaded[key]
             try:
-                loaded = pipeline.load_models(dataclasses.replace(config, prompt_sets=()))
+                loaded = pipeline.load_models(dataclasses.replace(config, prompt_sets=()), create=self.create_model)
             except WeightsError as err:
                 raise InputError(f"The model weights could not be loaded: {err}") from None
             with self._models_lock:
                 self._loaded[key] = loaded
-                for name, model in loaded.models.items():
-                    self._models[(name, _spec(model), str(loaded.device))] = model
                 while len(self._loaded) > LOADED_KEEP:
                     self._loaded.popitem(last=False)
             return loaded
 
-    def analysis_model(self, run: RunInfo, card: str):
-        """The model `card` of an analysis (its run metadata) on the CPU, for one look at a frame (the
-        attention map): the very object the analysis ran when it ran on the CPU, else the same weights
-        loaded once per (card, weights, device). None when the analysis had no such model."""
-        if card not in run.models:
-            return None
-        source = run.models[card].source
-        key = (card, None if source == "random" else source, "cpu")
+    def create_model(self, architecture: str, weights=None, device="auto", **options):
+        """core.models.create_model, built once per (architecture, weights, device, options) and kept, under
+        that model's own loading lock (two sessions wanting one model load it once)."""
+        key = (architecture, weights, str(device), tuple(sorted(options.items())))
         with self._lock_for(key):
             with self._models_lock:
                 if key in self._models:
                     return self._models[key]
-            try:
-                model = create_model(model_card(card).architecture, key[1], device="cpu")
-            except WeightsError as err:
-                raise InputError(f"The model weights could not be loaded: {err}") from None
+            model = create_model(architecture, weights, device=device, **options)
             with self._models_lock:
                 self._models[key] = model
             return model
+
+    def analysis_model(self, run: RunInfo, card: str):
+        """The model `card` of an analysis (its run metadata) on the CPU, for one look at a frame (the
+        attention map): the very object the analysis ran when it ran on the CPU, else the same weights
+        loaded once. None when the analysis had no such model."""
+        if card not in run.models:
+            return None
+        source = run.models[card].source
+        try:
+            return self.create_model(model_card(card).architecture, None if source == "random" else source, "cpu")
+        except WeightsError as err:
+            raise InputError(f"The model weights could not be loaded: {err}") from None
 
     def _lock_for(self, key) -> threading.Lock:
         """The loading lock of one model key: two sessions wanting the same model load it once."""
@@ -139,7 +143,3 @@ class Context:
         with self.read() as s:
             return {row.name: prompt_set(row.to_dict()) for row in repo.list_prompt_sets(s)}
 
-
-def _spec(model) -> str | None:
-    """The weights spec a loaded model came from (None: random)."""
-    return None if model.info.source == "random" else model.info.source
