@@ -25,6 +25,7 @@ from webapp.gpu import ZEROGPU_CALL_LIMIT_S, ZEROGPU_MAX_VIDEO_S, analysis_secon
 from webapp.inputs import InputError
 from webapp.analyses import Analyses, VideoItem
 from webapp.context import Context
+from webapp.labels import Labels
 from webapp.models import Models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(28, 4, -1)] + ["ma
 
 def analyses(config: AppConfig) -> Analyses:
     ctx = Context(config)
-    return Analyses(ctx, Models(ctx))
+    return Analyses(ctx, Models(ctx), Labels(ctx))
 
 
 def requirements() -> list[Requirement]:

@@ -367,7 +367,7 @@ def test_every_refusal_is_a_message_beside_its_button(reviewed):
 
     # Models.
     page.get_by_role("tab", name="Models").click()
-    refused(page, click("retrain"), "retrain-status", "needs the Aff-Wild2 folder", "retrain")
+    refused(page, click("retrain"), "retrain-status", "Nothing to retrain on", "retrain")
     refused(page, click("job-refresh"), "job-status", "Enter the number of a retraining job", "job-no-id")
     page.locator("#job-id input").fill("99")
     refused(page, click("job-refresh"), "job-status", "There is no retraining job 99", "job-unknown")
