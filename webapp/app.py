@@ -15,6 +15,7 @@ import gradio as gr
 
 from core.models.clip import DEFAULT_PROMPT_SETS
 from webapp.analyses import Analyses
+from webapp.audit import Audit
 from webapp.cleanup import session_middleware, start_sweeper
 from webapp.config import AppConfig
 from webapp.context import Context
@@ -25,7 +26,7 @@ from webapp.models import Models
 from webapp.page import CSS
 from webapp.prompts import Prompts
 from webapp.reviews import Reviews
-from webapp.tabs import analyse, models as models_tab, prompts as prompts_tab, review
+from webapp.tabs import analyse, audit_queue, models as models_tab, prompts as prompts_tab, review
 from webapp.tabs.analyse import EXAMPLES_DIR
 from webapp.tabs.review import KEYS_JS
 from webapp.tabs.views import PageView
@@ -59,7 +60,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
         for tab in (analyse.AnalyseTab(analyses, frames, reviews, gpu_lane, page, analyse_view, review_view),
                     prompts_tab.PromptsTab(prompts, gpu_lane, page, prompts_view, analyse_view),
                     review.ReviewTab(reviews, analyses, frames, models, page, review_view, analyse_view, models_view),
-                    models_tab.ModelsTab(models, models_view, analyse_view)):
+                    models_tab.ModelsTab(models, models_view, analyse_view),
+                    audit_queue.AuditQueueTab(Audit(ctx), analyses, frames, page, review_view.dataset_queue,
+                                              review_view)):
             tab.wire(demo)
 
         def cleanup(request: gr.Request):

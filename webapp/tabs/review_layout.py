@@ -13,6 +13,7 @@ from db.models import FLAG_REASONS, FLAG_RESOLUTIONS
 from webapp.page import status_box
 from webapp.reviews import (AGREEMENT_COLUMNS, CORRECTION_TABLE, FLAG_TABLE, HISTORY_COLUMNS, VIDEO_COLUMNS,
                             WAITING_COLUMNS)
+from webapp.tabs import audit_queue
 from webapp.tabs.views import ReviewView
 
 DECISIONS = ("accepted", "rejected")
@@ -140,4 +141,5 @@ def layout() -> ReviewView:
             export_interop_btn = gr.Button("Export for ELAN and Label Studio", elem_id="export-interop")
             export_files = gr.File(label="Export", file_count="multiple", interactive=False, elem_id="export-files")
         export_status = status_box("export-status")
+        dataset_queue = audit_queue.layout()
     return ReviewView.of(locals())

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import pandas as pd
 
 from webapp.state import OpenVideo
+
+if TYPE_CHECKING:
+    from webapp.tabs.audit_queue import AuditQueueView
 
 
 class View:
@@ -138,6 +142,7 @@ class ReviewView(View):
     export_interop_btn: gr.Button
     export_files: gr.File
     export_status: gr.Markdown
+    dataset_queue: AuditQueueView     # the annotation audit's queue at the tab's end (webapp/tabs/audit_queue.py)
 
     def opened(self, video: OpenVideo, queue: pd.DataFrame) -> dict:
         """The Review tab's view of a newly open video: its key in the box the review actions read (a
