@@ -1,4 +1,5 @@
-"""Aff-Wild2 / ABAW file formats: annotation files, the multi-task CSV, submissions, and a local dataset index.
+"""Aff-Wild2 / ABAW file formats: annotation files, the multi-task CSV and submissions (a local copy's index:
+core.affwild2_index).
 
 Invalid markers (-5 for VA, -1 for EXPR and AU) are turned into missing values (NaN / <NA>) the moment a
 file is read, so no marker can reach a metric or a loss as a number. A malformed file raises
@@ -12,7 +13,6 @@ in cropped_aligned/<video>/.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -23,12 +23,10 @@ from core.fill import fill_gaps
 from core.labels import (
     ANNOTATION_HEADER,
     AUS,
-    CHALLENGE_DIRS,
     EXPRESSIONS,
     INVALID_AU,
     INVALID_EXPR,
     INVALID_VA,
-    SPLIT_DIRS,
     TASKS,
     VA_NAMES,
 )
@@ -73,7 +71,7 @@ def raw_video_name(video: str) -> str:
     return video
 
 
-def _check_task(task: str) -> None:
+def check_task(task: str) -> None:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
 
@@ -187,7 +185,7 @@ def read_annotation(path, task: str, max_frames: int | None = None) -> pd.DataFr
     max_frames (the video's frame count, plus any tolerance) for a file with more lines than that, as
     soon as its first surplus line is read.
     """
-    _check_task(task)
+    check_task(task)
     path = Path(path)
     lines = _read_lines(path, max_frames)
     _check_header(path, lines[0], (ANNOTATION_HEADER[task],), task.upper())
@@ -240,7 +238,7 @@ def write_annotation(df: pd.DataFrame, path, task: str) -> None:
 
     Rows are written in order, one line per frame; NaN / <NA> become the task's invalid marker.
     """
-    _check_task(task)
+    check_task(task)
     values = _label_frame(df, task, path)
     _write_table(path, ANNOTATION_HEADER[task], _format_labels(values, task))
 
@@ -286,7 +284,7 @@ def write_mtl_csv(df: pd.DataFrame, path) -> None:
 
 def read_submission(path, task: str) -> pd.DataFrame:
     """Read a submission file: columns image_location, video, frame, then the task's label columns."""
-    _check_task(task)
+    check_task(task)
     path = Path(path)
     lines = _read_lines(path)
     _check_header(path, lines[0], ("image_location," + ANNOTATION_HEADER[task],), f"{task.upper()} submission")
@@ -306,7 +304,7 @@ def write_submission(df: pd.DataFrame, path, task: str) -> int:
     of the same video that has them. A video with no value at all gets the neutral answer
     (valence = arousal = 0, Neutral, no AU) and a logged warning.
     """
-    _check_task(task)
+    check_task(task)
     if "image_location" not in df.columns:
         raise ValueError(f"cannot write {path}: missing column image_location")
     images = df["image_location"].astype(str).reset_index(drop=True)
@@ -330,141 +328,3 @@ def write_submission(df: pd.DataFrame, path, task: str) -> int:
     body.insert(0, "image_location", images)
     _write_table(path, "image_location," + ANNOTATION_HEADER[task], body)
     return int((~valid).sum())
-
-
-# ---------------------------------------------------------------------------------------------------
-# A local Aff-Wild2 root.
-
-
-def _split_key(split: str) -> str:
-    """"train" / "val" from either that key or the folder name (Train_Set / Validation_Set)."""
-    for key, folder in SPLIT_DIRS.items():
-        if split in (key, folder):
-            return key
-    raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_DIRS)}")
-
-
-class AffWild2Index:
-    """What a local Aff-Wild2 copy holds: annotated videos per task and split, their images, raw videos.
-
-    Scanning never crashes on an incomplete copy; what is absent is listed in `missing` (readable
-    sentences), and frames without an image get image_path None.
-    """
-
-    def __init__(self, root):
-        self.root = Path(root)
-        self.missing: list[str] = []
-        self._annotations: dict[tuple[str, str], dict[str, Path]] = {}
-        self._image_dirs: dict[str, Path] = {}
-        self._raw_videos: dict[str, Path] | None = None
-        if not self.root.is_dir():
-            self.missing.append(f"{self.root} does not exist or is not a folder")
-            return
-        self._scan_images()
-        for task in TASKS:
-            self._scan_task(task)
-
-    def _scan_images(self) -> None:
-        image_root = self.root / IMAGE_DIR
-        if not image_root.is_dir():
-            self.missing.append(f"no {IMAGE_DIR}/ folder in {self.root}: frames have no images")
-            return
-        with os.scandir(image_root) as entries:
-            self._image_dirs = {e.name: Path(e.path) for e in entries if e.is_dir()}
-
-    def _scan_task(self, task: str) -> None:
-        challenge = next((self.root / d for d in CHALLENGE_DIRS[task] if (self.root / d).is_dir()), None)
-        if challenge is None:
-            self.missing.append(f"{task.upper()}: no {' or '.join(d + '/' for d in CHALLENGE_DIRS[task])} folder")
-            return
-        for split, split_name in SPLIT_DIRS.items():
-            folder = challenge / split_name
-            if not folder.is_dir():
-                self.missing.append(f"{task.upper()}: no {challenge.name}/{split_name}/ folder")
-                continue
-            videos = {p.stem: p for p in sorted(folder.glob("*.txt"))}
-            self._annotations[(task, split)] = videos
-            for video in videos:
-                if self._image_dirs and video not in self._image_dirs:
-                    self.missing.append(
-                        f"{task.upper()} {split_name}: {video} has no {IMAGE_DIR}/{video}/ folder (no images)"
-                    )
-
-    def videos(self, task: str, split: str) -> list[str]:
-        """Annotated videos of a task in a split ("train"/"val" or the folder name), sorted."""
-        _check_task(task)
-        return list(self._annotations.get((task, _split_key(split)), {}))
-
-    def all_videos(self) -> list[str]:
-        """Every video annotated for any task, sorted."""
-        return sorted({v for videos in self._annotations.values() for v in videos})
-
-    def splits(self, video: str) -> dict[str, str]:
-        """Task -> split ("train"/"val") of each task that annotates this video."""
-        return {task: split for (task, split), videos in self._annotations.items() if video in videos}
-
-    def annotation_path(self, task: str, split: str, video: str) -> Path:
-        """The video's annotation file; KeyError with a clear message if the index has none."""
-        _check_task(task)
-        try:
-            return self._annotations[(task, _split_key(split))][video]
-        except KeyError:
-            raise KeyError(f"no {task.upper()} {SPLIT_DIRS[_split_key(split)]} annotation for video {video!r}") from None
-
-    def image_dir(self, video: str) -> Path | None:
-        """cropped_aligned/<video>/, or None if the copy has no images for this video."""
-        return self._image_dirs.get(video)
-
-    def frames(self, task: str, split: str, video: str) -> pd.DataFrame:
-        """One row per annotated frame: frame, image_path (str, or None without a face image), labels."""
-        labels = read_annotation(self.annotation_path(task, split, video), task)
-        return self._with_images(video, labels)
-
-    def video_frames(self, video: str) -> pd.DataFrame:
-        """All tasks' labels of one video side by side (outer join on frame); unannotated tasks are NA.
-
-        attrs["splits"] holds task -> split of the annotations found.
-        """
-        splits = self.splits(video)
-        if not splits:
-            raise KeyError(f"no annotation for video {video!r} in {self.root}")
-        tables = [read_annotation(self.annotation_path(t, s, video), t) for t, s in splits.items()]
-        labels = pd.concat(tables, axis=1, join="outer").sort_index()
-        for task in TASKS:
-            if task not in splits:
-                for name in LABEL_COLUMNS[task]:
-                    labels[name] = pd.Series(np.nan if task == "va" else pd.NA, index=labels.index,
-                                             dtype="float64" if task == "va" else "Int64")
-        labels = labels[[c for t in TASKS for c in LABEL_COLUMNS[t]]]
-        df = self._with_images(video, labels)
-        df.attrs["splits"] = splits
-        return df
-
-    def _with_images(self, video: str, labels: pd.DataFrame) -> pd.DataFrame:
-        folder = self.image_dir(video)
-        names = set(os.listdir(folder)) if folder is not None else set()
-        frames = labels.index.to_numpy()
-        paths = [str(folder / image_name(f)) if image_name(f) in names else None for f in frames]
-        out = labels.reset_index(drop=True)
-        out.insert(0, "image_path", pd.Series(paths, dtype=object))
-        out.insert(0, "frame", frames.astype("int64"))
-        return out
-
-    def raw_video_path(self, video: str) -> Path | None:
-        """The raw video file of an annotated video (_left/_right stripped), searched in the root and the
-        folders one level below it (videos/, batch1/, ...); None if the copy has no such file."""
-        if self._raw_videos is None:
-            self._raw_videos = self._scan_raw_videos()
-        return self._raw_videos.get(raw_video_name(video))
-
-    def _scan_raw_videos(self) -> dict[str, Path]:
-        skip = {IMAGE_DIR, *(d for dirs in CHALLENGE_DIRS.values() for d in dirs)}
-        found: dict[str, Path] = {}
-        if not self.root.is_dir():
-            return found
-        folders = [self.root] + sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in skip)
-        for folder in folders:
-            for p in sorted(folder.iterdir()):
-                if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
-                    found.setdefault(p.stem, p)
-        return found

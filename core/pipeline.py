@@ -314,10 +314,10 @@ def affwild2_steps(index, video: str, config: AnalysisConfig | None = None, *,
     annotation line (frame i <-> image f"{i+1:05d}.jpg"; lines without an image have face=False), as a
     generator: a Step after every batch, then the Analysis.
 
-    index: a core.affwild2.AffWild2Index (or its root folder). time_s = frame / fps of the raw video,
+    index: a core.affwild2_index.AffWild2Index (or its root folder). time_s = frame / fps of the raw video,
     or / 30 when the raw video is absent (RunInfo.fps_source says which). Boxes and face_prob are NaN.
     """
-    from core.affwild2 import AffWild2Index
+    from core.affwild2_index import AffWild2Index
 
     config = config or AnalysisConfig()
     config.check()

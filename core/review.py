@@ -83,7 +83,7 @@ def _model_segments(df: pd.DataFrame, fps: float, s: ReviewSettings, in_sample: 
 def trained_on(metadata: dict, video: str) -> bool | None:
     """Whether a model was trained on this video's annotations, from its checkpoint's training record:
     True / False, or None where the record does not say (no record, or its dataset is not here)."""
-    from core.affwild2 import AffWild2Index
+    from core.affwild2_index import AffWild2Index
 
     config = ((metadata or {}).get("training") or {}).get("config") or {}
     root = config.get("root")

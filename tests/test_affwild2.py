@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from core.affwild2 import (
-    AffWild2Index,
     AnnotationError,
     read_annotation,
     read_mtl_csv,
@@ -17,6 +16,7 @@ from core.affwild2 import (
     write_mtl_csv,
     write_submission,
 )
+from core.affwild2_index import AffWild2Index
 from core.labels import AUS
 from tests.datagen import SPLITS, copy_affwild2, make_affwild2
 

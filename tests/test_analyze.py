@@ -85,7 +85,7 @@ def test_failures_end_with_one_line(media_dir, tmp_path, capsys, case, args, mes
 
 
 def test_affwild2_video_id(affwild2_data, tmp_path, capsys):
-    from core.affwild2 import AffWild2Index
+    from core.affwild2_index import AffWild2Index
 
     video = "12-30-640x360"
     out = tmp_path / "aw.csv"

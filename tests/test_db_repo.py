@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 from test_db_engine import count, db_url, engine, sessions  # noqa: F401  (fixtures)
 
-from core.affwild2 import AffWild2Index, AnnotationError, read_annotation, write_annotation
+from core.affwild2 import AnnotationError, read_annotation, write_annotation
+from core.affwild2_index import AffWild2Index
 from core.labels import AUS, EXPRESSIONS
 from db import export, repo
 from db.models import Correction, Video

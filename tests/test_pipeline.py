@@ -284,7 +284,7 @@ def test_model_choice():
 
 
 def test_affwild2_video_from_its_aligned_images(ddamfn_models, affwild2_data):
-    from core.affwild2 import AffWild2Index
+    from core.affwild2_index import AffWild2Index
 
     index = AffWild2Index(affwild2_data.root)
     video = "13-30-960x540"                      # the face leaves: later lines have no image

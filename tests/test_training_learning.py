@@ -31,7 +31,8 @@ import pandas as pd
 import pytest
 import torch
 
-from core.affwild2 import LABEL_COLUMNS, AffWild2Index, image_name, read_submission, write_annotation
+from core.affwild2 import LABEL_COLUMNS, image_name, read_submission, write_annotation
+from core.affwild2_index import AffWild2Index
 from core.faces import read_face_image
 from core.labels import AUS, TASKS
 from core.models import create_model

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.affwild2 import AffWild2Index
+from core.affwild2_index import AffWild2Index
 from core.labels import AUS, TASKS
 from core.metrics import ccc
 from core.models.ddamfn import DDAMFN

@@ -3,7 +3,7 @@ in_sample reads each model's checkpoint training record (core.review.trained_on)
 split it names."""
 import dataclasses
 
-from core.affwild2 import AffWild2Index
+from core.affwild2_index import AffWild2Index
 from tests.runs import run_info
 from webapp.reviews import in_sample
 

@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from core.affwild2 import LABEL_COLUMNS, AffWild2Index, image_name, read_annotation
+from core.affwild2 import LABEL_COLUMNS, image_name, read_annotation
+from core.affwild2_index import AffWild2Index
 from core.faces import read_face_image
 from core.labels import AUS, TASKS, VA_NAMES
 from core.models.temporal import window_starts

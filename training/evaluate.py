@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.affwild2 import AffWild2Index, read_annotation
+from core.affwild2 import read_annotation
+from core.affwild2_index import AffWild2Index
 from core.jsonsafe import jsonable
 from core.metrics import optimise_au_thresholds
 from core import predict as core_predict

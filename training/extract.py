@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from core.affwild2 import AffWild2Index
+from core.affwild2_index import AffWild2Index
 from core.faces import read_face_image
 from core.models import LoadedModel
 from core.predict import encode

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from core.affwild2 import IMAGE_DIR, AffWild2Index, image_name, write_annotation
+from core.affwild2 import IMAGE_DIR, image_name, write_annotation
+from core.affwild2_index import AffWild2Index
 from core.faces import crop_face
 from core.labels import CHALLENGE_DIRS, SPLIT_DIRS, TASKS
 from core.settings import data_dir, kept_video

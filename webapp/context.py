@@ -12,7 +12,7 @@ from typing import Callable, TypeVar
 from sqlalchemy.orm import Session
 
 from core import pipeline
-from core.affwild2 import AffWild2Index
+from core.affwild2_index import AffWild2Index
 from core.analysis import RunInfo
 from core.models import create_model
 from core.models.clip import DEFAULT_PROMPT_SETS, PromptSet, prompt_set
