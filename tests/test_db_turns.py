@@ -14,13 +14,11 @@ from db import repo
 from db.engine import make_engine, make_session_factory, write
 
 
-def sqlite_only(engine):
-    if engine.dialect.name != "sqlite":
-        pytest.skip("turns are taken on SQLite only; PostgreSQL queues writers itself")
+# Turns are taken on SQLite only (PostgreSQL queues writers itself): these tests run on a SQLite file.
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def test_turns_go_in_order_of_arrival(engine, sessions):
-    sqlite_only(engine)
     repo_ready, order = threading.Event(), []
     first = threading.Thread(target=write, args=(sessions, lambda s: (repo_ready.set(), time.sleep(1.0))))
     first.start()
@@ -36,7 +34,6 @@ def test_turns_go_in_order_of_arrival(engine, sessions):
 
 
 def test_a_lock_file_that_cannot_be_opened_says_so_and_does_not_stick(engine, sessions):
-    sqlite_only(engine)
     lock_file = engine.url.database + "-writers"
     write(sessions, lambda s: repo.get_or_create_reviewer(s, "alice"))
     os.remove(lock_file)
@@ -60,7 +57,6 @@ def take_a_turn_and_hang(url: str, holding) -> None:
 
 
 def test_a_writer_killed_during_its_turn_does_not_block_the_next(db_url, engine, sessions):
-    sqlite_only(engine)
     holding = SPAWN.Event()
     child = SPAWN.Process(target=take_a_turn_and_hang, args=(db_url, holding))
     child.start()

@@ -182,3 +182,15 @@ def test_a_job_outlasts_a_database_busy_for_longer_than_a_page_waits(affwild2_ro
     thread.join()
     assert job.status == "done", (job.error, jobs.log_path(tmp_path / "logs", job_id).read_text()[-2000:])
     assert job.finished_at.timestamp() >= released[0]
+
+
+def test_retrain_with_nothing_to_train_on_says_so_and_stores_no_job(db, tmp_path):
+    """No Aff-Wild2 folder and no upload with annotations: Retrain refuses in words, before any job exists."""
+    from webapp.inputs import InputError
+
+    url, sessions, _ = db
+    with pytest.raises(InputError, match=r"^Nothing to retrain on: upload videos with their annotation files and "
+                                         r"analyse them, or set AFFECTLENS_AFFWILD2_ROOT\.$"):
+        models_page(url, tmp_path).retrain("tiny", 1, 1, 0, "alice")
+    with sessions() as s:
+        assert repo.list_jobs(s) == []

@@ -367,7 +367,9 @@ def test_every_refusal_is_a_message_beside_its_button(reviewed):
 
     # Models.
     page.get_by_role("tab", name="Models").click()
-    refused(page, click("retrain"), "retrain-status", "Nothing to retrain on", "retrain")
+    page.locator("#batch input").fill("5000")     # the reviewed uploads are training data: a bad size is refused
+    refused(page, click("retrain"), "retrain-status", "batch size (0: the preset's) must be from 0 to 4096; 5000 is not",
+            "retrain")
     refused(page, click("job-refresh"), "job-status", "Enter the number of a retraining job", "job-no-id")
     page.locator("#job-id input").fill("99")
     refused(page, click("job-refresh"), "job-status", "There is no retraining job 99", "job-unknown")

@@ -51,7 +51,8 @@ def layout() -> ModelsView:
                     "on the Analyse tab to analyse with it, no restart.")
         model_table = gr.Dataframe(headers=MODEL_COLUMNS, label="Models (none yet: train one with `python -m "
                                    "training` or Retrain below)", interactive=False, wrap=True, elem_id="models")
-        gr.Markdown("### Retrain on the corrected labels (needs the Aff-Wild2 folder)")
+        gr.Markdown("### Retrain on the corrected labels (the uploaded videos with annotations, and the Aff-Wild2 "
+                    "folder when one is set)")
         with gr.Row():
             preset = gr.Dropdown(training_presets, value="ddamfn-va" if "ddamfn-va" in training_presets else None,
                                  label="Training preset")
