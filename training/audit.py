@@ -36,6 +36,7 @@ from training.config import UNTRAINED, AuditConfig
 from training.extract import encoder_of, ensure_embeddings, load_encoder
 from training.predictions import abaw_metrics, predict_embeddings, predict_sequences
 from training.recipes import EmbeddingHeads
+from training.uploads import with_uploads
 
 log = logging.getLogger(__name__)
 _ABAW_NAME = re.compile(r"^\d+-(\d+)-\d+x\d+")
@@ -170,6 +171,8 @@ def audit(cfg: AuditConfig) -> dict:
     """The `audit` command; returns what it reports (process 0: the summary; others: {})."""
     device = distributed.setup(cfg.device)
     rank, world = distributed.rank_and_world()
+    if cfg.uploads:                         # the team's uploads too, laid out as training lays them out
+        cfg, _ = with_uploads(cfg, write=rank == 0)
     tasks = tuple(cfg.tasks)
     labels = load_labels(cfg.root, tasks, cfg.split, cfg.corrections, cfg.db)
     table = labels.table
