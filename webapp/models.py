@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.labels import TASKS
 from core.settings import db_url
 from core.registry import card_for_checkpoint, card_for_training_kind
 from db import repo
@@ -71,7 +72,7 @@ class Models:
 
         if self.config.affwild2_root is None:
             with self.ctx.read() as s:
-                uploads, left_out = trainable_uploads(s, self.config.data_dir, ("va", "expr", "au"))
+                uploads, left_out = trainable_uploads(s, self.config.data_dir, TASKS)
             if not uploads:
                 raise InputError("Nothing to retrain on: upload videos with their annotation files and analyse them, "
                                  "or set AFFECTLENS_AFFWILD2_ROOT." + "".join(f" {why}." for why in left_out))
