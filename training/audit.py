@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import GroupKFold
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from core import audit as scorer
 from core.models.heads import TASK_DIMS
@@ -94,8 +94,8 @@ def _fit(cfg, module, data, forward, train_table, tasks, device) -> torch.nn.Mod
     expr_w = torch.tensor(losses.class_weights(t["expr"]), dtype=torch.float32, device=device) \
         if cfg.class_weights else None
     au_w = torch.tensor(losses.pos_weights(t["au"]), dtype=torch.float32, device=device) if cfg.pos_weight else None
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(data, batch_sampler=TrainingBatches(sampler, cfg.batch_size))
     optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr)
     module.train()
     for _ in range(cfg.epochs):

@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from core.device import autocast
 from core.weights import load_checkpoint, save_checkpoint
 from training import distributed
+from training.batches import TrainingBatches
 from training.config import TrainConfig, to_dict
 from training.data import LabelSet, load_labels
 from training.predictions import abaw_metrics, merge
@@ -147,10 +148,10 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
     if world > 1:
         net = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
                                       find_unused_parameters=True)   # DDAMFN keeps unused upstream layers
-    sampler = DistributedSampler(recipe.train_set, shuffle=True, seed=cfg.seed) if world > 1 else None
-    loader = DataLoader(recipe.train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=cfg.workers, pin_memory=device.type == "cuda", drop_last=False,
-                        generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=False)
+    sampler = DistributedSampler(recipe.train_set, shuffle=True, seed=cfg.seed) if world > 1 else \
+        RandomSampler(recipe.train_set, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(recipe.train_set, batch_sampler=TrainingBatches(sampler, cfg.batch_size),
+                        num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False)
     steps = len(loader) if not cfg.steps_per_epoch else min(len(loader), cfg.steps_per_epoch)
     use_amp = cfg.amp and device.type == "cuda"
     corrections = {"used": cfg.corrections, "source": train_labels.source,
@@ -161,7 +162,7 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
 
     # -- epochs -----------------------------------------------------------------------------------------
     for epoch in range(start_epoch, cfg.epochs):
-        if sampler is not None:
+        if world > 1:
             sampler.set_epoch(epoch)
         module.train()
         started, sums, count = time.time(), defaultdict(float), 0
