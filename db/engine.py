@@ -271,21 +271,27 @@ def write(sessions: sessionmaker[Session], work: Callable[[Session], T], timeout
     write(), a PostgreSQL deadlock or lock timeout) the whole transaction is rolled back and run again
     after a random, growing pause; work may thus run more than once, so it must only read and write
     through the session (its writes are undone before a retry). A disk that is full or read-only raises
-    CannotWrite (nothing saved); any other error is raised as it is.
+    CannotWrite (nothing saved), after one more try on fresh SQLite connections (_reopen); any other error
+    is raised as it is.
     """
     deadline = time.monotonic() + (WRITE_TIMEOUT_S if timeout_s is None else timeout_s)
-    turns = _turns(sessions.kw["bind"])
+    engine = sessions.kw["bind"]
+    turns = _turns(engine)
     turn = turns.take(deadline) if turns is not None else None
     if turns is not None and turn is None:
         raise DatabaseBusy(BUSY_MESSAGE)
     try:
-        pause = FIRST_PAUSE_S
+        pause, reopened = FIRST_PAUSE_S, False
         while True:
             try:
                 with sessions.begin() as session:
                     _bound_waits(session, deadline - time.monotonic())
                     return work(session)
             except (DBAPIError, PoolTimeout) as err:
+                if _cannot_write(err) and engine.dialect.name == "sqlite" and not reopened:
+                    _reopen(engine)
+                    reopened = True
+                    continue
                 if _cannot_write(err):
                     raise CannotWrite(CANNOT_WRITE_MESSAGE) from err
                 if not _busy(err):
@@ -297,6 +303,13 @@ def write(sessions: sessionmaker[Session], work: Callable[[Session], T], timeout
     finally:
         if turn is not None:
             turns.give_back(turn)
+
+
+def _reopen(engine: Engine) -> None:
+    """Close the pool's SQLite connections: one opened while its folder was read-only stays read-only for
+    its life (SQLite falls back to reading without a word), so a server started on a read-only folder
+    would refuse every save after the folder became writable again. The next transaction opens afresh."""
+    engine.dispose()
 
 
 def _bound_waits(session: Session, remaining_s: float) -> None:
