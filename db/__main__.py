@@ -8,7 +8,7 @@
                                          [--correction N] [--note TEXT]   resolve a flag (see --help)
     python -m db report [--video KEY] [--predictions table.parquet|csv]
                                          agreement figures (JSON): reviewers, and the model against the annotation
-    python -m db export OUT_DIR [--format review|eaf|labelstudio] [--video KEY]
+    python -m db export OUT_DIR [--format review|eaf|labelstudio] [--video KEY] [--media-url URL]
                                          flags and corrections as CSV and JSON (with audit trail); or per
                                          video an ELAN .eaf (+ VA CSV), or Label Studio tasks + config
     python -m db import KEY FILE [--mapping MAP.json] [--annotation ID] [--version TEXT]
