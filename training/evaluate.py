@@ -184,7 +184,8 @@ def thresholds(cfg) -> dict:
 
 def frames_to_predict(index: AffWild2Index, video: str) -> np.ndarray:
     """Frame numbers a submission lists for a video: its annotation lines when annotated; otherwise
-    every frame of its raw video when present; otherwise up to its last face image."""
+    every frame a decoder yields from its raw video when present (core.video.probe, as the app counts
+    frames); otherwise up to its last face image."""
     lengths = [len(read_annotation(index.annotation_path(t, s, video), t)) for t, s in index.splits(video).items()]
     if not lengths:
         raw = index.raw_video_path(video)
