@@ -4,8 +4,9 @@ Timeseries Viewer); and an .eaf (with its CSV) read back as annotation sets of a
 
 Tiers written: the annotation's "EXPR" (intervals of one expression each), one tier per AU ("AU12":
 intervals where it is on) and "AU unannotated" (frames without AU labels); the same for every model
-output, prefixed by the model as the page names it ("DDAMFN (untrained): AU12"); accepted corrections ("corrections EXPR")
-and open flags ("flags AU") as intervals whose text gives the value or reason and the reviewers. Times
+output, prefixed by the model as the page names it ("DDAMFN (untrained): AU12"); accepted corrections
+("corrections EXPR") and open flags ("flags AU") as intervals whose text gives the value or reason and
+the reviewers. Times
 follow core.timebase: frames [first, last] are [frame_ms(first), frame_ms(last + 1)) and come back
 frame for frame.
 """

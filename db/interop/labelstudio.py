@@ -151,7 +151,9 @@ def read_label_studio(path, frames: int, video_key: str | None = None, annotatio
     labels: dict[str, np.ndarray] = {}
     unannotated: list[tuple[int, int]] = []
     for item in annotation.get("result") or []:
-        if not isinstance(item, dict) or item.get("type") != "timelinelabels" or item.get("from_name") == REVIEW_CONTROL:
+        if not isinstance(item, dict) or item.get("type") != "timelinelabels":
+            continue
+        if item.get("from_name") == REVIEW_CONTROL:       # the reviewers' remarks, not labels
             continue
         rid = str(item.get("id", "?"))
         line, where = lines.get(rid), f"result {rid}"
