@@ -76,15 +76,17 @@ def build_app(config: AppConfig) -> gr.Blocks:
 def launch(demo: gr.Blocks, config: AppConfig, **overrides):
     """Serve the app: a queue in which model work takes one lane (config.gpu_concurrency at a time) and
     the rest stays responsive, the upload size limit, the logins (failures slow down), session folders
-    swept an hour after their last use, and no folder served besides the bundled example and the files
-    the app wrote itself."""
+    swept once their session has ended (webapp.cleanup), and no folder served besides the bundled example
+    and the files the app wrote itself. The session folders are a static path: Gradio serves their files
+    where they are instead of copying them into its cache, whose deletion ages files from their creation."""
     demo.queue(default_concurrency_limit=8, max_size=64)
     print("\n".join(config.startup_log()), flush=True)
+    gr.set_static_paths([config.cache_dir])
     start_sweeper(config.cache_dir, config.session_ttl_s)
     kwargs = dict(
         server_name=config.host, server_port=config.port, auth=Logins(config.users).check if config.users else None,
         auth_message="AffectLens: sign in; reviews are recorded under your login.",
-        app_kwargs={"middleware": [*LOGIN_MIDDLEWARE, session_middleware(config.cache_dir)]},
+        app_kwargs={"middleware": [*LOGIN_MIDDLEWARE, session_middleware(config.cache_dir, config.session_ttl_s)]},
         max_file_size=f"{config.max_upload_mb}mb", allowed_paths=[str(EXAMPLES_DIR)],
         blocked_paths=[str(config.affwild2_root)] if config.affwild2_root else None,
         ssr_mode=False, footer_links=["api"], css=CSS, js=KEYS_JS,
