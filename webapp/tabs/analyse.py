@@ -20,7 +20,7 @@ from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses, Partial
 from webapp.frames import Frames, FrameView
 from webapp.gpu import analysis_seconds, gpu
 from webapp.inputs import InputError, annotation_task
-from webapp.page import Progress, bind, page_errors, quiet, session_dir, status_box
+from webapp.page import FrameSlider, Progress, bind, page_errors, quiet, session_dir, status_box
 from webapp.reviews import Reviews
 from webapp.state import OpenVideo, claim, need
 from webapp.tabs.views import AnalyseView, PageView, ReviewView
@@ -185,7 +185,7 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                 metrics_hint = gr.Markdown(elem_id="metrics-hint")
                 with gr.Column(elem_id="frame-view"):
                     gr.Markdown(KEYS_HELP)
-                    frame = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
+                    frame = FrameSlider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
                     frame_status = status_box("frame-status")
                     with gr.Row():
                         crop = gr.Image(label="Face crop", height=240, interactive=False, elem_id="crop")
