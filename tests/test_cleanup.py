@@ -1,7 +1,9 @@
 """Sessions against the running server (webapp.cleanup): a session's folder and its downloads live as
 long as the session makes requests -- browsing frames keeps them, whatever the files' age -- and go ttl
 after the last one, a download then being refused in words; a session belongs to its login, so another
-login that knows its hash cannot replace its video, even once the session's folder is swept."""
+login that knows its hash cannot replace its video, even once the session's folder is swept. At start-up,
+the analysis folders that no stored run names (shown, but the database refused to store them) go."""
+import os
 import time
 import urllib.error
 import urllib.request
@@ -9,9 +11,12 @@ import urllib.request
 import pytest
 from gradio_client import Client
 
+from db import repo
 from tests.test_webapp_api import analyse
 from tests.test_webapp_sessions import serve
-from webapp.cleanup import ended_message, sweep
+from webapp.cleanup import ORPHAN_AGE_S, ended_message, sweep
+from webapp.config import AppConfig
+from webapp.context import Context
 
 USERS = (("alice", "alice-pw"), ("bob", "bob-pw"))
 
@@ -105,5 +110,27 @@ def test_another_login_cannot_replace_a_video_once_its_session_folder_is_swept(t
             analyse(bob, media_dir / "no_face.mp4", models=("DDAMFN",))
         info = alice.predict(5, api_name="/show_frame")[1]
         assert info["data"][:3] == [["frame", "5"], ["time (s)", "0.167"], ["face", "True"]]
+    finally:
+        demo.close()
+
+
+def test_analysis_folders_that_no_stored_run_names_are_removed_at_the_next_start(tmp_path, capfd):
+    data = tmp_path / "data"
+    ctx = Context(AppConfig(db_url=f"sqlite:///{tmp_path / 'review.db'}", data_dir=data))
+    ctx.write(lambda s: repo.add_prediction_run(s, repo.register_video(s, "v", 10, 30.0), models=["ddamfn"],
+                                                device="cpu", table_path="analyses/stored/table.parquet",
+                                                untrained=True, artifacts_dir="analyses/stored"))
+    long_ago = time.time() - ORPHAN_AGE_S - 60
+    for name in ("stored", "orphan", "fresh"):          # fresh: maybe being stored by another server now
+        (data / "analyses" / name).mkdir(parents=True)
+        (data / "analyses" / name / "table.parquet").write_bytes(b"PAR1")
+        if name != "fresh":
+            os.utime(data / "analyses" / name, (long_ago, long_ago))
+    capfd.readouterr()
+    demo, cfg, url = serve(tmp_path)
+    try:
+        assert sorted(p.name for p in (data / "analyses").iterdir()) == ["fresh", "stored"]
+        assert "AffectLens removed 1 analysis folder(s) that no stored analysis names (shown but not stored): " \
+               "orphan\n" in capfd.readouterr().out
     finally:
         demo.close()

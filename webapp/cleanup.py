@@ -12,6 +12,9 @@ thread removes the folders of ended sessions, and a browser tab's folder goes wh
 
 Gradio serves the files from the folder itself (webapp.app makes cache_dir a static path), so its own
 cache deletion, which ages files from their creation, never takes a file of a session in use.
+
+Also here: the analysis folders of the data directory that no stored run names, removed at start-up
+(remove_orphan_analyses).
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from urllib.parse import parse_qs
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 
+ORPHAN_AGE_S = 3600.0    # an unnamed analysis folder younger than this may be being stored by another server
+ANALYSES = "analyses"    # the analysis folders' parent in the data directory (webapp.analyses writes them)
 _SESSION_HASH = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _HEARTBEAT = re.compile(r"/heartbeat/([^/]+)/?$")
 _FILE = "/file="
@@ -116,3 +121,19 @@ def start_sweeper(cache_dir: Path, ttl_s: float) -> threading.Thread:
     thread = threading.Thread(target=run, name="affectlens-session-sweeper", daemon=True)
     thread.start()
     return thread
+
+
+def remove_orphan_analyses(data_dir: Path, stored: set[str], now: float | None = None) -> list[Path]:
+    """Remove the analysis folders (data_dir/analyses/*) that no stored run names (`stored`: the runs'
+    artifacts_dir, relative to data_dir) and that nothing wrote for ORPHAN_AGE_S: analyses the page showed
+    but could not register, the database having refused the write (a full disk, a read-only folder).
+    Returns them."""
+    now = time.time() if now is None else now
+    parent = Path(data_dir) / ANALYSES
+    removed = []
+    for folder in sorted(parent.iterdir()) if parent.is_dir() else ():
+        if (folder.is_dir() and f"{ANALYSES}/{folder.name}" not in stored
+                and now - folder.stat().st_mtime > ORPHAN_AGE_S):
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed
