@@ -56,15 +56,6 @@ class Page(gr.Blocks):
             raise gr.Error(message, print_exception=False) from None
 
 
-class FrameSlider(gr.Slider):
-    """The frame slider: its value goes to the handler as sent, which checks it against the open video
-    (OpenVideo.frame) and says what is wrong in our words; Gradio's check knows neither the video nor
-    what a text or an empty value means."""
-
-    def preprocess(self, payload):
-        return payload
-
-
 def login_name(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str | None:
     """The reviewer's name from the login: Hugging Face OAuth on a Space, auth= locally. Never typed."""
     return getattr(profile, "username", None) or getattr(request, "username", None)

@@ -20,7 +20,7 @@ from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses, Partial
 from webapp.frames import Frames, FrameView
 from webapp.gpu import analysis_seconds, gpu
 from webapp.inputs import InputError, annotation_task
-from webapp.page import FrameSlider, Progress, bind, page_errors, quiet, session_dir, status_box
+from webapp.page import Progress, bind, page_errors, quiet, session_dir, status_box
 from webapp.reviews import Reviews
 from webapp.state import OpenVideo, claim, need
 from webapp.tabs.views import AnalyseView, PageView, ReviewView
@@ -122,10 +122,10 @@ class AnalyseTab:
         v, state = self.view, self.page.state
         demo.load(self.analyses.weights_overview, None, v.weights_info, api_name=False)
         demo.load(None, None, None, js=PAGE_JS)
-        frame_in = {state, v.frame}
+        frame_in = {state, v.frame}       # as sent (preprocess=False): OpenVideo.frame says what is wrong with it
         detail_outputs = [v.full_frame, v.attention, v.clip_frame, v.frame_caption]
         details = dict(fn=quiet(self.frame_details, detail_outputs), inputs=frame_in, outputs=detail_outputs,
-                       api_name=False)
+                       api_name=False, preprocess=False)
         bind(v.analyse_btn.click, self.analyse, {state, v.video, v.source, v.affwild2_video, v.annotations, v.models,
                                                  v.prompt_set, v.trained_model},
              [state, v.run_info, v.timeline, v.metrics, v.metrics_hint, v.frame, v.crop, v.frame_info, v.downloads,
@@ -133,8 +133,9 @@ class AnalyseTab:
              **self.gpu_lane).then(**details)
         # .change: the slider dragged, stepped with keys, typed into, or set by page.js or the server.
         bind(v.frame.change, self.show_frame, frame_in, [v.crop, v.frame_info], status=v.frame_status,
-             api_name="show_frame", trigger_mode="always_last").then(**details)
-        bind([], self.frame_details, frame_in, detail_outputs, status=v.frame_status, api_name="frame_details")
+             api_name="show_frame", trigger_mode="always_last", preprocess=False).then(**details)
+        bind([], self.frame_details, frame_in, detail_outputs, status=v.frame_status, api_name="frame_details",
+             preprocess=False)
         v.timeline.change(self.player, state, v.player, api_name=False)   # analysed here or opened in Review
         v.source.change(lambda s: (gr.update(visible=s != SOURCE_AFFWILD2), gr.update(visible=s == SOURCE_AFFWILD2)),
                         v.source, [v.upload_inputs, v.affwild2_inputs], api_name=False)
@@ -185,7 +186,7 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                 metrics_hint = gr.Markdown(elem_id="metrics-hint")
                 with gr.Column(elem_id="frame-view"):
                     gr.Markdown(KEYS_HELP)
-                    frame = FrameSlider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
+                    frame = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="frame")
                     frame_status = status_box("frame-status")
                     with gr.Row():
                         crop = gr.Image(label="Face crop", height=240, interactive=False, elem_id="crop")
