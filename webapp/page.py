@@ -202,8 +202,8 @@ class Progress:
 
 def session_dir(cache_dir: Path, request: gr.Request | None) -> Path:
     """This browser session's output folder, inside the app's cache dir (Gradio serves files from there
-    because the app created them). Its time stamp marks the session's last use: it is removed when the
-    browser tab closes, or by webapp.cleanup an hour after that last use."""
+    because cache_dir is a static path). Its time stamp marks a use of the session: it is removed when the
+    browser tab closes, or by webapp.cleanup once the session has ended."""
     path = cache_dir / (getattr(request, "session_hash", None) or "no-session")
     path.mkdir(parents=True, exist_ok=True)
     os.utime(path)
