@@ -29,7 +29,7 @@ from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 
 ORPHAN_AGE_S = 3600.0    # an unnamed analysis folder younger than this may be being stored by another server
-ANALYSES = "analyses"    # the analysis folders' parent in the data directory (webapp.analyses writes them)
+ANALYSES = "analyses"    # the stored analyses' folders, in the data directory (webapp.analyses writes them)
 _SESSION_HASH = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _HEARTBEAT = re.compile(r"/heartbeat/([^/]+)/?$")
 _FILE = "/file="
