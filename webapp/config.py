@@ -58,7 +58,9 @@ class AppConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     gpu_concurrency: int = 1                  # analyses that may run on the GPU at once
-    session_ttl_s: float = 3600.0             # a session's files are removed this long after their last use
+    session_ttl_s: float = 3600.0             # a session has ended this long after its last request
+    model_cache_mb: float = 2048.0            # models kept loaded between analyses (webapp.context)
+    trusted_proxies: int = 0                  # proxies in front whose X-Forwarded-For names the client (webapp.logins)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
@@ -93,6 +95,8 @@ class AppConfig:
             port=int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
             gpu_concurrency=int(env.get("AFFECTLENS_GPU_CONCURRENCY") or 1),
             session_ttl_s=float(env.get("AFFECTLENS_SESSION_TTL_S") or 3600),
+            model_cache_mb=float(env.get("AFFECTLENS_MODEL_CACHE_MB") or 2048),
+            trusted_proxies=int(env.get("AFFECTLENS_TRUSTED_PROXIES") or (1 if env.get("SPACE_ID") else 0)),
         )
 
     def startup_log(self) -> list[str]:

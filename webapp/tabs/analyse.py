@@ -17,13 +17,12 @@ from core.registry import by_label
 from core.table import FACE, FRAME, TIME
 from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses, Partial
-from webapp.cleanup import claim_session
 from webapp.frames import Frames, FrameView
 from webapp.gpu import analysis_seconds, gpu
 from webapp.inputs import InputError, annotation_task
 from webapp.page import Progress, bind, page_errors, quiet, session_dir, status_box
 from webapp.reviews import Reviews
-from webapp.state import OpenVideo, need
+from webapp.state import OpenVideo, claim, need
 from webapp.tabs.views import AnalyseView, PageView, ReviewView
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -59,7 +58,7 @@ class AnalyseTab:
     # -- handlers ---------------------------------------------------------------------------------------
     def analyse(self, data: dict, user, request, progress=gr.Progress()):
         v, a = self.view, self.analyses
-        claim_session(self.config.cache_dir, request.session_hash if request else None, user)
+        claim(data[self.page.state], user)
         if data[v.source] == SOURCE_AFFWILD2:
             item = a.affwild2_item(data[v.affwild2_video])
         else:
@@ -123,19 +122,20 @@ class AnalyseTab:
         v, state = self.view, self.page.state
         demo.load(self.analyses.weights_overview, None, v.weights_info, api_name=False)
         demo.load(None, None, None, js=PAGE_JS)
-        frame_in = {state, v.frame}
+        frame_in = {state, v.frame}       # as sent (preprocess=False): OpenVideo.frame says what is wrong with it
         detail_outputs = [v.full_frame, v.attention, v.clip_frame, v.frame_caption]
         details = dict(fn=quiet(self.frame_details, detail_outputs), inputs=frame_in, outputs=detail_outputs,
-                       api_name=False)
-        bind(v.analyse_btn.click, self.analyse, {v.video, v.source, v.affwild2_video, v.annotations, v.models,
+                       api_name=False, preprocess=False)
+        bind(v.analyse_btn.click, self.analyse, {state, v.video, v.source, v.affwild2_video, v.annotations, v.models,
                                                  v.prompt_set, v.trained_model},
              [state, v.run_info, v.timeline, v.metrics, v.metrics_hint, v.frame, v.crop, v.frame_info, v.downloads,
               self.review.queue, self.review.review_video], status=v.analyse_status, api_name="analyse",
              **self.gpu_lane).then(**details)
         # .change: the slider dragged, stepped with keys, typed into, or set by page.js or the server.
         bind(v.frame.change, self.show_frame, frame_in, [v.crop, v.frame_info], status=v.frame_status,
-             api_name="show_frame", trigger_mode="always_last").then(**details)
-        bind([], self.frame_details, frame_in, detail_outputs, status=v.frame_status, api_name="frame_details")
+             api_name="show_frame", trigger_mode="always_last", preprocess=False).then(**details)
+        bind([], self.frame_details, frame_in, detail_outputs, status=v.frame_status, api_name="frame_details",
+             preprocess=False)
         v.timeline.change(self.player, state, v.player, api_name=False)   # analysed here or opened in Review
         v.source.change(lambda s: (gr.update(visible=s != SOURCE_AFFWILD2), gr.update(visible=s == SOURCE_AFFWILD2)),
                         v.source, [v.upload_inputs, v.affwild2_inputs], api_name=False)
