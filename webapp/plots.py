@@ -30,6 +30,7 @@ LINE_STYLES = {
 FACELESS_COLOR = "rgba(90,90,90,0.28)"
 INTERPOLATED_COLOR = "rgba(255,170,0,0.28)"
 CURSOR_COLOR = "#e31a1c"
+CORRECTED_COLOR = "#7b2cbf"     # the outline of labels an accepted correction set
 CURSOR_NAME = "cursor"
 ROW_GAP_PX = 38          # between rows: room for the row's title above it
 AU_SCALES = {"AU probability": ("Blues", "p", None),
@@ -89,10 +90,12 @@ def shaded_spans(df: pd.DataFrame, detect_every: int = DEFAULT_DETECT_EVERY) -> 
 
 
 def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | None = None,
-                    total_frames: int | None = None) -> go.Figure:
+                    total_frames: int | None = None, corrected: dict | None = None) -> go.Figure:
     """All per-frame tracks of one video on one shared time axis, with the cursor at `frame` (default:
     the first frame with a face). `total_frames`: the video's length when the table holds only its first
-    frames (an analysis under way): the axis spans the whole video all the same.
+    frames (an analysis under way): the axis spans the whole video all the same. `corrected`: per task the
+    (first frame, last frame, correction id) runs whose label an accepted correction set, outlined on that
+    task's annotation rows (webapp.reviews.Reviews.corrected).
 
     Rows appear only for what the table holds: valence and arousal (prediction and ground truth),
     an expression strip (predictions above the annotation), AU probabilities, and with AU ground truth
@@ -144,6 +147,7 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | Non
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{kind} (shaded)",
                                  marker=dict(color=colors[kind], size=12, symbol="square"), hoverinfo="skip",
                                  ), row=1, col=1)
+    _mark_corrected(fig, rows, corrected or {}, t, frames, step)
     if frame is None:
         faces = np.flatnonzero(df[FACE].astype(bool).to_numpy()) if FACE in df else []
         frame = int(frames[faces[0]]) if len(faces) else int(frames[0])
@@ -166,6 +170,34 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | Non
               "first_frame": int(frames[0]) if len(frames) else 0},
     )
     return fig
+
+
+def _mark_corrected(fig, rows, corrected: dict, t, frames, step):
+    """An outline named "corrected <task> <id>" around the corrected frames on each annotation row of
+    their task (VA: the valence and arousal rows; EXPR: the annotation line of the expression strip; AU:
+    the AU annotation row), labelled with the correction's id, and one legend entry."""
+    where = {"va": [(r, None) for r, (kind, _) in enumerate(rows, 1) if kind in (VALENCE, AROUSAL)],
+             "expr": [(r, (-0.5, 0.5)) for r, (kind, _) in enumerate(rows, 1) if kind == "expression"],
+             "au": [(r, None) for r, (kind, _) in enumerate(rows, 1) if kind == "AU annotation"]}
+    shapes = []
+    for task, runs in corrected.items():
+        for row, span in where.get(task, []):
+            axis = "" if row == 1 else row
+            for first, last, correction in runs:
+                a, b = np.searchsorted(frames, [first, last]).clip(0, len(t) - 1)
+                y0, y1 = span or (0, 1)
+                shapes.append(dict(type="rect", name=f"corrected {task} {correction}", xref=f"x{axis}",
+                                   yref=f"y{axis}" + ("" if span else " domain"), x0=t[a] - step / 2,
+                                   x1=t[b] + step / 2, y0=y0, y1=y1, line=dict(color=CORRECTED_COLOR, width=2),
+                                   fillcolor="rgba(0,0,0,0)", layer="above",
+                                   label=dict(text=f"correction {correction}", textposition="top left",
+                                              font=dict(size=10, color=CORRECTED_COLOR))))
+    if shapes:
+        fig.update_layout(shapes=[*fig.layout.shapes, *shapes])
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="corrected label (outlined)",
+                                 marker=dict(color="rgba(0,0,0,0)", size=12, symbol="square",
+                                             line=dict(color=CORRECTED_COLOR, width=2)), hoverinfo="skip"),
+                      row=1, col=1)
 
 
 def _add_va_row(fig, df, name, t, frames, row):

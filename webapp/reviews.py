@@ -22,6 +22,7 @@ from db.repo import ValidationError
 from webapp.context import Context
 from webapp.labels import Labels
 from webapp.results import DECIMALS, rounded
+from webapp.state import OpenVideo
 
 HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
 WAITING_COLUMNS = ["id", "video", "task", "frames", "seconds", "correction", "proposed by", "note"]
@@ -260,6 +261,39 @@ class Reviews:
                 if pair[task].get("frames"):
                     add(" and ".join(pair["reviewers"]), task, pair[task])
         return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+    def corrected(self, video: OpenVideo) -> dict[str, list[tuple[int, int, int]]]:
+        """Per task the runs of frames whose label an accepted correction set, as (first frame, last
+        frame, correction id): what the timeline marks on the annotation rows."""
+        if video.key is None:
+            return {}
+        out = {}
+        for task, ids in self.labels.corrections(video.key, len(video.table)).items():
+            values = ids.fillna(0).to_numpy(dtype=np.int64)
+            edges = np.flatnonzero(np.diff(values, prepend=0, append=0))
+            out[task] = [(int(a), int(b) - 1, int(values[a])) for a, b in zip(edges[:-1], edges[1:]) if values[a]]
+        return out
+
+    def frame_corrections(self, video: OpenVideo, frame: int) -> list[tuple[str, str]]:
+        """(what, value) rows for "This frame": each label at the frame that an accepted correction set,
+        "corrected by correction 1 (proposed by alice, accepted by bob), was Anger"."""
+        if video.key is None:
+            return []
+        ids = self.labels.corrections(video.key, len(video.table))
+        found = {task: int(ids.at[frame, task]) for task in ids if pd.notna(ids.at[frame, task])}
+        if not found:
+            return []
+        rows = []
+        with self.ctx.read() as s:
+            by_id = {c.id: c for c in repo.list_corrections(s, video.key)}
+            for task, correction_id in found.items():
+                c = by_id[correction_id]
+                at = frame - c.start_frame
+                was = {k: v[at:at + 1] for k, v in (c.original or {}).items()}
+                rows.append((f"{task.upper()} label", f"corrected by correction {c.id} (proposed by {c.reviewer.name}, "
+                             f"accepted by {c.reviewed_by.name if c.reviewed_by else '?'}), was "
+                             f"{original_words(task, c.value, was)}"))
+        return rows
 
     def corrections(self, key: str) -> pd.DataFrame:
         """The video's corrections, each written as a sentence with label names ("AU12 on, frames

@@ -20,6 +20,7 @@ DECISIONS = ("accepted", "rejected")
 SEGMENT_LABEL_COLUMNS = [FRAME, TIME, FACE]
 NO_VIDEO = "No video open: analyse one on the Analyse tab, or pick one above and press Open video."
 TABLE_HEIGHT = 220          # px: the database's videos and what waits for me, side by side
+LABELS_CHECK_S = 5          # how often an open page asks whether the open video's labels changed
 
 # J / K on the Review tab (outside text fields): the next / previous segment of the review queue.
 KEYS_JS = """
@@ -142,4 +143,5 @@ def layout() -> ReviewView:
             export_files = gr.File(label="Export", file_count="multiple", interactive=False, elem_id="export-files")
         export_status = status_box("export-status")
         dataset_queue = audit_queue.layout()
+        labels_timer = gr.Timer(LABELS_CHECK_S)
     return ReviewView.of(locals())
