@@ -1,8 +1,9 @@
 """Plotly figures drawn from the per-frame predictions table (column names from core.table).
 
 Every timeline shares one time axis (seconds), so a moment lines up across valence, arousal, the
-expression strip and the AU heatmaps. Frames without a face, and frames whose face box was interpolated
-for longer than the detection cadence, are shaded in every row. A red cursor line marks the current
+expression strip and the AU heatmaps. Frames without a face are shaded grey over every row; stretches
+where the face box was interpolated between detected frames (the table's box_detected, as the run
+recorded it) are shaded amber behind the lines. A red cursor line marks the current
 frame; the page's script (webapp/page.js) moves it (it finds the shape by CURSOR_NAME and reads the
 frame rate from layout.meta).
 """
@@ -14,7 +15,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
-from core.faces import DEFAULT_DETECT_EVERY
 from core.labels import AUS, EXPRESSION_COLORS, EXPRESSIONS
 from core.registry import output_label
 from core.table import (AROUSAL, AU_DECISIONS, AU_PROBS, BOX_DETECTED, EXPR, FACE, FRAME, TIME, VALENCE, expr_outputs,
@@ -29,6 +29,9 @@ LINE_STYLES = {
 }
 FACELESS_COLOR = "rgba(90,90,90,0.28)"
 INTERPOLATED_COLOR = "rgba(255,170,0,0.28)"
+# No face: over every row (its values are not the face's). Box interpolated: behind the lines, as at the
+# default cadence most of a video is read so and the lines stay legible over it.
+SHADE_LAYERS = {"no face": "above", "box interpolated": "below"}
 CURSOR_COLOR = "#e31a1c"
 CORRECTED_COLOR = "#7b2cbf"     # the outline of labels an accepted correction set
 CURSOR_NAME = "cursor"
@@ -74,18 +77,25 @@ def expression_rows(df: pd.DataFrame) -> list[tuple[str, str]]:
     return rows
 
 
-def shaded_spans(df: pd.DataFrame, detect_every: int = DEFAULT_DETECT_EVERY) -> list[tuple[str, int, int]]:
+def shaded_spans(df: pd.DataFrame) -> list[tuple[str, int, int]]:
     """(kind, first, last row position) of the spans shaded on the timeline: "no face" (predictions there
     are interpolated from the face frames around, or empty), and "box interpolated": face frames whose box
-    was interpolated (box_detected False) for longer than the detection cadence, i.e. where MTCNN missed
-    the face and the track carried it."""
+    was interpolated between two detected frames (box_detected False), one span across the detected frames
+    of the cadence (MTCNN on every k-th frame: k-1 interpolated, 1 detected), so that a stretch read at the
+    cadence is one span and a stretch where every frame was detected (the detections disagreed) is none."""
     spans = []
     if FACE in df:
         face = df[FACE].astype(bool).to_numpy()
         spans += [("no face", s, e) for s, e in _runs(~face)]
         if BOX_DETECTED in df:
             tracked = face & (df[BOX_DETECTED].astype("boolean").fillna(True).to_numpy() == False)  # noqa: E712
-            spans += [("box interpolated", s, e) for s, e in _runs(tracked) if e - s + 1 >= detect_every]
+            merged: list[list[int]] = []
+            for s, e in _runs(tracked):
+                if merged and s - merged[-1][1] <= 2:          # one detected frame between: the cadence
+                    merged[-1][1] = e
+                else:
+                    merged.append([s, e])
+            spans += [("box interpolated", s, e) for s, e in merged]
     return spans
 
 
@@ -142,7 +152,7 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | Non
     # re-validates every earlier shape on each call, minutes for a few hundred spans.
     fig.update_layout(shapes=[*fig.layout.shapes, *(
         dict(type="rect", xref="x", yref="paper", x0=t[start] - step / 2, x1=t[end] + step / 2, y0=0, y1=1,
-             fillcolor=colors[kind], line_width=0, layer="above") for kind, start, end in spans)])
+             fillcolor=colors[kind], line_width=0, layer=SHADE_LAYERS[kind]) for kind, start, end in spans)])
     for kind in sorted({kind for kind, _, _ in spans}):      # a legend entry per shading
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{kind} (shaded)",
                                  marker=dict(color=colors[kind], size=12, symbol="square"), hoverinfo="skip",
