@@ -17,7 +17,7 @@ from webapp.cleanup import claim_session
 from webapp.frames import Frames
 from webapp.inputs import InputError, whole
 from webapp.models import Models
-from webapp.page import bind, login, session_dir, signed_in
+from webapp.page import bind, login, quiet, session_dir, signed_in
 from webapp.reviews import CORRECTION_TABLE, FLAG_TABLE, HISTORY_COLUMNS, WAITING_COLUMNS, Reviews, seconds
 from webapp.state import OpenVideo, need
 from webapp.tabs.review_layout import DECISIONS, KEYS_JS, NO_VIDEO, layout  # noqa: F401  (app.py takes them here)
@@ -203,13 +203,14 @@ class ReviewTab:
         them since they were shown, the Analyse tab's timeline, metrics and frame view show the new ones and
         say so; otherwise nothing changes (the page asks after each decision and every LABELS_CHECK_S)."""
         a, video = self.analyse, data[self.page.state]
+        unchanged = {o: gr.skip() for o in self.follows}
         if video is None or video.owner != user or video.key is None:
-            return {}
+            return unchanged
         table = self._labelled(video)
         truth = sorted(c for c in table.columns if c.startswith("gt_"))
         if truth == sorted(c for c in video.table.columns if c.startswith("gt_")) and \
                 table[truth].equals(video.table[truth]):
-            return {}
+            return unchanged
         try:
             frame = video.frame(data[a.frame])
         except InputError:
@@ -219,10 +220,20 @@ class ReviewTab:
                 "a decision revised): the timeline, the metrics and this frame show them now.")
         return {**shown, a.metrics_hint: " ".join(filter(None, [note, shown[a.metrics_hint]]))}
 
+    @property
+    def follows(self) -> list:
+        """What follow_labels sets: the open video and what shows its labels on the Analyse tab."""
+        a = self.analyse
+        return [self.page.state, a.timeline, a.metrics, a.metrics_hint, a.crop, a.frame_info]
+
     # -- handlers: figures and files --------------------------------------------------------------------
     def agreement(self, data: dict, user):
         video = need(data[self.page.state], user)
-        return {self.view.agreement: self.reviews.agreement(video.key, self._labelled(video))}
+        if video.key is None:
+            raise InputError("This analysis was not stored (the server could not write it): it has no review to "
+                             "measure.")
+        figures, note = self.reviews.agreement(video, self._labelled(video))
+        return {self.view.agreement: figures, self.view.agreement_status: note}
 
     def history(self, data: dict):
         return self._tables(_key(data[self.view.review_video]))
@@ -283,8 +294,7 @@ class ReviewTab:
                                                        v.resolve_note}, v.resolve_status, [v.resolve_note],
                     "resolve_flag"))
         a = self.analyse
-        follow = dict(fn=signed_in(self.follow_labels), inputs={state, a.frame},
-                      outputs=[state, a.timeline, a.metrics, a.metrics_hint, a.crop, a.frame_info],
+        follow = dict(fn=quiet(self.follow_labels, self.follows), inputs={state, a.frame}, outputs=self.follows,
                       show_progress="hidden")
         for button, handler, inputs, status, clear, name in actions:
             bind(button.click, handler, inputs, [status, *tables], status=status, clear=clear,

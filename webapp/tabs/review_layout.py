@@ -133,8 +133,9 @@ def layout() -> ReviewView:
         resolve_status = status_box("resolve-status")
         agreement_btn = gr.Button("Agreement figures", elem_id="agreement-btn")
         agreement_status = status_box("agreement-status")
-        agreement = _table(AGREEMENT_COLUMNS, "Agreement: the model against the annotation (before and after "
-                           "accepted corrections) and between reviewers", "agreement")
+        agreement = _table(AGREEMENT_COLUMNS, "Agreement: each output against the annotation (before and after "
+                           "accepted corrections) and between reviewers", "agreement",
+                           column_widths=["17%", "13%", "10%", "12%", "11%", "6%", "13%", "6%", "6%", "6%"])
         history = _table(HISTORY_COLUMNS, "History (every flag, correction and decision of this video)", "history",
                          column_widths=["14%", "9%", "9%", "20%", "48%"])
         with gr.Row():
