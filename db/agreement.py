@@ -68,7 +68,10 @@ def model_agreement(session: Session, video: Video | str, predictions: pd.DataFr
         scores = {when: score_table(predictions, labels[LABEL_COLUMNS[task]], (task,))
                   for when, labels in (("before", before), ("after", after))}
         for output, score in scores["before"].items():
-            out[output] = {"before": model_scores(score), "after": model_scores(scores["after"][output])}
+            before = model_scores(score)
+            after = scores["after"].get(output)      # None: flags keep every labelled frame out
+            out[output] = {"before": before, "after": model_scores(after) if after else
+                           {**{k: None for k in before}, "frames": 0, "missing": 0}}
     return out
 
 
