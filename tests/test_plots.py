@@ -37,3 +37,14 @@ def test_the_timeline_draws_interpolated_boxes_behind_the_lines_and_faceless_fra
                      (INTERPOLATED_COLOR, "below", 69.5, 89.5)]
     legend = {tr.name for tr in fig.data if tr.name and tr.name.endswith("(shaded)")}
     assert legend == {"no face (shaded)", "box interpolated (shaded)"}
+
+
+def test_corrected_labels_are_outlined_only_where_the_figure_has_their_frames():
+    """A segment's figure (frames 30-59) outlines the part of each correction inside it, and none outside."""
+    part = predictions_table().iloc[30:60]
+    corrected = {"expr": [(10, 20, 1), (25, 35, 2), (50, 70, 3)], "va": [(40, 44, 4)]}
+    shapes = [s for s in timeline_figure(part, corrected=corrected).layout.shapes
+              if (s.name or "").startswith("corrected")]
+    spans = [(s.name, s.yref, round(s.x0 * 30, 3), round(s.x1 * 30, 3)) for s in shapes]
+    assert spans == [("corrected expr 2", "y3", 29.5, 35.5), ("corrected expr 3", "y3", 49.5, 59.5),
+                     ("corrected va 4", "y domain", 39.5, 44.5), ("corrected va 4", "y2 domain", 39.5, 44.5)]

@@ -194,7 +194,9 @@ def _mark_corrected(fig, rows, corrected: dict, t, frames, step):
         for row, span in where.get(task, []):
             axis = "" if row == 1 else row
             for first, last, correction in runs:
-                a, b = np.searchsorted(frames, [first, last]).clip(0, len(t) - 1)
+                if last < frames[0] or first > frames[-1]:         # outside the frames drawn (a segment)
+                    continue
+                a, b = np.searchsorted(frames, [max(first, frames[0]), min(last, frames[-1])])
                 y0, y1 = span or (0, 1)
                 shapes.append(dict(type="rect", name=f"corrected {task} {correction}", xref=f"x{axis}",
                                    yref=f"y{axis}" + ("" if span else " domain"), x0=t[a] - step / 2,

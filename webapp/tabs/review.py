@@ -120,7 +120,8 @@ class ReviewTab:
             raise InputError(f"Frames {start}-{end} are not a range inside the video (frames 0-{last}).")
         part = table[(table[FRAME] >= start) & (table[FRAME] <= end)]
         title = f"{video.name}: frames {start}-{end} ({seconds(start, end, frame_rate(table))})"
-        return {v.segment_plot: plots.timeline_figure(part, title), v.gallery: self.frames.gallery(video, start, end),
+        return {v.segment_plot: plots.timeline_figure(part, title, corrected=self.reviews.corrected(video)),
+                v.gallery: self.frames.gallery(video, start, end),
                 v.segment_labels: self.reviews.segment_labels(part)}
 
     def range_in_seconds(self, data: dict, user) -> dict:
