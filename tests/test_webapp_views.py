@@ -150,3 +150,10 @@ def test_an_accepted_correction_shows_where_labels_are_shown(server, media_dir, 
     rows, note = bob.predict(api_name="/agreement")
     pair = table(rows).set_index("compared").loc["reviewer alice vs reviewer bob"]
     assert (pair["task"], pair["measure"], pair["frames"]) == ("EXPR", "kappa", 3) and note == ""
+
+
+def test_the_prompt_set_name_box_says_which_characters_it_takes(server):
+    """Before anything is refused: each Name box of the prompts tab says the rule its refusal names."""
+    config = Client(server, auth=("alice", "alice-pw"), verbose=False).config
+    boxes = [c["props"] for c in config["components"] if c["props"].get("elem_id", "").startswith("set-name-")]
+    assert [b["info"] for b in boxes] == ["The name uses 1-40 letters, digits or _ (it becomes a column name)."] * 3

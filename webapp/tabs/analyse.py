@@ -34,6 +34,7 @@ KEYS_HELP = ("**Frame view**: drag the slider, type a frame number, or click the
              "this frame; the player above moves it while it plays.")
 NO_METRICS = ("No ABAW metrics: this video has no annotation. Add its Aff-Wild2 annotation files (VA, EXPR, AU "
               ".txt) above and analyse again to see them.")
+FRAME_TABLE_HEIGHT = 1000    # px: every row of "This frame" shows, a corrected label's row last, without scrolling
 NA_WHY = (f"**{results.NA}**: nothing to score: the model that gives this output has no head for the task (its "
           f"values are empty), or fewer than {MIN_FRAMES} annotated frames have a prediction.")
 
@@ -228,10 +229,10 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                     frame_caption = gr.Markdown(elem_id="frame-caption")
                     with gr.Row():
                         frame_info = gr.Dataframe(headers=list(results.FRAME_COLUMNS), label="This frame",
-                                                  interactive=False, wrap=True,
+                                                  interactive=False, wrap=True, max_height=FRAME_TABLE_HEIGHT,
                                                   column_widths=["35%", "65%"], elem_id="frame-info")
                         clip_frame = gr.Dataframe(headers=results.CLIP_FRAME_COLUMNS, interactive=False, wrap=True,
-                                                  column_widths=["20%", "20%", "45%", "15%"],
+                                                  column_widths=["18%", "26%", "42%", "14%"],
                                                   label="CLIP at this frame: probability of each prompt",
                                                   elem_id="clip-frame")
                 downloads = gr.File(label="Downloads: predictions CSV and ABAW submission files",

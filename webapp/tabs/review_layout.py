@@ -19,7 +19,7 @@ from webapp.tabs.views import ReviewView
 DECISIONS = ("accepted", "rejected")
 SEGMENT_LABEL_COLUMNS = [FRAME, TIME, FACE]
 NO_VIDEO = "No video open: analyse one on the Analyse tab, or pick one above and press Open video."
-TABLE_HEIGHT = 220          # px: the database's videos and what waits for me, side by side
+TABLE_HEIGHT = 220          # px: the database's videos, and what waits for me
 LABELS_CHECK_S = 5          # how often an open page asks whether the open video's labels changed
 
 # J / K on the Review tab (outside text fields): the next / previous segment of the review queue.
@@ -51,13 +51,11 @@ def layout() -> ReviewView:
                     "while, the annotation jumps, flickers, holds still for long, or is missing where a face is "
                     "visible. Keys: **J** next segment, **K** previous segment. Refresh shows what other reviewers "
                     "did.")
-        with gr.Row():
-            videos = _table(VIDEO_COLUMNS, "Videos in the database (open any analysed one without analysing it "
-                            "again)", "videos", max_height=TABLE_HEIGHT,
-                            column_widths=["30%", "10%", "8%", "12%", "20%", "20%"])
-            waiting = _table(WAITING_COLUMNS, "Waiting for my decision (proposed by others)", "waiting",
-                             max_height=TABLE_HEIGHT,
-                             column_widths=["5%", "14%", "6%", "8%", "11%", "30%", "10%", "16%"])
+        # One above the other, each the tab's width: side by side, their columns were narrower than their words.
+        videos = _table(VIDEO_COLUMNS, "Videos in the database (open any analysed one without analysing it again)",
+                        "videos", max_height=TABLE_HEIGHT, column_widths=["36%", "9%", "7%", "11%", "18%", "19%"])
+        waiting = _table(WAITING_COLUMNS, "Waiting for my decision (proposed by others)", "waiting",
+                         max_height=TABLE_HEIGHT, column_widths=["5%", "14%", "6%", "8%", "11%", "30%", "10%", "16%"])
         with gr.Row(equal_height=True):
             open_choice = gr.Dropdown([], label="Video", elem_id="open-choice", scale=3)
             open_video_btn = gr.Button("Open video", elem_id="open-video", scale=1)
