@@ -109,6 +109,9 @@ def test_an_opened_analysis_shows_all_at_full_width_and_every_open_view_follows_
         for page in (alice, bob):
             open_from_review(page)
         expect(bob.locator("#review-name textarea, #review-name input").first).to_have_value("single_face.mp4")
+        expect(bob.locator("#videos")).to_contain_text("single_face.mp4")
+        expect(bob.locator("#waiting")).to_contain_text("proposed by")
+        expect(bob.locator("#videos .wrap.default:not(.hide)")).to_have_count(0)        # no spinner over them
         shot = SCREENSHOT_DIR / "views-review-opened.png"
         bob.screenshot(path=str(shot))
         assert Image.open(shot).size == (WINDOW["width"], WINDOW["height"])

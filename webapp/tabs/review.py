@@ -311,7 +311,8 @@ class ReviewTab:
               a.crop, a.frame_info, a.downloads, a.weights_info],
              status=v.videos_status, api_name="open_video").then(**self.analyse_tab.details())
         bind(v.review_video.change, self.video_view, {v.review_video}, [v.review_name, *tables],
-             status=v.videos_status).then(signed_in(self.list_videos), None, video_lists, api_name=False)
+             status=v.videos_status).then(signed_in(self.list_videos), None, video_lists, api_name=False,
+                                          show_progress="hidden")     # the lists change in place, no spinner
         bind([], self.history, {v.review_video}, tables, status=v.videos_status, api_name="history")
         bind(v.export_btn.click, self.export, {v.review_video}, [v.export_files], status=v.export_status,
              api_name="export_corrections")
