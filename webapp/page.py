@@ -38,6 +38,8 @@ CSS = f"""
 .{STATUS_CLASS} {{ min-height: 1.5em; }}
 .{STATUS_CLASS} .refused, .{STATUS_CLASS} .refused strong {{ color: #b91c1c; }}
 .{STATUS_CLASS}:has(.refused) {{ border-left: 4px solid #dc2626; padding-left: 0.6em; background: #fef2f2; }}
+/* A table's text wraps between words, never inside one ("fra / mes"): columns are sized for their words. */
+.table-wrap span.wrap {{ word-break: normal; overflow-wrap: normal; }}
 """
 
 
