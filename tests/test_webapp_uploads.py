@@ -103,8 +103,15 @@ def served_codec(page, selector: str, tmp_path: Path) -> str:
     return codec(path)
 
 
-def test_a_phone_video_plays_at_once_and_the_player_shows_only_the_analysed_video(server, browser, media_dir,  # noqa: F811
-                                                                                 tmp_path, photo, ffmpeg):
+# Samples, every 50 ms in the page, the player note's text and the player's video (None while hidden).
+SAMPLE_PLAYER = """() => { window.seen = []; window.sampler = setInterval(() => {
+    const p = document.querySelector('#player'), v = p && p.querySelector('video');
+    const shown = !!p && p.offsetParent !== null && getComputedStyle(p).display !== 'none';
+    window.seen.push([document.querySelector('#player-note').innerText.trim(), shown && v ? v.src : null]); }, 50); }"""
+
+
+def test_a_phone_video_plays_at_once_and_the_player_shows_only_the_analysed_video(
+        server, browser, media_dir, tmp_path, photo, ffmpeg):  # noqa: F811  browser: a fixture
     cfg, url = server
     phone = tmp_path / "phone_clip.mov"            # the iPhone HEVC clip's first 48 frames, as they are
     ffmpeg("-i", media_dir / "face_noface.mov", "-frames:v", 48, "-c", "copy", "-an", phone)
@@ -128,24 +135,53 @@ def test_a_phone_video_plays_at_once_and_the_player_shows_only_the_analysed_vide
         width, played = plays(page, preview)
         assert width == 960 and played > 0.3, (width, played)
 
-        # The player shows no other video than the one the run summary and timeline are about: single_face.mp4
-        # until the new analysis starts, nothing while it runs, then the copy. Sampled every 50 ms in the page.
-        page.evaluate("""() => { window.seen = []; window.sampler = setInterval(() => {
-            const p = document.querySelector('#player'), v = p && p.querySelector('video');
-            const shown = !!p && p.offsetParent !== null && getComputedStyle(p).display !== 'none';
-            window.seen.push([document.querySelector('#run-info').innerText, shown && v ? v.src : null]); }, 50); }""")
+        # The player shows no other video than the one the run summary and timeline are about: single_face.mp4,
+        # nothing from the moment the new analysis starts, then the copy.
+        page.evaluate(SAMPLE_PLAYER.replace("#player-note", "#run-info"))
         page.locator("#analyse").click()
         expect(page.locator("#run-info")).to_contain_text("phone_clip.mov: 48 frames", timeout=ANALYSIS_TIMEOUT_MS)
         expect(page.locator("#player video")).to_have_attribute("src", re.compile(r"phone_clip\.mp4$"))
         seen = page.evaluate("() => { clearInterval(window.sampler); return window.seen; }")
         about = [(re.search(r"(single_face|phone_clip)\.(mp4|mov)", text), src) for text, src in seen]
         shown = {(m and m.group(1), Path(src).stem if src else None) for m, src in about}
-        assert shown <= {("single_face", "single_face"), ("phone_clip", None), ("phone_clip", "phone_clip")}, shown
+        assert shown <= {("single_face", "single_face"), ("single_face", None), ("phone_clip", None),
+                         ("phone_clip", "phone_clip")}, shown
         assert ("phone_clip", "phone_clip") in shown
         assert served_codec(page, "#player video", tmp_path) == "h264"
         width, played = plays(page, "#player video")
         assert width == 960 and played > 0.3, (width, played)
         expect(page.locator("#player-note")).to_have_text("")
+    finally:
+        page.context.close()
+
+
+def test_a_stored_phone_video_opened_in_review_shows_a_note_until_the_player_can_play_it(
+        server, browser, media_dir, tmp_path, ffmpeg):  # noqa: F811  browser: a fixture
+    """Bob opens from the database a phone video that Alice analysed through the API (no page ever made
+    its copy): the Analyse tab says the player is being prepared, shows no video meanwhile, then plays
+    the H.264 copy, named as the upload."""
+    cfg, url = server
+    phone = tmp_path / "opened_clip.mov"
+    ffmpeg("-i", media_dir / "face_noface.mov", "-frames:v", 24, "-c", "copy", "-an", phone)
+    alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
+    assert "24 frames" in analyse(alice, phone, models=("DDAMFN",))["run_info"]
+    page = signed_in_page(browser, url, "bob")
+    try:
+        page.get_by_role("tab", name="Review").click()
+        page.locator("#open-choice input").click()
+        page.get_by_role("option", name=re.compile("opened_clip.mov")).click()
+        page.evaluate(SAMPLE_PLAYER)
+        page.locator("#open-video").click()
+        page.get_by_role("tab", name="Analyse").click()
+        expect(page.locator("#player video")).to_have_attribute("src", re.compile(r"opened_clip\.mp4$"),
+                                                                timeout=120_000)
+        seen = page.evaluate("() => { clearInterval(window.sampler); return window.seen; }")
+        waiting = ("Preparing the player: this browser cannot play opened_clip.mov as it is, so a playable copy is "
+                   "being made.")
+        assert [waiting, None] in seen and all(src is None for note, src in seen if note == waiting), seen[-5:]
+        assert served_codec(page, "#player video", tmp_path) == "h264"
+        width, played = plays(page, "#player video")
+        assert width == 960 and played > 0.3, (width, played)
     finally:
         page.context.close()
 

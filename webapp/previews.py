@@ -57,9 +57,10 @@ class Previews:
         self._running: dict[Path, Future] = {}
         self._lock = threading.Lock()
 
-    def start(self, video, folder: Path) -> Future:
+    def start(self, video, folder: Path, name: str | None = None) -> Future:
         """The future of a browser-playable file for `video`: the video itself when a browser plays it, else
-        its copy in folder/previews, started now unless it is made or being made."""
+        its copy in folder/previews named after `name` (the upload's name; the file's own by default),
+        started now unless it is made or being made."""
         video = Path(video)
         done: Future = Future()
         try:
@@ -70,7 +71,7 @@ class Previews:
         if (video.suffix.lower(), video_codec) in PLAYABLE:
             done.set_result(video)
             return done
-        target = self.target(video, folder)
+        target = self.target(video, folder, name or video.name)
         with self._lock:
             if target in self._running:
                 return self._running[target]
@@ -83,12 +84,12 @@ class Previews:
         return future
 
     @staticmethod
-    def target(video: Path, folder: Path) -> Path:
-        """Where the copy of this file goes: one folder per file (path, size and time stamp), the file
+    def target(video: Path, folder: Path, name: str) -> Path:
+        """Where the copy of this file goes: one folder per file (path, size and time stamp), the copy
         named as the upload, so that its download keeps the name."""
         stat = video.stat()
         digest = hashlib.sha256(f"{video.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()
-        return Path(folder) / PREVIEWS / digest[:16] / (video.stem + ".mp4")
+        return Path(folder) / PREVIEWS / digest[:16] / (Path(name).stem + ".mp4")
 
     def _forget(self, target: Path):
         with self._lock:

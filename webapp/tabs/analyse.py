@@ -76,14 +76,14 @@ class AnalyseTab:
             item = a.affwild2_item(data[v.affwild2_video])
         else:
             item = a.upload_item(data[v.video], data[v.annotations])
+        yield v.player_waits_for(item.name)     # before the timeline changes; shown again by `player`
         progress(0.0, desc="loading models")
         config = a.analysis_config(data[v.models], data[v.prompt_set], data[v.trained_model])
         for step in a.analyse_or_reuse(item, config, user, session_dir(self.config.cache_dir, request),
                                        self.run_analysis, Progress(progress, "analysing frames", "frames")):
             if isinstance(step, Partial):        # the timeline fills in while the video is analysed
                 yield {v.run_info: f"Analysing **{item.name}**: {step.done} of {step.total} frames so far.",
-                       v.timeline: plots.timeline_figure(step.table, item.name, total_frames=step.total),
-                       v.player: hidden(), v.player_note: f"The player shows **{item.name}** once it is analysed."}
+                       v.timeline: plots.timeline_figure(step.table, item.name, total_frames=step.total)}
                 continue
             video, table = step.video, step.video.table
             metrics = results.metrics_table(table, video.run)
@@ -128,21 +128,11 @@ class AnalyseTab:
             yield {v.preview: hidden(), v.upload_note: refusal(str(err))}
             return
         name = Path(video).name
-        future = self.previews.start(video, session_dir(self.config.cache_dir, request))
-        if not future.done():
-            yield {v.preview: hidden(), v.upload_note: f"Preparing a preview of **{name}**: this browser cannot play "
-                                                     "its video as it is, so a playable copy is being made."}
-        try:
-            playable = future.result()
-        except PreviewError as err:
-            yield {v.preview: hidden(), v.upload_note: f"No preview: {err}. The analysis reads the original."}
-            return
-        if playable == Path(video):                  # the upload box plays it itself
-            yield {v.preview: hidden(), v.upload_note: ""}
-        else:
-            yield {v.preview: gr.update(value=str(playable), visible=True, label=f"Preview of {name} (a "
-                                        "browser-playable copy; the analysis reads the original)"),
-                   v.upload_note: ""}
+        label = f"Preview of {name} (a browser-playable copy; the analysis reads the original)"
+        for playable, note in self.when_playable(video, name, request, "Preparing a preview", "No preview"):
+            shown = playable is not None and playable != Path(video)      # else the upload box plays it itself
+            yield {v.preview: gr.update(value=str(playable), visible=True, label=label) if shown else hidden(),
+                   v.upload_note: note}
 
     def player(self, video: OpenVideo | None, request):
         """The open video in the player once this browser can play it (none for Aff-Wild2 aligned images);
@@ -151,16 +141,22 @@ class AnalyseTab:
         if video is None or video.path is None:
             yield {v.player: hidden(), v.player_note: ""}
             return
-        future = self.previews.start(video.path, session_dir(self.config.cache_dir, request))
+        for playable, note in self.when_playable(video.path, video.name, request, "Preparing the player",
+                                                 "The player cannot show it"):
+            yield {v.player: gr.update(value=str(playable), visible=True) if playable else hidden(),
+                   v.player_note: note}
+
+    def when_playable(self, path, name: str, request, waiting: str, failed: str):
+        """(file a browser plays or None, note): first (None, why to wait) when its copy is still being made
+        (webapp.previews), then the file, or (None, why there is none)."""
+        future = self.previews.start(path, session_dir(self.config.cache_dir, request), name)
         if not future.done():
-            yield {v.player: hidden(), v.player_note: f"Preparing the player: this browser cannot play **{video.name}** "
-                                                    "as it is, so a playable copy is being made."}
+            yield None, (f"{waiting}: this browser cannot play **{name}** as it is, so a playable copy is being "
+                         "made.")
         try:
-            playable = future.result()
+            yield future.result(), ""
         except PreviewError as err:
-            yield {v.player: hidden(), v.player_note: f"The player cannot show **{video.name}**: {err}."}
-            return
-        yield {v.player: gr.update(value=str(playable), visible=True), v.player_note: ""}
+            yield None, f"{failed}: {err}."
 
     @staticmethod
     def annotation_names(paths) -> str:

@@ -49,7 +49,7 @@ class ReviewTab:
         claim_session(self.config.cache_dir, request.session_hash if request else None, user)
         video = self.analyses.open_video(key, user)
         queue = self.reviews.review_queue(video.table, video.run, key)
-        return {self.page.state: video, **self.view.opened(video, queue),
+        return {self.page.state: video, **self.view.opened(video, queue), **self.analyse.player_waits_for(video.name),
                 self.analyse.timeline: plots.timeline_figure(video.table, video.name), **self._tables(key),
                 self.analyse.frame: gr.update(maximum=max(1, video.last_frame), value=0)}
 
@@ -266,7 +266,8 @@ class ReviewTab:
         bind(demo.load, self.list_videos, None, video_lists, status=v.videos_status)
         bind(v.refresh_btn.click, self.list_videos, None, video_lists, status=v.videos_status, api_name="list_videos")
         bind(v.open_video_btn.click, self.open_video, {v.open_choice},
-             [state, v.review_video, v.queue, self.analyse.timeline, *tables, self.analyse.frame],
+             [state, v.review_video, v.queue, self.analyse.timeline, *tables, self.analyse.frame, self.analyse.player,
+              self.analyse.player_note],
              status=v.videos_status, api_name="open_video")
         bind(v.review_video.change, self.video_view, {v.review_video}, [v.review_name, *tables], status=v.videos_status)
         bind([], self.history, {v.review_video}, tables, status=v.videos_status, api_name="history")

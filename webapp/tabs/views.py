@@ -61,6 +61,12 @@ class AnalyseView(View):
     clip_frame: gr.Dataframe
     downloads: gr.File
 
+    def player_waits_for(self, name: str) -> dict:
+        """The player hidden, with a note, while `name` is being analysed or opened: it never shows another
+        video than the timeline beside it (the Analyse tab shows `name` once the browser can play it)."""
+        return {self.player: gr.update(value=None, visible=False),
+                self.player_note: f"The player shows **{name}** once it is open."}
+
 
 @dataclass
 class SetColumn(View):
