@@ -190,7 +190,7 @@ class Container:
 
     @property
     def is_image(self) -> bool:
-        """A still picture's container (a JPEG renamed .mp4 is one), not a video's."""
+        """An image's container (a JPEG renamed .mp4 is one; an animated GIF too), not a video's."""
         return self.format in IMAGE_FORMATS or self.format.endswith("_pipe")
 
 

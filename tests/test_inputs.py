@@ -77,7 +77,7 @@ def test_a_still_image_is_not_a_video_whatever_its_name(media_dir, tmp_path, ffm
     photo.write_bytes((media_dir / "single_face.jpg").read_bytes())
     with pytest.raises(InputError) as info:
         check_video(photo, max_mb=10, max_duration_s=600)
-    assert str(info.value) == ("holiday.mp4 is a still image (JPEG), not a video, whatever its name says. "
+    assert str(info.value) == ("holiday.mp4 is an image file (JPEG), not a video, whatever its name says. "
                                "Upload a video file.")
     one = tmp_path / "one.mp4"                                       # a real video container, one frame
     ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 1, one)

@@ -23,7 +23,7 @@ from tests.test_webapp_browser import ANALYSIS_TIMEOUT_MS, browser, signed_in_pa
 from core.video import iter_frames, probe
 from webapp.previews import Previews, codec
 
-PHOTO_REFUSED = "holiday.mp4 is a still image (JPEG), not a video, whatever its name says. Upload a video file."
+PHOTO_REFUSED = "holiday.mp4 is an image file (JPEG), not a video, whatever its name says. Upload a video file."
 
 
 @pytest.fixture(scope="module")

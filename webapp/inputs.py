@@ -37,7 +37,7 @@ def check_video(path: str | Path | None, max_mb: float, max_duration_s: float, m
     try:
         stated = container(path)
         if stated.is_image:
-            raise InputError(f"{path.name} is a still image ({stated.format.removesuffix('_pipe').upper()}), not "
+            raise InputError(f"{path.name} is an image file ({stated.format.removesuffix('_pipe').upper()}), not "
                              "a video, whatever its name says. Upload a video file.")
         if stated.width * stated.height > max_pixels:
             raise InputError(f"{path.name}'s frames are {stated.width} x {stated.height} pixels; this app accepts "
