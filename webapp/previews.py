@@ -20,8 +20,8 @@ from core.video import VideoError, ffprobe
 # (container, codec) pairs a browser plays as they are: Gradio's own list, so that it never converts again.
 PLAYABLE = {(".mp4", "h264"), (".mp4", "av1"), (".webm", "vp8"), (".webm", "vp9"), (".webm", "av1"),
             (".ogg", "theora")}
-COPY_MAX_SIDE = 1280          # the player is 260 px high; a 4K phone clip converts about nine times faster
-COPY_TIMEOUT_S = 900.0        # a 10-minute 1080p clip converts in about 3 minutes on 2 cores
+COPY_MAX_SIDE = 1280          # the player is 260 px high: more pixels would only make the copy slower to make
+COPY_TIMEOUT_S = 900.0        # far above a 10-minute clip's conversion: a stuck ffmpeg gives up its turn
 PREVIEWS = "previews"         # the copies' folder inside a session folder
 
 
@@ -61,24 +61,24 @@ class Previews:
         """The future of a browser-playable file for `video`: the video itself when a browser plays it, else
         its copy in folder/previews named after `name` (the upload's name; the file's own by default),
         started now unless it is made or being made."""
-        video = Path(video)
+        video, name = Path(video), name or Path(video).name
         done: Future = Future()
         try:
             video_codec = codec(video)
         except VideoError as err:
-            done.set_exception(PreviewError(f"{video.name} cannot be read: " + str(err).replace(f"{video}: ", "")))
+            done.set_exception(PreviewError(f"{name} cannot be read: " + str(err).replace(f"{video}: ", "")))
             return done
         if (video.suffix.lower(), video_codec) in PLAYABLE:
             done.set_result(video)
             return done
-        target = self.target(video, folder, name or video.name)
+        target = self.target(video, folder, name)
         with self._lock:
             if target in self._running:
                 return self._running[target]
             if target.is_file():
                 done.set_result(target)
                 return done
-            future = self._pool.submit(self._copy, video, target, video_codec)
+            future = self._pool.submit(self._copy, video, target, video_codec, name)
             self._running[target] = future
         future.add_done_callback(lambda _: self._forget(target))
         return future
@@ -96,7 +96,7 @@ class Previews:
             self._running.pop(target, None)
 
     @staticmethod
-    def _copy(video: Path, target: Path, video_codec: str) -> Path:
+    def _copy(video: Path, target: Path, video_codec: str, name: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(".part-" + target.name)       # a half-made copy is never shown
         try:
@@ -104,12 +104,11 @@ class Previews:
                            timeout=COPY_TIMEOUT_S)
             os.replace(tmp, target)
         except subprocess.TimeoutExpired:
-            raise PreviewError(f"converting {video.name} for the browser took more than {COPY_TIMEOUT_S:g} s") \
-                from None
+            raise PreviewError(f"converting {name} for the browser took more than {COPY_TIMEOUT_S:g} s") from None
         except subprocess.CalledProcessError as err:
             last = (err.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-            raise PreviewError(f"{video.name} could not be converted for the browser: "
-                               f"{last[0].replace(str(video), video.name)}") from None
+            raise PreviewError(f"{name} could not be converted for the browser: "
+                               f"{last[0].replace(str(video), name)}") from None
         finally:
             tmp.unlink(missing_ok=True)
         return target
