@@ -31,6 +31,7 @@ from core.weights import WeightsError
 from db import repo
 from db.errors import CANNOT_WRITE_MESSAGE, unwritable
 from webapp import results
+from webapp.cleanup import ANALYSES
 from webapp.context import Context
 from webapp.inputs import InputError, annotation_files, check_video, video_message
 from webapp.labels import Labels
@@ -290,7 +291,7 @@ class Analyses:
                 notes += ground_truth_from_labels(a.labels, n, a.what)[1]
         except AnnotationError as err:
             raise InputError(f"Annotation file problem: {err}") from None
-        folder = Path("analyses") / run_key[:32] if run_key else None
+        folder = Path(ANALYSES) / run_key[:32] if run_key else None
         if folder is not None:
             analysis.save(self.config.data_dir / folder)
             if item.path is not None:

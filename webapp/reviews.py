@@ -262,15 +262,15 @@ class Reviews:
         return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 
     def corrections(self, key: str) -> pd.DataFrame:
-        """The video's corrections, each written as a sentence with label names ("AU12 on, frames
-        100-150, was off")."""
+        """The video's newest HISTORY_PAGE corrections, each written as a sentence with label names ("AU12
+        on, frames 100-150, was off")."""
         with self.ctx.read() as s:
             rows = [{"id": c.id, "task": c.task.upper(), "frames": f"{c.start_frame}-{c.end_frame}",
                      "seconds": seconds(c.start_frame, c.end_frame, c.video.fps),
                      "correction": correction_words(c.task, c.start_frame, c.end_frame, c.value, c.original),
                      "status": c.status, "proposed by": c.reviewer.name,
                      "decided by": c.reviewed_by.name if c.reviewed_by else "", "comment": c.decision_comment or "",
-                     "note": c.note or ""} for c in repo.list_corrections(s, key)]
+                     "note": c.note or ""} for c in repo.list_corrections(s, key, last=HISTORY_PAGE)]
         return pd.DataFrame(rows, columns=CORRECTION_TABLE)
 
     def history(self, key: str) -> pd.DataFrame:

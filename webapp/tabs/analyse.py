@@ -22,14 +22,13 @@ from core.registry import by_label
 from core.table import FACE, FRAME, TIME
 from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses, Partial
-from webapp.cleanup import claim_session
 from webapp.frames import Frames, FrameView
 from webapp.gpu import analysis_seconds, gpu
 from webapp.inputs import InputError, annotation_task, check_video
 from webapp.page import Progress, bind, page_errors, quiet, refusal, session_dir, signed_in, status_box
 from webapp.previews import PreviewError, Previews
 from webapp.reviews import Reviews
-from webapp.state import OpenVideo, need
+from webapp.state import OpenVideo, claim, need
 from webapp.tabs.views import AnalyseView, PageView, ReviewView
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -71,7 +70,7 @@ class AnalyseTab:
     # -- handlers ---------------------------------------------------------------------------------------
     def analyse(self, data: dict, user, request, progress=gr.Progress()):
         v, a = self.view, self.analyses
-        claim_session(self.config.cache_dir, request.session_hash if request else None, user)
+        claim(data[self.page.state], user)
         if data[v.source] == SOURCE_AFFWILD2:
             item = a.affwild2_item(data[v.affwild2_video])
         else:
@@ -114,7 +113,7 @@ class AnalyseTab:
         return {v.full_frame: view.full, v.attention: attention, v.clip_frame: clip,
                 v.frame_caption: frame_caption(video, frame, view, words)}
 
-    def preview(self, video: str | None, user, request):
+    def preview(self, video: str | None, request):
         """As soon as a file is in the upload box: why it would be refused, or, for a video this browser
         cannot play, its playable copy under the box (a note while the copy is made)."""
         v = self.view
@@ -123,7 +122,6 @@ class AnalyseTab:
             return
         try:
             check_video(video, self.config.max_upload_mb, self.config.max_duration_s, self.config.max_frames)
-            claim_session(self.config.cache_dir, request.session_hash if request else None, user)
         except InputError as err:
             yield {v.preview: hidden(), v.upload_note: refusal(str(err))}
             return
@@ -175,11 +173,11 @@ class AnalyseTab:
         v, state = self.view, self.page.state
         demo.load(self.analyses.weights_overview, None, v.weights_info, api_name=False)
         demo.load(None, None, None, js=PAGE_JS)
-        frame_in = {state, v.frame}
+        frame_in = {state, v.frame}       # as sent (preprocess=False): OpenVideo.frame says what is wrong with it
         detail_outputs = [v.full_frame, v.attention, v.clip_frame, v.frame_caption]
         details = dict(fn=quiet(self.frame_details, detail_outputs), inputs=frame_in, outputs=detail_outputs,
-                       api_name=False)
-        bind(v.analyse_btn.click, self.analyse, {v.video, v.source, v.affwild2_video, v.annotations, v.models,
+                       api_name=False, preprocess=False)
+        bind(v.analyse_btn.click, self.analyse, {state, v.video, v.source, v.affwild2_video, v.annotations, v.models,
                                                  v.prompt_set, v.trained_model},
              [state, v.run_info, v.timeline, v.metrics, v.metrics_hint, v.frame, v.crop, v.frame_info, v.downloads,
               self.review.queue, self.review.review_video, v.player, v.player_note], status=v.analyse_status,
@@ -187,8 +185,9 @@ class AnalyseTab:
              **self.gpu_lane).then(**details)
         # .change: the slider dragged, stepped with keys, typed into, or set by page.js or the server.
         bind(v.frame.change, self.show_frame, frame_in, [v.crop, v.frame_info], status=v.frame_status,
-             api_name="show_frame", trigger_mode="always_last").then(**details)
-        bind([], self.frame_details, frame_in, detail_outputs, status=v.frame_status, api_name="frame_details")
+             api_name="show_frame", trigger_mode="always_last", preprocess=False).then(**details)
+        bind([], self.frame_details, frame_in, detail_outputs, status=v.frame_status, api_name="frame_details",
+             preprocess=False)
         # The open video changes: analysed here, opened in Review or the audit queue.
         state.change(signed_in(self.player), state, [v.player, v.player_note], api_name=False)
         v.video.change(signed_in(self.preview), v.video, [v.preview, v.upload_note], api_name=False)

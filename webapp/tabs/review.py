@@ -10,13 +10,12 @@ from core.labels import AUS
 from core.table import FRAME, frame_rate
 from webapp import plots
 from webapp.analyses import Analyses
-from webapp.cleanup import claim_session
 from webapp.frames import Frames
 from webapp.inputs import InputError, whole
 from webapp.models import Models
 from webapp.page import bind, login, session_dir, signed_in
 from webapp.reviews import CORRECTION_TABLE, FLAG_TABLE, HISTORY_COLUMNS, WAITING_COLUMNS, Reviews, seconds
-from webapp.state import OpenVideo, need
+from webapp.state import OpenVideo, claim, need
 from webapp.tabs.review_layout import DECISIONS, KEYS_JS, NO_VIDEO, layout  # noqa: F401  (app.py takes them here)
 from webapp.tabs.views import AnalyseView, ModelsView, PageView, ReviewView
 
@@ -41,12 +40,12 @@ class ReviewTab:
                 v.waiting: waiting, self.models_view.model_table: self.models.model_list(),
                 self.analyse.trained_model: gr.update(choices=self.models.model_choices())}
 
-    def open_video(self, data: dict, user, request=None):
+    def open_video(self, data: dict, user):
         """Any stored video's newest analysis, for any reviewer, without analysing it again."""
         key = data[self.view.open_choice]
         if not key:
             raise InputError("Choose a video from the list, then press Open video.")
-        claim_session(self.config.cache_dir, request.session_hash if request else None, user)
+        claim(data[self.page.state], user)
         video = self.analyses.open_video(key, user)
         queue = self.reviews.review_queue(video.table, video.run, key)
         return {self.page.state: video, **self.view.opened(video, queue), **self.analyse.player_waits_for(video.name),
@@ -265,7 +264,7 @@ class ReviewTab:
         video_lists = [v.videos, v.open_choice, v.waiting, self.models_view.model_table, self.analyse.trained_model]
         bind(demo.load, self.list_videos, None, video_lists, status=v.videos_status)
         bind(v.refresh_btn.click, self.list_videos, None, video_lists, status=v.videos_status, api_name="list_videos")
-        bind(v.open_video_btn.click, self.open_video, {v.open_choice},
+        bind(v.open_video_btn.click, self.open_video, {state, v.open_choice},
              [state, v.review_video, v.queue, self.analyse.timeline, *tables, self.analyse.frame, self.analyse.player,
               self.analyse.player_note],
              status=v.videos_status, api_name="open_video")
