@@ -74,6 +74,7 @@ def test_every_endpoint_refuses_bad_input_in_words(tmp_path, media_dir):
             assert str(tmp_path) not in message and "/tmp/" not in message, message
 
         refused(r"frame must be a whole number; 0\.5", 0.5, api_name="/show_frame")
+        refused(r"frame must be from 0 to 1; 2 is not", 2, api_name="/show_frame")
         refused(r"first frame must be a whole number", 0.5, 0, api_name="/show_range")
         refused(r"correction id 9223372036854775808 is out of range \(1 to ", key, 2**63, "", api_name="/accept_correction")
         refused(rf"at most {MAX_TEXT_LENGTH:,} are allowed", key, "va", 0, 0, "wrong label",
