@@ -18,7 +18,7 @@ from webapp.plots import INTERPOLATED_COLOR
 
 # /open_video's outputs in the order of its answer
 OPEN_OUTPUTS = ("key", "queue", "timeline", "corrections", "history", "flags", "frame", "run_info", "metrics",
-                "metrics_hint", "crop", "frame_info", "downloads", "weights_info", "status")
+                "metrics_hint", "crop", "frame_info", "downloads", "weights_info", "player", "player_note", "status")
 
 
 def open_video(client, key) -> dict:

