@@ -4,7 +4,9 @@ A weights spec is one of:
   - a local file path (our checkpoint, an upstream DDAMFN checkpoint, or an open_clip state dict),
   - `hf://<owner>/<repo>/<path in repo>`: a file on the Hugging Face Hub, downloaded once into the Hub
     cache and read from there offline (`HF_HUB_OFFLINE=1` is honoured when asked, not only at import),
-  - for CLIP, `open_clip:<model name>:<pretrained tag>` (or `<model name>:<tag>`, e.g. `ViT-B-32:openai`).
+  - for CLIP, `open_clip:<model name>:<pretrained tag>` (or `<model name>:<tag>`, e.g. `ViT-B-32:openai`),
+  - `ddamfn:<name>`: a file the DDAMFN authors publish (core.upstream.NAMED: ddamfn:affectnet8, ...),
+    downloaded once into the same cache folder, its git blob id checked, read from there offline.
 Every failure is a WeightsError with one line naming what was asked for. Offline or with the Hub out of
 reach, nothing waits on network retries: only the local cache is consulted.
 
@@ -20,12 +22,14 @@ import datetime as _dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.error import HTTPError
 from urllib.parse import urlparse
+from urllib.request import urlopen
 
 import numpy as np
 import torch
 
-from core import settings
+from core import settings, upstream
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
 
 FORMAT = "affectlens-checkpoint"
@@ -35,6 +39,7 @@ HF_PREFIX = "hf://"
 OPEN_CLIP_PREFIX = "open_clip:"
 HUB_TIMEOUT_S = 3.0          # seconds to wait for the Hub before falling back to the cache
 DEFAULT_CLIP_TAG = "openai"     # CLIP weights used when none are configured, where the Hub can be reached
+DEFAULT_DDAMFN = "ddamfn:affectnet8"   # DDAMFN weights used when none are configured, where they can be had
 
 
 class WeightsError(RuntimeError):
@@ -46,7 +51,7 @@ class WeightSource:
     """A resolved weights spec: `path` is a local file (for kind "file" and "hf", and for "open_clip"
     once its weights are in the cache); open_clip sources also carry the model name, tag and tag config."""
 
-    kind: str                       # "file" | "hf" | "open_clip"
+    kind: str                       # "file" | "hf" | "open_clip" | "named"
     spec: str                       # as asked for
     path: Path | None = None
     model_name: str | None = None
@@ -77,6 +82,11 @@ def parse_spec(spec: str | os.PathLike) -> WeightSource:
         if len(parts) < 3 or not all(parts):
             raise WeightsError(f"Hub weights must look like hf://owner/repo/file.pt, got {text!r}")
         return WeightSource("hf", text)
+    if text.startswith(upstream.PREFIX) and not os.path.exists(text):
+        if upstream.lookup(text) is None:
+            raise WeightsError(f"{text}: no such named weights (known: "
+                               f"{', '.join(upstream.PREFIX + n for n in upstream.NAMED)})")
+        return WeightSource("named", text)
     if text.startswith(OPEN_CLIP_PREFIX):
         name, _, tag = text[len(OPEN_CLIP_PREFIX):].partition(":")
         return WeightSource("open_clip", text, model_name=name, pretrained=tag or None)
@@ -97,7 +107,42 @@ def resolve(spec: str | os.PathLike) -> WeightSource:
         owner, repo, filename = src.spec[len(HF_PREFIX):].split("/", 2)
         path = _hub_file(f"{owner}/{repo}", filename, src.spec)
         return WeightSource("hf", src.spec, path=path)
+    if src.kind == "named":
+        return WeightSource("named", src.spec, path=_named_file(src.spec))
     return _resolve_open_clip(src)
+
+
+def _named_file(spec: str) -> Path:
+    """The verified local copy of a named upstream file, downloaded first when it is not in the cache;
+    a file whose git blob id is not the table's is refused (a download of it is not kept)."""
+    named = upstream.lookup(spec)
+    path, url = upstream.cache_path(named), upstream.url(named)
+    if path.is_file():
+        found = upstream.blob_id(path.read_bytes())
+        if found != named.blob:
+            raise WeightsError(f"{spec}: {path} is not upstream's file (git blob id {found}, expected "
+                               f"{named.blob}): delete it, or put {url} there")
+        return path
+    advice = f"download {url} and put it at {path}"
+    if settings.hub_offline():
+        raise WeightsError(f"{spec}: not in the local cache and HF_HUB_OFFLINE is set: {advice}")
+    try:
+        with urlopen(url, timeout=HUB_TIMEOUT_S) as response:
+            data = response.read()
+    except HTTPError as e:
+        raise WeightsError(f"{spec}: {url} answers HTTP {e.code}: {advice}") from None
+    except OSError as e:
+        raise WeightsError(f"{spec}: not in the local cache and {urlparse(url).hostname} is unreachable "
+                           f"({_first_line(e)}): {advice}") from None
+    found = upstream.blob_id(data)
+    if found != named.blob:
+        raise WeightsError(f"{spec}: the file at {url} is not upstream's (git blob id {found}, expected "
+                           f"{named.blob}); nothing was kept")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
 
 
 def _hub_file(repo_id: str, filename: str, spec: str) -> Path:
@@ -167,18 +212,26 @@ def check_loaded(ckpt: "Checkpoint", tasks, options) -> None:
 
 
 def default_clip_weights(model_name: str) -> tuple[str | None, str]:
-    """The CLIP weights to use when none are configured, and a line for the log saying which.
+    """The CLIP weights to use when none are configured, and a line for the log saying which:
+    `open_clip:<model_name>:openai` (see _default)."""
+    return _default("CLIP", f"{OPEN_CLIP_PREFIX}{model_name}:{DEFAULT_CLIP_TAG}")
 
-    `open_clip:<model_name>:openai`, downloaded into the Hub cache now when the Hub can be reached (or found
-    there offline), so that a first visitor sees real CLIP predictions; otherwise None (random CLIP, reported
-    as untrained) so that an offline machine still starts. The app and `core.analyze` both ask here.
-    """
-    spec = f"{OPEN_CLIP_PREFIX}{model_name}:{DEFAULT_CLIP_TAG}"
+
+def default_ddamfn_weights(_clip_model: str | None = None) -> tuple[str | None, str]:
+    """The DDAMFN weights to use when none are configured, and a line for the log saying which: the
+    authors' AffectNet-8 checkpoint (see _default), whose expression head is trained (va and au random)."""
+    return _default("DDAMFN", DEFAULT_DDAMFN)
+
+
+def _default(label: str, spec: str) -> tuple[str | None, str]:
+    """`spec`, downloaded into the cache now when its server can be reached (or found there offline), so
+    that a first visitor sees real predictions; otherwise None (random, reported as untrained) so that an
+    offline machine still starts. The app and `core.analyze` both ask here (core.registry)."""
     try:
         resolve(spec)
     except WeightsError as e:
-        return None, f"CLIP: no weights configured and the default cannot be had ({e}): CLIP is random, untrained"
-    return spec, f"CLIP: no weights configured: using the default {spec}"
+        return None, f"{label}: no weights configured and the default cannot be had ({e}): {label} is random, untrained"
+    return spec, f"{label}: no weights configured: using the default {spec}"
 
 
 def _is_open_clip_model(name: str) -> bool:
@@ -231,10 +284,22 @@ def load_checkpoint(spec: str | os.PathLike, architecture: str | None = None) ->
     if src.path is None:
         raise WeightsError(f"{src.spec} names open_clip weights, not a checkpoint file")
     ckpt = read_checkpoint(src.path, source=src.spec)
+    if src.kind == "named":
+        _describe_named(ckpt, upstream.lookup(src.spec))
     kind = "ddamfn" if ckpt.architecture == UPSTREAM_DDAMFN else ckpt.architecture
     if architecture is not None and kind != architecture:
         raise WeightsError(f"{src.spec} is a {ckpt.architecture} checkpoint, not a {architecture} one")
     return ckpt
+
+
+def _describe_named(ckpt: Checkpoint, named: upstream.Named) -> None:
+    """What the table knows of a named file, in the checkpoint read from it: the classifier's order (the
+    file cannot say whether 7 classes are AffectNet's or RAF-DB's), the data and upstream's figure."""
+    ckpt.metadata.update({"named": upstream.PREFIX + named.name, "trained_on": named.trained_on,
+                          "upstream_figure": named.figure, "address": upstream.url(named)})
+    if named.classes is not None:
+        ckpt.config["fc_classes"] = list(named.classes)
+        ckpt.metadata["classifier_order"] = list(named.classes)
 
 
 def read_checkpoint(path: Path, source: str | None = None) -> Checkpoint:

@@ -1,0 +1,201 @@
+"""Named weights (`ddamfn:affectnet8`, ...): the DDAMFN authors' files, downloaded once from a server, checked
+against their git blob id, kept in the Hugging Face cache folder and read from there offline. No test reaches
+the internet: a server on 127.0.0.1 serves checkpoints in upstream's format that the test makes, and the
+table's blob id is set to the served file's where a test needs the file accepted."""
+import dataclasses
+import functools
+import http.server
+import io
+import json
+import threading
+import time
+
+import huggingface_hub.constants
+import pytest
+import torch
+
+from core import upstream
+from core.analyze import main as analyze
+from core.labels import AFFECTNET8, EXPRESSIONS, RAFDB7
+from core.models import create_model
+from core.models.ddamfn import DDAMNet
+from core.weights import WeightsError, resolve
+from tests.models_helpers import fill_state, seeded_images, upstream_state
+
+
+class Server:
+    """Files under `root` over HTTP on 127.0.0.1, counting the GET requests."""
+
+    def __init__(self, root):
+        self.root, self.gets = root, []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self):
+                server.gets.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def serve(self, named: upstream.Named, data: bytes) -> None:
+        path = self.root / named.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A test server as the upstream address, online (HF_HUB_OFFLINE unset), an empty Hub cache."""
+    (tmp_path / "upstream").mkdir()
+    s = Server(tmp_path / "upstream")
+    monkeypatch.setenv("AFFECTLENS_UPSTREAM_URL", s.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    yield s
+    s.close()
+
+
+def checkpoint_bytes(num_class: int, seed: int = 0) -> bytes:
+    """An upstream DDAMFN++ checkpoint ({'iter', 'model_state_dict', 'optimizer_state_dict'}) as its bytes."""
+    if num_class == 8:
+        state = upstream_state()
+    else:
+        state = fill_state([(k, tuple(v.shape)) for k, v in DDAMNet(num_class=num_class).state_dict().items()],
+                           seed=seed)
+    buffer = io.BytesIO()
+    torch.save({"iter": 25, "model_state_dict": state, "optimizer_state_dict": {"state": {}, "param_groups": []}},
+               buffer)
+    return buffer.getvalue()
+
+
+def accept(monkeypatch, name: str, data: bytes) -> upstream.Named:
+    """The table's entry `name` with the git blob id of the test's file (the real ids name the authors')."""
+    named = dataclasses.replace(upstream.NAMED[name], blob=upstream.blob_id(data))
+    monkeypatch.setitem(upstream.NAMED, name, named)
+    return named
+
+
+def test_blob_id_is_gits():
+    # `printf hello | git hash-object --stdin`
+    assert upstream.blob_id(b"hello") == "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"
+
+
+def test_download_once_checked_cached_and_loaded_offline(server, monkeypatch, tmp_path):
+    data = checkpoint_bytes(8)
+    named = accept(monkeypatch, "affectnet8", data)
+    server.serve(named, data)
+
+    path = resolve("ddamfn:affectnet8").path
+    assert path == tmp_path / "hub" / "github--SainingZhang--DDAMFN" / named.blob / "affecnet8_epoch25_acc0.6469.pth"
+    assert path.read_bytes() == data
+    assert server.gets == ["/DDAMFN++/checkpoints_ver2.0/affecnet8_epoch25_acc0.6469.pth"]
+    assert resolve("ddamfn:affectnet8").path == path and len(server.gets) == 1      # once
+
+    server.close()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = create_model("ddamfn", weights="ddamfn:affectnet8", device="cpu")
+    info = loaded.info
+    assert info.source == "ddamfn:affectnet8" and info.tasks == ("va", "expr", "au")
+    assert info.untrained_tasks == ("va", "au")
+    assert info.metadata["trained_on"] == "AffectNet, 8 classes"
+    assert info.metadata["upstream_figure"] == "64.69 % accuracy"
+    assert info.metadata["classifier_order"] == list(AFFECTNET8)
+    with torch.no_grad():
+        out = loaded.model(seeded_images(5, 6))
+    assert torch.equal(out["expr"][:, EXPRESSIONS.index("Happiness")], out["fc"][:, AFFECTNET8.index("Happy")])
+
+
+def test_a_wrong_blob_id_is_refused_and_nothing_is_cached(server, tmp_path):
+    data = checkpoint_bytes(8)
+    named = upstream.NAMED["affectnet8"]                # the authors' id: the test's file is not theirs
+    server.serve(named, data)
+    with pytest.raises(WeightsError) as e:
+        resolve("ddamfn:affectnet8")
+    assert str(e.value) == (f"ddamfn:affectnet8: the file at {server.url}/{named.path} is not upstream's (git blob id "
+                            f"{upstream.blob_id(data)}, expected {named.blob}); nothing was kept")
+    assert not list((tmp_path / "hub").rglob("*.pth*"))
+
+
+def test_a_wrong_file_in_the_cache_is_refused(server, tmp_path):
+    named = upstream.NAMED["rafdb"]
+    path = upstream.cache_path(named)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not the file")
+    with pytest.raises(WeightsError) as e:
+        resolve("ddamfn:rafdb")
+    assert str(e.value) == (f"ddamfn:rafdb: {path} is not upstream's file (git blob id "
+                            f"{upstream.blob_id(b'not the file')}, expected {named.blob}): delete it, or put "
+                            f"{server.url}/{named.path} there")
+    assert server.gets == []
+
+
+def test_offline_with_an_empty_cache_says_where_to_put_the_file(server, monkeypatch, tmp_path):
+    named = upstream.NAMED["affectnet8"]
+    where = tmp_path / "hub" / "github--SainingZhang--DDAMFN" / named.blob / "affecnet8_epoch25_acc0.6469.pth"
+    advice = f"download {server.url}/DDAMFN++/checkpoints_ver2.0/affecnet8_epoch25_acc0.6469.pth and put it at {where}"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(WeightsError) as e:
+        resolve("ddamfn:affectnet8")
+    assert str(e.value) == f"ddamfn:affectnet8: not in the local cache and HF_HUB_OFFLINE is set: {advice}"
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    server.close()                                      # nothing listens there any more
+    with pytest.raises(WeightsError) as e:
+        resolve("ddamfn:affectnet8")
+    message = str(e.value)
+    assert message.startswith("ddamfn:affectnet8: not in the local cache and 127.0.0.1 is unreachable (")
+    assert message.endswith(f"): {advice}") and "\n" not in message
+    assert time.monotonic() - start < 5
+    assert server.gets == []
+
+
+def test_an_unknown_name_lists_the_known_ones():
+    with pytest.raises(WeightsError) as e:
+        resolve("ddamfn:fer2013")
+    assert str(e.value) == ("ddamfn:fer2013: no such named weights (known: ddamfn:affectnet8, ddamfn:affectnet7, "
+                            "ddamfn:rafdb, ddamfn:msceleb)")
+
+
+@pytest.mark.parametrize("name, classes", [("rafdb", RAFDB7), ("affectnet7", AFFECTNET8[:7])])
+def test_seven_class_checkpoints_map_their_own_order_and_never_say_other(server, monkeypatch, name, classes):
+    data = checkpoint_bytes(7, seed=3)
+    server.serve(accept(monkeypatch, name, data), data)
+    loaded = create_model("ddamfn", weights=f"ddamfn:{name}", device="cpu")
+    with torch.no_grad():
+        out = loaded.model(seeded_images(6, 64))
+    to_affwild2 = {"Happy": "Happiness", "Sad": "Sadness", "Angry": "Anger"}
+    for i, cls in enumerate(classes):
+        assert torch.equal(out["expr"][:, EXPRESSIONS.index(to_affwild2.get(cls, cls))], out["fc"][:, i])
+    assert (out["expr"].argmax(dim=1) != EXPRESSIONS.index("Other")).all()
+    assert loaded.info.metadata["classifier_order"] == list(classes)
+
+
+def test_the_run_and_table_mark_va_and_au_untrained_and_expression_trained(server, monkeypatch, tmp_path, media_dir,
+                                                                          capsys):
+    data = checkpoint_bytes(8)
+    server.serve(accept(monkeypatch, "affectnet8", data), data)
+    out = tmp_path / "preds.csv"
+    code = analyze([str(media_dir / "single_face.mp4"), "--out", str(out), "--models", "ddamfn,lstm",
+                    "--device", "cpu", "--max-frames", "4", "--weights", "ddamfn:affectnet8"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "note: DDAMFN: weights ddamfn:affectnet8 (from --weights)" in err.splitlines()
+    run = json.loads(out.with_suffix(".run.json").read_text())
+    ddamfn = run["models"]["ddamfn"]
+    assert ddamfn["source"] == "ddamfn:affectnet8" and ddamfn["untrained_tasks"] == ["va", "au"]
+    assert ddamfn["metadata"]["upstream_figure"] == "64.69 % accuracy"
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert table["untrained_expr"].eq(False).all()          # DDAMFN's trained head, before the random LSTM's
+    assert table["untrained_va"].eq(True).all() and table["untrained_au"].eq(True).all()
