@@ -32,10 +32,10 @@ AFFWILD2_TO_AFFECTNET8: dict[int, int | None] = {
 }
 AFFWILD2_TO_AFFECTNET8[EXPRESSIONS.index("Other")] = None
 
-# The 7-class AffectNet order (AffectNet-8 without Contempt), and RAF-DB's basic-expression order (labels
-# 1..7), in which the upstream DDAMFN 7-class checkpoints score; both named as in AFFECTNET8.
+# The 7-class order (AffectNet-8 without Contempt) in which the upstream DDAMFN 7-class checkpoints score:
+# AffectNet-7 and RAF-DB alike (the authors' RAF-DB scripts name their classes in this order, and the
+# per-class counts of their published RAF-DB confusion matrix fit it, not RAF-DB's own label order).
 AFFECTNET7 = AFFECTNET8[:7]
-RAFDB7 = ("Surprise", "Fear", "Disgust", "Happy", "Sad", "Angry", "Neutral")
 
 # The 12 action units of the ABAW AU track, in annotation-file order.
 AUS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26")
@@ -65,14 +65,12 @@ EXPRESSION_COLORS = (
 
 
 def affectnet8_to_affwild2_logits(logits, classes=AFFECTNET8):
-    """Reorder class scores (..., len(classes)) named as in AFFECTNET8 (AFFECTNET8, AFFECTNET7, RAFDB7)
+    """Reorder class scores (..., len(classes)) named as in AFFECTNET8 (AFFECTNET8, AFFECTNET7)
     into Aff-Wild2 order (..., 8).
 
     Contempt is dropped; Other has no source, so its column is filled with the minimum score of the row
     (it never wins unless every class ties) -- the caller learns this from the model's metadata.
     """
-    import torch
-
     shape = (*logits.shape[:-1], len(EXPRESSIONS))
     out = logits.min(dim=-1, keepdim=True).values.expand(shape).clone()
     for i, name in enumerate(classes):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import settings
-from core.labels import AFFECTNET7, AFFECTNET8, RAFDB7
+from core.labels import AFFECTNET7, AFFECTNET8
 
 PREFIX = "ddamfn:"
 CACHE_FOLDER = "github--SainingZhang--DDAMFN"
@@ -36,7 +36,7 @@ NAMED = {n.name: n for n in (
     Named("affectnet7", CHECKPOINTS + "affecnet7_epoch19_acc0.671.pth", "a2399a1346f184f12725b37b3969bcc41529cdec",
           "AffectNet, 7 classes", "67.1 % accuracy", AFFECTNET7),
     Named("rafdb", CHECKPOINTS + "rafdb_epoch20_acc0.9204_bacc0.8617.pth", "3adfea01f296a4ef56ccd98578ab45a43e73f2eb",
-          "RAF-DB, 7 classes", "92.04 % accuracy (balanced 86.17 %)", RAFDB7),
+          "RAF-DB, 7 classes", "92.04 % accuracy (balanced 86.17 %)", AFFECTNET7),
     Named("msceleb", "pretrained/MFN_msceleb.pth", "f3562570a235b7798d4ae02c51ffc12fa1e57880",
           "MS-Celeb-1M faces", "the MixedFeatureNet backbone upstream's training starts from", None),
 )}

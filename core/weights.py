@@ -14,12 +14,19 @@ Our checkpoints are `torch.save` dicts holding everything needed to rebuild the 
 constructor config, state dict, metadata (tasks, label order, preprocessing, training summary, metrics,
 AU thresholds, ...) and optionally the optimizer state. Upstream DDAMFN checkpoints
 (`{'model_state_dict', 'iter', 'optimizer_state_dict'}`, with or without DataParallel `module.` prefixes)
-are recognised and read as architecture "ddamfn-upstream".
+are recognised and read as architecture "ddamfn-upstream". Upstream's pretrained backbone
+(`pretrained/MFN_msceleb.pth`, ddamfn:msceleb) is a whole pickled MixedFeatureNet module, not a state dict:
+it is read without running any of the file's code (_read_pickled_module) as architecture
+"ddamfn-backbone", the state of DDAMNet's `features`.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import datetime as _dt
 import os
+import pickle
+import types
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.error import HTTPError
@@ -35,6 +42,7 @@ from core.labels import AUS, EXPRESSIONS, VA_NAMES
 FORMAT = "affectlens-checkpoint"
 FORMAT_VERSION = 1
 UPSTREAM_DDAMFN = "ddamfn-upstream"
+UPSTREAM_BACKBONE = "ddamfn-backbone"   # upstream's MixedFeatureNet (MFN_msceleb.pth): DDAMNet's `features`
 HF_PREFIX = "hf://"
 OPEN_CLIP_PREFIX = "open_clip:"
 HUB_TIMEOUT_S = 3.0          # seconds to wait for the Hub before falling back to the cache
@@ -61,7 +69,7 @@ class WeightSource:
 
 @dataclass
 class Checkpoint:
-    architecture: str               # "ddamfn", "lstm", "clip-adapter", or "ddamfn-upstream"
+    architecture: str               # "ddamfn", "lstm", "clip-adapter", "ddamfn-upstream" or "ddamfn-backbone"
     config: dict                    # constructor keyword arguments
     state_dict: dict
     metadata: dict
@@ -286,7 +294,7 @@ def load_checkpoint(spec: str | os.PathLike, architecture: str | None = None) ->
     ckpt = read_checkpoint(src.path, source=src.spec)
     if src.kind == "named":
         _describe_named(ckpt, upstream.lookup(src.spec))
-    kind = "ddamfn" if ckpt.architecture == UPSTREAM_DDAMFN else ckpt.architecture
+    kind = "ddamfn" if ckpt.architecture in (UPSTREAM_DDAMFN, UPSTREAM_BACKBONE) else ckpt.architecture
     if architecture is not None and kind != architecture:
         raise WeightsError(f"{src.spec} is a {ckpt.architecture} checkpoint, not a {architecture} one")
     return ckpt
@@ -315,6 +323,8 @@ def read_checkpoint(path: Path, source: str | None = None) -> Checkpoint:
                               dict(obj.get("metadata") or {}), source, obj.get("optimizer_state_dict"))
         except KeyError as e:
             raise WeightsError(f"{source} is an incomplete AffectLens checkpoint (no {e.args[0]!r})") from None
+    if isinstance(obj, _Pickled):
+        return _backbone_checkpoint(obj, source)
     state = _upstream_ddamfn_state(obj)
     if state is not None:
         num_class = state["fc.weight"].shape[0]
@@ -389,11 +399,85 @@ def label_order(tasks) -> dict[str, list[str]]:
 
 
 def _torch_load(path: Path, source: str):
+    """The file's object, weights only; a whole pickled module (whose classes torch refuses) as _Pickled."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:   # truncated zip, pickle error, refused global, I/O error, ...
-        raise WeightsError(f"cannot read weights file {source}: corrupt, truncated or not a PyTorch "
-                           f"checkpoint ({e.__class__.__name__}: {_first_line(e)})") from None
+        error = e
+    if "Unsupported global" in str(error):
+        try:
+            return _read_pickled_module(path)
+        except Exception as e:
+            error = e
+    raise WeightsError(f"cannot read weights file {source}: corrupt, truncated or not a PyTorch "
+                       f"checkpoint ({error.__class__.__name__}: {_first_line(error)})") from None
+
+
+class _Pickled:
+    """Stands in for every class a pickled module names: the class's code is never imported or run; the
+    object only keeps the state pickle gives it (for an nn.Module: _parameters, _buffers, _modules)."""
+
+    def __init__(self, *args):
+        self.args = args
+        self.state = {}
+
+    def __setstate__(self, state):
+        self.state = state if isinstance(state, dict) else {}
+
+
+class _ModuleUnpickler(pickle.Unpickler):
+    """Resolves what torch's weights-only loader allows (tensor and storage rebuilding, OrderedDict, ...);
+    any other class becomes a _Pickled subclass of the same name."""
+
+    def find_class(self, module, name):
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        if (module, name) in _compat_pickle.NAME_MAPPING:          # Python 2 names, as pickle maps them
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        allowed = _get_allowed_globals().get(f"{module}.{name}")
+        return allowed if allowed is not None else type(name, (_Pickled,), {"pickled_as": f"{module}.{name}"})
+
+
+_MODULE_PICKLE = types.SimpleNamespace(Unpickler=_ModuleUnpickler, __name__="affectlens_module_pickle",
+                                       load=lambda f, **kw: _ModuleUnpickler(f, **kw).load())
+
+
+def _read_pickled_module(path: Path):
+    """A file written by torch.save(module) (zip or legacy format), as _Pickled objects. The legacy format
+    also stores each class's source text, which torch compares with the stand-ins' (none): not a problem."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Couldn't retrieve source code for container")
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_MODULE_PICKLE)
+
+
+def _module_state(obj: _Pickled, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A pickled module's state dict, named as its Module.state_dict() would name it."""
+    state = obj.state
+    skip = set(state.get("_non_persistent_buffers_set") or ())
+    out = {prefix + k: v.detach() for k, v in (state.get("_parameters") or {}).items() if v is not None}
+    out.update({prefix + k: v for k, v in (state.get("_buffers") or {}).items() if v is not None and k not in skip})
+    for name, child in (state.get("_modules") or {}).items():
+        if isinstance(child, _Pickled):
+            out.update(_module_state(child, f"{prefix}{name}."))
+    return out
+
+
+def _backbone_checkpoint(obj: _Pickled, source: str) -> "Checkpoint":
+    """Upstream's pickled MixedFeatureNet as the state of DDAMNet's `features`: upstream's DDAMNet keeps
+    the module's children but its last four (`features.<i>` is the i-th child)."""
+    children = list(obj.state.get("_modules") or {})
+    state = _module_state(obj)
+    needed = ("conv1.conv.weight", "conv_6_sep.conv.weight", "linear.weight")
+    if not all(k in state for k in needed):
+        raise WeightsError(f"{source} is a pickled {type(obj).pickled_as} module, not upstream's MixedFeatureNet "
+                           "backbone: AffectLens cannot use it")
+    index = {name: i for i, name in enumerate(children[:-4])}
+    features = {f"features.{index[k.split('.', 1)[0]]}.{k.split('.', 1)[1]}": v for k, v in state.items()
+                if k.split(".", 1)[0] in index}
+    meta = {"architecture": UPSTREAM_BACKBONE, "upstream": "github.com/SainingZhang/DDAMFN",
+            "pickled_as": type(obj).pickled_as}
+    return Checkpoint(UPSTREAM_BACKBONE, {}, features, meta, source)
 
 
 def _upstream_ddamfn_state(obj) -> dict | None:

@@ -22,8 +22,8 @@ from core.labels import AFFECTNET8, TASKS, affectnet8_to_affwild2_logits
 from core.models.heads import TaskHeads, check_tasks
 from core.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from core.registry import ModelCard, register_architecture, register_card
-from core.weights import (UPSTREAM_DDAMFN, check_loaded, default_ddamfn_weights, load_checkpoint, load_state,
-                          state_key)
+from core.weights import (UPSTREAM_BACKBONE, UPSTREAM_DDAMFN, Checkpoint, check_loaded, default_ddamfn_weights,
+                          load_checkpoint, load_state, state_key)
 
 INPUT_SIZE = 112
 EMBED_DIM = 512
@@ -272,7 +272,7 @@ def attention_loss(attention: torch.Tensor, eps: float = sys.float_info.epsilon)
 
 def fc_to_affwild2(logits: torch.Tensor, classes=None) -> torch.Tensor:
     """Upstream classifier scores -> 8 scores in Aff-Wild2 order. `classes`: the classifier's order
-    (core.labels: AFFECTNET8, AFFECTNET7, RAFDB7); None: AffectNet order, 7 or 8 classes.
+    (core.labels: AFFECTNET8, AFFECTNET7); None: AffectNet order, 7 or 8 classes.
 
     Contempt is dropped; Other has no source and gets the row minimum (see affectnet8_to_affwild2_logits).
     """
@@ -345,20 +345,35 @@ class DDAMFN(nn.Module):
         return run_batched(self.embed, x, batch_size=batch_size, amp=amp, channels_last=True)
 
 
+def load_upstream(net: DDAMNet, ckpt: Checkpoint) -> None:
+    """An upstream checkpoint into `net`, strictly: a whole DDAMNet, or (ddamfn-backbone, upstream's
+    MS-Celeb-1M MixedFeatureNet) its `features` alone, the rest staying as it is."""
+    if ckpt.architecture == UPSTREAM_BACKBONE:
+        load_state(net.features, {k[len("features."):]: v for k, v in ckpt.state_dict.items()}, ckpt.source)
+    else:
+        load_state(net, ckpt.state_dict, ckpt.source)
+
+
 @register_architecture("ddamfn")
 def build_ddamfn(weights, tasks=None, **options):
-    """Random DDAMFN, one of our checkpoints, or an upstream DDAMNet checkpoint: its classifier (AffectNet
-    or RAF-DB order) mapped to Aff-Wild2 expressions is the trained expr head; the va / au heads asked for
-    (default: all) are random, and said to be."""
+    """Random DDAMFN, one of our checkpoints, or an upstream one. An upstream DDAMNet's classifier (AffectNet
+    order) mapped to Aff-Wild2 expressions is the trained expr head; the va / au heads asked for (default:
+    all) are random, and said to be. Upstream's backbone alone (ddamfn:msceleb) has no head: every task is
+    random, and said to be."""
     if weights is None:
         model = DDAMFN(tasks=tasks or TASKS, **options)
         return model, "random", model.tasks, {}
     ckpt = load_checkpoint(weights, architecture="ddamfn")
-    if ckpt.architecture == UPSTREAM_DDAMFN:
+    if ckpt.architecture in (UPSTREAM_DDAMFN, UPSTREAM_BACKBONE):
         if options:
             raise TypeError(f"options {sorted(options)} do not apply to the upstream checkpoint {ckpt.source}")
+        if ckpt.architecture == UPSTREAM_BACKBONE:
+            model = DDAMFN(tasks=tasks or TASKS)
+            load_upstream(model.net, ckpt)
+            meta = {**ckpt.metadata, "heads_source": "random: upstream's backbone has no expression classifier"}
+            return model, ckpt.source, model.tasks, meta
         model = DDAMFN(tasks=tasks or TASKS, expr_from_fc="expr" in (tasks or TASKS), **ckpt.config)
-        load_state(model.net, ckpt.state_dict, ckpt.source)
+        load_upstream(model.net, ckpt)
         random_tasks = tuple(t for t in model.tasks if t != "expr")
         order = ", ".join(model.fc_classes or AFFECTNET8[:model.net.fc.out_features])
         meta = {**ckpt.metadata, "expr_source": f"upstream fc ({order}) mapped to Aff-Wild2 order by "
@@ -374,7 +389,7 @@ register_card(ModelCard(
     "ddamfn", "DDAMFN", "ddamfn", None, TASKS,
     "DDAMFN per frame: valence-arousal, 8 expressions, 12 AUs from its heads",
     weights_env="AFFECTLENS_WEIGHTS_DDAMFN", default_weights=default_ddamfn_weights,
-    checkpoints=("ddamfn", UPSTREAM_DDAMFN),
+    checkpoints=("ddamfn", UPSTREAM_DDAMFN, UPSTREAM_BACKBONE),
     training_kinds=("ddamfn", "ddamfn-heads"), encoder_kinds=("ddamfn",)))
 register_card(ModelCard(
     "lstm", "DDAMFN+LSTM", "lstm", "ddamfn", TASKS,

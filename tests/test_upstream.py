@@ -1,14 +1,17 @@
 """Named weights (`ddamfn:affectnet8`, ...): the DDAMFN authors' files, downloaded once from a server, checked
 against their git blob id, kept in the Hugging Face cache folder and read from there offline. No test reaches
 the internet: a server on 127.0.0.1 serves checkpoints in upstream's format that the test makes, and the
-table's blob id is set to the served file's where a test needs the file accepted."""
+table's blob id is set to the served file's where a test needs the file accepted. The backbone file is made
+as upstream's is: torch.save of a whole MixedFeatureNet module whose classes live in `networks.MixedFeatureNet`."""
 import dataclasses
 import functools
 import http.server
 import io
 import json
+import sys
 import threading
 import time
+import types
 
 import huggingface_hub.constants
 import pytest
@@ -16,11 +19,17 @@ import torch
 
 from core import upstream
 from core.analyze import main as analyze
-from core.labels import AFFECTNET8, EXPRESSIONS, RAFDB7
+from torch import nn
+
+from core.labels import AFFECTNET7, AFFECTNET8, EXPRESSIONS, TASKS
 from core.models import create_model
+from core.models import ddamfn
 from core.models.ddamfn import DDAMNet
-from core.weights import WeightsError, resolve
+from core.weights import WeightsError, load_checkpoint, resolve
 from tests.models_helpers import fill_state, seeded_images, upstream_state
+from training.config import load_preset
+from training.extract import load_encoder
+from training.recipes import ddamfn_from
 
 
 class Server:
@@ -75,6 +84,53 @@ def checkpoint_bytes(num_class: int, seed: int = 0) -> bytes:
     torch.save({"iter": 25, "model_state_dict": state, "optimizer_state_dict": {"state": {}, "param_groups": []}},
                buffer)
     return buffer.getvalue()
+
+
+# Upstream's MixedFeatureNet classes, by the names its pickle stores, over our blocks with the same attributes.
+UPSTREAM_CLASSES = {ddamfn.ConvBlock: "Conv_block", ddamfn.LinearBlock: "Linear_block", ddamfn.MixDepthWise: "Mix_Depth_Wise",
+                    ddamfn.MixedDepthwiseConv: "MDConv", ddamfn.CoordAttention: "CoordAtt", ddamfn.MixResidual: "Mix_Residual"}
+
+
+class Flatten(nn.Module):
+    pass
+
+
+def backbone_bytes(legacy: bool = False) -> tuple[bytes, dict[str, torch.Tensor]]:
+    """Upstream's pretrained/MFN_msceleb.pth as its bytes, and the MixedFeatureNet state dict in it: a whole
+    pickled MixedFeatureNet (conv1 ... conv_6_sep, then conv_6_dw, conv_6_flatten, linear, bn), its classes in
+    the module networks.MixedFeatureNet (its CoordAtt also holds pool_h, pool_w and an h_swish, as upstream's)."""
+    module = types.ModuleType("networks.MixedFeatureNet")
+    classes = {ours: type(name, (ours,), {"__module__": module.__name__}) for ours, name in UPSTREAM_CLASSES.items()}
+    for name, cls in [("MixedFeatureNet", nn.Module), ("Flatten", Flatten), ("h_sigmoid", nn.Module), ("h_swish", nn.Module)]:
+        classes[name] = type(name, (cls,), {"__module__": module.__name__})
+    for cls in classes.values():
+        setattr(module, cls.__name__, cls)
+
+    net = classes["MixedFeatureNet"]()
+    stages = ddamfn.mixed_feature_net_features()
+    for name, stage in zip(["conv1", "conv2_dw", "conv_23", "conv_3", "conv_34", "conv_4", "conv_45", "conv_5",
+                            "conv_6_sep"], stages):
+        setattr(net, name, stage)
+    net.conv_6_dw = ddamfn.LinearBlock(512, 512, kernel=7, groups=512)
+    net.conv_6_flatten = classes["Flatten"]()
+    net.linear = nn.Linear(512, 256, bias=False)
+    net.bn = nn.BatchNorm1d(256)
+    for m in list(net.modules()):
+        if type(m) in classes:
+            m.__class__ = classes[type(m)]
+        if type(m).__name__ == "CoordAtt":
+            m.pool_h, m.pool_w = nn.AdaptiveAvgPool2d((None, 1)), nn.AdaptiveAvgPool2d((1, None))
+            m.relu = classes["h_swish"]()
+            m.relu.sigmoid = classes["h_sigmoid"]()
+            m.relu.sigmoid.relu = nn.ReLU6(inplace=True)
+    net.load_state_dict(fill_state([(k, tuple(v.shape)) for k, v in net.state_dict().items()], seed=7))
+    buffer = io.BytesIO()
+    sys.modules.update({"networks": types.ModuleType("networks"), module.__name__: module})
+    try:
+        torch.save(net, buffer, _use_new_zipfile_serialization=not legacy)
+    finally:
+        del sys.modules["networks"], sys.modules[module.__name__]     # AffectLens reads it without them
+    return buffer.getvalue(), net.state_dict()
 
 
 def accept(monkeypatch, name: str, data: bytes) -> upstream.Named:
@@ -166,18 +222,20 @@ def test_an_unknown_name_lists_the_known_ones():
                             "ddamfn:rafdb, ddamfn:msceleb)")
 
 
-@pytest.mark.parametrize("name, classes", [("rafdb", RAFDB7), ("affectnet7", AFFECTNET8[:7])])
-def test_seven_class_checkpoints_map_their_own_order_and_never_say_other(server, monkeypatch, name, classes):
+@pytest.mark.parametrize("name", ["rafdb", "affectnet7"])
+def test_seven_class_checkpoints_map_the_authors_order_and_never_say_other(server, monkeypatch, name):
     data = checkpoint_bytes(7, seed=3)
     server.serve(accept(monkeypatch, name, data), data)
     loaded = create_model("ddamfn", weights=f"ddamfn:{name}", device="cpu")
     with torch.no_grad():
         out = loaded.model(seeded_images(6, 64))
-    to_affwild2 = {"Happy": "Happiness", "Sad": "Sadness", "Angry": "Anger"}
-    for i, cls in enumerate(classes):
-        assert torch.equal(out["expr"][:, EXPRESSIONS.index(to_affwild2.get(cls, cls))], out["fc"][:, i])
+    # The authors' class order for both (their scripts' class_names; their RAF-DB confusion matrix's rows hold
+    # 73 Fear and 159 Disgust test images at indices 4 and 5, as RAF-DB's test set has).
+    authors = ["Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger"]
+    for i, expression in enumerate(authors):
+        assert torch.equal(out["expr"][:, EXPRESSIONS.index(expression)], out["fc"][:, i])
     assert (out["expr"].argmax(dim=1) != EXPRESSIONS.index("Other")).all()
-    assert loaded.info.metadata["classifier_order"] == list(classes)
+    assert loaded.info.metadata["classifier_order"] == list(AFFECTNET7)
 
 
 def test_the_run_and_table_mark_va_and_au_untrained_and_expression_trained(server, monkeypatch, tmp_path, media_dir,
@@ -199,3 +257,52 @@ def test_the_run_and_table_mark_va_and_au_untrained_and_expression_trained(serve
     table = pd.read_csv(out)
     assert table["untrained_expr"].eq(False).all()          # DDAMFN's trained head, before the random LSTM's
     assert table["untrained_va"].eq(True).all() and table["untrained_au"].eq(True).all()
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_the_msceleb_backbone_is_read_without_its_code_and_is_untrained(server, monkeypatch, legacy):
+    data, mfn = backbone_bytes(legacy)
+    server.serve(accept(monkeypatch, "msceleb", data), data)
+    ckpt = load_checkpoint("ddamfn:msceleb", architecture="ddamfn")
+    assert ckpt.architecture == "ddamfn-backbone"
+    assert ckpt.metadata["pickled_as"] == "networks.MixedFeatureNet.MixedFeatureNet"
+    assert ckpt.metadata["trained_on"] == "MS-Celeb-1M faces"
+    assert "networks" not in sys.modules
+
+    loaded = create_model("ddamfn", weights="ddamfn:msceleb", device="cpu")
+    assert loaded.info.source == "ddamfn:msceleb" and loaded.info.untrained is True
+    assert loaded.info.untrained_tasks == TASKS                     # no head of it is trained
+    features = loaded.model.net.features.state_dict()
+    stages = ["conv1", "conv2_dw", "conv_23", "conv_3", "conv_34", "conv_4", "conv_45", "conv_5", "conv_6_sep"]
+    for i, stage in enumerate(stages):
+        for key, value in features.items():
+            if key.startswith(f"{i}."):
+                assert torch.equal(value, mfn[f"{stage}.{key.split('.', 1)[1]}"]), key
+    assert len(features) == sum(1 for k in mfn if k.split(".")[0] in stages)
+
+
+def test_training_starts_from_the_backbone_as_the_authors_recipes_do(server, monkeypatch):
+    data, mfn = backbone_bytes()
+    server.serve(accept(monkeypatch, "msceleb", data), data)
+    model = ddamfn_from("ddamfn:msceleb", ("expr",))
+    assert torch.equal(model.net.features[0].conv.weight, mfn["conv1.conv.weight"])
+    assert torch.equal(model.net.features[8].bn.running_var, mfn["conv_6_sep.bn.running_var"])
+    for preset in ("ddamfn-expr", "ddamfn-va", "ddamfn-au", "ddamfn-mtl"):   # the presets that fine-tune it
+        assert load_preset(preset)["weights"] == "ddamfn:msceleb"
+
+
+def test_a_pickled_module_that_is_not_the_backbone_is_refused(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save(nn.Sequential(nn.Linear(2, 2)), path)
+    with pytest.raises(WeightsError) as e:
+        load_checkpoint(str(path))
+    assert str(e.value) == (f"{path} is a pickled torch.nn.modules.container.Sequential module, not upstream's "
+                            "MixedFeatureNet backbone: AffectLens cannot use it")
+
+
+def test_the_audit_encoder_can_be_named(server, monkeypatch):
+    data = checkpoint_bytes(8)
+    server.serve(accept(monkeypatch, "affectnet8", data), data)
+    encoder = load_encoder("ddamfn", "ddamfn:affectnet8", device="cpu")
+    assert encoder.loaded.info.source == "ddamfn:affectnet8"
+    assert encoder.loaded.info.metadata["trained_on"] == "AffectNet, 8 classes"
