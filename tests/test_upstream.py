@@ -8,6 +8,7 @@ import functools
 import http.server
 import io
 import json
+import socket
 import sys
 import threading
 import time
@@ -27,9 +28,16 @@ from core.models import ddamfn
 from core.models.ddamfn import DDAMNet
 from core.weights import WeightsError, load_checkpoint, resolve
 from tests.models_helpers import fill_state, seeded_images, upstream_state
+from core.analysis import RunInfo
 from training.config import load_preset
 from training.extract import load_encoder
 from training.recipes import ddamfn_from
+from webapp.analyses import Analyses
+from webapp.config import AppConfig
+from webapp.context import Context
+from webapp.labels import Labels
+from webapp.models import Models
+from webapp.results import output_names
 
 
 class Server:
@@ -257,6 +265,9 @@ def test_the_run_and_table_mark_va_and_au_untrained_and_expression_trained(serve
     table = pd.read_csv(out)
     assert table["untrained_expr"].eq(False).all()          # DDAMFN's trained head, before the random LSTM's
     assert table["untrained_va"].eq(True).all() and table["untrained_au"].eq(True).all()
+    names = output_names(RunInfo.from_dict(run))            # how the timelines name them
+    assert names["expr"] == "DDAMFN" and names["va"].endswith("(untrained)")
+    assert names["au"].endswith("(untrained)")
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -306,3 +317,38 @@ def test_the_audit_encoder_can_be_named(server, monkeypatch):
     encoder = load_encoder("ddamfn", "ddamfn:affectnet8", device="cpu")
     assert encoder.loaded.info.source == "ddamfn:affectnet8"
     assert encoder.loaded.info.metadata["trained_on"] == "AffectNet, 8 classes"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_space_starts_with_the_authors_ddamfn_and_its_weights_box_says_what_it_knows(server, monkeypatch,
+                                                                                       tmp_path):
+    data = checkpoint_bytes(8)
+    server.serve(accept(monkeypatch, "affectnet8", data), data)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")     # CLIP's default cannot be had
+    config = AppConfig.from_env({"AFFECTLENS_DEVICE": "cpu", "AFFECTLENS_DATA_DIR": str(tmp_path / "data"),
+                                 "AFFECTLENS_DB_URL": f"sqlite:///{tmp_path / 'app.db'}"})
+    assert config.weights["ddamfn"] == "ddamfn:affectnet8" and config.weights["lstm"] is None
+    assert "DDAMFN: no weights configured: using the default ddamfn:affectnet8" in config.startup_log()
+    assert server.gets == ["/DDAMFN++/checkpoints_ver2.0/affecnet8_epoch25_acc0.6469.pth"]
+
+    ctx = Context(config)
+    box = Analyses(ctx, Models(ctx), Labels(ctx)).weights_overview()
+    assert ("| ddamfn | `ddamfn:affectnet8` | expr trained (AffectNet, 8 classes; upstream: 64.69 % accuracy); "
+            "**untrained**: va, au (random heads, fixed seed) |") in box
+    assert "| lstm | `random` | **untrained** (random weights, fixed seed) |" in box
+
+
+def test_offline_the_start_up_log_says_in_one_line_how_to_get_them(server, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = AppConfig.from_env({})
+    assert config.weights["ddamfn"] is None
+    named = upstream.NAMED["affectnet8"]
+    assert [line for line in config.startup_log() if line.startswith("DDAMFN:")] == [
+        f"DDAMFN: no weights configured and the default cannot be had (ddamfn:affectnet8: not in the local cache "
+        f"and HF_HUB_OFFLINE is set: download {server.url}/{named.path} and put it at {upstream.cache_path(named)}): "
+        "DDAMFN is random, untrained"]
