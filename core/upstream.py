@@ -42,6 +42,12 @@ NAMED = {n.name: n for n in (
 )}
 
 
+def classifiers() -> dict[str, Named]:
+    """spec -> entry of the named files that hold a trained expression classifier (not the bare backbone):
+    the ones an analysis can choose."""
+    return {PREFIX + n.name: n for n in NAMED.values() if n.classes is not None}
+
+
 def lookup(spec: str) -> Named | None:
     """The entry a `ddamfn:<name>` spec names; None for an unknown name (the caller lists NAMED)."""
     return NAMED.get(spec[len(PREFIX):])
