@@ -13,10 +13,12 @@ os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="affectlens-gra
 import pytest  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from tests.test_upstream import accept, checkpoint_bytes, server  # noqa: E402,F401  (server: the fixture)
+from tests import test_upstream  # noqa: E402
+from tests.test_upstream import accept, checkpoint_bytes  # noqa: E402
 from webapp.app import build_app, launch  # noqa: E402
 from webapp.config import AppConfig  # noqa: E402
 
+server = test_upstream.server      # the fixture: the authors' files served from 127.0.0.1
 CHOICE = ("ddamfn:affectnet8: the DDAMFN authors' AffectNet, 8 classes checkpoint (64.69 % accuracy)",
           "ddamfn:affectnet8")
 
