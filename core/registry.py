@@ -178,7 +178,8 @@ def configured_weights(names, env: Mapping[str, str], clip_model: str, given: Ma
         elif c.default_weights:
             spec, note = c.default_weights(clip_model)
         else:
-            spec, note = None, f"{c.label}: no weights configured ({c.weights_env}): random, untrained"
+            where = f" ({c.weights_env})" if c.weights_env else ""
+            spec, note = None, f"{c.label}: no weights configured{where}: random, untrained"
         weights[name] = spec or None
         notes.append(note)
     return weights, notes

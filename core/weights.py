@@ -147,7 +147,7 @@ def _named_file(spec: str) -> Path:
         raise WeightsError(f"{spec}: the file at {url} is not upstream's (git blob id {found}, expected "
                            f"{named.blob}); nothing was kept")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")     # two processes fetching at once never mix
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return path

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 
 import huggingface_hub.constants
 import pytest
@@ -82,15 +83,22 @@ def server(tmp_path, monkeypatch):
 
 
 def checkpoint_bytes(num_class: int, seed: int = 0) -> bytes:
-    """An upstream DDAMFN++ checkpoint ({'iter', 'model_state_dict', 'optimizer_state_dict'}) as its bytes."""
+    """An upstream DDAMFN++ checkpoint as the authors' training scripts save it, as its bytes: {'iter',
+    'model_state_dict', 'optimizer_state_dict'}, the optimizer being SAM over Adam (the davda54/sam state:
+    each parameter's `old_p`, one param group with SAM's and Adam's settings)."""
+    net = DDAMNet(num_class=num_class)
     if num_class == 8:
         state = upstream_state()
     else:
-        state = fill_state([(k, tuple(v.shape)) for k, v in DDAMNet(num_class=num_class).state_dict().items()],
-                           seed=seed)
+        state = fill_state([(k, tuple(v.shape)) for k, v in net.state_dict().items()], seed=seed)
+    params = [name for name, _ in net.named_parameters()]
+    optimizer = {"state": {i: {"old_p": state[name].clone()} for i, name in enumerate(params)},
+                 "param_groups": [{"rho": 0.05, "adaptive": False, "lr": 5e-4 * 0.9 ** 24, "betas": (0.9, 0.999),
+                                   "eps": 1e-08, "weight_decay": 0, "amsgrad": False, "maximize": False,
+                                   "foreach": None, "capturable": False, "differentiable": False, "fused": None,
+                                   "initial_lr": 5e-4, "params": list(range(len(params)))}]}
     buffer = io.BytesIO()
-    torch.save({"iter": 25, "model_state_dict": state, "optimizer_state_dict": {"state": {}, "param_groups": []}},
-               buffer)
+    torch.save({"iter": 25, "model_state_dict": state, "optimizer_state_dict": optimizer}, buffer)
     return buffer.getvalue()
 
 
@@ -135,7 +143,9 @@ def backbone_bytes(legacy: bool = False) -> tuple[bytes, dict[str, torch.Tensor]
     buffer = io.BytesIO()
     sys.modules.update({"networks": types.ModuleType("networks"), module.__name__: module})
     try:
-        torch.save(net, buffer, _use_new_zipfile_serialization=not legacy)
+        with warnings.catch_warnings():         # the legacy format looks for the classes' source text
+            warnings.simplefilter("ignore", UserWarning)
+            torch.save(net, buffer, _use_new_zipfile_serialization=not legacy)
     finally:
         del sys.modules["networks"], sys.modules[module.__name__]     # AffectLens reads it without them
     return buffer.getvalue(), net.state_dict()
