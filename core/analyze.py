@@ -69,12 +69,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _weights(items: list[str]) -> dict[str, str]:
+    """--weights NAME=SPEC items by card name (an alias such as ddamfn-lstm names its card; an unknown name is
+    a ValueError naming the known ones); a SPEC alone is DDAMFN's."""
+    from core.registry import card
+
     out = {}
     for item in items:
         name, sep, spec = item.partition("=")
         if not sep:
             name, spec = "ddamfn", item
-        out[name.strip()] = spec.strip()
+        out[card(name.strip()).name] = spec.strip()
     return out
 
 
