@@ -83,8 +83,8 @@ def _weights(items: list[str]) -> dict[str, str]:
 
 
 def _config(args):
-    """The analysis settings; each model's weights from --weights, else from the page's settings
-    (core.registry.configured_weights), with a line on stderr saying where they came from."""
+    """The analysis settings, each model's weights from --weights, else from the page's settings
+    (core.registry.configured_weights), and a line per model saying where they came from."""
     from core.pipeline import AnalysisConfig
     from core.registry import configured_weights
 
@@ -98,9 +98,7 @@ def _config(args):
         fill=args.fill, max_frames=args.max_frames, clip_model=args.clip_model)
     chosen, notes = configured_weights(config.model_names(), os.environ, config.clip_model, weights)
     weights.update({name: spec for name, spec in chosen.items() if spec})   # the frozen config's own dict,
-    for note in notes:                                                       # filled before any model loads
-        print(f"note: {note}", file=sys.stderr)
-    return config
+    return config, notes                                                     # filled before any model loads
 
 
 def _with_progress_bar(steps):
@@ -125,10 +123,12 @@ def run(args) -> int:
     from core.table import write_submissions
     from core.video import probe
 
-    config = _config(args)
+    config, notes = _config(args)
     if not args.affwild2:
         probe(args.video)          # a truncated or unreadable file is refused before the models load
     loaded = load_models(config)
+    for note in notes:             # where the weights came from, once they loaded (a failure is one line)
+        print(f"note: {note}", file=sys.stderr)
     if args.affwild2:
         result = _with_progress_bar(affwild2_steps(args.affwild2, args.video, config, loaded=loaded))
         name = args.video

@@ -46,9 +46,9 @@ def test_without_either_the_run_says_the_model_is_random(tmp_path, monkeypatch, 
 
 def test_a_models_alias_names_its_weights_and_an_unknown_name_is_refused(monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = _config(parse_args(["video.mp4", "--models", "lstm", "--weights", "ddamfn-lstm=lstm.pt"]))
+    config, notes = _config(parse_args(["video.mp4", "--models", "lstm", "--weights", "ddamfn-lstm=lstm.pt"]))
     assert config.weights["lstm"] == "lstm.pt" and "ddamfn-lstm" not in config.weights
-    assert "note: DDAMFN+LSTM: weights lstm.pt (from --weights)" in capsys.readouterr().err.splitlines()
+    assert "DDAMFN+LSTM: weights lstm.pt (from --weights)" in notes
 
     assert analyze(["video.mp4", "--weights", "resnet=r.pt"]) == EXIT_ERROR
     assert capsys.readouterr().err == "error: unknown model 'resnet'; choose from ddamfn, lstm, clip, clip-lstm\n"

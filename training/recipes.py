@@ -22,6 +22,7 @@ from core.models.heads import TaskHeads
 from core.models.temporal import TemporalLSTM
 from core.weights import UPSTREAM_BACKBONE, UPSTREAM_DDAMFN, load_checkpoint, load_state
 from training import losses
+from training.config import UNTRAINED
 from training.data import (EmbeddingWindows, FrameEmbeddings, FrameImages, LabelSet, labelled_rows, target_arrays,
                            valid_mask, video_rows)
 from training.extract import encoder_of, ensure_embeddings, load_encoder
@@ -85,8 +86,8 @@ def _rows_of_videos(labels: LabelSet, videos) -> np.ndarray:
 def ddamfn_from(weights: str | None, tasks) -> DDAMFN:
     """A DDAMFN with our task heads, its network from `weights` (an upstream DDAMNet checkpoint, upstream's
     backbone alone, or one of ours; heads of the asked tasks are taken over when the checkpoint has them),
-    else random."""
-    if not weights:
+    else (none, or `untrained` over a preset's) random."""
+    if not weights or weights == UNTRAINED:
         return DDAMFN(tasks=tasks)
     ckpt = load_checkpoint(weights, architecture="ddamfn")
     model = DDAMFN(tasks=tasks, num_class=ckpt.config.get("num_class", 7), num_head=ckpt.config.get("num_head", 2))

@@ -103,6 +103,8 @@ class Models:
         start = self.start_weights(cfg.model, getattr(cfg, "encoder", None))
         if start:
             settings["weights"] = start
+        elif cfg.model == "ddamfn":            # the app's DDAMFN is random: so is the start, not the preset's
+            settings["weights"] = tconfig.UNTRAINED
         if self.current_weights(cfg.model):
             settings[COMPARE] = self.current_weights(cfg.model)
         try:
