@@ -38,6 +38,13 @@ def kept_video(data: Path, key: str) -> Path | None:
     return found[0] if found else None
 
 
+def media_url(env: Mapping[str, str] | None = None) -> str | None:
+    """AFFECTLENS_MEDIA_URL: where outside tools reach the videos, a prefix to which a video's file name
+    is appended (Label Studio's "/data/local-files/?d=videos/", "https://media.example.org/clips/"); None:
+    unset, exports then name the bare file, beside the exported files."""
+    return _env(env).get("AFFECTLENS_MEDIA_URL") or None
+
+
 def db_url(env: Mapping[str, str] | None = None) -> str:
     """AFFECTLENS_DB_URL, else a SQLite file in the data directory."""
     return _env(env).get("AFFECTLENS_DB_URL") or f"sqlite:///{data_dir(env) / DB_FILE_NAME}"

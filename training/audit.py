@@ -31,6 +31,7 @@ from core import audit as scorer
 from core.models.heads import TASK_DIMS
 from core.models.temporal import TemporalLSTM
 from training import distributed, losses
+from training.batches import TrainingBatches
 from training.data import EmbeddingWindows, FrameEmbeddings, load_labels, target_arrays, valid_mask
 from training.config import UNTRAINED, AuditConfig
 from training.extract import encoder_of, ensure_embeddings, load_encoder

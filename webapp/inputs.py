@@ -108,11 +108,14 @@ def annotation_files(paths: list[str] | None) -> dict[str, str]:
 _CLASS_LINE = re.compile(r"^\s*([A-Za-z]+)\s*:\s*(.+)$")
 
 
+PROMPT_SET_NAME_RULE = "1-40 letters, digits or _ (it becomes a column name)"   # the page's Name box says it
+
+
 def parse_prompt_text(name: str, templates_text: str, classes_text: str) -> tuple[str, list[str], dict]:
     """(name, templates, classes) from the page's text fields; every expression needs a phrase."""
     name = (name or "").strip()
     if not re.fullmatch(r"[A-Za-z0-9_]{1,40}", name):
-        raise InputError("A prompt set name uses 1-40 letters, digits or _ (it becomes a column name).")
+        raise InputError(f"A prompt set name uses {PROMPT_SET_NAME_RULE}.")
     templates = [t.strip() for t in (templates_text or "").splitlines() if t.strip()]
     if not templates:
         raise InputError(f"Prompt set {name}: give at least one template, e.g. 'a photo of a {{}} face'.")

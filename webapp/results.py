@@ -82,9 +82,14 @@ def write_downloads(analysis: Analysis, video: str, out_dir: Path) -> list[Path]
 BOX_KINDS = {True: "detected (MTCNN ran on this frame)", False: "interpolated between detected frames"}
 
 
-def frame_summary(df: pd.DataFrame, frame: int, faceless: str | None = None) -> pd.DataFrame:
+FRAME_COLUMNS = ("what", "value")
+
+
+def frame_summary(df: pd.DataFrame, frame: int, faceless: str | None = None,
+                  corrections: list[tuple[str, str]] = ()) -> pd.DataFrame:
     """One frame's predictions and labels as a two-column table (what, value) for the page; `faceless`:
-    how the run filled frames without a face (its run metadata's faceless_predictions), said on such a frame."""
+    how the run filled frames without a face (its run metadata's faceless_predictions), said on such a frame;
+    `corrections`: (what, value) rows saying which accepted correction set a label here and what it was."""
     row = df.loc[df[FRAME] == frame]
     if row.empty:
         raise ValueError(f"frame {frame} is not in the table (0..{len(df) - 1})")
@@ -108,7 +113,7 @@ def frame_summary(df: pd.DataFrame, frame: int, faceless: str | None = None) -> 
     if all(gt(au) in row for au in AUS):
         gt_active = [au for au in AUS if pd.notna(row[gt(au)]) and int(row[gt(au)]) == 1]
         items.append(("AUs annotated", ", ".join(gt_active) or "none"))
-    return pd.DataFrame(items, columns=["what", "value"])
+    return pd.DataFrame([*items, *corrections], columns=list(FRAME_COLUMNS))
 
 
 CLIP_FRAME_COLUMNS = ["prompt set", "expression", "prompts", "p"]

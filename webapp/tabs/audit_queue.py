@@ -15,6 +15,7 @@ from webapp.audit import ALL, QUEUE_COLUMNS, Audit
 from webapp.frames import Frames
 from webapp.inputs import InputError
 from webapp.page import bind, login, status_box
+from webapp.state import claim
 from webapp.tabs.views import PageView, ReviewView, View
 
 
@@ -83,13 +84,14 @@ class AuditQueueTab:
     def open_selected(self, data: dict, evt: gr.SelectData, user):
         """A click on a row opens that suggestion."""
         table = data[self.view.suggestions]
-        return self._open(int(table.iloc[evt.index[0]]["id"]), user)
+        return self._open(int(table.iloc[evt.index[0]]["id"]), data[self.page.state], user)
 
     def open(self, data: dict, user):
-        return self._open(data[self.view.suggestion], user)
+        return self._open(data[self.view.suggestion], data[self.page.state], user)
 
-    def _open(self, suggestion_id, user) -> dict:
+    def _open(self, suggestion_id, state, user) -> dict:
         v, r = self.view, self.review
+        claim(state, user)
         stretch = self.audit.open(suggestion_id)
         out = {v.suggestion: stretch.id, v.figure: stretch.figure, v.stretch: stretch.table, v.gallery: None,
                r.task: stretch.task, r.start: stretch.start, r.end: stretch.end}
@@ -118,8 +120,8 @@ class AuditQueueTab:
         bind([v.task.input, v.kind.input], self.refresh, filters, listed, status=v.queue_status)
         opened = [v.suggestion, v.words, v.figure, v.gallery, v.stretch, r.task, r.start, r.end, self.page.state,
                   r.review_video]
-        bind(v.suggestions.select, self.open_selected, {v.suggestions}, opened, status=v.queue_status)
-        bind(v.open_btn.click, self.open, {v.suggestion}, opened, status=v.queue_status, api_name="open_suggestion")
+        bind(v.suggestions.select, self.open_selected, {self.page.state, v.suggestions}, opened, status=v.queue_status)
+        bind(v.open_btn.click, self.open, {self.page.state, v.suggestion}, opened, status=v.queue_status, api_name="open_suggestion")
         decided = [*listed, v.decision_status]
         bind(v.confirm_btn.click, self.confirm, {v.suggestion, v.note, v.propose, *filters}, decided,
              status=v.decision_status, clear=[v.note], api_name="confirm_suggestion")

@@ -143,6 +143,7 @@ class ReviewView(View):
     export_files: gr.File
     export_status: gr.Markdown
     dataset_queue: AuditQueueView     # the annotation audit's queue at the tab's end (webapp/tabs/audit_queue.py)
+    labels_timer: gr.Timer            # asks whether the open video's labels changed (ReviewTab.follow_labels)
 
     def opened(self, video: OpenVideo, queue: pd.DataFrame) -> dict:
         """The Review tab's view of a newly open video: its key in the box the review actions read (a
