@@ -15,6 +15,7 @@ DATA_DIR = Path("data")              # stored analyses, uploaded videos and the 
 DB_FILE_NAME = "affectlens.db"
 KEPT_VIDEOS = "videos"               # data_dir/videos/<sha256 hex>.<ext>: the kept copy of each uploaded video
 HUB_ENDPOINT = "https://huggingface.co"
+UPSTREAM_URL = "https://raw.githubusercontent.com/SainingZhang/DDAMFN/main"   # named weights (core.upstream)
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -57,3 +58,9 @@ def hub_offline(env: Mapping[str, str] | None = None) -> bool:
 def hub_endpoint(env: Mapping[str, str] | None = None) -> str:
     """HF_ENDPOINT, else the public Hub."""
     return (_env(env).get("HF_ENDPOINT") or HUB_ENDPOINT).rstrip("/")
+
+
+def upstream_url(env: Mapping[str, str] | None = None) -> str:
+    """AFFECTLENS_UPSTREAM_URL, else GitHub's raw files of the DDAMFN authors' repository (branch main):
+    the base address of the named weights (a mirror, or a test server)."""
+    return (_env(env).get("AFFECTLENS_UPSTREAM_URL") or UPSTREAM_URL).rstrip("/")

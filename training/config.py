@@ -81,7 +81,8 @@ class TrainConfig(LabelOptions):
     model: str = _help(f"what to train: {', '.join(MODEL_KINDS)}", default="ddamfn")
     encoder: str = _help("for ddamfn-heads / lstm: the embeddings to train on (ddamfn, clip, clip-adapter)",
                          default="ddamfn")
-    weights: str | None = _help("ddamfn: initial weights (e.g. an upstream AffectNet checkpoint); "
+    weights: str | None = _help("ddamfn: initial weights (e.g. ddamfn:msceleb, the authors' backbone, which "
+                                f"the ddamfn-* presets start from, ddamfn:affectnet8, or {UNTRAINED!r}: random); "
                                 "ddamfn-heads / lstm: the encoder weights; clip-adapter: the open_clip spec",
                                 default=None)
     out: str = _help("run folder: best.pt, last.pt, log.csv, config.json", default="runs/train")

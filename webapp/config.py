@@ -10,7 +10,7 @@ from typing import Mapping
 
 from core import settings
 from core.models.clip import DEFAULT_MODEL as DEFAULT_CLIP_MODEL
-from core.registry import weights_from_env
+from core.registry import cards, configured_weights
 from db.engine import WRITER_TURNS
 from webapp.gpu import ZEROGPU_MAX_VIDEO_S
 
@@ -71,7 +71,7 @@ class AppConfig:
         call can analyse (webapp.gpu)."""
         env = os.environ if env is None else env
         clip_model = env.get("AFFECTLENS_CLIP_MODEL") or DEFAULT_CLIP_MODEL
-        weights, notes = weights_from_env(env, clip_model)
+        weights, notes = configured_weights(cards(), env, clip_model)
         max_duration_s = float(env.get("AFFECTLENS_MAX_DURATION_S") or 600)
         if env.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true"):
             max_duration_s = min(max_duration_s, ZEROGPU_MAX_VIDEO_S)
@@ -101,8 +101,7 @@ class AppConfig:
 
     def startup_log(self) -> list[str]:
         """Lines for the log at start-up: the database (for a SQLite file, how its writers take turns and a
-        warning on a Space, which loses it at every restart) and where CLIP's weights come from when none
-        were configured."""
+        warning on a Space, which loses it at every restart) and where each model's weights come from."""
         from sqlalchemy.engine import make_url
 
         url = make_url(self.db_url or settings.db_url())

@@ -137,13 +137,21 @@ def clip_frame_table(df: pd.DataFrame, frame: int, phrases: dict[str, dict[str, 
 
 
 def weights_table(models: dict[str, ModelRun]) -> list[str]:
-    """Markdown table of where each model's weights came from and whether they are trained, from
-    RunInfo.models or LoadedModels.describe(): the run summary and the page's weights box say it the same way."""
+    """Markdown table of where each model's weights came from and, task by task, whether they are trained,
+    from RunInfo.models or LoadedModels.describe(): the run summary and the page's weights box say it the same
+    way. Named upstream weights (core.upstream) add what they were trained on and upstream's own figure."""
     lines = ["| model | weights | state |", "|---|---|---|"]
     for model, info in models.items():
-        if info.untrained_tasks and len(info.untrained_tasks) < len(info.tasks):
-            state = f"**untrained** ({', '.join(info.untrained_tasks)} heads random, fixed seed)"
+        trained = [t for t in info.tasks if t not in info.untrained_tasks]
+        origin = (f" ({info.metadata['trained_on']}; upstream: {info.metadata['upstream_figure']})"
+                  if info.metadata.get("upstream_figure") else "")
+        if info.untrained_tasks and trained:
+            state = (f"{', '.join(trained)} trained{origin}; **untrained**: {', '.join(info.untrained_tasks)} "
+                     "(random heads, fixed seed)")
+        elif info.untrained:
+            state = ("**untrained** (random weights, fixed seed)" if info.source == "random" else
+                     f"**untrained** (random heads, fixed seed, on a backbone{origin})")
         else:
-            state = "**untrained** (random weights, fixed seed)" if info.untrained else "trained"
+            state = f"trained{origin}"
         lines.append(f"| {model} | `{info.source}` | {state} |")
     return lines

@@ -258,7 +258,8 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                                          label="Prompt set for CLIP zero-shot (built-in or saved)",
                                          elem_id="prompt-set")
                 trained_model = gr.Dropdown(model_choices, value=0, elem_id="trained-model",
-                                            label="Weights: a trained model from the models table (Models tab)")
+                                            label="Weights: the DDAMFN authors' checkpoints, or a trained model "
+                                                  "from the models table (Models tab)")
                 analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 analyse_status = status_box("analyse-status")
             with gr.Column(scale=3):
