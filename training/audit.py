@@ -29,8 +29,10 @@ from sklearn.model_selection import GroupKFold
 from torch.utils.data import DataLoader, RandomSampler
 
 from core import audit as scorer
+from core import audit_calibration as calibration
 from core.models.heads import TASK_DIMS
 from core.models.temporal import TemporalLSTM
+from core.review import IN_SAMPLE
 from training import distributed, losses
 from training.batches import TrainingBatches
 from training.data import EmbeddingWindows, FrameEmbeddings, load_labels, target_arrays, valid_mask, video_rows
@@ -188,13 +190,48 @@ def run_fold(cfg, table, emb, has, folds: Folds, k: int, tasks, device) -> dict[
 
 
 def audit_encoder(weights: str, device):
-    """The DDAMFN whose embeddings the folds train on; "untrained": random weights (core.models' fixed seed),
-    said so in every output."""
-    if weights == UNTRAINED:
-        from core.models import create_model
+    """The encoder whose embeddings the folds train on: a DDAMFN checkpoint; "untrained": a DDAMFN with random
+    weights (core.models' fixed seed), said so in every output; "clip": open_clip's image tower with the
+    default weights (never saw any affect label), refused in words where they cannot be had."""
+    from core.models import create_model
 
+    if weights == UNTRAINED:
         return encoder_of("ddamfn", UNTRAINED, create_model("ddamfn", None, device=device))
+    if weights == "clip":
+        from core.models.clip import DEFAULT_MODEL
+        from core.weights import default_clip_weights
+
+        spec, note = default_clip_weights(DEFAULT_MODEL)
+        if spec is None:
+            raise ValueError(f"--encoder clip: {note}; use --encoder {UNTRAINED} offline")
+        return load_encoder("clip", spec, device)
     return load_encoder("ddamfn", weights, device)
+
+
+def leaked_videos(encoder, table: pd.DataFrame, root) -> list[str] | None:
+    """The audited videos the encoder's checkpoint was trained on (its training record, core.review.
+    trained_videos: layout names and the uploads' database keys), [] for none; None where no record says
+    (random weights, upstream checkpoints)."""
+    from core.review import trained_videos
+    from training.uploads import database_keys
+
+    seen = trained_videos(encoder.loaded.info.metadata)
+    if seen is None:
+        return None
+    keys = database_keys(root)
+    return sorted(v for v in table["video"].unique() if v in seen or keys.get(v) in seen)
+
+
+def check_leakage(cfg: AuditConfig, encoder, table: pd.DataFrame) -> list[str] | None:
+    """Refuse (ValueError, one line naming the videos) an encoder trained on audited videos, unless
+    cfg.in_sample; returns the leaked videos ([] none, None unknown)."""
+    leaked = leaked_videos(encoder, table, cfg.root)
+    if leaked and not cfg.in_sample:
+        raise ValueError(f"--encoder {cfg.encoder} was trained on {len(leaked)} of the audited videos "
+                         f"({', '.join(leaked)}): its embeddings have learnt their annotation, so the audit would "
+                         "miss their errors; use an encoder trained on other videos, --encoder clip or "
+                         f"--encoder {UNTRAINED}, or --in-sample to mark every suggestion in-sample")
+    return leaked
 
 
 def _fold_file(out: Path, k: int) -> Path:
@@ -231,6 +268,7 @@ def audit(cfg: AuditConfig) -> dict:
     labels = load_labels(cfg.root, tasks, cfg.split, cfg.corrections, cfg.db)
     table = labels.table
     encoder = audit_encoder(cfg.encoder, device)
+    leaked = check_leakage(cfg, encoder, table)
     cache = ensure_embeddings(cfg.cache, encoder, cfg.root, sorted(table["video"].unique()), cfg.batch_size,
                               cfg.workers, cfg.progress)
     emb, has = cache.table_embeddings(table)
@@ -255,10 +293,10 @@ def audit(cfg: AuditConfig) -> dict:
     distributed.barrier()
     if rank != 0:
         return {}
-    return _score(cfg, labels, folds, encoder, tasks, out)
+    return _score(cfg, labels, folds, encoder, tasks, out, leaked)
 
 
-def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path) -> dict:
+def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path, leaked: list[str] | None) -> dict:
     table = labels.table
     preds = {t: np.full((len(table), TASK_DIMS[t]), np.nan, np.float32) for t in tasks}
     seconds, trained = 0.0, 0
@@ -273,13 +311,19 @@ def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path) -> dict:
     scores = scorer.frame_scores(table, preds, folds.of_row, settings)
     fps = {v: video_fps(v) for v in table["video"].unique()}
     segments = scorer.find_segments(table, preds, scores, fps, settings)
+    cal = calibration.calibrate(table, preds, folds.of_row, fps, settings,
+                                calibration.CalibrationSettings(seed=cfg.seed))
+    segments = calibration.rescore(segments, cal)
+    if leaked:
+        segments["detail"] = segments["detail"] + f"; {IN_SAMPLE}"
     segments.assign(suggested=segments["suggested"].map(json.dumps)).to_csv(out / "segments.csv", index=False)
     metrics = abaw_metrics(table, preds, tasks)
     frames = table.groupby("video")["frame"].max()
     run = {"split": cfg.split, "tasks": list(tasks),
            "settings": {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "db"},
-                        "audit": dataclasses.asdict(settings)},
-           "encoder": {**encoder.info, "untrained": encoder.loaded.info.untrained},
+                        "audit": dataclasses.asdict(settings), "calibration": cal.summary},
+           "encoder": {**encoder.info, "untrained": encoder.loaded.info.untrained,
+                       "trained_on_audited": leaked},
            "folds": folds.names, "folding": folds.describe(),
            "metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)},
            "annotated_frames": labels.summary()["labelled"],
@@ -288,8 +332,9 @@ def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path) -> dict:
            "videos": {v: {"frames": int(n) + 1, "fps": fps[v]} for v, n in frames.items()}}
     (out / "audit.json").write_text(json.dumps(run, indent=1, default=str))
     summary = {"out": str(out), "folding": folds.describe(), "segments": len(segments),
-               "above_report": int((segments["score"] >= settings.report).sum()),
-               "metrics": run["metrics"], "encoder_untrained": run["encoder"]["untrained"], "timing": run["timing"]}
+               "above_report": int((segments["score"] >= cal.threshold).sum()), "calibration": cal.summary,
+               "metrics": run["metrics"], "encoder_untrained": run["encoder"]["untrained"],
+               "encoder_trained_on_audited": leaked, "timing": run["timing"]}
     if cfg.write_db:
         summary["audit_run"] = _write_db(cfg, run, segments)
     return summary
