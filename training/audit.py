@@ -7,11 +7,20 @@ with fewer subjects than folds (one uploaded video) every video is cut into K bl
 and for each fold task heads are trained on the other folds' cached embeddings (training/extract.py's
 cache; frame heads as ddamfn-heads trains them, or the LSTM) and predict the held-out fold.
 
+Scores are calibrated on the user's own data (core/audit_calibration.py): the estimated probability that a
+stretch is wrongly annotated, one scale across tasks and kinds, with a default threshold that keeps false
+alarms under 1 per 10 clean minutes. A random sample for the error-rate estimate is drawn within score bands
+and among clean stretches (core/audit_sample.py). An encoder trained on an audited video is refused (or,
+with --in-sample, every suggestion says so).
+
 Outputs in cfg.out: fold-<k>.npz per finished fold (a rerun skips every fold whose file holds the same
-videos made with the same settings and encoder: resumable), then oof.npz (the predictions, each row's video, frame and fold; core.audit.oof_frames reads one video), segments.csv (the suggestions,
-best first), audit.json (settings, encoder, folds, out-of-fold metrics); with a review database the run
-and its segments are also written there (db/repo/audit.py). Under torchrun process r trains folds r,
-r + world, ...; process 0 gathers the fold files and scores.
+videos made with the same settings and encoder: resumable), then oof.npz (the predictions, each row's video,
+frame and fold; core.audit.oof_frames reads one video), segments.csv (the suggestions, best first: score
+calibrated, raw_score the scorer's; then the drawn clean stretches, kind "clean", score 0), audit.json
+(settings with "calibration": threshold, expected_precision, recall per planted kind, false alarms per 10
+clean minutes, and "sample": the drawn units; encoder with trained_on_audited; folds; out-of-fold metrics);
+with a review database the run and its segments are also written there (db/repo/audit.py). Under torchrun
+process r trains folds r, r + world, ...; process 0 gathers the fold files and scores.
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from core import audit as scorer
 from core import audit_calibration as calibration
+from core import audit_sample as sampling
 from core.models.heads import TASK_DIMS
 from core.models.temporal import TemporalLSTM
 from core.review import IN_SAMPLE
@@ -316,12 +326,13 @@ def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path, leaked: list[st
     segments = calibration.rescore(segments, cal)
     if leaked:
         segments["detail"] = segments["detail"] + f"; {IN_SAMPLE}"
+    segments, sample = _random_sample(table, tasks, segments, cfg.seed)
     segments.assign(suggested=segments["suggested"].map(json.dumps)).to_csv(out / "segments.csv", index=False)
     metrics = abaw_metrics(table, preds, tasks)
     frames = table.groupby("video")["frame"].max()
     run = {"split": cfg.split, "tasks": list(tasks),
            "settings": {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "db"},
-                        "audit": dataclasses.asdict(settings), "calibration": cal.summary},
+                        "audit": dataclasses.asdict(settings), "calibration": cal.summary, "sample": sample},
            "encoder": {**encoder.info, "untrained": encoder.loaded.info.untrained,
                        "trained_on_audited": leaked},
            "folds": folds.names, "folding": folds.describe(),
@@ -331,13 +342,38 @@ def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path, leaked: list[st
                       "frame_epochs_per_s": round(trained * cfg.epochs / max(seconds, 1e-9), 1)},
            "videos": {v: {"frames": int(n) + 1, "fps": fps[v]} for v, n in frames.items()}}
     (out / "audit.json").write_text(json.dumps(run, indent=1, default=str))
-    summary = {"out": str(out), "folding": folds.describe(), "segments": len(segments),
-               "above_report": int((segments["score"] >= cal.threshold).sum()), "calibration": cal.summary,
+    real = segments["kind"] != sampling.CLEAN
+    summary = {"out": str(out), "folding": folds.describe(), "segments": int(real.sum()),
+               "above_report": int((real & (segments["score"] >= cal.threshold)).sum()), "calibration": cal.summary,
                "metrics": run["metrics"], "encoder_untrained": run["encoder"]["untrained"],
                "encoder_trained_on_audited": leaked, "timing": run["timing"]}
     if cfg.write_db:
         summary["audit_run"] = _write_db(cfg, run, segments)
     return summary
+
+
+def _random_sample(table: pd.DataFrame, tasks, segments: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The random sample for the error-rate estimate (core/audit_sample.py): the segments with the drawn clean
+    stretches added (kind sampling.CLEAN, score 0, so a reviewer can open and decide them), and what the estimate
+    needs: settings, annotated frames per task, and each drawn unit (video, task, frames, own frames,
+    stratum and its size N)."""
+    settings = sampling.SampleSettings(seed=seed)
+    order = table.sort_values(["video", "frame"], kind="stable")
+    annotated = {(v, t): part["frame"].to_numpy()[valid_mask(part, t)] for v, part in order.groupby("video")
+                 for t in tasks}
+    everything = sampling.units(segments, annotated, settings)
+    drawn = sampling.draw(everything, settings)
+    clean = drawn[drawn["segment"] < 0]
+    added = pd.DataFrame({"video": clean["video"], "task": clean["task"], "kind": sampling.CLEAN,
+                          "start_frame": clean["start_frame"], "end_frame": clean["end_frame"],
+                          "frames": clean["end_frame"] - clean["start_frame"] + 1, "score": 0.0,
+                          "suggested": [{} for _ in range(len(clean))],
+                          "detail": "a random stretch no suggestion covers, drawn for the error-rate estimate",
+                          "raw_score": np.nan})
+    units = drawn[["video", "task", "start_frame", "end_frame", "own_frames", "stratum", "N"]]
+    return (pd.concat([segments, added], ignore_index=True),
+            {"settings": dataclasses.asdict(settings), "frames": sampling.frames_per_task(everything),
+             "units": units.to_dict("records")})
 
 
 def _write_db(cfg, run: dict, segments: pd.DataFrame) -> int | None:
