@@ -2,7 +2,7 @@
 first, filtered by task and kind; a click opens one at its stretch (annotation beside the out-of-fold
 prediction, and the frames when the video has a stored analysis, which also becomes the page's open
 video with the stretch in the flag and correction forms); confirm or dismiss; reviewed n of N and the
-estimate. Its own view and layout, placed at the end of the Review tab."""
+random-sample estimate of wrongly annotated frames. Its own view and layout, placed at the end of the Review tab."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ import gradio as gr
 
 from core.labels import TASKS
 from webapp.analyses import Analyses
-from webapp.audit import ALL, QUEUE_COLUMNS, Audit
+from webapp.audit import ALL, BEST_FIRST, QUEUE_COLUMNS, RANDOM_SAMPLE, Audit
 from webapp.frames import Frames
 from webapp.inputs import InputError
 from webapp.page import bind, login, status_box
@@ -22,6 +22,7 @@ from webapp.tabs.views import PageView, ReviewView, View
 class AuditQueueView(View):
     task: gr.Dropdown
     kind: gr.Dropdown
+    order: gr.Radio
     refresh_btn: gr.Button
     progress: gr.Markdown
     suggestions: gr.Dataframe
@@ -45,9 +46,13 @@ def layout() -> AuditQueueView:
         with gr.Row(equal_height=True):
             task = gr.Dropdown([ALL, *TASKS], value=ALL, label="Task", elem_id="audit-task")
             kind = gr.Dropdown([ALL], value=ALL, label="Kind", allow_custom_value=True, elem_id="audit-kind")
+            order = gr.Radio([BEST_FIRST, RANDOM_SAMPLE], value=BEST_FIRST, label="Order", elem_id="audit-order",
+                             info="random sample: drawn within score bands and among clean stretches; its reviews "
+                                  "make the estimate of how much is wrongly annotated")
             refresh_btn = gr.Button("Refresh dataset queue", elem_id="audit-refresh")
         progress = gr.Markdown(elem_id="audit-progress")
-        suggestions = gr.Dataframe(headers=QUEUE_COLUMNS, label="Suggestions, best first: click a row to open it",
+        suggestions = gr.Dataframe(headers=QUEUE_COLUMNS, label="Suggestions (score: estimated probability that the "
+                                   "stretch is wrongly annotated): click a row to open it",
                                    interactive=False, wrap=True, max_height=260, elem_id="audit-suggestions")
         with gr.Row(equal_height=True):
             suggestion = gr.Number(label="Suggestion id", precision=0, elem_id="audit-suggestion")
@@ -77,7 +82,7 @@ class AuditQueueTab:
     def refresh(self, data: dict):
         """The open suggestions under the filters, the kinds to filter by, and the progress."""
         v = self.view
-        table, kinds, progress = self.audit.queue(data[v.task], data[v.kind])
+        table, kinds, progress = self.audit.queue(data[v.task], data[v.kind], data[v.order])
         return {v.suggestions: table, v.kind: gr.update(choices=[ALL, *kinds]), v.progress: progress}
 
     def open_selected(self, data: dict, evt: gr.SelectData, user):
@@ -113,9 +118,9 @@ class AuditQueueTab:
     def wire(self, demo: gr.Blocks):
         v, r = self.view, self.review
         listed = [v.suggestions, v.kind, v.progress]
-        filters = {v.task, v.kind}
+        filters = {v.task, v.kind, v.order}
         bind(v.refresh_btn.click, self.refresh, filters, listed, status=v.queue_status, api_name="audit_queue")
-        bind([v.task.input, v.kind.input], self.refresh, filters, listed, status=v.queue_status)
+        bind([v.task.input, v.kind.input, v.order.input], self.refresh, filters, listed, status=v.queue_status)
         opened = [v.suggestion, v.words, v.figure, v.gallery, v.stretch, r.task, r.start, r.end, self.page.state,
                   r.review_video]
         bind(v.suggestions.select, self.open_selected, {v.suggestions}, opened, status=v.queue_status)
