@@ -28,7 +28,8 @@ MIN_GROUP = 20          # a task and kind with fewer calibration segments uses i
 @dataclass(frozen=True)
 class CalibrationSettings:
     rounds: int = 4                 # plant draws, each into a random half of the videos
-    share: float = 0.04             # of a planted video's labelled frames per task put into plants
+    share: float = 0.08             # of a planted video's labelled frames per task put into plants (at least
+                                    # two shortest plants' worth, so that short videos get one)
     min_frames: int = 8             # shortest plant ...
     max_s: float = 5.0              # ... and longest
     max_false_alarms: float = 1.0   # per ten minutes of clean annotation, at the default threshold
@@ -77,7 +78,8 @@ def _columns(task: str) -> list[str]:
 def plant(table: pd.DataFrame, videos, fps: dict, settings: CalibrationSettings, rng,
           tasks=tuple(PLANT_KINDS)) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A copy of the label table with stretch errors of every kind planted into `videos` (each task: about
-    settings.share of the video's labelled frames, lengths log-uniform from min_frames to max_s), and the
+    settings.share of the video's labelled frames, at least 2 min_frames, lengths log-uniform from min_frames
+    to max_s, at most a third of the video), and the
     plants (video, task, kind, start_frame, end_frame)."""
     out = table.copy()
     plants = []
@@ -89,7 +91,7 @@ def plant(table: pd.DataFrame, videos, fps: dict, settings: CalibrationSettings,
             cols = _columns(task)
             y = out[cols].to_numpy(dtype="float64", na_value=np.nan)[rows]
             valid = ~np.isnan(y).any(axis=1) & (y >= 0).all(axis=1) if task != "va" else ~np.isnan(y).any(axis=1)
-            budget = int(settings.share * valid.sum())
+            budget = max(int(settings.share * valid.sum()), 2 * settings.min_frames)
             used = np.zeros(len(rows), bool)
             for _ in range(20):                     # tries; kinds that cannot show here are skipped
                 longest = min(settings.max_s * rate, budget, len(rows) // 3)

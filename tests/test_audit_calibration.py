@@ -78,3 +78,10 @@ def test_calibrating_on_planted_examples_finds_the_plants_and_says_its_precision
     assert {"expr/swap", "au/flip", "va/offset"} <= set(s["recall"]) <= {
         f"{task}/{kind}" for task, kinds in PLANT_KINDS.items() for kind in kinds}
     assert s["recall"]["expr/swap"] >= 0.5
+
+
+def test_a_short_video_still_gets_plants_of_every_task():
+    df, _ = two_videos()
+    short = df[(df["video"] == "a") & (df["frame"] < 150)]
+    _, plants = plant(short, ["a"], {"a": FPS}, CalibrationSettings(), np.random.default_rng(0))
+    assert set(plants["task"]) == {"expr", "au", "va"}      # 8 % of 150 frames is under one 8-frame plant
