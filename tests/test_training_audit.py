@@ -141,7 +141,7 @@ def test_the_run_and_its_segments_go_into_the_review_database(affwild2_root, fir
         stored = repo.suggestions_table(s, status=None)
         meta = repo.latest_audit_run(s)
     segments = pd.read_csv(tmp / "one" / "segments.csv")
-    assert len(stored) == len(segments) == summary["segments"]
+    assert len(stored) == len(segments) == summary["segments"] + (segments["kind"] == "clean").sum()
     assert stored["score"].tolist() == sorted(segments["score"], reverse=True)
     assert meta.encoder["untrained"] is True and meta.folds["1"] == ["13-30-960x540"]
 
