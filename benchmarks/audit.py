@@ -44,6 +44,7 @@ import pandas as pd
 from core.affwild2 import image_name, write_annotation
 from core.audit import AuditSettings, runs
 from core.audit_sample import CLEAN
+from core.jsonsafe import jsonable
 from core.labels import AUS, CHALLENGE_DIRS, EXPRESSIONS, SPLIT_DIRS, TASKS
 from tests import datagen
 
@@ -436,6 +437,7 @@ def run(out: Path, media: Path, videos: int, frames: int, folds: int, epochs: in
     results["planted_share"] = {t: round(sum(p["end_frame"] - p["start_frame"] + 1 for p in sets["planted"]
                                              if p["task"] == t) / results["frames"], 3) for t in TASKS}
     results["seconds"] = {"data": round(made - started, 1), "rest": round(time.time() - made, 1)}
+    results = jsonable(results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return results
 

@@ -69,3 +69,18 @@ def test_an_encoder_trained_on_other_videos_is_used(affwild2_root, tmp_path):
     write_annotation(labels, other / CHALLENGE_DIRS["expr"][0] / SPLIT_DIRS["train"] / "99-30-10x10.txt", "expr")
     summary = audit(build(affwild2_root, tmp_path, encoder=str(checkpoint(tmp_path / "other.pt", other))))
     assert summary["encoder_trained_on_audited"] == []
+
+
+def test_encoder_clip_without_its_weights_is_refused_in_words(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    import torch
+
+    from training.audit import audit_encoder
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError) as err:
+        audit_encoder("clip", torch.device("cpu"))
+    said = str(err.value)
+    assert said.startswith("--encoder clip: CLIP: no weights configured and the default cannot be had (")
+    assert said.endswith("CLIP is random, untrained; use --encoder untrained offline")
