@@ -162,7 +162,8 @@ def _plant(rng, labels: pd.DataFrame, fps: float, budget: float) -> tuple[pd.Dat
             elif kind == "sign":
                 noisy.loc[a:b, ["valence", "arousal"]] = -labels[["valence", "arousal"]].iloc[rows].to_numpy()
             elif kind == "lag":
-                noisy.loc[a:b, ["valence", "arousal"]] = labels[["valence", "arousal"]].iloc[a - lag:b + 1 - lag].to_numpy()
+                earlier = labels[["valence", "arousal"]].iloc[a - lag:b + 1 - lag]
+                noisy.loc[a:b, ["valence", "arousal"]] = earlier.to_numpy()
             else:
                 noisy.loc[a:b, ["valence", "arousal"]] = labels[["valence", "arousal"]].iloc[a].to_numpy()
             used[rows] = True
@@ -235,7 +236,8 @@ class _Either:
         return self.model.predict_proba(x) if self.model is not None else np.ones((len(x), 1))
 
 
-def cleanlab_ranking(root: Path, audit_out: Path, cache: Path, settings: AuditSettings = AuditSettings()) -> pd.DataFrame:
+def cleanlab_ranking(root: Path, audit_out: Path, cache: Path,
+                     settings: AuditSettings = AuditSettings()) -> pd.DataFrame:
     """The baseline: logistic regression (ridge for VA) on the embeddings, out of fold over the audit's folds,
     cleanlab's find_label_issues, runs of flagged frames ranked by summed suspicion."""
     import torch

@@ -40,7 +40,8 @@ def _valid_run(valid: np.ndarray, length: int, used: np.ndarray, rng) -> tuple[i
     """A random start of `length` valid, unused frames (5 frames clear of other plants), or None."""
     ok = valid & ~used
     window = np.convolve(ok.astype(int), np.ones(length, int), mode="valid") == length
-    clear = np.convolve(used.astype(int), np.ones(length + 10, int), mode="full")[length + 4:length + 4 + len(window)] == 0
+    near = np.convolve(used.astype(int), np.ones(length + 10, int), mode="full")     # used frames within 5 of a run
+    clear = near[length + 4:length + 4 + len(window)] == 0
     starts = np.flatnonzero(window & clear)
     if not len(starts):
         return None

@@ -89,7 +89,8 @@ def test_every_annotated_frame_with_a_face_gets_an_out_of_fold_prediction(affwil
     assert list(one.columns[:4]) == ["frame", "fold", "valence", "arousal"] and "p_AU12" in one
     assert one.loc[labels["has_image"].to_numpy(), "valence"].notna().all()
     segments = pd.read_csv(out / "segments.csv")
-    assert list(segments.columns[:4]) == ["video", "task", "kind", "start_frame"] and (segments["kind"] != "clean").sum() == summary["segments"]
+    assert list(segments.columns[:4]) == ["video", "task", "kind", "start_frame"]
+    assert (segments["kind"] != "clean").sum() == summary["segments"]
 
 
 def test_a_rerun_skips_finished_folds_and_redoes_a_missing_one(affwild2_root, first):
