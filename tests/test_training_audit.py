@@ -12,7 +12,8 @@ import pytest
 
 from core.audit import oof_frames
 from training import config
-from training.audit import assign_folds, audit, subject
+from training.audit import assign_folds, audit, make_folds, subject
+from tests.datagen import copy_affwild2
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = dict(encoder="untrained", folds=3, epochs=3, batch_size=32, corrections=False, device="cpu",
@@ -32,6 +33,35 @@ def test_folds_keep_a_recordings_views_together():
     assert sorted(np.bincount(list(folds.values()))) == [2, 2, 2]      # balanced by video count, groups intact
     with pytest.raises(ValueError, match="6 folds need at least 6 subjects; the split has 5"):
         assign_folds(videos, 6)
+
+
+def test_fewer_subjects_than_folds_fold_by_blocks_of_frames_with_a_gap():
+    table = pd.DataFrame({"video": ["a"] * 9 + ["b"] * 6, "frame": [*range(1, 10), *range(0, 12, 2)]})
+    folds = make_folds(table, 3, gap=1)
+    assert folds.by == "blocks" and folds.of_row.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 1, 1, 2, 2]
+    assert folds.names == {"0": ["a:1-3", "b:0-2"], "1": ["a:4-6", "b:4-6"], "2": ["a:7-9", "b:8-10"]}
+    assert folds.train(1).tolist() == [1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1]     # 1 frame gap each side
+    assert "fewer subjects than folds" in folds.describe()
+    by_subject = make_folds(table, 2, gap=1)
+    assert by_subject.by == "subject" and by_subject.of_row.tolist() == [1] * 9 + [0] * 6
+    assert by_subject.train(0).tolist() == [True] * 9 + [False] * 6      # whole videos, no gap
+
+
+def test_one_video_is_audited_by_blocks_of_frames(affwild2_data, tmp_path):
+    data = copy_affwild2(affwild2_data, tmp_path / "one")
+    for path in data.root.glob("*_Challenge/Validation_Set/*.txt"):
+        if not path.name.startswith("11-24-640x360"):
+            path.unlink()                                     # the val split: one video, one subject
+    summary = run(data.root, tmp_path / "out", tmp_path / "cache", split="val", folds=4, window=4)
+    meta = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert meta["folds"] == {"0": ["11-24-640x360:0-9"], "1": ["11-24-640x360:10-19"],
+                             "2": ["11-24-640x360:20-29"], "3": ["11-24-640x360:30-39"]}
+    assert summary["folding"] == meta["folding"] == (
+        "4 folds of contiguous blocks of frames within each video (fewer subjects than folds), 4 frames either "
+        "side of a held block left out of training")
+    oof = np.load(tmp_path / "out" / "oof.npz")
+    assert oof["fold"].tolist() == [f for f in range(4) for _ in range(10)]
+    assert not np.isnan(oof["va"]).any()
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +89,8 @@ def test_every_annotated_frame_with_a_face_gets_an_out_of_fold_prediction(affwil
     assert list(one.columns[:4]) == ["frame", "fold", "valence", "arousal"] and "p_AU12" in one
     assert one.loc[labels["has_image"].to_numpy(), "valence"].notna().all()
     segments = pd.read_csv(out / "segments.csv")
-    assert list(segments.columns[:4]) == ["video", "task", "kind", "start_frame"] and len(segments) == summary["segments"]
+    assert list(segments.columns[:4]) == ["video", "task", "kind", "start_frame"]
+    assert (segments["kind"] != "clean").sum() == summary["segments"]
 
 
 def test_a_rerun_skips_finished_folds_and_redoes_a_missing_one(affwild2_root, first):
@@ -111,6 +142,26 @@ def test_the_run_and_its_segments_go_into_the_review_database(affwild2_root, fir
         stored = repo.suggestions_table(s, status=None)
         meta = repo.latest_audit_run(s)
     segments = pd.read_csv(tmp / "one" / "segments.csv")
-    assert len(stored) == len(segments) == summary["segments"]
+    assert len(stored) == len(segments) == summary["segments"] + (segments["kind"] == "clean").sum()
     assert stored["score"].tolist() == sorted(segments["score"], reverse=True)
     assert meta.encoder["untrained"] is True and meta.folds["1"] == ["13-30-960x540"]
+
+
+def test_the_run_says_its_calibration_and_draws_its_random_sample(first):
+    tmp, summary = first
+    meta = json.loads((tmp / "one" / "audit.json").read_text())
+    cal = meta["settings"]["calibration"]
+    assert summary["calibration"] == cal and set(cal) == {
+        "threshold", "expected_precision", "recall", "false_alarms_per_10_min", "clean_minutes", "plants",
+        "segments", "hits"}
+    assert 0 <= cal["threshold"] <= 1 and cal["false_alarms_per_10_min"] < 1
+    sample = meta["settings"]["sample"]
+    labelled = meta["annotated_frames"]
+    assert sample["frames"] == {t: labelled[t] for t in ("va", "expr", "au")}
+    segments = pd.read_csv(tmp / "one" / "segments.csv")
+    clean = segments[segments["kind"] == "clean"]
+    drawn = pd.DataFrame(sample["units"])
+    assert len(clean) == (drawn["stratum"] == "clean").sum() > 0 and (clean["score"] == 0).all()
+    real = segments[segments["kind"] != "clean"]
+    assert real["score"].between(0, 1).all() and real["raw_score"].notna().all()
+    assert summary["above_report"] == int((real["score"] >= cal["threshold"]).sum())

@@ -64,7 +64,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     review.ReviewTab(reviews, analyses, frames, models, page, review_view, analyse_tab, models_view),
                     models_tab.ModelsTab(models, models_view, analyse_view),
                     audit_queue.AuditQueueTab(Audit(ctx), analyses, frames, page, review_view.dataset_queue,
-                                              review_view)):
+                                              review_view, analyse_tab)):
             tab.wire(demo)
 
         def cleanup(request: gr.Request):
