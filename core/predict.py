@@ -25,12 +25,13 @@ import numpy as np
 import torch
 
 from core.analysis import ModelRun
+from core.cards import ADAPTER_OUTPUT, CLIP_LSTM_OUTPUT, CLIP_MODEL
 from core.device import pick_device, run_batched, use_all_cores
 from core.fill import fill_gaps
 from core.jsonsafe import jsonable
 from core.labels import AUS, EXPRESSIONS
 from core.models import LoadedModel, create_model
-from core.models.clip import ADAPTER_OUTPUT, CLIP_LSTM_OUTPUT, DEFAULT_MODEL as CLIP_MODEL, prompt_set
+from core.models.clip import prompt_set
 from core.models.temporal import LSTM_STRIDE, LSTM_WINDOW
 from core.registry import card, with_encoders
 from core.table import prompt_output
