@@ -132,13 +132,13 @@ def clip_frame_table(df: pd.DataFrame, frame: int, phrases: dict[str, dict[str, 
 
 
 def weights_table(models: dict[str, ModelRun]) -> list[str]:
-    """Markdown table of where each model's weights came from and whether they are trained, from
+    """Markdown table of where each model's weights came from, whether they are trained and what ran it, from
     RunInfo.models or LoadedModels.describe(): the run summary and the page's weights box say it the same way."""
-    lines = ["| model | weights | state |", "|---|---|---|"]
+    lines = ["| model | weights | state | runtime |", "|---|---|---|---|"]
     for model, info in models.items():
         if info.untrained_tasks and len(info.untrained_tasks) < len(info.tasks):
             state = f"**untrained** ({', '.join(info.untrained_tasks)} heads random, fixed seed)"
         else:
             state = "**untrained** (random weights, fixed seed)" if info.untrained else "trained"
-        lines.append(f"| {model} | `{info.source}` | {state} |")
+        lines.append(f"| {model} | `{info.source}` | {state} | {info.runtime or 'not recorded'} |")
     return lines
