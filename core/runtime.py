@@ -90,17 +90,28 @@ class Accelerated:
             self.name = f"openvino {version('openvino')} fp32"
             kind = model.encoder_kind(adapted=False)
             self.path = folder / f"{kind}-{model.embedding_key(kind)}-openvino-{version('openvino')}.xml"
+            with _START_LOCK:
+                made = _MADE.setdefault(self.path, self)
+            if made is not self:            # the same weights loaded again in this process: one model serves both
+                made.ready.wait()
+                self._compiled, self._lock = made._compiled, made._lock
+                self.origin, self.error = made.origin, made.error
+                return
             core = ov.Core()
             if self.path.exists() and self.path.with_suffix(".bin").exists():
                 ov_model, self.origin = core.read_model(self.path), "cache"
             else:
                 module, method = raw_encoder(copy.deepcopy(model).cpu().float().eval())
                 example = torch.zeros(2, 3, size, size)
-                with torch.no_grad():
+                with _CONVERT_LOCK, torch.no_grad():    # two conversions at once: a tracing of one failed
                     ov_model = ov.convert_model(Method(module, method).eval(), example_input=example,
                                                 input=[ov.PartialShape([-1, 3, size, size])])
-                _save(ov, ov_model, self.path)
                 self.origin = "converted"
+                try:
+                    _save(ov, ov_model, self.path)
+                except OSError as err:      # a read-only data folder: this process runs it all the same
+                    log.warning("the OpenVINO model could not be kept in %s (%s): it is converted again next time",
+                                self.path.parent, err)
             self._compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
                                                                   "PERFORMANCE_HINT": "LATENCY",
                                                                   "INFERENCE_NUM_THREADS": torch.get_num_threads()})
@@ -145,7 +156,10 @@ def _finish() -> None:
             handle.ready.wait()
 
 
-# The encoders start() was called on, by model object: what encode() asks.
+# The encoders start() was called on, by model object: what encode() asks; and each OpenVINO model made in
+# this process, by its file: a second load of the same weights (the page's overview, then an analysis) shares it.
+_MADE: dict[Path, Accelerated] = {}
+_CONVERT_LOCK = threading.Lock()
 _STARTED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[str, Accelerated]]" = weakref.WeakKeyDictionary()
 _START_LOCK = threading.Lock()
 
