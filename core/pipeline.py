@@ -1,7 +1,8 @@
 """From a video file (or an Aff-Wild2 video's aligned face images) to an Analysis (core.table).
 
     decode (core.video, in a background thread) -> MTCNN on batches, every k-th frame (core.faces)
-    -> square crops of every face (112 px for DDAMFN, the CLIP size) -> embeddings per face (core.predict)
+    -> square crops of every face (112 px for DDAMFN, the CLIP size) -> embeddings per face (core.predict,
+       on eager torch or OpenVINO: core.runtime)
     -> after the last frame: face tracks, the subject's track -> core.predict.predict on its embeddings
     -> core.table.build: one row per decoded frame, with the run metadata beside it
 
