@@ -171,7 +171,7 @@ def amplification(heads: dict[str, torch.Tensor], emb: np.ndarray) -> dict[str, 
     out = {}
     for key, w in heads.items():
         if key.endswith(".weight"):
-            w = w.double()
+            w = w.detach().double()
             logits = x @ w.T
             spread = (logits.max(0).values - logits.min(0).values).clamp_min(torch.finfo(torch.float64).tiny)
             out[key.split(".")[1]] = float((w.abs().sum(1) * scale / spread).max())
