@@ -3,6 +3,7 @@
     python -m benchmarks.pipeline                     # CPU: every case on ../shared/media, then 10 s vs 10 min
     python -m benchmarks.pipeline --device cuda       # the same on the GPU
     python -m benchmarks.pipeline --videos single_face.mp4 --skip-clip --skip-long
+    python -m benchmarks.pipeline --videos WolfgangLanger_Pexels.mp4 --runtimes torch,auto --overlap both --skip-long
 
 Cases, each in a fresh process (so that its peak RSS is its own), after one untimed warm-up run on the
 video's first frames (model loading and first-call kernel set-up are not timed):
@@ -16,9 +17,18 @@ video's first frames (model loading and first-call kernel set-up are not timed):
                      every frame
     ddamfn-lstm-clip-strided  the same with DDAMFN every 2nd and CLIP every 4th frame (the old CPU strides)
     naive            a per-frame loop: read a frame, stock MTCNN on it, crop, DDAMFN on one crop; LSTM at end
-Also, each in a fresh process: start-up (interpreter, imports, DDAMFN + LSTM + MTCNN loaded: what
-`python -m core.analyze` spends before the first frame) and the refusal of bad input (core.video.probe on
-the 20 s clip, on a truncated copy and on a 10-minute video, as the page calls it before any model work).
+The pipeline cases run once per --runtimes value (AFFECTLENS_RUNTIME: the encoders on eager torch or on
+OpenVINO, core.runtime; its model is converted or read from the data folder's cache before the warm-up, so
+conversion is never timed) and per --overlap value (AFFECTLENS_STAGE_OVERLAP: detection of the next batch
+beside the encoders, or not); each row names the encoders' runtime as the run JSON does. The naive loop runs
+eager torch, as a per-frame package does. At the end, the issue's Done-when figures from the rows of the
+first video: DDAMFN+LSTM on every frame (frames/s and x the naive loop measured beside it) and the page's
+default set (DDAMFN+LSTM and CLIP, every frame).
+Also, each in a fresh process: start-up (`python -m core.analyze --help`; `import core.pipeline`; imports,
+DDAMFN + LSTM + MTCNN loaded: what `python -m core.analyze` spends before the first frame; the first frame of
+a first analysis with the page's default set: imports, models loaded, the first batch analysed) and the
+refusal of bad input (core.video.probe on the 20 s clip, on a truncated copy and on a 10-minute video, as
+the page calls it before any model work).
 Memory against length: the whole pipeline on 10 s and on a 10-minute video (WolfgangLanger looped with
 ffmpeg into a temporary file); on CPU the 10-minute run is capped at --long-max-frames frames (stated in
 the output) while decode-only runs through all of it. Random weights throughout (speed does not depend on
@@ -46,6 +56,8 @@ CASES = ("decode", "detect", "detect-batched", "detect-stock", "ddamfn-lstm", "d
          "ddamfn-lstm-clip-strided", "naive")
 STRIDES = {"ddamfn-lstm-2": {"ddamfn_every": 2}, "ddamfn-lstm-clip-strided": {"ddamfn_every": 2, "clip_every": 4}}
 WARMUP_FRAMES = 48
+PIPELINE_CASES = ("ddamfn-lstm", "ddamfn-lstm-2", "ddamfn-lstm-clip", "ddamfn-lstm-clip-strided")
+TORCH_ONLY = {"AFFECTLENS_RUNTIME": "torch"}       # the other cases: no encoder, or eager torch by design (naive)
 
 
 def _rss_mb() -> float:
@@ -62,12 +74,14 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dict:
-    """One timed case in this (fresh) process."""
+def _run_case(case: str, video: str, device: str, max_frames: int | None, settings_env: dict | None = None) -> dict:
+    """One timed case in this (fresh) process; settings_env: AFFECTLENS_RUNTIME and AFFECTLENS_STAGE_OVERLAP."""
+    os.environ.update(settings_env or {})
     import numpy as np
     import torch
 
     from core import faces as facelib
+    from core import runtime
     from core.device import pick_device
     from core.pipeline import AnalysisConfig, analyze_video, detection_settings, load_models
     from core.video import iter_frames
@@ -81,6 +95,8 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
     settings = detection_settings(config)
     every, size = settings["every"], settings["detect_size"]
     loaded = load_models(config) if case != "decode" else None
+    for model in (loaded.models.values() if loaded else ()):      # OpenVINO ready before anything is timed
+        runtime.wait(model.model)
     extra = {}
 
     def decode(limit):
@@ -102,7 +118,8 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
                                                      **STRIDES.get(case, {})), loaded=loaded)
         extra.update(faces=int(result.table["face"].sum()), stages_s=result.run.timings,
                      detected=result.run.detection.detected_frames,
-                     strides={k: v.every for k, v in result.run.strides.items()})
+                     strides={k: v.every for k, v in result.run.strides.items()},
+                     runtimes={k: result.run.models[k].runtime for k in result.run.strides})
         return len(result.table)
 
     @torch.no_grad()
@@ -156,10 +173,11 @@ def _run_case(case: str, video: str, device: str, max_frames: int | None) -> dic
     return out
 
 
-def run_case(case: str, video: Path, device: str, max_frames: int | None = None) -> dict:
+def run_case(case: str, video: Path, device: str, max_frames: int | None = None,
+             settings_env: dict | None = None) -> dict:
     """_run_case in a fresh spawned process."""
     with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_run_case, case, str(video), device, max_frames).result()
+        return pool.submit(_run_case, case, str(video), device, max_frames, settings_env).result()
 
 
 def video_fps(path: Path) -> float:
@@ -189,7 +207,9 @@ def print_row(video: str, case: str, r: dict, fps_video: float) -> None:
                   f"interpolated {r['frames'] - r['detected']}")
     if "strides" in r:
         detect += "; encoders every " + ", ".join(f"{k} {v}" for k, v in r["strides"].items())
-    print(f"{video:26s} {case:17s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:8.1f} "
+    if "runtimes" in r:
+        detect += "; on " + ", ".join(f"{k} {v}" for k, v in r["runtimes"].items())
+    print(f"{video:26s} {case:38s} {r['frames']:6d} {r['seconds']:8.2f} {r['fps']:8.1f} "
           f"{r['fps'] / fps_video:6.2f}x {r['cpu_ms_per_frame']:7.1f} {r['base_rss_mb']:7.0f} {r['peak_rss_mb']:7.0f}"
           f"{cuda} {os.getloadavg()[0]:5.1f}  {detect}", flush=True)
     if "stages_s" in r:
@@ -206,14 +226,49 @@ _face_detector(str(loaded.device))
 """
 
 
-def startup_seconds(device: str) -> float:
-    """Wall time of a fresh interpreter that imports the pipeline and loads DDAMFN, LSTM and MTCNN."""
+FIRST_FRAME = """
+from core.pipeline import AnalysisConfig, video_steps
+next(video_steps({video!r}, AnalysisConfig(models=("ddamfn", "lstm", "clip"), device={device!r})))
+"""
+
+
+def fresh_seconds(args: list[str], settings_env: dict | None = None) -> float:
+    """Wall time of a fresh interpreter running `args` (after `python`) in the repository."""
     import sys
 
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", STARTUP.format(device=device)], check=True,
-                   cwd=Path(__file__).resolve().parents[1], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run([sys.executable, *args], check=True, cwd=Path(__file__).resolve().parents[1],
+                   env={**os.environ, "HF_HUB_OFFLINE": "1", **(settings_env or {})}, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def startup_report(device: str, video: Path, settings_env: dict) -> None:
+    """Start-up in fresh interpreters, with the issue's bounds (--help < 0.3 s, import < 1.5 s, first frame
+    of the page's first analysis < 5 s)."""
+    figures = (("python -m core.analyze --help", ["-m", "core.analyze", "--help"], 0.3),
+               ("import core.pipeline", ["-c", "import core.pipeline"], 1.5),
+               ("imports, DDAMFN + LSTM + MTCNN loaded", ["-c", STARTUP.format(device=device)], None),
+               (f"first frame of a first analysis, the page's default set ({settings_env})",
+                ["-c", FIRST_FRAME.format(video=str(video), device=device)], 5.0))
+    print("\nstart-up (fresh interpreter each):")
+    for label, args, bound in figures:
+        seconds = fresh_seconds(args, settings_env)
+        print(f"  {label}: {seconds:.2f} s" + (f" (bound {bound:g} s)" if bound else "")
+              + f", load {os.getloadavg()[0]:.1f}", flush=True)
+
+
+def done_when(rates: dict, video: str, variants: list[str]) -> None:
+    """The issue's Done-when figures (issue 31) from one video's rows, per runtime / overlap variant."""
+    naive = rates.get((video, "naive"))
+    print(f"\nDone when (issue 31), {video}, load {os.getloadavg()[0]:.1f}:")
+    for variant in variants:
+        lstm, page = rates.get((video, f"ddamfn-lstm{variant}")), rates.get((video, f"ddamfn-lstm-clip{variant}"))
+        if lstm:
+            ratio = f", {lstm / naive:.2f}x the per-frame loop ({naive:.1f} frames/s; needs >= 2.5x)" if naive else ""
+            print(f"  DDAMFN+LSTM every frame{variant}: {lstm:.1f} frames/s (needs >= 70){ratio}")
+        if page:
+            print(f"  the page's default set (DDAMFN+LSTM and CLIP) every frame{variant}: {page:.1f} frames/s "
+                  "(needs >= 24)")
 
 
 def _probe_seconds(path: str) -> tuple[float, str]:
@@ -245,8 +300,14 @@ def main(argv=None) -> None:
     p.add_argument("--long-minutes", type=float, default=10.0)
     p.add_argument("--long-max-frames", type=int, default=None,
                    help="cap the pipeline on the long video (default: 1500 frames on CPU, all on GPU; 0: all)")
+    p.add_argument("--runtimes", default="auto", help="AFFECTLENS_RUNTIME values the pipeline cases run with, "
+                   "comma-separated (auto, torch, openvino)")
+    p.add_argument("--overlap", choices=("0", "1", "both"), default="0",
+                   help="AFFECTLENS_STAGE_OVERLAP for the pipeline cases (both: each case both ways)")
     args = p.parse_args(argv)
-    cases = [c for c in args.cases.split(",") if c and not (args.skip_clip and c == "ddamfn-lstm-clip")]
+    cases = [c for c in args.cases.split(",") if c and not (args.skip_clip and c.startswith("ddamfn-lstm-clip"))]
+    variants = {f" [{r}{', overlap' if o == '1' else ''}]": {"AFFECTLENS_RUNTIME": r, "AFFECTLENS_STAGE_OVERLAP": o}
+                for r in args.runtimes.split(",") for o in (("0", "1") if args.overlap == "both" else (args.overlap,))}
 
     import torch
 
@@ -255,7 +316,7 @@ def main(argv=None) -> None:
           + (f", {gpu}" if gpu else "") + f"; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"load average {os.getloadavg()[0]:.1f}")
     cuda_col = " cuda MB" if gpu else ""
-    header = (f"{'video':26s} {'case':17s} {'frames':>6s} {'seconds':>8s} {'fps':>8s} {'x real':>7s} "
+    header = (f"{'video':26s} {'case':38s} {'frames':>6s} {'seconds':>8s} {'fps':>8s} {'x real':>7s} "
               f"{'cpu ms/f':>8s} {'base MB':>7s} {'peak MB':>7s}{cuda_col} {'load':>5s}  detection")
     print(header)
     rates = {}
@@ -263,16 +324,17 @@ def main(argv=None) -> None:
         path = MEDIA / name
         fps_video = video_fps(path)
         for case in cases:
-            r = run_case(case, path, args.device, args.max_frames)
-            rates[name, case] = r["fps"]
-            print_row(name, case, r, fps_video)
+            for variant, settings_env in (variants.items() if case in PIPELINE_CASES else (("", TORCH_ONLY),)):
+                r = run_case(case, path, args.device, args.max_frames, settings_env)
+                rates[name, case + variant] = r["fps"]
+                print_row(name, case + variant, r, fps_video)
     for name in args.videos.split(","):
         naive = rates.get((name, "naive"))
         if naive:
             print(f"{name}: " + ", ".join(f"{case} {rate / naive:.2f}x naive" for (v, case), rate in rates.items()
                                           if v == name and case.startswith("ddamfn")))
-    print(f"\nstart-up (imports, DDAMFN + LSTM + MTCNN loaded, fresh interpreter): {startup_seconds(args.device):.2f} s, "
-          f"load {os.getloadavg()[0]:.1f}")
+    done_when(rates, args.videos.split(",")[0], list(variants))
+    startup_report(args.device, MEDIA / args.videos.split(",")[0], next(iter(variants.values())))
     if args.skip_long:
         return
     cap = args.long_max_frames if args.long_max_frames is not None else (0 if gpu else 1500)
@@ -295,7 +357,7 @@ def main(argv=None) -> None:
         long_label = f"{args.long_minutes:g} min"
         for label, path, case, limit in (("10 s", short, "decode", None), (long_label, long, "decode", None),
                                          ("10 s", short, "ddamfn-lstm", None), (long_label, long, "ddamfn-lstm", cap)):
-            print_row(label, case, run_case(case, path, args.device, limit), fps_video)
+            print_row(label, case, run_case(case, path, args.device, limit, next(iter(variants.values()))), fps_video)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class ModelRun:
     tasks: tuple[str, ...]
     untrained_tasks: tuple[str, ...] = ()
     metadata: dict = field(default_factory=dict)     # the checkpoint's
+    runtime: str = ""                # what ran it (core.runtime: torch, or OpenVINO for an encoder on a CPU)
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ class RunInfo:
         return cls(
             config=AnalysisConfig.from_dict(data["config"]), device=data["device"],
             models={n: ModelRun(m["source"], m["untrained"], tuple(m["tasks"]), tuple(m.get("untrained_tasks", ())),
-                                m.get("metadata") or {}) for n, m in data["models"].items()},
+                                m.get("metadata") or {}, m.get("runtime", "")) for n, m in data["models"].items()},
             outputs_from=dict(data["outputs_from"]), au_thresholds=tuple(data["au_thresholds"]),
             windows=dict(data["windows"]), expr_outputs=tuple(data["expr_outputs"]), frames=data["frames"],
             face_frames=data["face_frames"], faceless=data["faceless"], timings=dict(data["timings_s"]),

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.models.clip import DEFAULT_MODEL as CLIP_MODEL
+from core.cards import CLIP_MODEL
 from core.registry import cards
 
 EXIT_ERROR = 1

@@ -1,7 +1,8 @@
 """From a video file (or an Aff-Wild2 video's aligned face images) to an Analysis (core.table).
 
     decode (core.video, in a background thread) -> MTCNN on batches, every k-th frame (core.faces)
-    -> square crops of every face (112 px for DDAMFN, the CLIP size) -> embeddings per face (core.predict)
+    -> square crops of every face (112 px for DDAMFN, the CLIP size) -> embeddings per face (core.predict,
+       on eager torch or OpenVINO: core.runtime)
     -> after the last frame: face tracks, the subject's track -> core.predict.predict on its embeddings
     -> core.table.build: one row per decoded frame, with the run metadata beside it
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +48,18 @@ PARTIAL_EVERY_S = 3.0        # video_steps: a table of the frames so far this of
 # face frames between get embeddings interpolated from the encoded ones, marked in the table. What a stride
 # costs in agreement with every frame: benchmarks/fidelity.py, benchmarks/RESULTS.md.
 SCORED_COLUMNS = {"ddamfn": DDAMFN_SCORED, "clip": CLIP_SCORED}
+# Stage overlap: with AFFECTLENS_STAGE_OVERLAP=1 the detection of the next batch runs in a thread while the
+# encoders work on this one (decoding always runs in its own). Off by default until it is measured to pay on
+# two cores (benchmarks/pipeline.py --overlap both): there detection and the encoders share the same cores.
+OVERLAP_ENV = "AFFECTLENS_STAGE_OVERLAP"
+
+
+def stage_overlap(env=None) -> bool:
+    """AFFECTLENS_STAGE_OVERLAP: 1 overlaps detection with the encoders, 0 (default) does not."""
+    value = (os.environ if env is None else env).get(OVERLAP_ENV, "0").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"{OVERLAP_ENV}={value!r}: use 1 (overlap detection with the encoders) or 0")
+    return value == "1"
 
 
 @dataclass(frozen=True)
@@ -94,11 +108,14 @@ def detection_settings(config: AnalysisConfig) -> dict:
 # Per-face embeddings
 
 
-def _embed(loaded: LoadedModels, crops: dict[str, np.ndarray], timer: Timer) -> dict[str, np.ndarray]:
-    """Embeddings of face crops per encoder ("ddamfn" (B, 512), "clip" (B, D) raw CLIP)."""
+def _embed(loaded: LoadedModels, crops: dict[str, np.ndarray], timer: Timer,
+           ran: dict[str, dict[str, int]]) -> dict[str, np.ndarray]:
+    """Embeddings of face crops per encoder ("ddamfn" (B, 512), "clip" (B, D) raw CLIP); ran: encoder ->
+    runtime -> faces, counted (core.predict.encode)."""
     out, t = {}, time.perf_counter()
     for name, batch in crops.items():
-        out[name] = encode(loaded.models[name], batch) if len(batch) else np.zeros((0, loaded.encoders[name]), np.float32)
+        out[name] = (encode(loaded.models[name], batch, ran=ran.setdefault(name, {})) if len(batch)
+                     else np.zeros((0, loaded.encoders[name]), np.float32))
         t = timer.add(name, t)
     return out
 
@@ -161,13 +178,14 @@ def video_steps(path, config: AnalysisConfig | None = None, *, loaded: LoadedMod
     a table with face=False everywhere and empty predictions (RunInfo.no_face, and a note)."""
     config = config or AnalysisConfig()
     config.check()
+    overlap = stage_overlap()
     t_start = time.perf_counter()
     timer = Timer()
     info = probe(path)
     loaded = loaded or load_models(config)
     timer.add("load_models", t_start)
     total = info.frame_count if config.max_frames is None else min(info.frame_count, config.max_frames)
-    faces, times, detected = _Faces(loaded.encoders), [], 0
+    faces, times, detected, ran = _Faces(loaded.encoders), [], 0, {}
     sizes = crop_sizes(loaded)
     n, shape = 0, (info.height, info.width)
     batch_size = max(1, min(config.batch_size, BATCH_BYTES // max(3 * info.width * info.height, 1)))
@@ -177,6 +195,8 @@ def video_steps(path, config: AnalysisConfig | None = None, *, loaded: LoadedMod
     pickers = {name: _StridePicker(k) for name, k in strides.items()}
     last_partial = time.perf_counter()
     stream = facelib.detect_stream(timed(decoded, timer, "decode_wait"), TimedDetector(detector, timer), every)
+    if overlap:                            # the next batches detected in a thread (its busy time is in "detect")
+        stream = timed(prefetch(stream, Timer()), timer, "detect_wait")
     for batch in stream:
         t = time.perf_counter()
         shape = batch.frames[0].shape[:2]
@@ -193,7 +213,7 @@ def video_steps(path, config: AnalysisConfig | None = None, *, loaded: LoadedMod
         crops = {name: facelib.crop_faces([s for s, k in zip(sources, scored[name]) if k], boxes[scored[name]], size)
                  for name, size in sizes.items()} if len(boxes) else {}
         t = timer.add("crop", t)
-        emb = _embed(loaded, crops, timer) if len(boxes) else {}
+        emb = _embed(loaded, crops, timer, ran) if len(boxes) else {}
         emb = {name: _spread(values, scored[name]) for name, values in emb.items()}   # unscored: NaN rows
         faces.add(frames, boxes, probs, was_detected, emb, scored)
         times.append(batch.time_s)
@@ -208,7 +228,7 @@ def video_steps(path, config: AnalysisConfig | None = None, *, loaded: LoadedMod
     table, outputs_from, emb, tracks, chosen = _video_result(loaded, config, timer, faces, times, n, shape)
     yield Step(n, n)
     scored = {name: table[SCORED_COLUMNS[name]] for name in strides}
-    run = _run_info(loaded, config, table, outputs_from, timer, t_start, source=Source("video", path=str(path)),
+    run = _run_info(loaded, config, table, outputs_from, timer, t_start, ran, source=Source("video", path=str(path)),
                     fps=info.fps, fps_source="video", video=info,
                     detection=Detection(detector.settings, every, detected, config.max_faces),
                     strides={name: Stride(k, int(scored[name].sum()), int(scored[name].notna().sum()))
@@ -332,7 +352,7 @@ def affwild2_steps(index, video: str, config: AnalysisConfig | None = None, *,
     n = len(paths)
     raw = index.raw_video_path(video)
     fps, fps_source = (probe(raw).fps, f"raw video {raw}") if raw is not None else (AFFWILD2_FPS, "assumed")
-    faces, unreadable = _Faces(loaded.encoders), []
+    faces, unreadable, ran = _Faces(loaded.encoders), [], {}
     sizes = crop_sizes(loaded)
     have = [i for i, p in enumerate(paths) if p is not None]
     for start in range(0, len(have), config.batch_size):
@@ -349,7 +369,7 @@ def affwild2_steps(index, video: str, config: AnalysisConfig | None = None, *,
         crops = {name: np.stack([facelib.resize_face(im, size) for im in images])
                  for name, size in sizes.items()} if images else {}
         timer.add("crop", t)
-        emb = _embed(loaded, crops, timer) if chunk else {}
+        emb = _embed(loaded, crops, timer, ran) if chunk else {}
         faces.add(chunk, np.full((len(chunk), 4), np.nan), np.full(len(chunk), np.nan), np.zeros(len(chunk), bool),
                   emb)
         yield Step(have[start:start + config.batch_size][-1] + 1, n)
@@ -358,7 +378,7 @@ def affwild2_steps(index, video: str, config: AnalysisConfig | None = None, *,
     face[face_frames] = True
     table, outputs_from = _table(loaded, config, timer, face, emb, frames["frame"].to_numpy() / fps)
     yield Step(n, n)
-    run = _run_info(loaded, config, table, outputs_from, timer, t_start,
+    run = _run_info(loaded, config, table, outputs_from, timer, t_start, ran,
                     source=Source("affwild2", root=str(index.root), video=video, splits=frames.attrs.get("splits", {})),
                     fps=fps, fps_source=fps_source, unreadable_images=tuple(unreadable))
     yield Analysis(table, run, emb.get("clip") if loaded.clip is not None else None)
@@ -388,10 +408,11 @@ def interpolated_counts(table: pd.DataFrame, encoders) -> dict:
 
 
 def _run_info(loaded: LoadedModels, config: AnalysisConfig, table: pd.DataFrame, outputs_from: dict, timer: Timer,
-              t_start: float, **fields) -> RunInfo:
+              t_start: float, ran: dict[str, dict[str, int]], **fields) -> RunInfo:
     n_face = int(table["face"].sum())
     faceless = faceless_rule(n_face, config.fill == "interpolate", outputs_from)
-    return RunInfo(config=config, device=str(loaded.device), models=loaded.describe(), outputs_from=dict(outputs_from),
+    return RunInfo(config=config, device=str(loaded.device), models=loaded.describe(ran),
+                   outputs_from=dict(outputs_from),
                    au_thresholds=tuple(float(t) for t in loaded.au_thresholds), windows=dict(loaded.windows),
                    expr_outputs=tuple(expr_outputs(table)), frames=len(table), face_frames=n_face, faceless=faceless,
                    timings={k: round(v, 4) for k, v in {**timer.seconds, "total": time.perf_counter() - t_start}.items()},

@@ -24,13 +24,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core import runtime
 from core.analysis import ModelRun
+from core.cards import ADAPTER_OUTPUT, CLIP_LSTM_OUTPUT, CLIP_MODEL
 from core.device import pick_device, run_batched, use_all_cores
 from core.fill import fill_gaps
 from core.jsonsafe import jsonable
 from core.labels import AUS, EXPRESSIONS
 from core.models import LoadedModel, create_model
-from core.models.clip import ADAPTER_OUTPUT, CLIP_LSTM_OUTPUT, DEFAULT_MODEL as CLIP_MODEL, prompt_set
+from core.models.clip import prompt_set
 from core.models.temporal import LSTM_STRIDE, LSTM_WINDOW
 from core.registry import card, with_encoders
 from core.table import prompt_output
@@ -46,13 +48,27 @@ ACTIVATIONS = {"va": lambda v: v, "expr": lambda v: v.softmax(-1), "au": torch.s
 
 
 @torch.no_grad()
-def encode(loaded: LoadedModel, crops, kind: str | None = None) -> np.ndarray:
+def encode(loaded: LoadedModel, crops, kind: str | None = None, ran: dict[str, int] | None = None) -> np.ndarray:
     """Embeddings (B, D) float32 of uint8 RGB face crops (B, H, W, 3), numpy or torch: DDAMFN's 512-d
     embedding, CLIP's raw image embedding (also under an adapter; kind "clip-adapter" gives the
-    adapter's own), on the model's device, fp16 autocast on a GPU."""
+    adapter's own), on the model's device, fp16 autocast on a GPU. The raw embeddings come from the
+    encoder's OpenVINO model once core.runtime has it ready (load_models starts it), else from eager
+    torch; ran (runtime -> faces) counts which ran them."""
     model, gpu = loaded.model, loaded.device.type == "cuda"
-    kind = kind or model.encoder_kind(adapted=False)
-    return model.embeddings(loaded.preprocess(crops), kind, 256 if gpu else CPU_BATCH, gpu).numpy()
+    raw_kind = model.encoder_kind(adapted=False)
+    kind = kind or raw_kind
+    x = loaded.preprocess(crops)
+    fast = runtime.accelerated(model)
+    if fast is None:
+        emb = model.embeddings(x, kind, 256 if gpu else CPU_BATCH, gpu)
+    else:
+        emb = run_batched(fast, x, batch_size=CPU_BATCH, amp=False)
+        if kind != raw_kind:
+            emb = model.adapt(emb.to(loaded.device))["embedding"].float().cpu()
+    if ran is not None:
+        name = fast.name if fast is not None else runtime.TORCH
+        ran[name] = ran.get(name, 0) + len(x)
+    return emb.numpy()
 
 
 @dataclass
@@ -105,10 +121,14 @@ class LoadedModels:
         return (f"{', '.join(t.upper() for t in skipped)} come from DDAMFN's trained heads: the LSTM's are random "
                 "weights (train an LSTM on this DDAMFN's embeddings to use it)",)
 
-    def describe(self) -> dict[str, ModelRun]:
-        """Card name -> where its weights came from and which of its outputs are random."""
+    def describe(self, ran: dict[str, dict[str, int]] | None = None) -> dict[str, ModelRun]:
+        """Card name -> where its weights came from, which of its outputs are random and what runs it: for
+        an encoder, what ran its faces in an analysis (ran: card -> runtime -> faces, as encode counts),
+        else what runs it now (core.runtime)."""
+        ran = ran or {}
         return {name: ModelRun(m.info.source, m.info.untrained, tuple(m.info.tasks), tuple(m.info.untrained_tasks),
-                               jsonable(m.info.metadata)) for name, m in self.models.items()}
+                               jsonable(m.info.metadata), runtime.used(ran.get(name, {})) or runtime.current(m.model))
+                for name, m in self.models.items()}
 
     @property
     def untrained(self) -> bool:
@@ -163,6 +183,10 @@ def load_models(models: Iterable[str], weights: dict[str, str] | None = None, de
         loaded["ddamfn"].model.to(memory_format=torch.channels_last)
     if dev.type == "cpu":
         use_all_cores()
+    setting = runtime.runtime_setting()
+    for name, m in loaded.items():                         # encoders' OpenVINO models, in the background
+        if card(name).reads is None:
+            runtime.start(m.model, dev, m.model.preprocessing["size"], setting)
     if "clip" in loaded:                                   # text embeddings of the prompt sets, once
         for spec in prompt_sets:
             loaded["clip"].model.zero_shot_clip.text_embeddings(prompt_set(spec))

@@ -1,19 +1,18 @@
 """The one registry of AffectLens models, in the spirit of timm's and open_clip's: each model file
-registers, beside its class, the architecture core.models.create_model builds (@register_architecture)
-and the model cards an analysis runs (register_card). The page's labels and choices, `--models`, the
-app's weight variables, training kinds, encoder kinds and the table's output keys are read from here.
+registers, beside its class, the architecture core.models.create_model builds (@register_architecture);
+the model cards an analysis runs are core.cards' table (plain data: a card lookup imports no model). The
+page's labels and choices, `--models`, the app's weight variables, training kinds, encoder kinds and the
+table's output keys are read from here.
 
-A card says what architecture runs it, what it reads (face crops, or the embeddings of another card's
-model), which tasks it can give, its label on the page, the environment variable of the app's weights
-for it and their default, the `python -m training train --model` kinds whose checkpoints it runs, the
-embeddings it gives as an encoder, and the output keys of its own (beside va / expr / au). Temporal
-models (LSTMs) read an encoder's embeddings: a trained one only makes sense on the very encoder weights
-it was trained on, which core.predict checks.
+Temporal models (LSTMs) read an encoder's embeddings: a trained one only makes sense on the very encoder
+weights it was trained on, which core.predict checks.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from core.cards import CARDS, ModelCard
 
 
 @dataclass(frozen=True)
@@ -24,26 +23,8 @@ class Architecture:
     aliases: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ModelCard:
-    name: str                     # in --models, AnalysisConfig.models and run metadata
-    label: str                    # on the page
-    architecture: str             # the create_model name that builds it
-    reads: str | None             # None: face crops; else the card whose embeddings it reads
-    tasks: tuple[str, ...]        # outputs it can give
-    description: str
-    weights_env: str | None = None                 # the environment variable of its weights (page and CLI)
-    default_weights: Callable[[str], tuple[str | None, str]] | None = None   # (CLIP architecture) -> (spec, note)
-    checkpoints: tuple[str, ...] = ()              # architectures of the checkpoints it runs
-    training_kinds: tuple[str, ...] = ()           # `training train --model` kinds it runs the checkpoints of
-    encoder_kinds: tuple[str, ...] = ()            # embeddings it gives (training --encoder, an LSTM's record)
-    outputs: Mapping[str, str] | None = None       # its own output keys in the table -> page label
-    open_clip: bool = False                        # its builder and default weights take AnalysisConfig.clip_model
-    aliases: tuple[str, ...] = ()
-
-
 _ARCHITECTURES: dict[str, Architecture] = {}
-_CARDS: dict[str, ModelCard] = {}
+_CARDS: dict[str, ModelCard] = {c.name: c for c in CARDS}
 
 
 def register_architecture(name: str, reads_embeddings: bool = False, aliases: tuple[str, ...] = ()):
@@ -52,11 +33,6 @@ def register_architecture(name: str, reads_embeddings: bool = False, aliases: tu
         _ARCHITECTURES[name] = Architecture(name, build, reads_embeddings, tuple(aliases))
         return build
     return register
-
-
-def register_card(card: ModelCard) -> ModelCard:
-    _CARDS[card.name] = card
-    return card
 
 
 def _registered() -> None:
@@ -79,7 +55,6 @@ def architecture_names() -> tuple[str, ...]:
 
 def cards() -> dict[str, ModelCard]:
     """Every card, in the page's order."""
-    _registered()
     return dict(_CARDS)
 
 

@@ -37,12 +37,11 @@ import numpy as np
 import torch
 
 from core import settings, upstream
+from core.cards import UPSTREAM_BACKBONE, UPSTREAM_DDAMFN
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
 
 FORMAT = "affectlens-checkpoint"
 FORMAT_VERSION = 1
-UPSTREAM_DDAMFN = "ddamfn-upstream"
-UPSTREAM_BACKBONE = "ddamfn-backbone"   # upstream's MixedFeatureNet (MFN_msceleb.pth): DDAMNet's `features`
 HF_PREFIX = "hf://"
 OPEN_CLIP_PREFIX = "open_clip:"
 HUB_TIMEOUT_S = 3.0          # seconds to wait for the Hub before falling back to the cache

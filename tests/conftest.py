@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Eager torch unless a test asks for another runtime (tests/test_runtime.py): OpenVINO would convert the
+# encoders anew in every test's own data folder, minutes of CPU each.
+os.environ.setdefault("AFFECTLENS_RUNTIME", "torch")
 
 MEDIA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 

@@ -1,5 +1,6 @@
 """benchmarks/fidelity.py end to end on a tiny set (not timed): an Aff-Wild2-layout set from the Pexels clip,
-checkpoints trained with `python -m training train`, the clip analysed on every frame and with strides."""
+a calibrated random DDAMFN with heads trained by `python -m training train`, the clip analysed on every frame
+and with strides."""
 import pytest
 
 from benchmarks import fidelity
@@ -15,7 +16,7 @@ def test_fidelity_benchmark_on_a_tiny_set(tmp_path):
     expr = read_annotation(tmp_path / "affwild2" / CHALLENGE_DIRS["expr"][0] / SPLIT_DIRS["train"] / "pexels_train.txt",
                            "expr")
     assert len(expr) == 12 and (expr["expression"] == EXPRESSIONS.index("Sadness")).all()
-    assert all((tmp_path / name / "best.pt").is_file() for name in ("ddamfn", "ddamfn-heads"))
+    assert (tmp_path / "encoder.pt").is_file() and fidelity.conditioned(tmp_path / "ddamfn-heads" / "best.pt")
     for model in ("DDAMFN",):
         every, strided = result["models"][model][1], result["models"][model][2]
         # a "stride" of 1 is the every-frame run again: the pipeline is deterministic
@@ -24,3 +25,5 @@ def test_fidelity_benchmark_on_a_tiny_set(tmp_path):
         assert strided["frames"] == 48
         assert all(0 <= strided[k] <= 1 for k in ("expr_agreement", "au_f1"))
         assert all(-1 <= strided[k] <= 1 for k in ("ccc_valence", "ccc_arousal"))
+        signal = result["models"][model]["signal (every frame vs the clip's labels)"]
+        assert set(signal) == {"ccc_valence", "ccc_arousal", "p_expr", "p_au"}

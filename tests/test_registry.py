@@ -1,10 +1,14 @@
-"""core.registry: one vocabulary, filled by the model files, that the page, the command line, training and
+"""core.registry: one vocabulary, from core.cards and the model files, that the page, the command line, training and
 the app's weights read."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from core import registry
 from core.models import create_model
-from core.models.clip import ADAPTER_OUTPUT, CLIP_LSTM_OUTPUT
+from core.cards import ADAPTER_OUTPUT, CLIP_LSTM_OUTPUT
 from core.table import prompt_output, prompt_set_of
 
 
@@ -53,3 +57,15 @@ def test_output_keys_of_prompt_sets_never_meet_the_models_own():
     assert registry.output_label(CLIP_LSTM_OUTPUT, "clip-lstm") == "CLIP+LSTM"
     assert registry.output_label(ADAPTER_OUTPUT, "clip") == "CLIP adapter"
     assert registry.output_label("va", "lstm") == "DDAMFN+LSTM"
+
+
+def test_the_command_lines_help_imports_no_model_library():
+    """`python -m core.analyze --help` reads the cards only: torch, open_clip and OpenCV stay unloaded (they
+    took seconds of start-up when the cards lived in the model files)."""
+    code = ("import runpy, sys\nsys.argv = ['core.analyze', '--help']\ntry:\n"
+            "    runpy.run_module('core.analyze', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'cv2', 'numpy', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert "ddamfn (DDAMFN), lstm (DDAMFN+LSTM), clip (CLIP), clip-lstm (CLIP+LSTM)" in " ".join(out.split())
+    assert out.strip().splitlines()[-1] == "[]"

@@ -24,7 +24,8 @@ print(json.dumps({"keys": loaded.weight_keys(), "embedding": emb.flatten()[:16].
 
 def _in_a_new_process() -> dict:
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, check=True,
-                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                              "AFFECTLENS_RUNTIME": "torch"})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -204,6 +204,7 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
             improved, why = keep_epoch(metrics["score"], best_score, best_epoch, epoch)
             if improved:
                 best_score, best_epoch, kept_why = metrics["score"], epoch, why
+            model = recipe.checkpoint_model()          # first: it may add to extra_metadata (heads_amplification)
             meta = {
                 "metrics": {"val": metrics},
                 "training": {"config": to_dict(cfg), "epoch": epoch, "best_score": best_score,
@@ -215,7 +216,7 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
                              "corrections": corrections},
                 **recipe.extra_metadata,
             }
-            save_checkpoint(out / "last.pt", recipe.checkpoint_model(), meta, optimizer)
+            save_checkpoint(out / "last.pt", model, meta, optimizer)
             if improved:
                 shutil.copyfile(out / "last.pt", out / "best.pt")
             row = {"epoch": epoch + 1, "lr": lr, "steps": count, "seconds": round(time.time() - started, 2),

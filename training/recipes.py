@@ -149,6 +149,37 @@ class _CachedEmbeddings(Recipe):
         return self.val_emb if labels is self.val_labels else self.cache.table_embeddings(labels.table)
 
 
+# Float32 moves an embedding by about 1e-7 of its own scale from one batch size, thread count or kernel to
+# the next. Standardising a dimension by a spread far below that scale magnifies such noise in the outputs
+# (a floor of 1e-12 let heads reach weights of 1e6 and outputs move by 0.1), so the spread is floored at
+# STD_FLOOR x the embedding's RMS, and a checkpoint whose folded heads still magnify a rounding of the
+# embedding more than MAX_AMPLIFICATION times (1e-7 -> 1e-4 of an output's range) is refused.
+STD_FLOOR = 1e-2
+MAX_AMPLIFICATION = 1e3
+
+
+def standardisation(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and spread of embeddings (N, D), the spread floored as said above."""
+    emb = np.asarray(emb, np.float64)
+    scale = np.sqrt(np.mean(emb ** 2))
+    return emb.mean(axis=0), np.maximum(emb.std(axis=0), STD_FLOOR * scale)
+
+
+def amplification(heads: dict[str, torch.Tensor], emb: np.ndarray) -> dict[str, float]:
+    """Per task: how many times the linear heads (raw-embedding weights, as folded() gives) magnify an error
+    of the embedding's RMS size relative to an output's range over `emb`; the largest over the outputs."""
+    x = torch.as_tensor(np.asarray(emb, np.float64))
+    scale = x.pow(2).mean().sqrt()
+    out = {}
+    for key, w in heads.items():
+        if key.endswith(".weight"):
+            w = w.detach().double()
+            logits = x @ w.T
+            spread = (logits.max(0).values - logits.min(0).values).clamp_min(torch.finfo(torch.float64).tiny)
+            out[key.split(".")[1]] = float((w.abs().sum(1) * scale / spread).max())
+    return out
+
+
 class EmbeddingHeads(nn.Module):
     """DDAMFN task heads on standardised embeddings: heads((emb - mean) / std). The standardisation is
     folded into the linear heads when saved, so the checkpoint is a plain DDAMFN."""
@@ -189,8 +220,7 @@ class DDAMFNHeadsRecipe(_CachedEmbeddings):
         emb, has = self.train_emb
         rows = labelled_rows(train.table, self.tasks)
         self._loss_weights(rows)
-        mean, std = emb[has].mean(axis=0), emb[has].std(axis=0) + 1e-12
-        self.module = EmbeddingHeads(mean, std, self.tasks).to(device)
+        self.module = EmbeddingHeads(*standardisation(emb[has]), self.tasks).to(device)
         self.train_set = FrameEmbeddings(train.table, rows, emb)
 
     def forward(self, net, batch):
@@ -207,7 +237,14 @@ class DDAMFNHeadsRecipe(_CachedEmbeddings):
         enc = self.encoder.loaded.model
         model = DDAMFN(tasks=self.tasks, num_class=enc.net.fc.out_features, num_head=enc.net.num_head)
         model.net.load_state_dict(enc.net.state_dict())
-        model.task_heads.load_state_dict(self.module.folded())
+        heads = self.module.folded()
+        emb, has = self.train_emb
+        worst = amplification(heads, emb[has])
+        if max(worst.values()) > MAX_AMPLIFICATION:
+            raise ValueError(f"the trained heads are ill-conditioned: they magnify float32 rounding of the embedding "
+                             f"{max(worst.values()):.3g} times (at most {MAX_AMPLIFICATION:g}); not saved")
+        self.extra_metadata["heads_amplification"] = {t: round(v, 1) for t, v in worst.items()}
+        model.task_heads.load_state_dict(heads)
         return model
 
     def load_checkpoint_model(self, ckpt):

@@ -139,8 +139,9 @@ def clip_frame_table(df: pd.DataFrame, frame: int, phrases: dict[str, dict[str, 
 def weights_table(models: dict[str, ModelRun]) -> list[str]:
     """Markdown table of where each model's weights came from and, task by task, whether they are trained,
     from RunInfo.models or LoadedModels.describe(): the run summary and the page's weights box say it the same
-    way. Named upstream weights (core.upstream) add what they were trained on and upstream's own figure."""
-    lines = ["| model | weights | state |", "|---|---|---|"]
+    way, with the runtime that ran it. Named upstream weights (core.upstream) add what they were trained on
+    and upstream's own figure."""
+    lines = ["| model | weights | state | runtime |", "|---|---|---|---|"]
     for model, info in models.items():
         trained = [t for t in info.tasks if t not in info.untrained_tasks]
         origin = (f" ({info.metadata['trained_on']}; upstream: {info.metadata['upstream_figure']})"
@@ -153,5 +154,5 @@ def weights_table(models: dict[str, ModelRun]) -> list[str]:
                      f"**untrained** (random heads, fixed seed, on a backbone{origin})")
         else:
             state = f"trained{origin}"
-        lines.append(f"| {model} | `{info.source}` | {state} |")
+        lines.append(f"| {model} | `{info.source}` | {state} | {info.runtime or 'not recorded'} |")
     return lines

@@ -22,17 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.cards import CLIP_ADAPTER, CLIP_MODEL as DEFAULT_MODEL
 from core.device import run_batched
 from core.labels import EXPRESSIONS
 from core.models.preprocess import normalize_images
-from core.registry import ModelCard, register_architecture, register_card
-from core.weights import (WeightsError, default_clip_weights, load_checkpoint, parse_spec, read_checkpoint, resolve,
+from core.registry import register_architecture
+from core.weights import (WeightsError, load_checkpoint, parse_spec, read_checkpoint, resolve,
                           state_key)
-
-DEFAULT_MODEL = "ViT-B-32"          # open_clip architecture when none is named
-# The CLIP models' own output keys in the table; a prompt set's is core.table.prompt_output(name), which
-# a "-" keeps apart from these (prompt set names are letters, digits and _).
-ADAPTER_OUTPUT, CLIP_LSTM_OUTPUT = "clip-adapter", "clip-lstm"
 
 
 @dataclass(frozen=True, eq=False)
@@ -248,7 +244,7 @@ class ClipAdapter(nn.Module):
     precomputed CLIP image embeddings (training caches those once, the encoders being frozen).
     """
 
-    ARCH = "clip-adapter"
+    ARCH = CLIP_ADAPTER
     tasks = ("expr",)
 
     def __init__(self, model_name: str = DEFAULT_MODEL, pretrained: str | None = None, prompts="basic",
@@ -410,14 +406,3 @@ def build_clip_adapter(weights, model_name: str = DEFAULT_MODEL, pretrained: str
         raise TypeError(f"options apply when building without weights, not to {ckpt.source}")
     return _adapter_from_checkpoint(ckpt)
 
-
-register_card(ModelCard(
-    "clip", "CLIP", "clip", None, ("expr",),
-    "CLIP expressions: zero-shot from prompt sets, or a trained adapter when its weights are given",
-    weights_env="AFFECTLENS_WEIGHTS_CLIP", default_weights=default_clip_weights, checkpoints=(ClipAdapter.ARCH,),
-    training_kinds=("clip-adapter",), encoder_kinds=("clip", "clip-adapter"),
-    outputs={ADAPTER_OUTPUT: "CLIP adapter"}, open_clip=True))
-register_card(ModelCard(
-    "clip-lstm", "CLIP+LSTM", "lstm", "clip", ("expr",),
-    "an LSTM over CLIP (or adapted CLIP) embeddings: expressions with temporal context",
-    checkpoints=("lstm",), training_kinds=("lstm",), outputs={CLIP_LSTM_OUTPUT: "CLIP+LSTM"}))

@@ -21,9 +21,9 @@ from core.device import run_batched
 from core.labels import AFFECTNET8, TASKS, affectnet8_to_affwild2_logits
 from core.models.heads import TaskHeads, check_tasks
 from core.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_images
-from core.registry import ModelCard, register_architecture, register_card
-from core.weights import (UPSTREAM_BACKBONE, UPSTREAM_DDAMFN, Checkpoint, check_loaded, default_ddamfn_weights,
-                          load_checkpoint, load_state, state_key)
+from core.registry import register_architecture
+from core.weights import (UPSTREAM_BACKBONE, UPSTREAM_DDAMFN, Checkpoint, check_loaded, load_checkpoint, load_state,
+                          state_key)
 
 INPUT_SIZE = 112
 EMBED_DIM = 512
@@ -384,14 +384,3 @@ def build_ddamfn(weights, tasks=None, **options):
     load_state(model, ckpt.state_dict, ckpt.source)
     return model, ckpt.source, (), ckpt.metadata
 
-
-register_card(ModelCard(
-    "ddamfn", "DDAMFN", "ddamfn", None, TASKS,
-    "DDAMFN per frame: valence-arousal, 8 expressions, 12 AUs from its heads",
-    weights_env="AFFECTLENS_WEIGHTS_DDAMFN", default_weights=default_ddamfn_weights,
-    checkpoints=("ddamfn", UPSTREAM_DDAMFN, UPSTREAM_BACKBONE),
-    training_kinds=("ddamfn", "ddamfn-heads"), encoder_kinds=("ddamfn",)))
-register_card(ModelCard(
-    "lstm", "DDAMFN+LSTM", "lstm", "ddamfn", TASKS,
-    "an LSTM over DDAMFN embeddings: the same outputs with temporal context",
-    weights_env="AFFECTLENS_WEIGHTS_LSTM", checkpoints=("lstm",), training_kinds=("lstm",), aliases=("ddamfn-lstm",)))
