@@ -1,0 +1,113 @@
+"""The loop on the page for a team with one video, driven through the running server with gradio_client: one
+uploaded clip (the first 200 frames of the crying-then-laughing Pexels clip) with its EXPR annotation file is
+retrained on from the page, with a batch size that leaves one training frame over, validating on its last
+frames; the job's panel says how it split the video and which epoch it kept, and the new model is picked and
+answers with the default ticks; "Audit this dataset" runs the audit as a job and fills the dataset queue."""
+import time
+
+import pandas as pd
+import pytest
+from gradio_client import Client
+
+from core.affwild2 import write_annotation
+from core.labels import EXPRESSIONS
+from core.table import FACE, FRAME
+from core.weights import load_checkpoint
+from db import repo
+from db.engine import make_engine, make_session_factory
+from tests.test_webapp_api import analyse, start_server, table
+from training.uploads import HOLDOUT_GAP, VAL_FRACTION
+
+N_FRAMES = 200
+SAD, HAPPY = EXPRESSIONS.index("Sadness"), EXPRESSIONS.index("Happiness")
+FIRST_VAL = N_FRAMES - round(N_FRAMES * VAL_FRACTION)          # 160: validation is frames 160-199
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    demo, cfg, url = start_server(tmp_path_factory.mktemp("loop"), None)      # no Aff-Wild2 folder: uploads only
+    yield cfg, url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, media_dir, ffmpeg):
+    """The clip's first 200 frames (8.3 s) and its EXPR annotation: Sadness, then Happiness from frame 100."""
+    folder = tmp_path_factory.mktemp("clip")
+    video = folder / "crying_then_laughing.mp4"
+    ffmpeg("-i", media_dir / "WolfgangLanger_Pexels.mp4", "-frames:v", N_FRAMES, "-an", "-c:v", "libx264",
+           "-crf", "28", video)
+    expr = folder / "crying_then_laughing.txt"
+    write_annotation(pd.DataFrame({"expression": pd.array([SAD] * 100 + [HAPPY] * 100, dtype="Int64")}), expr, "expr")
+    return video, expr
+
+
+def wait_for_job(client, job) -> tuple[str, dict, object]:
+    """/job_status until the job ends: (text, metrics table, picker)."""
+    deadline = time.time() + 900
+    while True:
+        info, metrics, picker, *_ = client.predict(job, api_name="/job_status")
+        if "**done**" in info or "**failed**" in info:
+            return info, metrics, picker
+        assert time.time() < deadline, info
+        time.sleep(2)
+
+
+def test_one_upload_retrains_from_the_page_with_one_frame_over_and_its_model_answers(server, clip):
+    cfg, url = server
+    video, expr = clip
+    alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
+    first = analyse(alice, video, [expr], models=("DDAMFN",))
+    key = first["key"]
+    predictions = pd.read_csv(next(p for p in first["downloads"] if p.endswith(".csv")))
+    assert len(predictions) == N_FRAMES and predictions["untrained_expr"].all()
+    # Training frames: those with a face before the gap; a batch size that leaves exactly one of them over.
+    train_frames = int(predictions.loc[predictions[FRAME] < FIRST_VAL - HOLDOUT_GAP, FACE].sum())
+    batch = min(b for b in range(4, train_frames) if (train_frames - 1) % b == 0)
+
+    info, _, job, *_ = alice.predict("ddamfn-expr", 1, 0, batch, api_name="/retrain")
+    assert f"Job {int(job)}" in info
+    info, metrics, picker = wait_for_job(alice, job)
+    assert "**done**" in info, info
+    split = (f"validation is the last 20% of each video's frames and training the frames before them, {HOLDOUT_GAP} "
+             "frames (one LSTM window) left out between, because one uploaded video cannot be split by video: "
+             f"crying_then_laughing.mp4 validates on frames {FIRST_VAL}+")
+    assert f"Validation split of the uploads: {split}." in info
+    assert "s left" not in info and "Kept epoch 1 of 1: first validated epoch (score " in info
+    assert "No *before* figures: the app runs untrained (random) weights for this model" in info
+    assert "p_expr" in set(table(metrics)["metric"])
+    with make_session_factory(make_engine(cfg.db_url))() as s:
+        [model] = repo.list_models(s)
+        record = model.training
+        model_id, path = model.id, model.path
+    assert picker == model_id and f"New model **{model_id}: ddamfn-expr (job {int(job)})**" in info
+    data = load_checkpoint(path).metadata["training"]["data"]
+    assert data["uploads"]["split"] == split and record["data"]["uploads"]["split"] == split
+    assert data["train"]["frames"] == train_frames and train_frames % batch == 1      # a last batch of one, merged
+    assert record["kept"]["epoch"] == 1
+
+    # Analyse again with the default ticks (DDAMFN+LSTM, CLIP) and the new model: the LSTM's heads are random,
+    # so the expressions are the retrained DDAMFN's own (core.predict's precedence), not untrained ones.
+    again = analyse(alice, video, [expr], model_id=model_id)
+    answers = pd.read_csv(next(p for p in again["downloads"] if p.endswith(".csv")))
+    assert not answers["untrained_expr"].any() and key == again["key"]
+    assert "EXPR come from DDAMFN's trained heads" in again["run_info"]
+
+
+def test_audit_this_dataset_runs_as_a_job_and_fills_the_dataset_queue(server, clip):
+    cfg, url = server
+    video, expr = clip
+    bob = Client(url, auth=("bob", "bob-pw"), verbose=False)
+    suggestions, _, progress, _ = bob.predict("all", "all", api_name="/audit_queue")
+    assert table(suggestions).empty and progress.startswith("No audit run in the database yet: press \"Audit this")
+    analyse(bob, video, [expr], models=("DDAMFN",))            # reopened when the first test stored it
+    info, _, job, *_ = bob.predict(api_name="/audit")
+    assert f"Job {int(job)}** (audit, started by bob)" in info
+    info, metrics, _ = wait_for_job(bob, job)
+    assert "**done**" in info, info
+    assert ("suggestions" in info and "within each video (fewer subjects than folds)" in info
+            and "They are in the Review tab's dataset queue" in info), info
+    suggestions, _, progress, _ = bob.predict("all", "all", api_name="/audit_queue")
+    listed = table(suggestions)
+    assert not listed.empty and set(listed["video"]) == {"crying_then_laughing.mp4"}, progress
+    assert set(listed["task"]) == {"expr"}
