@@ -16,17 +16,20 @@ lock later), and waits at most 30 s for it (write() sets its own bound). Session
 cannot write: SQLite's query_only, PostgreSQL's READ ONLY transactions.
 
 Writes that people wait for go through write(): one transaction, retried whole while the database is
-busy, for a bounded time, then DatabaseBusy. On SQLite, write() callers take turns in order of arrival (_WriterTurns,
-across threads and processes) before they begin, so fifty writers neither poll the database nor starve. A
-full or read-only disk answers CannotWrite in words, with nothing saved.
+busy, for a bounded time, then DatabaseBusy. On SQLite, write() callers take turns in order of arrival before
+they begin, so fifty writers neither poll the database nor starve: across threads and processes where the
+system has open-file-description locks (Linux: _WriterTurns), else among the threads of one process
+(_ThreadTurns: macOS, BSD, Windows); WRITER_TURNS names the one chosen at start-up for the log. A full or
+read-only disk answers CannotWrite in words, with nothing saved.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import struct
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -40,6 +43,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import settings
 from db.errors import CANNOT_WRITE_MESSAGE, CannotWrite, DatabaseBusy
 from db.limits import WRITE_TIMEOUT_S
+
+try:
+    import fcntl
+except ImportError:                       # Windows
+    fcntl = None
+OFD_LOCKS = hasattr(fcntl, "F_OFD_SETLKW")   # Linux; macOS and the BSDs have only per-process locks
+WRITER_TURNS = ("in order of arrival across threads and processes (open-file-description locks)" if OFD_LOCKS else
+                "in order of arrival within this process only (no open-file-description locks on this system)")
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000     # a write transaction outside write() (scripts, training jobs) waits this long
@@ -196,9 +207,38 @@ class _WriterTurns:
         finally:
             _lock(fd, fcntl.F_UNLCK, 0, TICKETS_AT, wait=True)
 
-    @staticmethod
-    def give_back(fd: int) -> None:
+    def give_back(self, fd: int) -> None:
         os.close(fd)                           # drops the ticket's lock: the next writer's turn
+
+
+class _ThreadTurns:
+    """Turns at writing one SQLite file, first come first served among this process's threads: the
+    fallback where open-file-description locks are missing. The web server's writers are its threads, so
+    its reviewers still take turns in order; another process (a training job, the command line) waits
+    for SQLite's own write lock (BEGIN IMMEDIATE with its busy timeout), safely but not in order."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._queue: deque[object] = deque()     # one token per writer, in order of arrival; the first writes
+
+    def take(self, deadline: float) -> object | None:
+        """Wait for a turn until `deadline` (time.monotonic()); the turn (hand it to give_back), or None
+        when the turn did not come."""
+        turn = object()
+        with self._changed:
+            self._queue.append(turn)
+            while self._queue[0] is not turn:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._queue.remove(turn)            # never first: the writers behind keep their places
+                    return None
+                self._changed.wait(remaining)
+            return turn
+
+    def give_back(self, turn: object) -> None:
+        with self._changed:
+            self._queue.remove(turn)
+            self._changed.notify_all()          # the next writer's turn
 
 
 TICKETS_AT = 8                   # the counter's bytes; ticket n locks byte TICKETS_AT + n
@@ -230,16 +270,16 @@ def _conflict(fd: int, start: int, end: int) -> int | None:
     return None if kind == fcntl.F_UNLCK else found
 
 
-_TURNS: dict[str, _WriterTurns] = {}           # one per SQLite file in this process, made on first write
+_TURNS: dict[str, _WriterTurns | _ThreadTurns] = {}     # one per SQLite file in this process, made on first write
 
 
-def _turns(engine: Engine) -> _WriterTurns | None:
+def _turns(engine: Engine) -> _WriterTurns | _ThreadTurns | None:
     """The turns of a SQLite file (None for other databases, whose locks queue writers fairly)."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return None
     path = str(Path(database).resolve())
-    return _TURNS.get(path) or _TURNS.setdefault(path, _WriterTurns(path))
+    return _TURNS.get(path) or _TURNS.setdefault(path, _WriterTurns(path) if OFD_LOCKS else _ThreadTurns())
 
 
 def _busy(err: Exception) -> bool:
@@ -271,21 +311,27 @@ def write(sessions: sessionmaker[Session], work: Callable[[Session], T], timeout
     write(), a PostgreSQL deadlock or lock timeout) the whole transaction is rolled back and run again
     after a random, growing pause; work may thus run more than once, so it must only read and write
     through the session (its writes are undone before a retry). A disk that is full or read-only raises
-    CannotWrite (nothing saved); any other error is raised as it is.
+    CannotWrite (nothing saved), after one more try on fresh SQLite connections (_reopen); any other error
+    is raised as it is.
     """
     deadline = time.monotonic() + (WRITE_TIMEOUT_S if timeout_s is None else timeout_s)
-    turns = _turns(sessions.kw["bind"])
+    engine = sessions.kw["bind"]
+    turns = _turns(engine)
     turn = turns.take(deadline) if turns is not None else None
     if turns is not None and turn is None:
         raise DatabaseBusy(BUSY_MESSAGE)
     try:
-        pause = FIRST_PAUSE_S
+        pause, reopened = FIRST_PAUSE_S, False
         while True:
             try:
                 with sessions.begin() as session:
                     _bound_waits(session, deadline - time.monotonic())
                     return work(session)
             except (DBAPIError, PoolTimeout) as err:
+                if _cannot_write(err) and engine.dialect.name == "sqlite" and not reopened:
+                    _reopen(engine)
+                    reopened = True
+                    continue
                 if _cannot_write(err):
                     raise CannotWrite(CANNOT_WRITE_MESSAGE) from err
                 if not _busy(err):
@@ -297,6 +343,13 @@ def write(sessions: sessionmaker[Session], work: Callable[[Session], T], timeout
     finally:
         if turn is not None:
             turns.give_back(turn)
+
+
+def _reopen(engine: Engine) -> None:
+    """Close the pool's SQLite connections: one opened while its folder was read-only stays read-only for
+    its life (SQLite falls back to reading without a word), so a server started on a read-only folder
+    would refuse every save after the folder became writable again. The next transaction opens afresh."""
+    engine.dispose()
 
 
 def _bound_waits(session: Session, remaining_s: float) -> None:

@@ -137,8 +137,10 @@ def test_start_up_log_names_the_database_and_warns_of_sqlite_on_a_space(tmp_path
     sqlite = f"sqlite:///{tmp_path / 'db.sqlite'}"
     postgres = "postgresql+psycopg://me:secret@db.example:5432/affectlens"
     on_space = AppConfig(db_url=sqlite, space_id="me/affectlens").startup_log()
-    assert on_space[0] == f"AffectLens database: {sqlite}" and "lost when the Space restarts" in on_space[1]
-    assert AppConfig(db_url=sqlite).startup_log() == [f"AffectLens database: {sqlite}"]
+    assert on_space[0] == f"AffectLens database: {sqlite}" and "lost when the Space restarts" in on_space[2]
+    assert AppConfig(db_url=sqlite).startup_log() == [
+        f"AffectLens database: {sqlite}",
+        "SQLite writers take turns in order of arrival across threads and processes (open-file-description locks)"]
     assert AppConfig(db_url=postgres, space_id="me/affectlens").startup_log() == [
         "AffectLens database: postgresql+psycopg://me:***@db.example:5432/affectlens"]
 

@@ -11,6 +11,7 @@ from typing import Mapping
 from core import settings
 from core.models.clip import DEFAULT_MODEL as DEFAULT_CLIP_MODEL
 from core.registry import weights_from_env
+from db.engine import WRITER_TURNS
 from webapp.gpu import ZEROGPU_MAX_VIDEO_S
 
 
@@ -95,12 +96,15 @@ class AppConfig:
         )
 
     def startup_log(self) -> list[str]:
-        """Lines for the log at start-up: the database (a warning for a SQLite file on a Space, which loses
-        it at every restart) and where CLIP's weights come from when none were configured."""
+        """Lines for the log at start-up: the database (for a SQLite file, how its writers take turns and a
+        warning on a Space, which loses it at every restart) and where CLIP's weights come from when none
+        were configured."""
         from sqlalchemy.engine import make_url
 
         url = make_url(self.db_url or settings.db_url())
         lines = [f"AffectLens database: {url.render_as_string(hide_password=True)}"]
+        if url.get_backend_name() == "sqlite":
+            lines.append(f"SQLite writers take turns {WRITER_TURNS}")
         if url.get_backend_name() == "sqlite" and self.space_id:
             lines.append(f"WARNING: the database is a SQLite file on the Space {self.space_id}: it is lost when the "
                          "Space restarts. Set AFFECTLENS_DB_URL to a PostgreSQL server (a Space secret), or "

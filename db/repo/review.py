@@ -211,7 +211,10 @@ def add_correction(session: Session, video: Video | str, task: str, start_frame:
 
     The values it replaces (the effective labels now: annotations with accepted corrections) are kept in
     `original`. Returns the stored correction, status "proposed"; the same submission again (same
-    idempotency_key, or with none the same video, task, range, value and reviewer) returns the first one.
+    idempotency_key, or with none the same video, task, range, value and reviewer while such a correction
+    is pending or accepted) returns that one. When every such correction was rejected, the same content is
+    a new proposal, keyed by the newest rejected one's id: no other proposal can share that key, whatever
+    decisions are revised later.
     """
     video, task = get_video(session, video), _task(task)
     start, end = _frame_range(video, start_frame, end_frame)
@@ -220,11 +223,13 @@ def add_correction(session: Session, video: Video | str, task: str, start_frame:
     reviewer = get_reviewer(session, reviewer)
     content = dict(video_id=video.id, task=task, start_frame=start, end_frame=end, value=value,
                    reviewer_id=reviewer.id)
-    parts = [video.key, task, start, end, value, reviewer.name]
-    rejected = _rejected_like(session, content)
-    if rejected:
-        parts.append(f"after {rejected} rejected")
-    key = _client_key(idempotency_key) or _content_key("correction", *parts)
+    likes = _likes(session, content)
+    standing = next((c for c in likes if c.status != "rejected"), None)
+    if idempotency_key is None and standing is not None:
+        return standing                 # sent again: a double click, or a retry after a quick accept
+    after = [f"after rejected correction {likes[0].id}"] if likes else []
+    key = _client_key(idempotency_key) or _content_key("correction", video.key, task, start, end, value,
+                                                       reviewer.name, *after)
 
     def find():
         found = session.scalar(select(Correction).where(Correction.idempotency_key == key))
@@ -247,11 +252,10 @@ def add_correction(session: Session, video: Video | str, task: str, start_frame:
         lambda c: AuditEvent(reviewer_id=reviewer.id, action="proposed", correction_id=c.id, detail=detail))
 
 
-def _rejected_like(session: Session, content: dict) -> int:
-    """How many corrections with this content (video, task, range, value, author) were rejected."""
-    same = select(Correction).where(*(getattr(Correction, k) == v for k, v in content.items() if k != "value"),
-                                    Correction.status == "rejected")
-    return sum(1 for c in session.scalars(same) if c.value == content["value"])
+def _likes(session: Session, content: dict) -> list[Correction]:
+    """The corrections with this content (video, task, range, value, author), newest first."""
+    same = select(Correction).where(*(getattr(Correction, k) == v for k, v in content.items() if k != "value"))
+    return [c for c in session.scalars(same.order_by(Correction.id.desc())) if c.value == content["value"]]
 
 
 def _json_values(values: np.ndarray, task: str) -> list:
