@@ -12,7 +12,8 @@ Uploads are split by video, each by its own content hash (one in VAL_EVERY is a 
 video never moves another. While that leaves a side empty (a team with one video, or a few that all hash alike) and
 no Aff-Wild2 folder gives one, validation is instead the last VAL_FRACTION of each upload's frames, with a gap of
 one LSTM window before it so that no training window reaches into it: HOLDOUT_FILE in the layout says where, and
-training.data cuts every split there (train, the before/after evaluation and the audit alike).
+training.data cuts the train and val splits there (training and the before/after evaluation alike). The audit's
+layout has no such file: it folds the frames itself and must judge every one of them.
 """
 from __future__ import annotations
 
@@ -135,8 +136,9 @@ def with_uploads(cfg, write: bool = True):
 
 def build_root(db_url: str | None, data: Path, tasks, affwild2_root: str | None = None,
                write: bool = True, hold_out: bool = True) -> tuple[Path, dict]:
-    """An Aff-Wild2-layout folder under data/training (data: the app's data folder) holding the trainable uploads (and, linked, the
-    Aff-Wild2 copy at affwild2_root); returns it with a summary (videos per split, what was left out).
+    """An Aff-Wild2-layout folder under data/training (data: the app's data folder) holding the trainable uploads
+    (and, linked, the Aff-Wild2 copy at affwild2_root); returns it with a summary (videos per split, what was left
+    out, how they were split).
     write=False only says where it is. When the uploads cannot be split by video, all are training videos, and
     with `hold_out` their last frames validate (HOLDOUT_FILE). Raises ValueError when there is nothing to train on."""
     from db import repo
