@@ -203,3 +203,11 @@ def test_adding_an_upload_moves_no_other_video_between_train_and_validation(uplo
     register_copy(engine, data, tmp_path, "sha256:" + "0" * 64, keys[0], "first")
     after = sides()
     assert after.pop("sha256:" + "0" * 64) == "val" and after == before
+
+
+def test_the_audit_of_one_upload_sees_every_frame(one_upload):
+    """The audit folds one split itself: its layout holds no frames out, and its train split is the whole video."""
+    data, url, key = one_upload
+    root, summary = build_root(url, data, ("expr",), hold_out=False)
+    assert summary["uploads"] == {"train": [layout_name(key)], "val": []} and not (root / "held_out.json").exists()
+    assert load_labels(root, ("expr",), "train", db=url).table["frame"].tolist() == list(range(200))
