@@ -2,12 +2,15 @@
 uploaded clip (the first 200 frames of the crying-then-laughing Pexels clip) with its EXPR annotation file is
 retrained on from the page, with a batch size that leaves one training frame over, validating on its last
 frames; the job's panel says how it split the video and which epoch it kept, and the new model is picked and
-answers with the default ticks; "Audit this dataset" runs the audit as a job and fills the dataset queue."""
+answers with the default ticks; "Audit this dataset", clicked in Chromium, runs the audit as a job whose panel
+follows it to its end by itself, and fills the dataset queue."""
+import re
 import time
 
 import pandas as pd
 import pytest
 from gradio_client import Client
+from playwright.sync_api import expect
 
 from core.affwild2 import write_annotation
 from core.labels import EXPRESSIONS
@@ -16,6 +19,7 @@ from core.weights import load_checkpoint
 from db import repo
 from db.engine import make_engine, make_session_factory
 from tests.test_webapp_api import analyse, start_server, table
+from tests.test_webapp_browser import SCREENSHOT_DIR, browser, signed_in_page  # noqa: F401 (browser: a fixture)
 from training.uploads import HOLDOUT_GAP, VAL_FRACTION
 
 N_FRAMES = 200
@@ -90,24 +94,27 @@ def test_one_upload_retrains_from_the_page_with_one_frame_over_and_its_model_ans
     # so the expressions are the retrained DDAMFN's own (core.predict's precedence), not untrained ones.
     again = analyse(alice, video, [expr], model_id=model_id)
     answers = pd.read_csv(next(p for p in again["downloads"] if p.endswith(".csv")))
-    assert not answers["untrained_expr"].any() and key == again["key"]
-    assert "EXPR come from DDAMFN's trained heads" in again["run_info"]
+    assert not answers["untrained_expr"].any() and answers["untrained_va"].all() and key == again["key"]
 
 
-def test_audit_this_dataset_runs_as_a_job_and_fills_the_dataset_queue(server, clip):
+def test_audit_this_dataset_in_chromium_the_panel_follows_the_job_and_the_queue_fills(server, clip, browser):
+    """No Refresh click: the panel's timer follows the audit job to its end, and the Review tab's dataset queue
+    lists the audit's suggestions for the one uploaded video."""
     cfg, url = server
     video, expr = clip
-    bob = Client(url, auth=("bob", "bob-pw"), verbose=False)
-    suggestions, _, progress, _ = bob.predict("all", "all", api_name="/audit_queue")
-    assert table(suggestions).empty and progress.startswith("No audit run in the database yet: press \"Audit this")
-    analyse(bob, video, [expr], models=("DDAMFN",))            # reopened when the first test stored it
-    info, _, job, *_ = bob.predict(api_name="/audit")
-    assert f"Job {int(job)}** (audit, started by bob)" in info
-    info, metrics, _ = wait_for_job(bob, job)
-    assert "**done**" in info, info
-    assert ("suggestions" in info and "within each video (fewer subjects than folds)" in info
-            and "They are in the Review tab's dataset queue" in info), info
-    suggestions, _, progress, _ = bob.predict("all", "all", api_name="/audit_queue")
-    listed = table(suggestions)
-    assert not listed.empty and set(listed["video"]) == {"crying_then_laughing.mp4"}, progress
-    assert set(listed["task"]) == {"expr"}
+    analyse(Client(url, auth=("bob", "bob-pw"), verbose=False), video, [expr], models=("DDAMFN",))
+    page = signed_in_page(browser, url, "bob")
+    page.get_by_role("tab", name="Models").click()
+    page.locator("#audit-dataset").click()
+    info = page.locator("#retrain-info")
+    expect(info).to_contain_text(re.compile(r"\(audit, started by bob\): (queued|running)\."), timeout=60_000)
+    expect(info).to_contain_text("(audit, started by bob): done.", timeout=900_000)
+    expect(info).to_contain_text("within each video (fewer subjects than folds)")
+    expect(info).to_contain_text("They are in the Review tab's dataset queue")
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / "loop-audit-done.png"), full_page=True)
+    page.get_by_role("tab", name="Review").click()
+    expect(page.locator("#audit-suggestions")).to_contain_text("crying_then_laughing.mp4")
+    expect(page.locator("#audit-progress")).not_to_contain_text("No audit run")
+    page.screenshot(path=str(SCREENSHOT_DIR / "loop-audit-queue.png"), full_page=True)
+    page.context.close()
