@@ -161,7 +161,8 @@ def build_root(db_url: str | None, data: Path, tasks, affwild2_root: str | None 
     root = data / "training" / f"root-{digest}"
     crops = data / "training" / "crops"
     summary = {"uploads": {s: sorted(u.name for u in uploads if u.split == s) for s in SPLIT_DIRS},
-               "affwild2_root": affwild2_root, "left_out": skipped, "split": split_sentence(uploads, held)}
+               "affwild2_root": affwild2_root, "left_out": skipped,
+               "split": split_sentence(uploads, held, bool(affwild2_root))}
     if not write:
         return root, summary
     for u in uploads:
@@ -203,7 +204,7 @@ MIN_HELD_OUT_FRAMES = next(n for n in range(1, 100_000) if _first_val_frame(n) -
                            and _first_val_frame(n) < n)
 
 
-def split_sentence(uploads: list[Upload], held: dict[str, int]) -> str:
+def split_sentence(uploads: list[Upload], held: dict[str, int], affwild2: bool) -> str:
     """How the uploads are split into training and validation, in words (job log, page, checkpoint record)."""
     if held:
         return (f"validation is the last {VAL_FRACTION:.0%} of each video's frames and training the frames before "
@@ -211,8 +212,11 @@ def split_sentence(uploads: list[Upload], held: dict[str, int]) -> str:
                 f"{'one uploaded video' if len(uploads) == 1 else f'{len(uploads)} uploaded videos'} cannot be "
                 "split by video: "
                 + ", ".join(f"{u.shown} validates on frames {held[u.name]}+" for u in uploads))
+    if not uploads:
+        return "no uploaded video with annotations: the Aff-Wild2 folder's own training and validation splits"
     val = sum(u.split == "val" for u in uploads)
-    return f"by video: {len(uploads) - val} uploaded video(s) train, {val} validate"
+    beside = ", beside the Aff-Wild2 folder's own splits" if affwild2 else ""
+    return f"by video: {len(uploads) - val} uploaded video(s) train, {val} validate{beside}"
 
 
 def _link_affwild2(index: AffWild2Index, root: Path) -> None:
