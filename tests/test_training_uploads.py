@@ -23,7 +23,7 @@ from db.engine import init_db, make_session_factory
 from training import config
 from training.data import load_labels
 from training.loop import train
-from training.uploads import HOLDOUT_GAP, build_root, layout_name, trainable_uploads, video_side
+from training.uploads import HOLDOUT_GAP, build_root, layout_name, split_sentence, trainable_uploads, video_side
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CLIPS = ("single_face.mp4", "face_noface.mov")           # their first 48 frames
@@ -125,6 +125,12 @@ def test_train_runs_on_uploads_alone_and_they_join_an_affwild2_copy(uploads, aff
     alone = load_labels(affwild2_root, ("expr",), "train", corrections=True, db=url)
     assert set(both.table["video"]) == set(alone.table["video"]) | {layout_name(keys[0])}
     assert both.corrections == [fix] and summary["affwild2_root"] == str(affwild2_root)
+    assert summary["split"] == "by video: 1 uploaded video(s) train, 1 validate, beside the Aff-Wild2 folder's own splits"
+
+
+def test_with_no_upload_the_split_is_the_affwild2_folders_own():
+    assert split_sentence([], {}, affwild2=True) == ("no uploaded video with annotations: the Aff-Wild2 folder's own "
+                                                     "training and validation splits")
 
 
 @pytest.fixture(scope="module")
