@@ -85,11 +85,13 @@ def test_one_upload_retrains_from_the_page_with_one_frame_over_and_its_model_ans
         record = model.training
         model_id, path = model.id, model.path
     assert f"New model **{model_id}: ddamfn-expr (job {int(job)})**" in info
-    assert picker["value"] == model_id and [f"{model_id}: ddamfn-expr (job {int(job)}) (ddamfn, {record['steps']} steps, "
-                                            f"{train_frames} frames)", model_id] in picker["choices"]   # picked, no reload
+    choice = [f"{model_id}: ddamfn-expr (job {int(job)}) (ddamfn, {record['steps']} steps, {train_frames} frames)",
+              model_id]
+    assert picker["value"] == model_id and choice in picker["choices"]          # picked on the Analyse tab, no reload
     data = load_checkpoint(path).metadata["training"]["data"]
     assert data["uploads"]["split"] == split and record["data"]["uploads"]["split"] == split
-    assert N_FRAMES == MIN_HELD_OUT_FRAMES and data["train"]["frames"] == train_frames and train_frames % batch == 1      # a last batch of one, merged
+    assert N_FRAMES == MIN_HELD_OUT_FRAMES and data["train"]["frames"] == train_frames
+    assert train_frames % batch == 1                                           # a last batch of one, merged
     assert record["kept"]["epoch"] == 1
 
     # Analyse again with the default ticks (DDAMFN+LSTM, CLIP) and the new model: the LSTM's heads are random,
