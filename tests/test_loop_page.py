@@ -34,16 +34,21 @@ def server(tmp_path_factory):
     demo.close()
 
 
+def cut_clip(folder, media_dir, ffmpeg, name: str, frames: int):
+    """The Pexels clip's first `frames` frames and an EXPR annotation: Sadness, then Happiness from the middle."""
+    video = folder / f"{name}.mp4"
+    ffmpeg("-i", media_dir / "WolfgangLanger_Pexels.mp4", "-frames:v", frames, "-an", "-c:v", "libx264", "-crf", "28",
+           video)
+    expr = folder / f"{name}.txt"
+    labels = [SAD] * (frames // 2) + [HAPPY] * (frames - frames // 2)
+    write_annotation(pd.DataFrame({"expression": pd.array(labels, dtype="Int64")}), expr, "expr")
+    return video, expr
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, media_dir, ffmpeg):
-    """The clip's first 160 frames (6.7 s) and its EXPR annotation: Sadness, then Happiness from frame 80."""
-    folder = tmp_path_factory.mktemp("clip")
-    video = folder / "crying_then_laughing.mp4"
-    ffmpeg("-i", media_dir / "WolfgangLanger_Pexels.mp4", "-frames:v", N_FRAMES, "-an", "-c:v", "libx264",
-           "-crf", "28", video)
-    expr = folder / "crying_then_laughing.txt"
-    write_annotation(pd.DataFrame({"expression": pd.array([SAD] * 80 + [HAPPY] * 80, dtype="Int64")}), expr, "expr")
-    return video, expr
+    """The clip's first 160 frames (6.7 s): Sadness, then Happiness from frame 80."""
+    return cut_clip(tmp_path_factory.mktemp("clip"), media_dir, ffmpeg, "crying_then_laughing", N_FRAMES)
 
 
 def wait_for_job(client, job) -> tuple[str, dict, object]:
@@ -101,11 +106,13 @@ def test_one_upload_retrains_from_the_page_with_one_frame_over_and_its_model_ans
     assert not answers["untrained_expr"].any() and answers["untrained_va"].all() and key == again["key"]
 
 
-def test_audit_this_dataset_in_chromium_the_panel_follows_the_job_and_the_queue_fills(server, clip, browser):
+def test_audit_this_dataset_in_chromium_the_panel_follows_the_job_and_the_queue_fills(server, media_dir, ffmpeg,
+                                                                                      tmp_path, browser):
     """No Refresh click: the panel's timer follows the audit job to its end, and the Review tab's dataset queue
-    lists the audit's suggestions for the one uploaded video."""
+    lists the audit's suggestions for the uploaded video. 235 frames (9.8 s): with 5 folds of blocks and a
+    64-frame gap either side of each, a middle fold of a 160-frame video alone would have no frame to train on."""
     cfg, url = server
-    video, expr = clip
+    video, expr = cut_clip(tmp_path, media_dir, ffmpeg, "crying_then_laughing_235", 235)
     analyse(Client(url, auth=("bob", "bob-pw"), verbose=False), video, [expr], models=("DDAMFN",))
     page = signed_in_page(browser, url, "bob")
     page.get_by_role("tab", name="Models").click()
@@ -118,7 +125,7 @@ def test_audit_this_dataset_in_chromium_the_panel_follows_the_job_and_the_queue_
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT_DIR / "loop-audit-done.png"), full_page=True)
     page.get_by_role("tab", name="Review").click()
-    expect(page.locator("#audit-suggestions")).to_contain_text("crying_then_laughing.mp4")
+    expect(page.locator("#audit-suggestions")).to_contain_text("crying_then_laughing_235.mp4")
     expect(page.locator("#audit-progress")).not_to_contain_text("No audit run")
     page.screenshot(path=str(SCREENSHOT_DIR / "loop-audit-queue.png"), full_page=True)
     page.context.close()
