@@ -20,6 +20,7 @@ import pandas as pd
 from core.faces import Track
 from core.jsonsafe import jsonable
 from core.models.clip import DEFAULT_MODEL as CLIP_MODEL, prompt_set
+from core import registry
 from core.registry import with_encoders
 from core.table import untrained_column
 from core.video import VideoInfo
@@ -139,6 +140,18 @@ FACELESS = {
     "interpolated": "interpolated linearly from the nearest face frames (filled=True)",
     "empty": "empty (NaN)",
 }
+
+
+def faceless_rule(face_frames: int, fill: bool, outputs_from: dict[str, str]) -> str:
+    """The FACELESS key of a run from what made its main output (expression, else VA, else AU, else its
+    one output): a temporal model's covers faceless frames itself (core.predict), a per-frame model's is
+    interpolated. The app's analyses and `training predict`'s run JSON both say it from here."""
+    main = next((outputs_from[t] for t in ("expr", "va", "au") if t in outputs_from),
+                next(iter(outputs_from.values()), None))
+    temporal = main is not None and registry.card(main).architecture == "lstm"
+    return "no-face" if face_frames == 0 else "empty" if not fill else "lstm" if temporal else "interpolated"
+
+
 NO_FACE_NOTE = "no face was found in any frame: the table has face=False everywhere and no predictions"
 
 

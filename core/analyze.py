@@ -33,10 +33,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "--weights is added, and so are the encoders the chosen models read)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=SPEC",
-                   help="weights of a model: a local file, hf://owner/repo/file.pt, or for clip an open_clip "
-                   "tag (e.g. clip=openai); a SPEC without NAME= is for ddamfn. Repeatable. Without weights "
-                   "a model is random and reported as untrained, except CLIP, which gets the open_clip tag "
-                   "openai when the Hub or its cache has it")
+                   help="weights of a model: a local file, hf://owner/repo/file.pt, ddamfn:affectnet8 (the "
+                   "DDAMFN authors' files, core.upstream), or for clip an open_clip tag (e.g. clip=openai); a "
+                   "SPEC without NAME= is for ddamfn. Repeatable; wins over the page's variables (" + ", ".join(
+                       c.weights_env for c in cards().values() if c.weights_env) + "), which are read too. "
+                   "Without either, a model gets its default (DDAMFN ddamfn:affectnet8 and CLIP's openai tag "
+                   "when they can be had) or is random and reported as untrained")
     p.add_argument("--prompt-sets", default="basic", help="comma-separated CLIP prompt sets (default: basic)")
     p.add_argument("--clip-model", default=CLIP_MODEL, help=f"open_clip architecture (default: {CLIP_MODEL})")
     p.add_argument("--abaw", type=Path, metavar="DIR", help="also write ABAW prediction files, one per task")
@@ -67,19 +69,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _weights(items: list[str]) -> dict[str, str]:
+    """--weights NAME=SPEC items by card name (an alias such as ddamfn-lstm names its card; an unknown name is
+    a ValueError naming the known ones); a SPEC alone is DDAMFN's."""
+    from core.registry import card
+
     out = {}
     for item in items:
         name, sep, spec = item.partition("=")
         if not sep:
             name, spec = "ddamfn", item
-        out[name.strip()] = spec.strip()
+        out[card(name.strip()).name] = spec.strip()
     return out
 
 
 def _config(args):
+    """The analysis settings, each model's weights from --weights, else from the page's settings
+    (core.registry.configured_weights), and a line per model saying where they came from."""
     from core.pipeline import AnalysisConfig
-
-    from core.weights import default_clip_weights
+    from core.registry import configured_weights
 
     models, weights = tuple(m.strip() for m in args.models.split(",") if m.strip()), _weights(args.weights)
     config = AnalysisConfig(
@@ -89,12 +96,9 @@ def _config(args):
         track=args.track,
         batched_detection=args.batched_detection, ddamfn_every=args.ddamfn_every, clip_every=args.clip_every,
         fill=args.fill, max_frames=args.max_frames, clip_model=args.clip_model)
-    if "clip" in config.model_names() and "clip" not in weights:
-        spec, note = default_clip_weights(config.clip_model)
-        print(f"note: {note}", file=sys.stderr)
-        if spec:
-            weights["clip"] = spec       # the frozen config's own dict: filled before any model loads
-    return config
+    chosen, notes = configured_weights(config.model_names(), os.environ, config.clip_model, weights)
+    weights.update({name: spec for name, spec in chosen.items() if spec})   # the frozen config's own dict,
+    return config, notes                                                     # filled before any model loads
 
 
 def _with_progress_bar(steps):
@@ -119,10 +123,12 @@ def run(args) -> int:
     from core.table import write_submissions
     from core.video import probe
 
-    config = _config(args)
+    config, notes = _config(args)
     if not args.affwild2:
         probe(args.video)          # a truncated or unreadable file is refused before the models load
     loaded = load_models(config)
+    for note in notes:             # where the weights came from, once they loaded (a failure is one line)
+        print(f"note: {note}", file=sys.stderr)
     if args.affwild2:
         result = _with_progress_bar(affwild2_steps(args.affwild2, args.video, config, loaded=loaded))
         name = args.video

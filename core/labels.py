@@ -32,6 +32,11 @@ AFFWILD2_TO_AFFECTNET8: dict[int, int | None] = {
 }
 AFFWILD2_TO_AFFECTNET8[EXPRESSIONS.index("Other")] = None
 
+# The 7-class order (AffectNet-8 without Contempt) in which the upstream DDAMFN 7-class checkpoints score:
+# AffectNet-7 and RAF-DB alike (the authors' RAF-DB scripts name their classes in this order, and the
+# per-class counts of their published RAF-DB confusion matrix fit it, not RAF-DB's own label order).
+AFFECTNET7 = AFFECTNET8[:7]
+
 # The 12 action units of the ABAW AU track, in annotation-file order.
 AUS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26")
 
@@ -59,17 +64,17 @@ EXPRESSION_COLORS = (
 )
 
 
-def affectnet8_to_affwild2_logits(logits):
-    """Reorder AffectNet-8 class scores (..., 8) into Aff-Wild2 order (..., 8).
+def affectnet8_to_affwild2_logits(logits, classes=AFFECTNET8):
+    """Reorder class scores (..., len(classes)) named as in AFFECTNET8 (AFFECTNET8, AFFECTNET7)
+    into Aff-Wild2 order (..., 8).
 
     Contempt is dropped; Other has no source, so its column is filled with the minimum score of the row
     (it never wins unless every class ties) -- the caller learns this from the model's metadata.
     """
-    import torch
-
-    out = torch.empty_like(logits)
-    for an, aw in AFFECTNET8_TO_AFFWILD2.items():
+    shape = (*logits.shape[:-1], len(EXPRESSIONS))
+    out = logits.min(dim=-1, keepdim=True).values.expand(shape).clone()
+    for i, name in enumerate(classes):
+        aw = AFFECTNET8_TO_AFFWILD2[AFFECTNET8.index(name)]
         if aw is not None:
-            out[..., aw] = logits[..., an]
-    out[..., EXPRESSIONS.index("Other")] = logits.min(dim=-1).values
+            out[..., aw] = logits[..., i]
     return out

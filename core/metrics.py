@@ -191,18 +191,6 @@ def optimise_au_thresholds(probs, gt, grid=THRESHOLD_GRID) -> np.ndarray:
     return best
 
 
-def mtl_score(pred: pd.DataFrame, gt: pd.DataFrame, au_thresholds=0.5) -> dict:
-    """7th ABAW multi-task score P_VA + P_EXPR + P_AU over frames aligned row by row.
-
-    pred and gt are tables with columns valence, arousal, expression and AU1..AU26 (as read_mtl_csv
-    gives); pred's AU columns may hold probabilities. Each task uses its own valid frames.
-    """
-    va = va_scores(pred[list(VA_NAMES)], gt[list(VA_NAMES)])
-    expr = expr_scores(pred["expression"], gt["expression"])
-    au = au_scores(pred[list(AUS)], gt[list(AUS)], au_thresholds)
-    return {**va, **expr, **au, "mtl": va["p_va"] + expr["p_expr"] + au["p_au"]}
-
-
 # ---------------------------------------------------------------------------------------------------
 # The one scorer
 

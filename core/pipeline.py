@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from core import faces as facelib
-from core.analysis import NO_FACE_NOTE, Analysis, AnalysisConfig, Detection, RunInfo, Source, Stride
+from core.analysis import (NO_FACE_NOTE, Analysis, AnalysisConfig, Detection, RunInfo, Source, Stride,
+                           faceless_rule)
 from core.fill import fill_gaps
 from core.models import create_model
 from core.models.ddamfn import INPUT_SIZE as DDAMFN_SIZE
@@ -389,8 +390,7 @@ def interpolated_counts(table: pd.DataFrame, encoders) -> dict:
 def _run_info(loaded: LoadedModels, config: AnalysisConfig, table: pd.DataFrame, outputs_from: dict, timer: Timer,
               t_start: float, **fields) -> RunInfo:
     n_face = int(table["face"].sum())
-    faceless = ("no-face" if n_face == 0 else "empty" if config.fill != "interpolate" else
-                "lstm" if outputs_from.get("va") == "lstm" else "interpolated")
+    faceless = faceless_rule(n_face, config.fill == "interpolate", outputs_from)
     return RunInfo(config=config, device=str(loaded.device), models=loaded.describe(), outputs_from=dict(outputs_from),
                    au_thresholds=tuple(float(t) for t in loaded.au_thresholds), windows=dict(loaded.windows),
                    expr_outputs=tuple(expr_outputs(table)), frames=len(table), face_frames=n_face, faceless=faceless,

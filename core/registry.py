@@ -32,7 +32,7 @@ class ModelCard:
     reads: str | None             # None: face crops; else the card whose embeddings it reads
     tasks: tuple[str, ...]        # outputs it can give
     description: str
-    weights_env: str | None = None                 # the app's environment variable for its weights
+    weights_env: str | None = None                 # the environment variable of its weights (page and CLI)
     default_weights: Callable[[str], tuple[str | None, str]] | None = None   # (CLIP architecture) -> (spec, note)
     checkpoints: tuple[str, ...] = ()              # architectures of the checkpoints it runs
     training_kinds: tuple[str, ...] = ()           # `training train --model` kinds it runs the checkpoints of
@@ -151,16 +151,37 @@ def card_for_checkpoint(architecture_name: str, encoder: str | None = None) -> s
     return None
 
 
-def weights_from_env(env: Mapping[str, str], clip_model: str) -> tuple[dict[str, str | None], list[str]]:
-    """The app's weights per card from its environment variable, else the card's default (None: random),
-    and notes for the log from the defaults that were looked up."""
+def configured_weights(names, env: Mapping[str, str], clip_model: str, given: Mapping[str, str] | None = None
+                       ) -> tuple[dict[str, str | None], list[str]]:
+    """The weights of each named card, and a line per card saying where they came from: `given` (a
+    command line's --weights), else the card's environment variable, else its default (None: random). A
+    card whose embeddings a card with weights reads gets no default: that card's checkpoint names the
+    encoder weights it was trained on (core.predict.load_models). The page (webapp.config) and
+    `python -m core.analyze` both ask here."""
+    given = dict(given or {})
+    explicit = {}
+    for name in names:
+        c = card(name)
+        if name in given:
+            explicit[name] = (given[name], "--weights")
+        elif c.weights_env and env.get(c.weights_env):
+            explicit[name] = (env[c.weights_env], c.weights_env)
     weights, notes = {}, []
-    for c in cards().values():
-        spec = env.get(c.weights_env) if c.weights_env else None
-        if not spec and c.default_weights:
+    for name in names:
+        c = card(name)
+        readers = [card(r).label for r in explicit if card(r).reads == name]
+        if name in explicit:
+            spec, origin = explicit[name]
+            note = f"{c.label}: weights {spec} (from {origin})"
+        elif readers:
+            spec, note = None, f"{c.label}: the weights {', '.join(readers)} was trained on (its checkpoint names them)"
+        elif c.default_weights:
             spec, note = c.default_weights(clip_model)
-            notes.append(note)
-        weights[c.name] = spec or None
+        else:
+            where = f" ({c.weights_env})" if c.weights_env else ""
+            spec, note = None, f"{c.label}: no weights configured{where}: random, untrained"
+        weights[name] = spec or None
+        notes.append(note)
     return weights, notes
 
 

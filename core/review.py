@@ -80,17 +80,29 @@ def _model_segments(df: pd.DataFrame, fps: float, s: ReviewSettings, in_sample: 
     return [(task, kind, a, b, score, detail + note) for task, a, b, score, kind, _, detail in found]
 
 
-def trained_on(metadata: dict, video: str) -> bool | None:
-    """Whether a model was trained on this video's annotations, from its checkpoint's training record:
-    True / False, or None where the record does not say (no record, or its dataset is not here)."""
+def trained_videos(metadata: dict) -> set[str] | None:
+    """The videos a model was trained on, from its checkpoint's training record: the training split's layout
+    names and, for uploads trained through `--uploads`, their review-database keys (the layout names them
+    `upload-<hex>`; its database_keys.json maps them back); None where the record does not say (no record,
+    or its dataset is not here)."""
     from core.affwild2_index import AffWild2Index
+    from training.uploads import database_keys
 
     config = ((metadata or {}).get("training") or {}).get("config") or {}
     root = config.get("root")
     if not root or not Path(root).is_dir():
         return None
     index = AffWild2Index(root)
-    return any(video in index.videos(task, "train") for task in config.get("tasks", TASKS))
+    names = {v for task in config.get("tasks", TASKS) for v in index.videos(task, "train")}
+    keys = database_keys(root)
+    return names | {keys[n] for n in names if n in keys}
+
+
+def trained_on(metadata: dict, video: str) -> bool | None:
+    """Whether a model was trained on this video's annotations (video: a layout name or a database key):
+    True / False, or None where the record does not say."""
+    seen = trained_videos(metadata)
+    return None if seen is None else video in seen
 
 
 def _va_jumps(df, s):

@@ -15,6 +15,7 @@ DATA_DIR = Path("data")              # stored analyses, uploaded videos and the 
 DB_FILE_NAME = "affectlens.db"
 KEPT_VIDEOS = "videos"               # data_dir/videos/<sha256 hex>.<ext>: the kept copy of each uploaded video
 HUB_ENDPOINT = "https://huggingface.co"
+UPSTREAM_URL = "https://raw.githubusercontent.com/SainingZhang/DDAMFN/main"   # named weights (core.upstream)
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -37,6 +38,13 @@ def kept_video(data: Path, key: str) -> Path | None:
     return found[0] if found else None
 
 
+def media_url(env: Mapping[str, str] | None = None) -> str | None:
+    """AFFECTLENS_MEDIA_URL: where outside tools reach the videos, a prefix to which a video's file name
+    is appended (Label Studio's "/data/local-files/?d=videos/", "https://media.example.org/clips/"); None:
+    unset, exports then name the bare file, beside the exported files."""
+    return _env(env).get("AFFECTLENS_MEDIA_URL") or None
+
+
 def db_url(env: Mapping[str, str] | None = None) -> str:
     """AFFECTLENS_DB_URL, else a SQLite file in the data directory."""
     return _env(env).get("AFFECTLENS_DB_URL") or f"sqlite:///{data_dir(env) / DB_FILE_NAME}"
@@ -50,3 +58,9 @@ def hub_offline(env: Mapping[str, str] | None = None) -> bool:
 def hub_endpoint(env: Mapping[str, str] | None = None) -> str:
     """HF_ENDPOINT, else the public Hub."""
     return (_env(env).get("HF_ENDPOINT") or HUB_ENDPOINT).rstrip("/")
+
+
+def upstream_url(env: Mapping[str, str] | None = None) -> str:
+    """AFFECTLENS_UPSTREAM_URL, else GitHub's raw files of the DDAMFN authors' repository (branch main):
+    the base address of the named weights (a mirror, or a test server)."""
+    return (_env(env).get("AFFECTLENS_UPSTREAM_URL") or UPSTREAM_URL).rstrip("/")

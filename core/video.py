@@ -15,7 +15,8 @@ shape this module:
 - Rotation metadata (a phone's portrait video) is applied by OpenCV itself (CAP_PROP_ORIENTATION_AUTO is
   on by default); the frames match what FFmpeg shows, and VideoInfo.rotation reports the angle.
 A file that cannot be opened, holds no frame, or stops decoding well before its stated duration
-(truncated) raises VideoError with a one-line message.
+(truncated) raises VideoError with a one-line message; so does an ffprobe call that gets no answer within
+FFPROBE_TIMEOUT_S (a file on a stalled disk, a named pipe nobody writes to).
 """
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ import numpy as np
 TRUNCATION_MIN_S = 1.0
 TRUNCATION_MIN_FRACTION = 0.1
 SEEK_EARLY_S = 0.25          # read_frames aims this much before a keyframe (see _Seeker._seek)
+# ffprobe lists a ten-minute video's packets in about a second; far longer means it is stuck waiting for input.
+FFPROBE_TIMEOUT_S = 60.0
+# FFmpeg's demuxers for still images (and the *_pipe ones): such a file is a picture, whatever its name says.
+IMAGE_FORMATS = {"image2", "image2pipe", "gif", "apng", "alias_pix", "brender_pix", "fits"}
 
 
 class VideoError(ValueError):
@@ -129,12 +134,8 @@ def _packets(path, fps: float) -> _Packets:
 
 @functools.lru_cache(maxsize=16)
 def _packets_cached(path: str, _size: int, _mtime: int, fps: float) -> _Packets:
-    ffprobe = shutil.which("ffprobe")
-    if ffprobe is None:
-        raise RuntimeError("ffprobe is needed to read videos: install FFmpeg (apt-get install ffmpeg)")
-    out = subprocess.run([ffprobe, "-v", "quiet", "-select_streams", "v:0", "-show_entries",
-                          "packet=pts_time,dts_time,duration_time,flags", "-of", "csv=p=0", path],
-                         capture_output=True, text=True).stdout
+    out = ffprobe(path, "-select_streams", "v:0", "-show_entries", "packet=pts_time,dts_time,duration_time,flags",
+                  "-of", "csv=p=0")
     times, durations, keys = [], [], []
     for line in out.splitlines():      # blank lines and extra fields: side data (a WebM's alpha channel)
         pts, dts, duration, flags = (line.split(",") + ["", "", "", ""])[:4]
@@ -162,20 +163,48 @@ def _seconds(text: str) -> float | None:
         return None
 
 
-def frame_size(path) -> tuple[int, int]:
-    """(width, height) of the first video stream as its container states it, read by ffprobe without
-    decoding a frame or opening a decoder: check it before anything decodes a frame of unknown size."""
-    _must_have_bytes(path)
-    ffprobe = shutil.which("ffprobe")
-    if ffprobe is None:
+def ffprobe(path, *args: str, timeout_s: float | None = None) -> str:
+    """ffprobe's quiet output for `path`: every ffprobe call of the project goes through here. Raises
+    VideoError when it has not answered within timeout_s (FFPROBE_TIMEOUT_S unless given): a request
+    thread must never wait on it for ever."""
+    timeout_s = FFPROBE_TIMEOUT_S if timeout_s is None else timeout_s
+    program = shutil.which("ffprobe")
+    if program is None:
         raise RuntimeError("ffprobe is needed to read videos: install FFmpeg (apt-get install ffmpeg)")
-    out = subprocess.run([ffprobe, "-v", "quiet", "-select_streams", "v:0", "-show_entries", "stream=width,height",
-                          "-of", "csv=p=0", str(path)], capture_output=True, text=True).stdout
     try:
-        width, height = (int(v) for v in out.split()[0].split(",")[:2])
-    except (IndexError, ValueError):
+        return subprocess.run([program, "-v", "quiet", *args, str(path)], capture_output=True, text=True,
+                              timeout=timeout_s).stdout
+    except subprocess.TimeoutExpired:
+        raise VideoError(f"{path}: reading the file gave no answer within {timeout_s:g} s (a stalled disk or a "
+                         "pipe rather than a file)") from None
+
+
+@dataclass(frozen=True)
+class Container:
+    """What the container states, read without decoding: FFmpeg's name for its format and the first
+    video stream's frame size."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def is_image(self) -> bool:
+        """An image's container (a JPEG renamed .mp4 is one; an animated GIF too), not a video's."""
+        return self.format in IMAGE_FORMATS or self.format.endswith("_pipe")
+
+
+def container(path) -> Container:
+    """The container's format and frame size, read by ffprobe without decoding a frame or opening a
+    decoder: check them before anything decodes a frame of unknown size."""
+    _must_have_bytes(path)
+    out = ffprobe(path, "-select_streams", "v:0", "-show_entries", "stream=width,height:format=format_name",
+                  "-of", "default=noprint_wrappers=1")
+    fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    try:
+        return Container(fields["format_name"], int(fields["width"]), int(fields["height"]))
+    except (KeyError, ValueError):
         raise VideoError(f"{path}: no video stream with a frame size (not a video, or corrupt)") from None
-    return width, height
 
 
 def probe(path) -> VideoInfo:

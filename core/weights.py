@@ -4,7 +4,9 @@ A weights spec is one of:
   - a local file path (our checkpoint, an upstream DDAMFN checkpoint, or an open_clip state dict),
   - `hf://<owner>/<repo>/<path in repo>`: a file on the Hugging Face Hub, downloaded once into the Hub
     cache and read from there offline (`HF_HUB_OFFLINE=1` is honoured when asked, not only at import),
-  - for CLIP, `open_clip:<model name>:<pretrained tag>` (or `<model name>:<tag>`, e.g. `ViT-B-32:openai`).
+  - for CLIP, `open_clip:<model name>:<pretrained tag>` (or `<model name>:<tag>`, e.g. `ViT-B-32:openai`),
+  - `ddamfn:<name>`: a file the DDAMFN authors publish (core.upstream.NAMED: ddamfn:affectnet8, ...),
+    downloaded once into the same cache folder, its git blob id checked, read from there offline.
 Every failure is a WeightsError with one line naming what was asked for. Offline or with the Hub out of
 reach, nothing waits on network retries: only the local cache is consulted.
 
@@ -12,29 +14,40 @@ Our checkpoints are `torch.save` dicts holding everything needed to rebuild the 
 constructor config, state dict, metadata (tasks, label order, preprocessing, training summary, metrics,
 AU thresholds, ...) and optionally the optimizer state. Upstream DDAMFN checkpoints
 (`{'model_state_dict', 'iter', 'optimizer_state_dict'}`, with or without DataParallel `module.` prefixes)
-are recognised and read as architecture "ddamfn-upstream".
+are recognised and read as architecture "ddamfn-upstream". Upstream's pretrained backbone
+(`pretrained/MFN_msceleb.pth`, ddamfn:msceleb) is a whole pickled MixedFeatureNet module, not a state dict:
+it is read without running any of the file's code (_read_pickled_module) as architecture
+"ddamfn-backbone", the state of DDAMNet's `features`.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import datetime as _dt
 import os
+import pickle
+import types
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.error import HTTPError
 from urllib.parse import urlparse
+from urllib.request import urlopen
 
 import numpy as np
 import torch
 
-from core import settings
+from core import settings, upstream
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
 
 FORMAT = "affectlens-checkpoint"
 FORMAT_VERSION = 1
 UPSTREAM_DDAMFN = "ddamfn-upstream"
+UPSTREAM_BACKBONE = "ddamfn-backbone"   # upstream's MixedFeatureNet (MFN_msceleb.pth): DDAMNet's `features`
 HF_PREFIX = "hf://"
 OPEN_CLIP_PREFIX = "open_clip:"
 HUB_TIMEOUT_S = 3.0          # seconds to wait for the Hub before falling back to the cache
 DEFAULT_CLIP_TAG = "openai"     # CLIP weights used when none are configured, where the Hub can be reached
+DEFAULT_DDAMFN = "ddamfn:affectnet8"   # DDAMFN weights used when none are configured, where they can be had
 
 
 class WeightsError(RuntimeError):
@@ -46,7 +59,7 @@ class WeightSource:
     """A resolved weights spec: `path` is a local file (for kind "file" and "hf", and for "open_clip"
     once its weights are in the cache); open_clip sources also carry the model name, tag and tag config."""
 
-    kind: str                       # "file" | "hf" | "open_clip"
+    kind: str                       # "file" | "hf" | "open_clip" | "named"
     spec: str                       # as asked for
     path: Path | None = None
     model_name: str | None = None
@@ -56,7 +69,7 @@ class WeightSource:
 
 @dataclass
 class Checkpoint:
-    architecture: str               # "ddamfn", "lstm", "clip-adapter", or "ddamfn-upstream"
+    architecture: str               # "ddamfn", "lstm", "clip-adapter", "ddamfn-upstream" or "ddamfn-backbone"
     config: dict                    # constructor keyword arguments
     state_dict: dict
     metadata: dict
@@ -77,6 +90,11 @@ def parse_spec(spec: str | os.PathLike) -> WeightSource:
         if len(parts) < 3 or not all(parts):
             raise WeightsError(f"Hub weights must look like hf://owner/repo/file.pt, got {text!r}")
         return WeightSource("hf", text)
+    if text.startswith(upstream.PREFIX) and not os.path.exists(text):
+        if upstream.lookup(text) is None:
+            raise WeightsError(f"{text}: no such named weights (known: "
+                               f"{', '.join(upstream.PREFIX + n for n in upstream.NAMED)})")
+        return WeightSource("named", text)
     if text.startswith(OPEN_CLIP_PREFIX):
         name, _, tag = text[len(OPEN_CLIP_PREFIX):].partition(":")
         return WeightSource("open_clip", text, model_name=name, pretrained=tag or None)
@@ -97,7 +115,42 @@ def resolve(spec: str | os.PathLike) -> WeightSource:
         owner, repo, filename = src.spec[len(HF_PREFIX):].split("/", 2)
         path = _hub_file(f"{owner}/{repo}", filename, src.spec)
         return WeightSource("hf", src.spec, path=path)
+    if src.kind == "named":
+        return WeightSource("named", src.spec, path=_named_file(src.spec))
     return _resolve_open_clip(src)
+
+
+def _named_file(spec: str) -> Path:
+    """The verified local copy of a named upstream file, downloaded first when it is not in the cache;
+    a file whose git blob id is not the table's is refused (a download of it is not kept)."""
+    named = upstream.lookup(spec)
+    path, url = upstream.cache_path(named), upstream.url(named)
+    if path.is_file():
+        found = upstream.blob_id(path.read_bytes())
+        if found != named.blob:
+            raise WeightsError(f"{spec}: {path} is not upstream's file (git blob id {found}, expected "
+                               f"{named.blob}): delete it, or put {url} there")
+        return path
+    advice = f"download {url} and put it at {path}"
+    if settings.hub_offline():
+        raise WeightsError(f"{spec}: not in the local cache and HF_HUB_OFFLINE is set: {advice}")
+    try:
+        with urlopen(url, timeout=HUB_TIMEOUT_S) as response:
+            data = response.read()
+    except HTTPError as e:
+        raise WeightsError(f"{spec}: {url} answers HTTP {e.code}: {advice}") from None
+    except OSError as e:
+        raise WeightsError(f"{spec}: not in the local cache and {urlparse(url).hostname} is unreachable "
+                           f"({_first_line(e)}): {advice}") from None
+    found = upstream.blob_id(data)
+    if found != named.blob:
+        raise WeightsError(f"{spec}: the file at {url} is not upstream's (git blob id {found}, expected "
+                           f"{named.blob}); nothing was kept")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")     # two processes fetching at once never mix
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
 
 
 def _hub_file(repo_id: str, filename: str, spec: str) -> Path:
@@ -167,18 +220,26 @@ def check_loaded(ckpt: "Checkpoint", tasks, options) -> None:
 
 
 def default_clip_weights(model_name: str) -> tuple[str | None, str]:
-    """The CLIP weights to use when none are configured, and a line for the log saying which.
+    """The CLIP weights to use when none are configured, and a line for the log saying which:
+    `open_clip:<model_name>:openai` (see _default)."""
+    return _default("CLIP", f"{OPEN_CLIP_PREFIX}{model_name}:{DEFAULT_CLIP_TAG}")
 
-    `open_clip:<model_name>:openai`, downloaded into the Hub cache now when the Hub can be reached (or found
-    there offline), so that a first visitor sees real CLIP predictions; otherwise None (random CLIP, reported
-    as untrained) so that an offline machine still starts. The app and `core.analyze` both ask here.
-    """
-    spec = f"{OPEN_CLIP_PREFIX}{model_name}:{DEFAULT_CLIP_TAG}"
+
+def default_ddamfn_weights(_clip_model: str | None = None) -> tuple[str | None, str]:
+    """The DDAMFN weights to use when none are configured, and a line for the log saying which: the
+    authors' AffectNet-8 checkpoint (see _default), whose expression head is trained (va and au random)."""
+    return _default("DDAMFN", DEFAULT_DDAMFN)
+
+
+def _default(label: str, spec: str) -> tuple[str | None, str]:
+    """`spec`, downloaded into the cache now when its server can be reached (or found there offline), so
+    that a first visitor sees real predictions; otherwise None (random, reported as untrained) so that an
+    offline machine still starts. The app and `core.analyze` both ask here (core.registry)."""
     try:
         resolve(spec)
     except WeightsError as e:
-        return None, f"CLIP: no weights configured and the default cannot be had ({e}): CLIP is random, untrained"
-    return spec, f"CLIP: no weights configured: using the default {spec}"
+        return None, f"{label}: no weights configured and the default cannot be had ({e}): {label} is random, untrained"
+    return spec, f"{label}: no weights configured: using the default {spec}"
 
 
 def _is_open_clip_model(name: str) -> bool:
@@ -231,10 +292,22 @@ def load_checkpoint(spec: str | os.PathLike, architecture: str | None = None) ->
     if src.path is None:
         raise WeightsError(f"{src.spec} names open_clip weights, not a checkpoint file")
     ckpt = read_checkpoint(src.path, source=src.spec)
-    kind = "ddamfn" if ckpt.architecture == UPSTREAM_DDAMFN else ckpt.architecture
+    if src.kind == "named":
+        _describe_named(ckpt, upstream.lookup(src.spec))
+    kind = "ddamfn" if ckpt.architecture in (UPSTREAM_DDAMFN, UPSTREAM_BACKBONE) else ckpt.architecture
     if architecture is not None and kind != architecture:
         raise WeightsError(f"{src.spec} is a {ckpt.architecture} checkpoint, not a {architecture} one")
     return ckpt
+
+
+def _describe_named(ckpt: Checkpoint, named: upstream.Named) -> None:
+    """What the table knows of a named file, in the checkpoint read from it: the classifier's order (the
+    file cannot say whether 7 classes are AffectNet's or RAF-DB's), the data and upstream's figure."""
+    ckpt.metadata.update({"named": upstream.PREFIX + named.name, "trained_on": named.trained_on,
+                          "upstream_figure": named.figure, "address": upstream.url(named)})
+    if named.classes is not None:
+        ckpt.config["fc_classes"] = list(named.classes)
+        ckpt.metadata["classifier_order"] = list(named.classes)
 
 
 def read_checkpoint(path: Path, source: str | None = None) -> Checkpoint:
@@ -250,6 +323,8 @@ def read_checkpoint(path: Path, source: str | None = None) -> Checkpoint:
                               dict(obj.get("metadata") or {}), source, obj.get("optimizer_state_dict"))
         except KeyError as e:
             raise WeightsError(f"{source} is an incomplete AffectLens checkpoint (no {e.args[0]!r})") from None
+    if isinstance(obj, _Pickled):
+        return _backbone_checkpoint(obj, source)
     state = _upstream_ddamfn_state(obj)
     if state is not None:
         num_class = state["fc.weight"].shape[0]
@@ -324,11 +399,85 @@ def label_order(tasks) -> dict[str, list[str]]:
 
 
 def _torch_load(path: Path, source: str):
+    """The file's object, weights only; a whole pickled module (whose classes torch refuses) as _Pickled."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:   # truncated zip, pickle error, refused global, I/O error, ...
-        raise WeightsError(f"cannot read weights file {source}: corrupt, truncated or not a PyTorch "
-                           f"checkpoint ({e.__class__.__name__}: {_first_line(e)})") from None
+        error = e
+    if "Unsupported global" in str(error):
+        try:
+            return _read_pickled_module(path)
+        except Exception as e:
+            error = e
+    raise WeightsError(f"cannot read weights file {source}: corrupt, truncated or not a PyTorch "
+                       f"checkpoint ({error.__class__.__name__}: {_first_line(error)})") from None
+
+
+class _Pickled:
+    """Stands in for every class a pickled module names: the class's code is never imported or run; the
+    object only keeps the state pickle gives it (for an nn.Module: _parameters, _buffers, _modules)."""
+
+    def __init__(self, *args):
+        self.args = args
+        self.state = {}
+
+    def __setstate__(self, state):
+        self.state = state if isinstance(state, dict) else {}
+
+
+class _ModuleUnpickler(pickle.Unpickler):
+    """Resolves what torch's weights-only loader allows (tensor and storage rebuilding, OrderedDict, ...);
+    any other class becomes a _Pickled subclass of the same name."""
+
+    def find_class(self, module, name):
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        if (module, name) in _compat_pickle.NAME_MAPPING:          # Python 2 names, as pickle maps them
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        allowed = _get_allowed_globals().get(f"{module}.{name}")
+        return allowed if allowed is not None else type(name, (_Pickled,), {"pickled_as": f"{module}.{name}"})
+
+
+_MODULE_PICKLE = types.SimpleNamespace(Unpickler=_ModuleUnpickler, __name__="affectlens_module_pickle",
+                                       load=lambda f, **kw: _ModuleUnpickler(f, **kw).load())
+
+
+def _read_pickled_module(path: Path):
+    """A file written by torch.save(module) (zip or legacy format), as _Pickled objects. The legacy format
+    also stores each class's source text, which torch compares with the stand-ins' (none): not a problem."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Couldn't retrieve source code for container")
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_MODULE_PICKLE)
+
+
+def _module_state(obj: _Pickled, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A pickled module's state dict, named as its Module.state_dict() would name it."""
+    state = obj.state
+    skip = set(state.get("_non_persistent_buffers_set") or ())
+    out = {prefix + k: v.detach() for k, v in (state.get("_parameters") or {}).items() if v is not None}
+    out.update({prefix + k: v for k, v in (state.get("_buffers") or {}).items() if v is not None and k not in skip})
+    for name, child in (state.get("_modules") or {}).items():
+        if isinstance(child, _Pickled):
+            out.update(_module_state(child, f"{prefix}{name}."))
+    return out
+
+
+def _backbone_checkpoint(obj: _Pickled, source: str) -> "Checkpoint":
+    """Upstream's pickled MixedFeatureNet as the state of DDAMNet's `features`: upstream's DDAMNet keeps
+    the module's children but its last four (`features.<i>` is the i-th child)."""
+    children = list(obj.state.get("_modules") or {})
+    state = _module_state(obj)
+    needed = ("conv1.conv.weight", "conv_6_sep.conv.weight", "linear.weight")
+    if not all(k in state for k in needed):
+        raise WeightsError(f"{source} is a pickled {type(obj).pickled_as} module, not upstream's MixedFeatureNet "
+                           "backbone: AffectLens cannot use it")
+    index = {name: i for i, name in enumerate(children[:-4])}
+    features = {f"features.{index[k.split('.', 1)[0]]}.{k.split('.', 1)[1]}": v for k, v in state.items()
+                if k.split(".", 1)[0] in index}
+    meta = {"architecture": UPSTREAM_BACKBONE, "upstream": "github.com/SainingZhang/DDAMFN",
+            "pickled_as": type(obj).pickled_as}
+    return Checkpoint(UPSTREAM_BACKBONE, {}, features, meta, source)
 
 
 def _upstream_ddamfn_state(obj) -> dict | None:

@@ -8,7 +8,7 @@
                                          [--correction N] [--note TEXT]   resolve a flag (see --help)
     python -m db report [--video KEY] [--predictions table.parquet|csv]
                                          agreement figures (JSON): reviewers, and the model against the annotation
-    python -m db export OUT_DIR [--format review|eaf|labelstudio] [--video KEY]
+    python -m db export OUT_DIR [--format review|eaf|labelstudio] [--video KEY] [--media-url URL]
                                          flags and corrections as CSV and JSON (with audit trail); or per
                                          video an ELAN .eaf (+ VA CSV), or Label Studio tasks + config
     python -m db import KEY FILE [--mapping MAP.json] [--annotation ID] [--version TEXT]
@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--task", choices=("va", "expr", "au"), help="(review) only this task")
     export.add_argument("--data-dir", type=Path, help="(eaf, labelstudio) where analyses and uploaded videos are "
                                                        "kept (default: AFFECTLENS_DATA_DIR or ./data)")
+    export.add_argument("--media-url", help="(eaf, labelstudio) where ELAN and Label Studio reach the videos: a "
+                                            "prefix for their file names, e.g. '/data/local-files/?d=videos/' "
+                                            "(default: AFFECTLENS_MEDIA_URL; unset: the bare file name)")
     imports = commands.add_parser("import", help="an ELAN .eaf or a Label Studio JSON export as annotation sets")
     imports.add_argument("video", metavar="KEY")
     imports.add_argument("file", type=Path)
@@ -166,13 +169,20 @@ def _run(args, engine) -> None:
             predictions = _read_predictions(args.predictions) if args.predictions else None
             print(json.dumps(agreement_report(session, args.video, predictions), indent=1))
         elif args.format != "review":
-            from db.interop import export_video
+            from db.interop import export_video, file_stem
 
-            videos = [args.video] if args.video else [v["key"] for v in repo.list_videos(session)]
-            for key in videos:
-                files, notes = export_video(session, key, args.out_dir, (args.format,), data_dir=args.data_dir)
+            videos = [repo.get_video(session, args.video)] if args.video else \
+                [repo.get_video(session, v["key"]) for v in repo.list_videos(session)]
+            seen: dict[str, int] = {}
+            for video in videos:              # files named after the videos; a repeated name is numbered
+                stem = file_stem(video.name)
+                seen[stem] = seen.get(stem, 0) + 1
+                files, notes = export_video(session, video, args.out_dir, (args.format,), data_dir=args.data_dir,
+                                            media_url=args.media_url,
+                                            stem=stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
                 print(*files.values(), sep="\n")
-                print(*notes, sep="\n", file=sys.stderr)
+                for note in notes:
+                    print(note, file=sys.stderr)
         else:
             from db.export import export_corrections, export_flags
 

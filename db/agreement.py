@@ -1,10 +1,10 @@
 """Agreement figures: how well a model matches the annotation before and after reviewers' accepted
 corrections, and how well reviewers agree with each other.
 
-- model_agreement: a predictions table against a video's imported annotation ("before") and against
-  its effective labels ("after": accepted corrections applied, frames flags keep out left out) -- CCC
-  for valence and arousal, P_EXPR and P_AU, scored by core.metrics.score_table as the Analyse tab
-  scores them, with the labelled frames and those of them without a prediction.
+- model_agreement: each output of a predictions table against a video's imported annotation ("before")
+  and against its effective labels ("after": accepted corrections applied, frames flags keep out left
+  out) -- CCC for valence and arousal, P_EXPR and P_AU, scored by core.metrics.score_table as the
+  Analyse tab scores them, with the labelled frames and those of them without a prediction.
 - reviewer_agreement: each reviewer's share of decided corrections that were accepted, and, for every
   two reviewers whose corrections label the same frames of the same task, CCC (VA) and Cohen's kappa
   (EXPR; AU pooled over the AUs both labelled) on those frames.
@@ -50,10 +50,10 @@ def model_scores(score: TaskScore) -> dict:
 
 
 def model_agreement(session: Session, video: Video | str, predictions: pd.DataFrame) -> dict:
-    """{task: {"before": scores, "after": scores}} for each task that has an imported annotation and
-    columns in `predictions` (core.pipeline's per-frame table; frames it lacks count as missing), scored
-    by core.metrics.score_table (the table's AU decisions, at its run's thresholds). Scores as
-    model_scores()."""
+    """{output: {"before": scores, "after": scores}} for each output of `predictions` (core.pipeline's
+    per-frame table: va, expr, au and each further expression output, keyed as core.metrics.score_table
+    keys them; frames it lacks count as missing) whose task has an imported annotation, scored by
+    core.metrics.score_table (the table's AU decisions, at its run's thresholds). Scores as model_scores()."""
     video = get_video(session, video)
     if FRAME not in predictions.columns:
         raise ValueError(f"the predictions table needs a '{FRAME}' column")
@@ -65,10 +65,13 @@ def model_agreement(session: Session, video: Video | str, predictions: pd.DataFr
         before = annotation_frame(annotation_set)
         after = effective_labels(session, video, task, before)
         after.loc[after["flagged"], LABEL_COLUMNS[task]] = np.nan
-        scores = {when: score_table(predictions, labels[LABEL_COLUMNS[task]], (task,)).get(task)
+        scores = {when: score_table(predictions, labels[LABEL_COLUMNS[task]], (task,))
                   for when, labels in (("before", before), ("after", after))}
-        if scores["before"] is not None:
-            out[task] = {when: model_scores(score) for when, score in scores.items()}
+        for output, score in scores["before"].items():
+            before = model_scores(score)
+            after = scores["after"].get(output)      # None: flags keep every labelled frame out
+            out[output] = {"before": before, "after": model_scores(after) if after else
+                           {**{k: None for k in before}, "frames": 0, "missing": 0}}
     return out
 
 

@@ -20,7 +20,8 @@ variable named beside it (read once, when db is first imported); the defaults su
 - AFFECTLENS_FRAME_CACHE_MB (256): decoded frames the page keeps for browsing, over all sessions.
 - AFFECTLENS_MAX_HEADER_CHARS (10,000): characters read for the first line of an annotation file.
 
-HISTORY_PAGE (200, fixed): audit events a review action shows, the newest (the whole trail is exported).
+HISTORY_PAGE (200, fixed): audit events, and corrections, a review action shows: the newest (all of them
+are exported).
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.affwild2 import write_annotation
+from core.analysis import AnalysisConfig, ModelRun, RunInfo, Source
 from core.labels import AUS, EXPRESSIONS
 from core.predict import Predictions
 from core.table import build
@@ -18,13 +19,15 @@ from db import repo
 FPS, FRAMES = 29.97, 90
 HEX = "ab" * 32
 KEY = f"sha256:{HEX}"
-RUN_DETAILS = {
-    "outputs_from": {"va": "ddamfn", "expr": "lstm", "au": "lstm", "clip_basic": "clip"},
-    "models": {"ddamfn": {"untrained": True, "tasks": ["va", "expr", "au"], "untrained_tasks": ["va", "expr", "au"]},
-               "lstm": {"untrained": True, "tasks": ["expr", "au"], "untrained_tasks": ["au"]},
-               "clip": {"untrained": False}},
-    "untrained": True,
-}
+RUN = RunInfo(           # as the page stores it: DDAMFN's heads random; the LSTM's EXPR head trained, AU random
+    config=AnalysisConfig(models=("ddamfn", "lstm", "clip")), device="cpu",
+    models={"ddamfn": ModelRun("random", True, ("va", "expr", "au"), ("va", "expr", "au")),
+            "lstm": ModelRun("lstm.pt", True, ("expr", "au"), ("au",)),
+            "clip": ModelRun("ViT-B-32:openai", False, ("expr",))},
+    outputs_from={"va": "ddamfn", "expr": "lstm", "au": "lstm", "clip_basic": "clip"}, au_thresholds=(0.5,) * 12,
+    windows={}, expr_outputs=("clip_basic",), frames=FRAMES, face_frames=FRAMES, faceless="interpolated",
+    timings={"total": 1.0}, source=Source("video"), fps=FPS, fps_source="video")
+RUN_DETAILS = RUN.to_dict()
 
 
 @dataclass
@@ -43,8 +46,11 @@ def _write(path: Path, task: str, values: np.ndarray) -> Path:
     return path
 
 
+FACELESS = slice(60, 66)     # frames without a face in the analysis: no outputs (an analysis with fill "none")
+
+
 def analysis_table() -> pd.DataFrame:
-    """A table as core.pipeline builds it: every frame has a face; outputs change in runs."""
+    """A table as core.pipeline builds it: outputs change in runs; frames 60-65 have no face, no outputs."""
     rng = np.random.default_rng(7)
     expr_class = np.repeat([0, 4, 4, 6, 1, 0], FRAMES // 6)
     expr = np.full((FRAMES, 8), 0.02)
@@ -53,7 +59,11 @@ def analysis_table() -> pd.DataFrame:
     clip = np.roll(expr, 1, axis=1)
     va = np.round(rng.uniform(-1, 1, (FRAMES, 2)), 4)
     outputs = {"va": va, "expr": expr, "au": au, "clip_basic": clip}
-    predictions = Predictions(outputs, np.ones(FRAMES, bool), np.zeros(FRAMES, bool), RUN_DETAILS["outputs_from"])
+    face = np.ones(FRAMES, bool)
+    face[FACELESS] = False
+    for values in outputs.values():
+        values[FACELESS] = np.nan
+    predictions = Predictions(outputs, face, np.zeros(FRAMES, bool), RUN_DETAILS["outputs_from"])
     return build(predictions, np.arange(FRAMES) / FPS, 0.5)
 
 

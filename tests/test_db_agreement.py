@@ -223,3 +223,22 @@ def test_the_analyse_tab_scores_as_the_agreement_before_row(sessions, setup):  #
     va_rows = metrics_table(no_va, run).set_index("metric").loc[["CCC valence", "CCC arousal", "P_VA"]]
     assert (va_rows["value"] == NA).all() and (va_rows["missing"] == va_rows["frames"]).all()
     assert va_rows["frames"].tolist() == [FRAMES - 3] * 3
+
+
+def test_each_expression_output_has_its_own_row(sessions, planted):
+    """A CLIP prompt set's output beside the model's: each scored against the same labels, keyed by output."""
+    table = planted.assign(clip_basic_expr=planted["expr"])
+    with sessions() as session:
+        figures = agreement.model_agreement(session, "v", table)
+    assert sorted(figures) == ["au", "clip_basic", "expr", "va"]
+    assert figures["clip_basic"] == figures["expr"]
+
+
+def test_every_labelled_frame_kept_out_by_flags_scores_nothing_after(sessions, planted):
+    """Flags over every frame of EXPR: the after row has no frames and no figure, and the report still comes."""
+    with sessions.begin() as session:
+        repo.add_flag(session, "v", "expr", 0, FRAMES - 1, "occluded", "carol")
+    with sessions() as session:
+        figures = agreement.model_agreement(session, "v", planted)
+    assert figures["expr"]["after"] == {"f1": None, "frames": 0, "missing": 0}
+    assert figures["expr"]["before"]["frames"] > 0

@@ -1,6 +1,7 @@
 """webapp.inputs: what an upload may cost is checked before it costs it -- the frame size from the
 container before any frame is decoded (an 8K video is refused without its memory), the header line of
-an annotation file read up to a bounded length -- and numbers out of range are refused in words."""
+an annotation file read up to a bounded length -- numbers out of range are refused in words, and a
+still image, a one-frame file or a file whose reading stalls is refused in words."""
 import resource
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 import pytest
 
 from db.limits import MAX_FRAME_PIXELS, MAX_HEADER_CHARS
+from tests.test_video import stall_ffprobe
 from webapp.inputs import InputError, annotation_task, check_video, whole
 
 REFUSE_8K = """
@@ -68,3 +70,31 @@ def test_whole_numbers_name_their_bounds():
         whole(11, "frame", high=10)
     with pytest.raises(InputError, match=r"^The frame must be a whole number; None is not\.$"):
         whole(None, "frame", 0)
+
+
+def test_a_still_image_is_not_a_video_whatever_its_name(media_dir, tmp_path, ffmpeg):
+    photo = tmp_path / "holiday.mp4"                                 # a JPEG renamed .mp4
+    photo.write_bytes((media_dir / "single_face.jpg").read_bytes())
+    with pytest.raises(InputError) as info:
+        check_video(photo, max_mb=10, max_duration_s=600)
+    assert str(info.value) == ("holiday.mp4 is an image file (JPEG), not a video, whatever its name says. "
+                               "Upload a video file.")
+    one = tmp_path / "one.mp4"                                       # a real video container, one frame
+    ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 1, one)
+    with pytest.raises(InputError) as info:
+        check_video(one, max_mb=10, max_duration_s=600)
+    assert str(info.value) == ("one.mp4 holds 1 frame: it is a still picture, not a video. This app analyses "
+                               "videos of at least 2 frames.")
+    two = tmp_path / "two.mp4"
+    ffmpeg("-i", media_dir / "single_face.mp4", "-frames:v", 2, two)
+    assert check_video(two, max_mb=10, max_duration_s=600).frame_count == 2
+
+
+def test_a_video_whose_reading_stalls_is_refused_in_words(media_dir, tmp_path, monkeypatch):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes((media_dir / "single_face.mp4").read_bytes())
+    stall_ffprobe(tmp_path, monkeypatch)
+    with pytest.raises(InputError) as info:
+        check_video(video, max_mb=10, max_duration_s=600)
+    assert str(info.value) == ("clip.mp4 cannot be read as a video: reading the file gave no answer within 1 s (a "
+                               "stalled disk or a pipe rather than a file)")

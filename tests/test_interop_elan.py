@@ -21,9 +21,11 @@ from db import repo
 from db.__main__ import main
 from db.engine import write
 from db.interop import InteropError, export_video, import_eaf
-from interop_data import FPS, FRAMES, HEX, KEY, make_reviewed_video
+from interop_data import FPS, FRAMES, KEY, make_reviewed_video
 
 END_MS = frame_ms(FRAMES, FPS)
+MODEL_TIERS = ["DDAMFN+LSTM: EXPR", *(f"DDAMFN+LSTM (untrained): {a}" for a in (*AUS, "AU unannotated")),
+               "CLIP basic: EXPR"]        # the models as the page names them
 
 
 @pytest.fixture
@@ -58,11 +60,12 @@ def test_the_eaf_keeps_elans_rules(exported):
     root = ET.parse(exported["eaf"]).getroot()
     assert root.tag == "ANNOTATION_DOCUMENT"
     media = root.find("HEADER/MEDIA_DESCRIPTOR")
-    assert media.get("MEDIA_URL").startswith("file:///") and media.get("MEDIA_URL").endswith(f"/videos/{HEX}.mp4")
+    # The video and the CSV beside the .eaf: no path of the server that wrote it (no media URL configured).
+    assert media.get("MEDIA_URL") == "file:./clip%20one.mp4" and "file:///" not in exported["eaf"].read_text()
     assert media.get("RELATIVE_MEDIA_URL") == "./clip one.mp4" and media.get("MIME_TYPE") == "video/mp4"
     linked = root.find("HEADER/LINKED_FILE_DESCRIPTOR")
-    assert linked.get("RELATIVE_LINK_URL") == f"./{exported['va_csv'].name}"
-    assert linked.get("LINK_URL") == exported["va_csv"].resolve().as_uri()
+    assert exported["va_csv"].name == "clip_one_va.csv" and exported["eaf"].name == "clip_one.eaf"
+    assert linked.get("RELATIVE_LINK_URL") == "./clip_one_va.csv" and linked.get("LINK_URL") == "file:./clip_one_va.csv"
 
     slots = [(s.get("TIME_SLOT_ID"), int(s.get("TIME_VALUE"))) for s in root.iter("TIME_SLOT")]
     times = [t for _, t in slots]
@@ -93,10 +96,19 @@ def test_the_eaf_keeps_elans_rules(exported):
         spans.sort()
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f"overlap in {tier.get('TIER_ID')}"
     assert [t.get("TIER_ID") for t in root.iter("TIER")] == [
-        "EXPR", *AUS, "AU unannotated", "lstm: EXPR", *(f"lstm (untrained): {a}" for a in AUS), "clip basic: EXPR",
-        "corrections EXPR", "flags AU", "flags AU 2"]
+        "EXPR", *AUS, "AU unannotated", *MODEL_TIERS, "corrections EXPR", "flags AU", "flags AU 2"]
     annotators = {t.get("TIER_ID"): t.get("ANNOTATOR") for t in root.iter("TIER")}
-    assert annotators["lstm: EXPR"] == "lstm" and annotators["lstm (untrained): AU1"] == "lstm (untrained)"
+    assert annotators["DDAMFN+LSTM: EXPR"] == "DDAMFN+LSTM"
+    assert annotators["DDAMFN+LSTM (untrained): AU1"] == "DDAMFN+LSTM (untrained)"
+
+
+def test_a_configured_media_url_links_the_video(sessions, reviewed, tmp_path, monkeypatch):
+    monkeypatch.setenv("AFFECTLENS_MEDIA_URL", "https://media.example.org/clips/")
+    with sessions() as s:
+        files, _ = export_video(s, KEY, tmp_path / "url", ("eaf",), data_dir=reviewed.data_dir)
+    media = ET.parse(files["eaf"]).getroot().find("HEADER/MEDIA_DESCRIPTOR")
+    assert media.get("MEDIA_URL") == "https://media.example.org/clips/clip%20one.mp4"
+    assert media.get("RELATIVE_MEDIA_URL") == "./clip one.mp4"
 
 
 def test_pympi_reads_what_was_written(exported, reviewed, tmp_path):
@@ -107,10 +119,12 @@ def test_pympi_reads_what_was_written(exported, reviewed, tmp_path):
         (s, e, "on") for s, e, v in intervals(reviewed.au[:, AUS.index("AU12")]) if v == 1]
     assert eaf.get_annotation_data_for_tier("AU unannotated") == [(frame_ms(80, FPS), END_MS, "")]
     model = reviewed.table
-    assert eaf.get_annotation_data_for_tier("lstm: EXPR") == [
+    assert eaf.get_annotation_data_for_tier("DDAMFN+LSTM: EXPR") == [
         (s, e, name(v)) for s, e, v in intervals(model[EXPR].to_numpy(dtype=float))]
-    assert eaf.get_annotation_data_for_tier("lstm (untrained): AU4") == [
+    assert eaf.get_annotation_data_for_tier("DDAMFN+LSTM (untrained): AU4") == [
         (s, e, "on") for s, e, v in intervals(model[AU_DECISIONS[2]].to_numpy(dtype=float)) if v == 1]
+    assert eaf.get_annotation_data_for_tier("DDAMFN+LSTM (untrained): AU unannotated") == [
+        (frame_ms(60, FPS), frame_ms(66, FPS), "")]                  # the faceless frames: no AU output
     assert eaf.get_annotation_data_for_tier("corrections EXPR") == [
         (frame_ms(10, FPS), frame_ms(15, FPS), "Happiness by alice, accepted by bob: smiling")]
     assert eaf.get_annotation_data_for_tier("flags AU") == [
@@ -127,7 +141,7 @@ def test_pympi_reads_what_was_written(exported, reviewed, tmp_path):
 
 def test_va_goes_to_the_linked_csv_with_the_models_marked_untrained(exported, reviewed):
     lines = exported["va_csv"].read_text().splitlines()
-    assert lines[0] == "time_s,valence,arousal,ddamfn (untrained): valence,ddamfn (untrained): arousal"
+    assert lines[0] == "time_s,valence,arousal,DDAMFN (untrained): valence,DDAMFN (untrained): arousal"
     va = reviewed.table[["valence", "arousal"]].to_numpy()
     assert lines[1] == f"0.000000,NaN,NaN,{va[0, 0]:.6f},{va[0, 1]:.6f}"
     assert lines[4] == f"0.100100,{reviewed.va[3, 0]:.6f},{reviewed.va[3, 1]:.6f},{va[3, 0]:.6f},{va[3, 1]:.6f}"
@@ -137,8 +151,7 @@ def test_va_goes_to_the_linked_csv_with_the_models_marked_untrained(exported, re
 def test_export_then_import_gives_the_same_labels(sessions, exported, reviewed):
     sets, notes = write(sessions, lambda s: import_eaf(s, KEY, exported["eaf"], version="round trip"))
     assert [s.task for s in sets] == ["expr", "au", "va"]
-    left_out = ["lstm: EXPR", *(f"lstm (untrained): {a}" for a in AUS), "clip basic: EXPR", "corrections EXPR",
-                "flags AU", "flags AU 2"]
+    left_out = [*MODEL_TIERS, "corrections EXPR", "flags AU", "flags AU 2"]
     assert notes == [f"{exported['eaf'].name}: tiers left out (not in the mapping): {', '.join(left_out)}"]
     got = {s.task: repo.annotation_frame(s).to_numpy(dtype=float, na_value=np.nan) for s in sets}
     np.testing.assert_array_equal(got["expr"][:, 0], reviewed.expr)
@@ -241,13 +254,13 @@ def test_the_command_line_exports_and_imports(db_url, reviewed, tmp_path, capsys
     out = tmp_path / "cli"
     assert main(["--url", db_url, "export", str(out), "--format", "eaf", "--data-dir", str(reviewed.data_dir)]) == 0
     written = capsys.readouterr().out.split()
-    assert [p.rsplit("/", 1)[1] for p in written] == ["clip_one-abababab.eaf", "clip_one-abababab_va.csv"]
+    assert [p.rsplit("/", 1)[1] for p in written] == ["clip_one.eaf", "clip_one_va.csv"]
     assert Eaf(written[0]).get_annotation_data_for_tier("corrections EXPR")[0][2].startswith("Happiness by alice")
     assert main(["--url", db_url, "import", KEY, written[0], "--version", "cli"]) == 0
     printed = capsys.readouterr()
     assert [line.split(": ", 1)[1] for line in printed.out.splitlines()] == [
         f"expr of {KEY}, {FRAMES} frames", f"au of {KEY}, {FRAMES} frames", f"va of {KEY}, {FRAMES} frames"]
-    assert printed.err.startswith("clip_one-abababab.eaf: tiers left out (not in the mapping): lstm: EXPR")
+    assert printed.err.startswith("clip_one.eaf: tiers left out (not in the mapping): DDAMFN+LSTM: EXPR")
     bad = tmp_path / "bad.eaf"
     bad.write_text("<ANNOTATION_DOCUMENT>")
     assert main(["--url", db_url, "import", KEY, str(bad)]) == 2
@@ -284,11 +297,14 @@ def test_a_video_with_an_annotation_only_and_one_whose_analysis_is_gone(sessions
     assert Eaf(str(files["eaf"])).get_annotation_data_for_tier("EXPR") == [(0, 1000, "Happiness")]
     task = json.loads(files["labelstudio"].read_text())[0]
     assert task == {"data": {"video": "10-60-1280x720_right", "affectlens_video": "10-60-1280x720_right"},
+                    "annotations": [{"result": [{
+                        "id": "r1", "from_name": "expr", "to_name": "video", "type": "timelinelabels",
+                        "value": {"ranges": [{"start": 1, "end": 30}], "timelinelabels": ["Happiness"]}}]}],
                     "predictions": []}
     assert ET.parse(files["labelstudio_config"]).getroot().find("TimeSeries") is None
     assert gone_notes == ["the stored analysis of clip one.mp4 (analyses/run1/table.parquet) is missing: the files "
                           "hold no model outputs"]
-    assert not any(t.startswith(("lstm", "clip")) for t in Eaf(str(gone["eaf"])).get_tier_names())
+    assert not any(t.startswith(("DDAMFN", "CLIP")) for t in Eaf(str(gone["eaf"])).get_tier_names())
 
 
 def test_mapping_files_and_stored_labels_are_checked(sessions, engine, reviewed, tmp_path):

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.test_webapp_api import free_port
-from webapp.logins import LOGIN_MIDDLEWARE, Logins, delay_after
+from webapp.logins import Logins, delay_after, login_middleware
 
 FIRST, MOST = 0.05, 0.4                   # short waits, so that a test takes seconds
 ALICE, MALLORY = "127.0.0.1", "127.0.0.2"     # two client addresses on the loopback network
@@ -22,7 +22,7 @@ def url():
     port = free_port()
     logins = Logins((("alice", "alice-pw"), ("bob", "bob-pw")), first_delay_s=FIRST, max_delay_s=MOST)
     demo.launch(server_name="127.0.0.1", server_port=port, auth=logins.check, prevent_thread_lock=True, quiet=True,
-                app_kwargs={"middleware": LOGIN_MIDDLEWARE})
+                app_kwargs={"middleware": login_middleware()})
     yield f"http://127.0.0.1:{port}"
     demo.close()
 

@@ -43,7 +43,7 @@ def test_upstream_affectnet8_checkpoint_loads_strictly_and_maps_expressions(tmp_
     torch.save({"iter": 25, "model_state_dict": state, "optimizer_state_dict": {"state": {}, "param_groups": []}},
                path)
     loaded = create_model("ddamfn", weights=str(path), device="cpu")
-    assert loaded.info.untrained is False and loaded.info.tasks == ("expr",)
+    assert loaded.info.tasks == ("va", "expr", "au") and loaded.info.untrained_tasks == ("va", "au")
     assert "Other has no source" in loaded.info.metadata["expr_source"]
     assert loaded.info.metadata["iter"] == 25
 
@@ -60,7 +60,7 @@ def test_upstream_affectnet8_checkpoint_loads_strictly_and_maps_expressions(tmp_
             torch.testing.assert_close(out["expr"][:, aw], logits[:, an])
     other = EXPRESSIONS.index("Other")
     torch.testing.assert_close(out["expr"][:, other], logits.min(dim=1).values)
-    assert set(out) == {"embedding", "attention", "fc", "expr"}
+    assert set(out) == {"embedding", "attention", "fc", "va", "expr", "au"}
 
 
 def test_upstream_checkpoint_with_all_tasks_says_which_heads_are_random(tmp_path):

@@ -30,9 +30,16 @@ def test_the_model_files_register_cards_and_architectures_that_every_vocabulary_
 
 def test_the_apps_weights_come_from_each_cards_variable_or_its_default(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    weights, notes = registry.weights_from_env({"AFFECTLENS_WEIGHTS_LSTM": "lstm.pt",
-                                                "AFFECTLENS_WEIGHTS_CLIP": "clip.pt"}, "ViT-B-32")
-    assert weights == {"ddamfn": None, "lstm": "lstm.pt", "clip": "clip.pt", "clip-lstm": None} and notes == []
+    weights, notes = registry.configured_weights(registry.cards(), {"AFFECTLENS_WEIGHTS_LSTM": "lstm.pt",
+                                                                    "AFFECTLENS_WEIGHTS_CLIP": "clip.pt"}, "ViT-B-32")
+    assert weights == {"ddamfn": None, "lstm": "lstm.pt", "clip": "clip.pt", "clip-lstm": None}
+    assert notes == ["DDAMFN: the weights DDAMFN+LSTM was trained on (its checkpoint names them)",
+                     "DDAMFN+LSTM: weights lstm.pt (from AFFECTLENS_WEIGHTS_LSTM)",
+                     "CLIP: weights clip.pt (from AFFECTLENS_WEIGHTS_CLIP)",
+                     "CLIP+LSTM: no weights configured: random, untrained"]
+    weights, notes = registry.configured_weights(["ddamfn"], {"AFFECTLENS_WEIGHTS_DDAMFN": "a.pt"}, "ViT-B-32",
+                                                 {"ddamfn": "b.pt"})
+    assert weights == {"ddamfn": "b.pt"} and notes == ["DDAMFN: weights b.pt (from --weights)"]   # the option wins
 
 
 def test_output_keys_of_prompt_sets_never_meet_the_models_own():

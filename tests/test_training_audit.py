@@ -89,7 +89,8 @@ def test_every_annotated_frame_with_a_face_gets_an_out_of_fold_prediction(affwil
     assert list(one.columns[:4]) == ["frame", "fold", "valence", "arousal"] and "p_AU12" in one
     assert one.loc[labels["has_image"].to_numpy(), "valence"].notna().all()
     segments = pd.read_csv(out / "segments.csv")
-    assert list(segments.columns[:4]) == ["video", "task", "kind", "start_frame"] and len(segments) == summary["segments"]
+    assert list(segments.columns[:4]) == ["video", "task", "kind", "start_frame"]
+    assert (segments["kind"] != "clean").sum() == summary["segments"]
 
 
 def test_a_rerun_skips_finished_folds_and_redoes_a_missing_one(affwild2_root, first):
@@ -141,6 +142,26 @@ def test_the_run_and_its_segments_go_into_the_review_database(affwild2_root, fir
         stored = repo.suggestions_table(s, status=None)
         meta = repo.latest_audit_run(s)
     segments = pd.read_csv(tmp / "one" / "segments.csv")
-    assert len(stored) == len(segments) == summary["segments"]
+    assert len(stored) == len(segments) == summary["segments"] + (segments["kind"] == "clean").sum()
     assert stored["score"].tolist() == sorted(segments["score"], reverse=True)
     assert meta.encoder["untrained"] is True and meta.folds["1"] == ["13-30-960x540"]
+
+
+def test_the_run_says_its_calibration_and_draws_its_random_sample(first):
+    tmp, summary = first
+    meta = json.loads((tmp / "one" / "audit.json").read_text())
+    cal = meta["settings"]["calibration"]
+    assert summary["calibration"] == cal and set(cal) == {
+        "threshold", "expected_precision", "recall", "false_alarms_per_10_min", "clean_minutes", "plants",
+        "segments", "hits"}
+    assert 0 <= cal["threshold"] <= 1 and cal["false_alarms_per_10_min"] < 1
+    sample = meta["settings"]["sample"]
+    labelled = meta["annotated_frames"]
+    assert sample["frames"] == {t: labelled[t] for t in ("va", "expr", "au")}
+    segments = pd.read_csv(tmp / "one" / "segments.csv")
+    clean = segments[segments["kind"] == "clean"]
+    drawn = pd.DataFrame(sample["units"])
+    assert len(clean) == (drawn["stratum"] == "clean").sum() > 0 and (clean["score"] == 0).all()
+    real = segments[segments["kind"] != "clean"]
+    assert real["score"].between(0, 1).all() and real["raw_score"].notna().all()
+    assert summary["above_report"] == int((real["score"] >= cal["threshold"]).sum())

@@ -89,7 +89,7 @@ def test_torchrun_two_cpu_processes(affwild2_root, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training",
          "train", "--preset", "ddamfn-va,tiny", "--root", str(affwild2_root), "--out", str(out),
-         "--no-corrections", "--batch-size", "2"],
+         "--no-corrections", "--batch-size", "2", "--weights", "untrained"],   # offline: not the preset's backbone
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = load_checkpoint(out / "best.pt").metadata

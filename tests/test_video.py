@@ -1,11 +1,14 @@
 """core.video on the real sample videos and on files written here with ffmpeg (rotated, VFR, webm, avi,
-truncated, one frame, not a video)."""
+truncated, one frame, not a video, a still image under a video's name), and ffprobe stuck on a pipe."""
+import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
 
-from core.video import FrameBatch, FrameCache, VideoError, frame_size, iter_frames, probe, read_frame, read_frames
+from core.video import (Container, FrameBatch, FrameCache, VideoError, container, ffprobe, iter_frames, probe,
+                        read_frame, read_frames)
 
 def decode_all(path, **kwargs):
     batches = list(iter_frames(path, **kwargs))
@@ -227,12 +230,56 @@ def test_a_vp9_webm_with_alpha_is_read(tmp_path, ffmpeg):
     assert len(read_frames(out, [0, 9])) == 2
 
 
-def test_frame_size_is_read_without_decoding(media_dir, tmp_path):
-    assert frame_size(media_dir / "single_face.mp4") == (640, 360)
+def test_the_container_is_read_without_decoding(media_dir, tmp_path):
+    assert container(media_dir / "single_face.mp4") == Container("mov,mp4,m4a,3gp,3g2,mj2", 640, 360)
+    assert not container(media_dir / "face_noface.mov").is_image
+    photo = tmp_path / "photo.mp4"                                   # a JPEG under a video's name
+    photo.write_bytes((media_dir / "single_face.jpg").read_bytes())
+    stated = container(photo)
+    assert (stated.format, stated.is_image) == ("jpeg_pipe", True)
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("hello")
     with pytest.raises(VideoError, match="notes.mp4: no video stream with a frame size"):
-        frame_size(not_video)
+        container(not_video)
+
+
+def test_ffprobe_that_gets_no_answer_is_stopped_and_said_in_words(tmp_path):
+    """A named pipe nobody writes to: ffprobe waits on it for ever unless the call has a time limit."""
+    pipe = tmp_path / "stalled.mp4"
+    os.mkfifo(pipe)
+    started = time.monotonic()
+    with pytest.raises(VideoError) as info:
+        ffprobe(pipe, "-show_entries", "format=format_name", timeout_s=1)
+    assert time.monotonic() - started < 10
+    assert str(info.value) == (f"{pipe}: reading the file gave no answer within 1 s (a stalled disk or a pipe "
+                               "rather than a file)")
+
+
+def stall_ffprobe(tmp_path, monkeypatch, timeout_s: float = 1):
+    """An ffprobe on PATH that never answers (a stand-in for one stuck on a stalled network disk), and a
+    time limit of timeout_s for every ffprobe call."""
+    folder = tmp_path / "stalled-bin"
+    folder.mkdir()
+    fake = folder / "ffprobe"
+    fake.write_text("#!/bin/sh\nexec sleep 120\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr("core.video.FFPROBE_TIMEOUT_S", timeout_s)
+
+
+def test_every_ffprobe_call_of_the_reader_has_a_time_limit(media_dir, tmp_path, monkeypatch):
+    """The container check and the packet listing (probe) both stop a stuck ffprobe and say so."""
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"     # fresh paths: no cached packets
+    for copy in (first, second):
+        copy.write_bytes((media_dir / "single_face.mp4").read_bytes())
+    stall_ffprobe(tmp_path, monkeypatch)
+    for call, path in ((container, first), (probe, second)):
+        started = time.monotonic()
+        with pytest.raises(VideoError) as info:
+            call(path)
+        assert time.monotonic() - started < 10
+        assert str(info.value) == (f"{path}: reading the file gave no answer within 1 s (a stalled disk or a "
+                                   "pipe rather than a file)")
 
 
 def test_the_frame_cache_is_bounded_in_bytes_and_drops_the_least_recently_used():

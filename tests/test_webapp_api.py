@@ -89,7 +89,7 @@ def table(data: dict) -> pd.DataFrame:
 
 
 ANALYSE_OUTPUTS = ("run_info", "timeline", "metrics", "metrics_hint", "frame", "crop", "frame_info", "downloads",
-                   "queue", "key", "status")
+                   "queue", "key", "weights_info", "player", "player_note", "status")
 
 
 def analyse(client, video, annotation_files=(), models=("DDAMFN+LSTM", "CLIP"), source="Uploaded video",

@@ -217,10 +217,24 @@ def test_upload_timelines_and_review_with_clicks(page, server, files, media_dir)
     page.screenshot(path=str(SCREENSHOT_DIR / "review.png"), full_page=True)
 
 
-def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(page, server):
+@pytest.fixture(scope="module")
+def proposed(tmp_path_factory, files, media_dir):
+    """A server of its own on which alice, through the API, analysed single_face.mp4 with her VA / EXPR
+    annotation, flagged frames 10-20 and proposed correction 1, which waits for a second reviewer."""
+    demo, cfg, url = start_server(tmp_path_factory.mktemp("webapp-proposed"), None)
+    alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
+    key = analyse(alice, media_dir / "single_face.mp4", [files["va.txt"], files["expr.txt"]],
+                  models=("DDAMFN",))["key"]
+    alice.predict(key, "expr", 10, 20, "wrong label", "the smile starts earlier", api_name="/flag")
+    alice.predict(key, "va", 30, 39, 0.6, 0.3, "Neutral", [], "a clear smile", api_name="/correct")
+    yield url
+    demo.close()
+
+
+def test_a_second_reviewer_opens_the_video_from_the_database_and_decides(browser, proposed):
     """Bob, in his own browser, never analyses: he finds Alice's video in the database list and her
     correction among those waiting for him, opens the video and accepts the correction with a comment."""
-    page = signed_in_page(page.context.browser, server, "bob")       # his own cookies
+    page = signed_in_page(browser, proposed, "bob")       # his own cookies
     try:
         page.get_by_role("tab", name="Review").click()
         expect(page.locator("#videos")).to_contain_text("single_face.mp4")

@@ -1,6 +1,7 @@
 """The Review tab's ELAN and Label Studio export in Chromium: a reviewer opens a stored video, presses
-the export, and downloads an .eaf that pympi reads with the EXPR tier, beside the VA CSV and the Label
-Studio task JSON and labelling config."""
+the export, and downloads an .eaf that pympi reads with the EXPR tier and the model's tiers named as the
+page names it, linked to the video beside it, next to the VA CSV and the Label Studio task JSON and
+labelling config, all named after the upload (no database key)."""
 import numpy as np
 import pandas as pd
 import pympi
@@ -24,8 +25,8 @@ def stored(tmp_path_factory, media_dir):
     write_annotation(pd.DataFrame({"expression": pd.array([0] * 36 + [4] * 36, dtype="Int64")}), tmp / "expr.txt",
                      "expr")
     alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
-    key = analyse(alice, media_dir / "single_face.mp4", [tmp / "va.txt", tmp / "expr.txt"], models=("DDAMFN",))["key"]
-    yield url, "single_face-" + key.removeprefix("sha256:")[:8]      # the files' stem: an upload's name and hash
+    analyse(alice, media_dir / "single_face.mp4", [tmp / "va.txt", tmp / "expr.txt"], models=("DDAMFN",))
+    yield url, "single_face"      # the files are named after the upload, not its database key
     demo.close()
 
 
@@ -50,8 +51,11 @@ def test_the_page_exports_an_eaf_that_pympi_reads(stored, browser, tmp_path):  #
             links[f"{stem}.eaf"].click()
         eaf = tmp_path / f"{stem}.eaf"
         download.value.save_as(eaf)
-        tiers = pympi.Eaf(str(eaf)).get_tier_names()
-        assert "EXPR" in tiers
+        written = pympi.Eaf(str(eaf))
+        tiers = written.get_tier_names()
+        assert "EXPR" in tiers and "DDAMFN (untrained): EXPR" in tiers      # the model as the page names it
+        assert [(m["MEDIA_URL"], m["RELATIVE_MEDIA_URL"]) for m in written.media_descriptors] == [
+            ("file:./single_face.mp4", "./single_face.mp4")]                # beside the .eaf, not a server path
         assert page.get_by_text("Error", exact=True).count() == 0
     finally:
         page.context.close()

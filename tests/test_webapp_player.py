@@ -245,5 +245,5 @@ def test_frame_view_through_the_api(server, media_dir):
     assert (probs["p"].round(3) == probs["p"]).all() and probs["p"].is_monotonic_decreasing
     assert "happy" in " ".join(probs["prompts"]).lower()
     assert "Frame **8**" in caption and "**detected**" in caption and "**untrained**" in caption
-    with pytest.raises(Exception, match="greater than maximum value 71"):
+    with pytest.raises(Exception, match="The frame must be from 0 to 71; 72 is not"):
         client.predict(72, api_name="/frame_details")

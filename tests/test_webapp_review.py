@@ -80,8 +80,8 @@ def test_two_reviewers_share_one_database(tmp_path, media_dir):
         assert table(history)["action"].tolist() == ["proposed", "flagged", "accepted", "revised", "revised",
                                                      "resolved"]
         figures = table(bob.predict(api_name="/agreement")[0])
-        assert "model vs annotation" not in " ".join(figures["who"])   # no annotation for this upload
-        assert figures.set_index("who").loc["alice", "value"] == pytest.approx(1.0)
+        assert "model vs annotation" not in " ".join(figures["compared"])   # no annotation for this upload
+        assert figures.set_index("compared").loc["reviewer alice", "value"] == pytest.approx(1.0)
 
         # Alice's refresh shows Bob's work.
         videos, _, waiting, *_ = alice.predict(api_name="/list_videos")

@@ -283,7 +283,7 @@ def test_video_checks_name_the_limit(media_dir, tmp_path):
 def test_timeline_styles_legend_shading_colour_bars_and_cursor():
     df = predictions_table()
     df["box_detected"] = pd.array([True] * len(df), dtype="boolean")
-    df.loc[60:64, "box_detected"] = False                   # the tracker carried the face for 5 frames
+    df.loc[60:64, "box_detected"] = False                   # boxes interpolated between detected frames
     fig = timeline_figure(df, frame=30)
     lines = {tr.name: tr.line for tr in fig.data if isinstance(tr, go.Scatter) and tr.mode == "lines"}
     assert set(lines) == {"valence prediction", "valence annotation", "arousal prediction", "arousal annotation"}
@@ -292,9 +292,9 @@ def test_timeline_styles_legend_shading_colour_bars_and_cursor():
     legend = [tr.name for tr in fig.data if tr.showlegend is not False and tr.name and
               (isinstance(tr, go.Scatter))]
     assert len(legend) == len(set(legend)) and {"no face (shaded)", "box interpolated (shaded)"} <= set(legend)
-    # Both shaded spans across all six rows, drawn above the heatmaps.
+    # Both shaded spans across all six rows: no face above the heatmaps, interpolated boxes behind the lines.
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
-    assert len(rects) == 2 and {s.layer for s in rects} == {"above"} and {s.yref for s in rects} == {"paper"}
+    assert [s.layer for s in rects] == ["above", "below"] and {s.yref for s in rects} == {"paper"}
     # A colour bar beside each AU row, at that row's height.
     heatmaps = [tr for tr in fig.data if isinstance(tr, go.Heatmap) and tr.name.startswith("AU")]
     assert len(heatmaps) == 3 and all(tr.showscale for tr in heatmaps)

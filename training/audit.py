@@ -7,11 +7,20 @@ with fewer subjects than folds (one uploaded video) every video is cut into K bl
 and for each fold task heads are trained on the other folds' cached embeddings (training/extract.py's
 cache; frame heads as ddamfn-heads trains them, or the LSTM) and predict the held-out fold.
 
+Scores are calibrated on the user's own data (core/audit_calibration.py): the estimated probability that a
+stretch is wrongly annotated, one scale across tasks and kinds, with a default threshold that keeps false
+alarms under 1 per 10 clean minutes. A random sample for the error-rate estimate is drawn within score bands
+and among clean stretches (core/audit_sample.py). An encoder trained on an audited video is refused (or,
+with --in-sample, every suggestion says so).
+
 Outputs in cfg.out: fold-<k>.npz per finished fold (a rerun skips every fold whose file holds the same
-videos made with the same settings and encoder: resumable), then oof.npz (the predictions, each row's video, frame and fold; core.audit.oof_frames reads one video), segments.csv (the suggestions,
-best first), audit.json (settings, encoder, folds, out-of-fold metrics); with a review database the run
-and its segments are also written there (db/repo/audit.py). Under torchrun process r trains folds r,
-r + world, ...; process 0 gathers the fold files and scores.
+videos made with the same settings and encoder: resumable), then oof.npz (the predictions, each row's video,
+frame and fold; core.audit.oof_frames reads one video), segments.csv (the suggestions, best first: score
+calibrated, raw_score the scorer's; then the drawn clean stretches, kind "clean", score 0), audit.json
+(settings with "calibration": threshold, expected_precision, recall per planted kind, false alarms per 10
+clean minutes, and "sample": the drawn units; encoder with trained_on_audited; folds; out-of-fold metrics);
+with a review database the run and its segments are also written there (db/repo/audit.py). Under torchrun
+process r trains folds r, r + world, ...; process 0 gathers the fold files and scores.
 """
 from __future__ import annotations
 
@@ -29,8 +38,11 @@ from sklearn.model_selection import GroupKFold
 from torch.utils.data import DataLoader, RandomSampler
 
 from core import audit as scorer
+from core import audit_calibration as calibration
+from core import audit_sample as sampling
 from core.models.heads import TASK_DIMS
 from core.models.temporal import TemporalLSTM
+from core.review import IN_SAMPLE
 from training import distributed, losses
 from training.batches import TrainingBatches
 from training.data import EmbeddingWindows, FrameEmbeddings, load_labels, target_arrays, valid_mask, video_rows
@@ -188,13 +200,48 @@ def run_fold(cfg, table, emb, has, folds: Folds, k: int, tasks, device) -> dict[
 
 
 def audit_encoder(weights: str, device):
-    """The DDAMFN whose embeddings the folds train on; "untrained": random weights (core.models' fixed seed),
-    said so in every output."""
-    if weights == UNTRAINED:
-        from core.models import create_model
+    """The encoder whose embeddings the folds train on: a DDAMFN checkpoint; "untrained": a DDAMFN with random
+    weights (core.models' fixed seed), said so in every output; "clip": open_clip's image tower with the
+    default weights (never saw any affect label), refused in words where they cannot be had."""
+    from core.models import create_model
 
+    if weights == UNTRAINED:
         return encoder_of("ddamfn", UNTRAINED, create_model("ddamfn", None, device=device))
+    if weights == "clip":
+        from core.models.clip import DEFAULT_MODEL
+        from core.weights import default_clip_weights
+
+        spec, note = default_clip_weights(DEFAULT_MODEL)
+        if spec is None:
+            raise ValueError(f"--encoder clip: {note}; use --encoder {UNTRAINED} offline")
+        return load_encoder("clip", spec, device)
     return load_encoder("ddamfn", weights, device)
+
+
+def leaked_videos(encoder, table: pd.DataFrame, root) -> list[str] | None:
+    """The audited videos the encoder's checkpoint was trained on (its training record, core.review.
+    trained_videos: layout names and the uploads' database keys), [] for none; None where no record says
+    (random weights, upstream checkpoints)."""
+    from core.review import trained_videos
+    from training.uploads import database_keys
+
+    seen = trained_videos(encoder.loaded.info.metadata)
+    if seen is None:
+        return None
+    keys = database_keys(root)
+    return sorted(v for v in table["video"].unique() if v in seen or keys.get(v) in seen)
+
+
+def check_leakage(cfg: AuditConfig, encoder, table: pd.DataFrame) -> list[str] | None:
+    """Refuse (ValueError, one line naming the videos) an encoder trained on audited videos, unless
+    cfg.in_sample; returns the leaked videos ([] none, None unknown)."""
+    leaked = leaked_videos(encoder, table, cfg.root)
+    if leaked and not cfg.in_sample:
+        raise ValueError(f"--encoder {cfg.encoder} was trained on {len(leaked)} of the audited videos "
+                         f"({', '.join(leaked)}): its embeddings have learnt their annotation, so the audit would "
+                         "miss their errors; use an encoder trained on other videos, --encoder clip or "
+                         f"--encoder {UNTRAINED}, or --in-sample to mark every suggestion in-sample")
+    return leaked
 
 
 def _fold_file(out: Path, k: int) -> Path:
@@ -231,6 +278,7 @@ def audit(cfg: AuditConfig) -> dict:
     labels = load_labels(cfg.root, tasks, cfg.split, cfg.corrections, cfg.db)
     table = labels.table
     encoder = audit_encoder(cfg.encoder, device)
+    leaked = check_leakage(cfg, encoder, table)
     cache = ensure_embeddings(cfg.cache, encoder, cfg.root, sorted(table["video"].unique()), cfg.batch_size,
                               cfg.workers, cfg.progress)
     emb, has = cache.table_embeddings(table)
@@ -255,10 +303,10 @@ def audit(cfg: AuditConfig) -> dict:
     distributed.barrier()
     if rank != 0:
         return {}
-    return _score(cfg, labels, folds, encoder, tasks, out)
+    return _score(cfg, labels, folds, encoder, tasks, out, leaked)
 
 
-def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path) -> dict:
+def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path, leaked: list[str] | None) -> dict:
     table = labels.table
     preds = {t: np.full((len(table), TASK_DIMS[t]), np.nan, np.float32) for t in tasks}
     seconds, trained = 0.0, 0
@@ -273,13 +321,20 @@ def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path) -> dict:
     scores = scorer.frame_scores(table, preds, folds.of_row, settings)
     fps = {v: video_fps(v) for v in table["video"].unique()}
     segments = scorer.find_segments(table, preds, scores, fps, settings)
+    cal = calibration.calibrate(table, preds, folds.of_row, fps, settings,
+                                calibration.CalibrationSettings(seed=cfg.seed))
+    segments = calibration.rescore(segments, cal)
+    if leaked:
+        segments["detail"] = segments["detail"] + f"; {IN_SAMPLE}"
+    segments, sample = _random_sample(table, tasks, segments, cfg.seed)
     segments.assign(suggested=segments["suggested"].map(json.dumps)).to_csv(out / "segments.csv", index=False)
     metrics = abaw_metrics(table, preds, tasks)
     frames = table.groupby("video")["frame"].max()
     run = {"split": cfg.split, "tasks": list(tasks),
            "settings": {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "db"},
-                        "audit": dataclasses.asdict(settings)},
-           "encoder": {**encoder.info, "untrained": encoder.loaded.info.untrained},
+                        "audit": dataclasses.asdict(settings), "calibration": cal.summary, "sample": sample},
+           "encoder": {**encoder.info, "untrained": encoder.loaded.info.untrained,
+                       "trained_on_audited": leaked},
            "folds": folds.names, "folding": folds.describe(),
            "metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)},
            "annotated_frames": labels.summary()["labelled"],
@@ -287,12 +342,38 @@ def _score(cfg, labels, folds: Folds, encoder, tasks, out: Path) -> dict:
                       "frame_epochs_per_s": round(trained * cfg.epochs / max(seconds, 1e-9), 1)},
            "videos": {v: {"frames": int(n) + 1, "fps": fps[v]} for v, n in frames.items()}}
     (out / "audit.json").write_text(json.dumps(run, indent=1, default=str))
-    summary = {"out": str(out), "folding": folds.describe(), "segments": len(segments),
-               "above_report": int((segments["score"] >= settings.report).sum()),
-               "metrics": run["metrics"], "encoder_untrained": run["encoder"]["untrained"], "timing": run["timing"]}
+    real = segments["kind"] != sampling.CLEAN
+    summary = {"out": str(out), "folding": folds.describe(), "segments": int(real.sum()),
+               "above_report": int((real & (segments["score"] >= cal.threshold)).sum()), "calibration": cal.summary,
+               "metrics": run["metrics"], "encoder_untrained": run["encoder"]["untrained"],
+               "encoder_trained_on_audited": leaked, "timing": run["timing"]}
     if cfg.write_db:
         summary["audit_run"] = _write_db(cfg, run, segments)
     return summary
+
+
+def _random_sample(table: pd.DataFrame, tasks, segments: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The random sample for the error-rate estimate (core/audit_sample.py): the segments with the drawn clean
+    stretches added (kind sampling.CLEAN, score 0, so a reviewer can open and decide them), and what the estimate
+    needs: settings, annotated frames per task, and each drawn unit (video, task, frames, own frames,
+    stratum and its size N)."""
+    settings = sampling.SampleSettings(seed=seed)
+    order = table.sort_values(["video", "frame"], kind="stable")
+    annotated = {(v, t): part["frame"].to_numpy()[valid_mask(part, t)] for v, part in order.groupby("video")
+                 for t in tasks}
+    everything = sampling.units(segments, annotated, settings)
+    drawn = sampling.draw(everything, settings)
+    clean = drawn[drawn["segment"] < 0]
+    added = pd.DataFrame({"video": clean["video"], "task": clean["task"], "kind": sampling.CLEAN,
+                          "start_frame": clean["start_frame"], "end_frame": clean["end_frame"],
+                          "frames": clean["end_frame"] - clean["start_frame"] + 1, "score": 0.0,
+                          "suggested": [{} for _ in range(len(clean))],
+                          "detail": "a random stretch no suggestion covers, drawn for the error-rate estimate",
+                          "raw_score": np.nan})
+    units = drawn[["video", "task", "start_frame", "end_frame", "own_frames", "stratum", "N"]]
+    return (pd.concat([segments, added], ignore_index=True),
+            {"settings": dataclasses.asdict(settings), "frames": sampling.frames_per_task(everything),
+             "units": units.to_dict("records")})
 
 
 def _write_db(cfg, run: dict, segments: pd.DataFrame) -> int | None:

@@ -81,7 +81,8 @@ class TrainConfig(LabelOptions):
     model: str = _help(f"what to train: {', '.join(MODEL_KINDS)}", default="ddamfn")
     encoder: str = _help("for ddamfn-heads / lstm: the embeddings to train on (ddamfn, clip, clip-adapter)",
                          default="ddamfn")
-    weights: str | None = _help("ddamfn: initial weights (e.g. an upstream AffectNet checkpoint); "
+    weights: str | None = _help("ddamfn: initial weights (e.g. ddamfn:msceleb, the authors' backbone, which "
+                                f"the ddamfn-* presets start from, ddamfn:affectnet8, or {UNTRAINED!r}: random); "
                                 "ddamfn-heads / lstm: the encoder weights; clip-adapter: the open_clip spec",
                                 default=None)
     out: str = _help("run folder: best.pt, last.pt, log.csv, config.json", default="runs/train")
@@ -130,7 +131,11 @@ class AuditConfig(LabelOptions):
     """`audit`: out-of-fold predictions of a split and the ranked suggestions of the annotation audit."""
 
     encoder: str | None = _help("DDAMFN weights whose embeddings the fold heads train on (a checkpoint of "
-                                f"ours or upstream, or {UNTRAINED!r}: random weights, the baseline)", default=None)
+                                f"ours or upstream), {UNTRAINED!r} (random weights, the offline baseline) or "
+                                "'clip' (open_clip's image tower with the default weights, which never saw the "
+                                "labels)", default=None)
+    in_sample: bool = _help("use an encoder whose training record includes audited videos anyway, every "
+                            "suggestion marked in-sample (without it such an encoder is refused)", default=False)
     split: str = _help("which split's annotations to audit: train or val", default="train")
     folds: int = _help("K: folds of videos, grouped by subject", default=5)
     model: str = _help("what each fold trains: heads (frame heads, fast) or lstm (temporal)", default="heads")

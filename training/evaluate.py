@@ -14,18 +14,19 @@ import logging
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 
 from core.affwild2 import read_annotation
+from core.analysis import FACELESS, faceless_rule
 from core.affwild2_index import AffWild2Index
 from core.jsonsafe import jsonable
 from core.metrics import optimise_au_thresholds
 from core import predict as core_predict
 from core.registry import card, card_for_checkpoint
 from core.table import decision_columns, write_submissions
+from core.video import probe
 from core.weights import WeightsError, load_checkpoint
 from training import distributed
 from training.config import UNTRAINED
@@ -69,6 +70,13 @@ class Predictor:
         if own:
             return {"expr": outputs[next(iter(own))]}
         return {t: outputs[t] for t in self.tasks}
+
+    def output_sources(self) -> dict[str, str]:
+        """task -> the card whose outputs are this checkpoint's answers (as _outputs picks them)."""
+        if card(self.card).outputs:
+            return {"expr": self.card}
+        sources = self.loaded.task_sources()
+        return {t: sources[t] for t in self.tasks if t in sources}
 
     def predict(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
         """Predictions for every row of a label table, video by video as the app predicts a video."""
@@ -176,14 +184,13 @@ def thresholds(cfg) -> dict:
 
 def frames_to_predict(index: AffWild2Index, video: str) -> np.ndarray:
     """Frame numbers a submission lists for a video: its annotation lines when annotated; otherwise
-    every frame of its raw video when present; otherwise up to its last face image."""
+    every frame a decoder yields from its raw video when present (core.video.probe, as the app counts
+    frames); otherwise up to its last face image."""
     lengths = [len(read_annotation(index.annotation_path(t, s, video), t)) for t, s in index.splits(video).items()]
     if not lengths:
         raw = index.raw_video_path(video)
-        if raw is not None:
-            cap = cv2.VideoCapture(str(raw))
-            lengths.append(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
-            cap.release()
+        if raw is not None:               # the frames a decoder yields, as the app counts them
+            lengths.append(probe(raw).frame_count)
     frames, _ = video_images(index, video)
     if not lengths:
         if not len(frames):
@@ -217,11 +224,15 @@ def predict(cfg) -> dict[str, Path]:
         tables[video] = pd.DataFrame({"frame": table["frame"].to_numpy()[rows], **columns})
     written = write_submissions(tables, cfg.out, tasks=tasks)
     if written:                # the submission files cannot say how they were made: a run JSON beside them
+        face = table["image_path"].notna().to_numpy()
+        faceless = faceless_rule(int(face.sum()), True, predictor.output_sources())
         run = {"command": "python -m training predict", "weights": predictor.weights,
                "models": predictor.loaded.describe(), "untrained": predictor.loaded.untrained, "tasks": list(tasks),
                "au_thresholds": predictor.au_thresholds.tolist(), "videos": videos, "frames": len(table),
-               "encoded": "every face image (no stride)",
-               "faceless_frames": "the nearest face frame's values (core.table.write_submissions)"}
+               "face_frames": int(face.sum()), "encoded": "every face image (no stride)",
+               "faceless": faceless, "faceless_predictions": FACELESS[faceless],
+               "videos_without_face": sorted(v for v, rows in video_rows(table).items() if not face[rows].any()),
+               "videos_without_face_get": "the neutral answer (core.affwild2.write_submission)"}
         written.append(Path(cfg.out) / "run.json")
         written[-1].write_text(json.dumps(jsonable(run), indent=1))
     log.info("wrote %s", ", ".join(str(p) for p in written))

@@ -17,11 +17,12 @@ from torch import nn
 from core.labels import TASKS
 from core.models import LoadedModel, ModelInfo
 from core.models.clip import ClipAdapter, contrastive_loss
-from core.models.ddamfn import DDAMFN, EMBED_DIM, attention_loss, preprocess
+from core.models.ddamfn import DDAMFN, EMBED_DIM, attention_loss, load_upstream, preprocess
 from core.models.heads import TaskHeads
 from core.models.temporal import TemporalLSTM
-from core.weights import UPSTREAM_DDAMFN, load_checkpoint, load_state
+from core.weights import UPSTREAM_BACKBONE, UPSTREAM_DDAMFN, load_checkpoint, load_state
 from training import losses
+from training.config import UNTRAINED
 from training.data import (EmbeddingWindows, FrameEmbeddings, FrameImages, LabelSet, labelled_rows, target_arrays,
                            valid_mask, video_rows)
 from training.extract import encoder_of, ensure_embeddings, load_encoder
@@ -83,14 +84,15 @@ def _rows_of_videos(labels: LabelSet, videos) -> np.ndarray:
 
 
 def ddamfn_from(weights: str | None, tasks) -> DDAMFN:
-    """A DDAMFN with our task heads, its network from `weights` (an upstream DDAMNet checkpoint or one of
-    ours; heads of the asked tasks are taken over when the checkpoint has them), else random."""
-    if not weights:
+    """A DDAMFN with our task heads, its network from `weights` (an upstream DDAMNet checkpoint, upstream's
+    backbone alone, or one of ours; heads of the asked tasks are taken over when the checkpoint has them),
+    else (none, or `untrained` over a preset's) random."""
+    if not weights or weights == UNTRAINED:
         return DDAMFN(tasks=tasks)
     ckpt = load_checkpoint(weights, architecture="ddamfn")
     model = DDAMFN(tasks=tasks, num_class=ckpt.config.get("num_class", 7), num_head=ckpt.config.get("num_head", 2))
-    if ckpt.architecture == UPSTREAM_DDAMFN:
-        load_state(model.net, ckpt.state_dict, ckpt.source)
+    if ckpt.architecture in (UPSTREAM_DDAMFN, UPSTREAM_BACKBONE):
+        load_upstream(model.net, ckpt)          # the backbone alone (ddamfn:msceleb): as upstream's recipes start
         return model
     load_state(model.net, {k[4:]: v for k, v in ckpt.state_dict.items() if k.startswith("net.")}, ckpt.source)
     if model.task_heads is not None:

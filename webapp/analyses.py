@@ -31,6 +31,7 @@ from core.weights import WeightsError
 from db import repo
 from db.errors import CANNOT_WRITE_MESSAGE, unwritable
 from webapp import results
+from webapp.cleanup import ANALYSES
 from webapp.context import Context
 from webapp.inputs import InputError, annotation_files, check_video, video_message
 from webapp.labels import Labels
@@ -187,16 +188,22 @@ class Analyses:
                     raise
                 key, notes = None, [f"{CANNOT_WRITE_MESSAGE} The analysis is shown but not stored: it cannot be "
                                     "reviewed, and analysing it again runs the models again."]
+        yield self.present(analysis, key, item.name, item.path, owner, out_dir, notes)
+
+    def present(self, analysis: Analysis, key: str | None, name: str, path, owner: str | None, out_dir: Path,
+                notes: list[str]) -> Analysed:
+        """An analysis as the page shows it, just analysed or opened from the database (one way, so the two
+        cannot differ): the table with the effective labels, the run summary and the download files."""
         table = self.labels.labelled(key, analysis.table) if key else analysis.table
-        video = OpenVideo.of(analysis, table, key, item.name, item.path, owner)
+        video = OpenVideo.of(analysis, table, key, name, path, owner)
         try:
             downloads = results.write_downloads(Analysis(table, public_run(analysis.run), analysis.clip_embeddings),
-                                                Path(item.name).stem, out_dir)
+                                                Path(name).stem, out_dir)
         except OSError as err:
             if not unwritable(err):
                 raise
             downloads, notes = [], [*notes, "The server cannot write the download files: there are none."]
-        yield Analysed(video, run_summary(analysis.run, item.name, notes), downloads)
+        return Analysed(video, run_summary(analysis.run, name, notes), downloads)
 
     def analyse(self, item: VideoItem, config: pipeline.AnalysisConfig, progress=None):
         """A generator: Partial tables every few seconds while the video is analysed with `config`
@@ -290,7 +297,7 @@ class Analyses:
                 notes += ground_truth_from_labels(a.labels, n, a.what)[1]
         except AnnotationError as err:
             raise InputError(f"Annotation file problem: {err}") from None
-        folder = Path("analyses") / run_key[:32] if run_key else None
+        folder = Path(ANALYSES) / run_key[:32] if run_key else None
         if folder is not None:
             analysis.save(self.config.data_dir / folder)
             if item.path is not None:
@@ -325,8 +332,9 @@ class Analyses:
             raise
         return target
 
-    def open_video(self, key: str, owner: str | None) -> OpenVideo:
-        """A stored video's newest analysis (no analysing again), for any reviewer."""
+    def open_video(self, key: str, owner: str | None, out_dir: Path) -> Analysed:
+        """A stored video's newest analysis (no analysing again), for any reviewer, shown as it was to the
+        reviewer who analysed it (Analyses.present)."""
         with self.ctx.read() as s:
             try:
                 run = repo.latest_run(s, key)
@@ -335,6 +343,8 @@ class Analyses:
             if run is None or not run.artifacts_dir:
                 raise InputError(f"{run.video.name if run else key} has no stored analysis: analyse it first.")
             folder, name = run.artifacts_dir, run.video.name
+            by = f" by {run.created_by.name}" if run.created_by else ""
+            note = f"Opened from the database: analysed{by} on {run.created_at:%Y-%m-%d %H:%M} UTC."
         try:
             analysis = self._load_stored(folder)
         except StaleAnalysis:
@@ -342,5 +352,4 @@ class Analyses:
                              "(its flags, corrections and annotations are kept).") from None
         if analysis is None:
             raise InputError(f"The stored analysis of {name} is missing from the data folder: analyse it again.")
-        return OpenVideo.of(analysis, self.labels.labelled(key, analysis.table), key, name, self.stored_video(key),
-                            owner)
+        return self.present(analysis, key, name, self.stored_video(key), owner, out_dir, [note])

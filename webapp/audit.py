@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from core.affwild2 import LABEL_COLUMNS
 from core.audit import oof_frames
+from core.audit_sample import CLEAN, estimate
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
 from core.table import AU_PROBS, EXPR_PROBS
 from db import repo
@@ -24,6 +25,7 @@ from webapp.results import DECIMALS
 from webapp.reviews import seconds, value_words
 
 QUEUE_COLUMNS = ["id", "video", "task", "kind", "frames", "seconds", "score", "suggested", "detail"]
+BEST_FIRST, RANDOM_SAMPLE = "best first", "random sample"
 QUEUE_PAGE = 200            # suggestions listed at once, best first
 CONTEXT_S = 2.0             # seconds shown either side of a suggested stretch
 ALL = "all"
@@ -54,21 +56,34 @@ class Audit:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def queue(self, task: str | None, kind: str | None) -> tuple[pd.DataFrame, list[str], str]:
-        """(open suggestions best first, the kinds the run found, progress in words) under the filters."""
+    def queue(self, task: str | None, kind: str | None, order: str = BEST_FIRST) -> tuple[pd.DataFrame, list[str], str]:
+        """(open suggestions under the filters -- best first, or the random sample's in random order --, the
+        kinds the run found, what the scores mean and the progress with the random-sample estimate)."""
         with self.ctx.read() as s:
-            if repo.latest_audit_run(s) is None:
+            run = repo.latest_audit_run(s)
+            if run is None:
                 return pd.DataFrame(columns=QUEUE_COLUMNS), [], NO_RUN
+            sample = repo.sample_units(s)
+            if order == RANDOM_SAMPLE:
+                ids = sample.loc[sample["status"] == "open", "id"].dropna().astype(int).tolist()
+                ids = [ids[i] for i in np.random.default_rng(run.id).permutation(len(ids))]
+                picked = {x.id: x for x in s.scalars(select(AuditSuggestion).where(AuditSuggestion.id.in_(ids)))}
+                f = _filters(task, kind)
+                listed = [picked[i] for i in ids if f["task"] in (None, picked[i].task)
+                          and f["kind"] in (None, picked[i].kind)][:QUEUE_PAGE]
+            else:
+                listed = [x for x in repo.list_suggestions(s, **_filters(task, kind), limit=QUEUE_PAGE)
+                          if x.kind != CLEAN or kind == CLEAN]      # drawn clean stretches: the sample's order
             rows = [{"id": x.id, "video": x.video.name or x.video.key, "task": x.task, "kind": x.kind,
                      "frames": f"{x.start_frame}-{x.end_frame}",
                      "seconds": seconds(x.start_frame, x.end_frame, x.video.fps),
-                     "score": round(x.score, DECIMALS), "suggested": value_words(x.task, x.suggested),
-                     "detail": x.detail}
-                    for x in repo.list_suggestions(s, **_filters(task, kind), limit=QUEUE_PAGE)]
-            kinds = sorted(s.scalars(select(AuditSuggestion.kind).distinct()
-                                     .where(AuditSuggestion.run_id == repo.latest_audit_run(s).id)))
+                     "score": round(x.score, DECIMALS), "suggested": _suggested(x),
+                     "detail": x.detail} for x in listed]
+            kinds = sorted(s.scalars(select(AuditSuggestion.kind).distinct().where(AuditSuggestion.run_id == run.id)))
             progress = repo.audit_progress(s, **_filters(task, kind))
-        return pd.DataFrame(rows, columns=QUEUE_COLUMNS), kinds, progress_words(progress)
+            words = " ".join([calibration_words(run.settings.get("calibration")), progress_words(progress),
+                              sample_words(sample, (run.settings.get("sample") or {}).get("frames") or {})])
+        return pd.DataFrame(rows, columns=QUEUE_COLUMNS), kinds, words
 
     def open(self, suggestion_id) -> Stretch:
         """A suggestion's stretch with CONTEXT_S either side: the video's effective annotation of the task
@@ -85,8 +100,8 @@ class Audit:
             stretch = dict(id=x.id, key=video.key, name=video.name or video.key, task=task, start=x.start_frame,
                            end=x.end_frame)
             words = (f"Suggestion {x.id}: {task.upper()} frames {x.start_frame}-{x.end_frame} of "
-                     f"**{stretch['name']}**, {x.kind} (score {x.score:.3f}): {x.detail}. Suggested: "
-                     f"{value_words(task, x.suggested)}.")
+                     f"**{stretch['name']}**, {x.kind} (score {x.score:.3f}): {x.detail}."
+                     + (f" Suggested: {_suggested(x)}." if x.suggested else ""))
             fps = video.fps
         table = pd.DataFrame({"frame": np.arange(lo, hi + 1)})
         table["time_s"] = (table["frame"] / fps).round(DECIMALS)
@@ -112,6 +127,11 @@ class Audit:
         return self.ctx.write(lambda s: _said(repo.dismiss_suggestion(s, sid, reviewer=user, note=note or "")))
 
 
+def _suggested(x: AuditSuggestion) -> str:
+    """The suggested label in words ("" for a drawn clean stretch, which suggests none)."""
+    return value_words(x.task, x.suggested) if x.suggested else ""
+
+
 def _said(x: AuditSuggestion) -> str:
     """A decided suggestion in words (made inside the write, while its rows are at hand)."""
     if x.status == "dismissed":
@@ -122,19 +142,45 @@ def _said(x: AuditSuggestion) -> str:
     return words + "."
 
 
+def calibration_words(cal: dict | None) -> str:
+    """What a score means, from the run's calibration (core/audit_calibration.py)."""
+    if not cal:
+        return "This run's scores are not calibrated (made by an older AffectLens): rank only."
+    if cal.get("expected_precision") is None:
+        return (f"Scores are the estimated probability that a stretch is wrongly annotated, calibrated on "
+                f"{cal['plants']} errors planted into a copy of your videos' labels; no score reached a threshold "
+                "with under 1 false alarm per 10 clean minutes there, so none is recommended.")
+    recall = ", ".join(f"{k} {v:.0%}" for k, v in cal["recall"].items())
+    return (f"Scores are the estimated probability that a stretch is wrongly annotated, calibrated on "
+            f"{cal['plants']} errors planted into a copy of your videos' labels. From the default threshold "
+            f"**{cal['threshold']:.2f}**: expected precision **{cal['expected_precision']:.0%}**, "
+            f"{cal['false_alarms_per_10_min']:.2f} false alarms per 10 clean minutes; found there of the "
+            f"planted errors: {recall}.")
+
+
 def progress_words(p: dict) -> str:
-    """How far the team is, and the share confirmed with its interval as an estimate of the wrong ones."""
-    words = (f"Reviewed **{p['reviewed']} of {p['total']}** suggestions ({p['confirmed']} confirmed, "
-             f"{p['dismissed']} dismissed).")
-    if p["share_confirmed"] is None:
-        return words + " No estimate yet: review a few suggestions first."
-    low, high = p["interval"]
-    wrong, wrong_low, wrong_high = p["estimated_wrong_suggestions"]
-    frames, frames_low, frames_high = p["estimated_wrong_frames"]
-    return (words + f" Confirmed so far: {p['share_confirmed']:.0%} ({p['level']:.0%} interval {low:.0%}-{high:.0%}), "
-            f"so about **{wrong:.0f} of the {p['total']}** suggestions ({wrong_low:.0f}-{wrong_high:.0f}), "
-            f"{frames:.0f} frames ({frames_low:.0f}-{frames_high:.0f}), are wrongly annotated; an upper estimate "
-            "while the best-scored suggestions are reviewed first.")
+    """How far the team is."""
+    return (f"Reviewed **{p['reviewed']} of {p['total']}** suggestions ({p['confirmed']} confirmed, "
+            f"{p['dismissed']} dismissed).")
+
+
+def sample_words(sample: pd.DataFrame, frames: dict) -> str:
+    """The random sample's progress and, once every stratum has a review, the stratified Horvitz-Thompson
+    estimate of wrongly annotated frames (core/audit_sample.py); best-first reviews do not enter it unless
+    the unit was drawn."""
+    if sample.empty:
+        return "This run drew no random sample: no estimate of the dataset's wrong annotation."
+    decided = sample[sample["status"].isin(["confirmed", "dismissed"])]
+    words = (f"Random sample for the estimate: **{len(decided)} of {len(sample)}** reviewed (choose the order "
+             "'random sample').")
+    wrong = pd.Series(np.where(decided["status"] == "confirmed", decided["own_frames"], 0), index=decided.index,
+                      dtype=float)
+    found = estimate(sample, wrong, frames)
+    parts = [f"{task.upper()} {e['wrong']:.0f} of {e['frames']} frames ({e['low']:.0f}-{e['high']:.0f})"
+             for task, e in found.items() if task != "all" and e["wrong"] is not None]
+    if not parts:
+        return words + " No estimate yet: every score band needs a review."
+    return words + " Estimated wrongly annotated (95% interval): " + "; ".join(parts) + "."
 
 
 def annotation_columns(task: str, labels: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from typing import Mapping
 
 from core import settings
 from core.models.clip import DEFAULT_MODEL as DEFAULT_CLIP_MODEL
-from core.registry import weights_from_env
+from core.registry import cards, configured_weights
 from db.engine import WRITER_TURNS
 from webapp.gpu import ZEROGPU_MAX_VIDEO_S
 
@@ -58,7 +58,9 @@ class AppConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     gpu_concurrency: int = 1                  # analyses that may run on the GPU at once
-    session_ttl_s: float = 3600.0             # a session's files are removed this long after their last use
+    session_ttl_s: float = 3600.0             # a session has ended this long after its last request
+    model_cache_mb: float = 2048.0            # models kept loaded between analyses (webapp.context)
+    trusted_proxies: int = 0                  # proxies in front whose X-Forwarded-For names the client (webapp.logins)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
@@ -69,7 +71,7 @@ class AppConfig:
         call can analyse (webapp.gpu)."""
         env = os.environ if env is None else env
         clip_model = env.get("AFFECTLENS_CLIP_MODEL") or DEFAULT_CLIP_MODEL
-        weights, notes = weights_from_env(env, clip_model)
+        weights, notes = configured_weights(cards(), env, clip_model)
         max_duration_s = float(env.get("AFFECTLENS_MAX_DURATION_S") or 600)
         if env.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true"):
             max_duration_s = min(max_duration_s, ZEROGPU_MAX_VIDEO_S)
@@ -93,12 +95,13 @@ class AppConfig:
             port=int(env.get("PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
             gpu_concurrency=int(env.get("AFFECTLENS_GPU_CONCURRENCY") or 1),
             session_ttl_s=float(env.get("AFFECTLENS_SESSION_TTL_S") or 3600),
+            model_cache_mb=float(env.get("AFFECTLENS_MODEL_CACHE_MB") or 2048),
+            trusted_proxies=int(env.get("AFFECTLENS_TRUSTED_PROXIES") or (1 if env.get("SPACE_ID") else 0)),
         )
 
     def startup_log(self) -> list[str]:
         """Lines for the log at start-up: the database (for a SQLite file, how its writers take turns and a
-        warning on a Space, which loses it at every restart) and where CLIP's weights come from when none
-        were configured."""
+        warning on a Space, which loses it at every restart) and where each model's weights come from."""
         from sqlalchemy.engine import make_url
 
         url = make_url(self.db_url or settings.db_url())

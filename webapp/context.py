@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Callable, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import pipeline
@@ -20,11 +22,18 @@ from core.registry import card as model_card, cards
 from core.weights import WeightsError
 from db import repo
 from db.engine import init_db, make_session_factory, write
+from db.models import PredictionRun
 from webapp.config import AppConfig
 from webapp.inputs import InputError
 
-LOADED_KEEP = 2       # model configurations kept in memory
+LOADED_KEEP = 2       # model configurations kept in memory (their models count in the byte budget)
 T = TypeVar("T")
+
+
+def model_bytes(model) -> int:
+    """The memory a loaded model's weights and buffers take."""
+    tensors = [*model.model.parameters(), *model.model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 class Context:
@@ -33,9 +42,12 @@ class Context:
         self._index: AffWild2Index | None = None
         self._factories = None
         self._loaded: OrderedDict[tuple, pipeline.LoadedModels] = OrderedDict()
-        self._models: dict[tuple, object] = {}       # (architecture, weights, device, options) -> LoadedModel
+        # (architecture, weights, device, options) -> LoadedModel: those kept, least recently used first,
+        # within config.model_cache_mb; and every one still loaded, kept or held by an analysis using it
+        self._models: OrderedDict[tuple, object] = OrderedDict()
+        self._alive: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._loading: dict[tuple, threading.Lock] = {}
-        self._models_lock = threading.Lock()         # guards the three dicts above, held only briefly
+        self._models_lock = threading.Lock()         # guards the dicts above, held only briefly
         self._db_lock = threading.Lock()             # the database's first use (schema, engines)
 
     # -- database ---------------------------------------------------------------------------------------
@@ -56,6 +68,11 @@ class Context:
         """A transaction that only reads: it never waits for, nor blocks, a writer."""
         return self._session_factories()[1].begin()
 
+    def run_folders(self) -> set[str]:
+        """The folders of the stored analyses (relative to the data directory)."""
+        with self.read() as s:
+            return set(s.scalars(select(PredictionRun.artifacts_dir).where(PredictionRun.artifacts_dir.is_not(None))))
+
     # -- Aff-Wild2 --------------------------------------------------------------------------------------
     def affwild2_index(self) -> AffWild2Index | None:
         if self.config.affwild2_root is None:
@@ -75,39 +92,63 @@ class Context:
         return {name: self.config.weights.get(name) for name in cards()}
 
     def loaded_models(self, config: pipeline.AnalysisConfig) -> pipeline.LoadedModels:
-        """Models for a configuration (the few most recent configurations kept), each model built once per
-        (architecture, weights, device) and shared between configurations (create_model below): a new prompt
-        set or another set of ticks reloads nothing already loaded. CLIP embeds a new set's prompts when it
-        first meets it. Loading holds only the lock of the model it builds: other loads, and every database
-        read and write, go on meanwhile."""
+        """Models for a configuration (the few most recent configurations kept while their models are), each
+        model built once per (architecture, weights, device) and shared between configurations (create_model
+        below): a new prompt set or another set of ticks reloads nothing already loaded. CLIP embeds a new
+        set's prompts when it first meets it. Loading holds only the lock of the model it builds: other loads,
+        and every database read and write, go on meanwhile."""
         key = (config.model_names(), tuple(sorted(config.weights.items())), config.clip_model, config.device)
         with self._lock_for(key):
             with self._models_lock:
                 if key in self._loaded:
                     self._loaded.move_to_end(key)
+                    used = {id(m) for m in self._loaded[key].models.values()}
+                    for model_key in [k for k, m in self._models.items() if id(m) in used]:
+                        self._models.move_to_end(model_key)
                     return self._loaded[key]
             try:
                 loaded = pipeline.load_models(dataclasses.replace(config, prompt_sets=()), create=self.create_model)
             except WeightsError as err:
                 raise InputError(f"The model weights could not be loaded: {err}") from None
             with self._models_lock:
-                self._loaded[key] = loaded
+                if {id(m) for m in loaded.models.values()} <= {id(m) for m in self._models.values()}:
+                    self._loaded[key] = loaded          # kept only while all its models are
                 while len(self._loaded) > LOADED_KEEP:
                     self._loaded.popitem(last=False)
             return loaded
 
     def create_model(self, architecture: str, weights=None, device="auto", **options):
-        """core.models.create_model, built once per (architecture, weights, device, options) and kept, under
-        that model's own loading lock (two sessions wanting one model load it once)."""
+        """core.models.create_model, built once per (architecture, weights, device, options) under that
+        model's own loading lock (two sessions wanting one model load it once), and kept while the models
+        kept fit in config.model_cache_mb: the least recently used go first. A model an analysis still
+        holds stays loaded and is handed to whoever asks for it again (never loaded twice); it is freed
+        when the last analysis using it lets go, unless the cache has room for it."""
         key = (architecture, weights, str(device), tuple(sorted(options.items())))
         with self._lock_for(key):
             with self._models_lock:
-                if key in self._models:
-                    return self._models[key]
-            model = create_model(architecture, weights, device=device, **options)
+                model = self._alive.get(key)
+            if model is None:
+                model = create_model(architecture, weights, device=device, **options)
             with self._models_lock:
-                self._models[key] = model
+                self._keep(key, model)
             return model
+
+    def _keep(self, key, model) -> None:
+        """Keep a model as the most recently used; let go of the least recently used ones (and of the
+        configurations holding them) until the kept models fit in the budget. Under _models_lock."""
+        self._models[key] = self._alive[key] = model
+        self._models.move_to_end(key)
+        budget = self.config.model_cache_mb * 2**20
+        while self._models and sum(map(model_bytes, self._models.values())) > budget:
+            _, dropped = self._models.popitem(last=False)
+            for name, loaded in list(self._loaded.items()):
+                if any(m is dropped for m in loaded.models.values()):
+                    del self._loaded[name]
+
+    def kept_model_bytes(self) -> int:
+        """The memory of the models kept for later analyses (at most config.model_cache_mb)."""
+        with self._models_lock:
+            return sum(map(model_bytes, self._models.values()))
 
     def analysis_model(self, run: RunInfo, card: str):
         """The model `card` of an analysis (its run metadata) on the CPU, for one look at a frame (the

@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 
 from core.labels import ANNOTATION_HEADER, EXPRESSIONS
-from core.video import VideoError, frame_size, probe
+from core.video import VideoError, container, probe
 from db.limits import MAX_FRAME_PIXELS, MAX_HEADER_CHARS
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+MIN_VIDEO_FRAMES = 2       # one frame is a photo: nothing moves, and the timeline and the player have no span
 
 
 class InputError(ValueError):
@@ -20,10 +21,11 @@ class InputError(ValueError):
 
 def check_video(path: str | Path | None, max_mb: float, max_duration_s: float, max_frames: int | None = None,
                 max_pixels: int = MAX_FRAME_PIXELS):
-    """The video's VideoInfo if it is a readable video within the size, frame-size, duration and
-    frame-count limits, all read from the container before any model runs (a short video at a thousand
-    frames a second passes the duration limit but not the frame limit; the frame size is checked before
-    anything decodes a frame: one 8K frame is 192 MiB once converted)."""
+    """The video's VideoInfo if it is a readable video (not a still image, at least MIN_VIDEO_FRAMES
+    frames) within the size, frame-size, duration and frame-count limits, all read from the container
+    before any model runs (a short video at a thousand frames a second passes the duration limit but not
+    the frame limit; the frame size is checked before anything decodes a frame: one 8K frame is 192 MiB
+    once converted)."""
     if not path:
         raise InputError("Choose a video first: upload one, pick the example or an Aff-Wild2 video.")
     path = Path(path)
@@ -33,13 +35,20 @@ def check_video(path: str | Path | None, max_mb: float, max_duration_s: float, m
     if size_mb > max_mb:
         raise InputError(f"{path.name} is {size_mb:.1f} MB; this app accepts videos up to {max_mb:g} MB.")
     try:
-        width, height = frame_size(path)
-        if width * height > max_pixels:
-            raise InputError(f"{path.name}'s frames are {width} x {height} pixels; this app accepts frames up to "
-                             f"{max_pixels:,} pixels (4096 x 2160 by default). Scale it down and upload it again.")
+        stated = container(path)
+        if stated.is_image:
+            raise InputError(f"{path.name} is an image file ({stated.format.removesuffix('_pipe').upper()}), not "
+                             "a video, whatever its name says. Upload a video file.")
+        if stated.width * stated.height > max_pixels:
+            raise InputError(f"{path.name}'s frames are {stated.width} x {stated.height} pixels; this app accepts "
+                             f"frames up to {max_pixels:,} pixels (4096 x 2160 by default). Scale it down and "
+                             "upload it again.")
         info = probe(path)
     except VideoError as err:
         raise InputError(video_message(err, path)) from None
+    if info.frame_count < MIN_VIDEO_FRAMES:
+        raise InputError(f"{path.name} holds {info.frame_count} frame: it is a still picture, not a video. This "
+                         f"app analyses videos of at least {MIN_VIDEO_FRAMES} frames.")
     if info.duration_s > max_duration_s:
         raise InputError(f"{path.name} lasts {info.duration_s:.0f} s; this app accepts videos up to "
                          f"{max_duration_s:g} s. Cut it shorter and upload it again.")
@@ -108,11 +117,14 @@ def annotation_files(paths: list[str] | None) -> dict[str, str]:
 _CLASS_LINE = re.compile(r"^\s*([A-Za-z]+)\s*:\s*(.+)$")
 
 
+PROMPT_SET_NAME_RULE = "1-40 letters, digits or _ (it becomes a column name)"   # the page's Name box says it
+
+
 def parse_prompt_text(name: str, templates_text: str, classes_text: str) -> tuple[str, list[str], dict]:
     """(name, templates, classes) from the page's text fields; every expression needs a phrase."""
     name = (name or "").strip()
     if not re.fullmatch(r"[A-Za-z0-9_]{1,40}", name):
-        raise InputError("A prompt set name uses 1-40 letters, digits or _ (it becomes a column name).")
+        raise InputError(f"A prompt set name uses {PROMPT_SET_NAME_RULE}.")
     templates = [t.strip() for t in (templates_text or "").splitlines() if t.strip()]
     if not templates:
         raise InputError(f"Prompt set {name}: give at least one template, e.g. 'a photo of a {{}} face'.")

@@ -20,7 +20,8 @@ class Labels:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self._lock = threading.Lock()
-        self._kept: dict[str, tuple[tuple, int, pd.DataFrame | None]] = {}   # key -> (stamp, frames, gt_ columns)
+        # key -> (stamp, frames, gt_ columns, per task the accepted correction that set each frame's label)
+        self._kept: dict[str, tuple[tuple, int, pd.DataFrame | None, pd.DataFrame]] = {}
 
     def labelled(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
         """The table with the video's effective labels as gt_ columns (replacing any it had) for each task
@@ -30,21 +31,31 @@ class Labels:
         return attach_ground_truth(table.drop(columns=stale), truth)
 
     def truth(self, key: str, n_frames: int) -> pd.DataFrame | None:
+        return self._read(key, n_frames)[0]
+
+    def corrections(self, key: str, n_frames: int) -> pd.DataFrame:
+        """Per frame (index) and task (column) the id of the accepted correction that set the label, <NA>
+        where the annotation stands; a column for each task whose annotation the database holds."""
+        return self._read(key, n_frames)[1]
+
+    def _read(self, key: str, n_frames: int) -> tuple[pd.DataFrame | None, pd.DataFrame]:
         with self.ctx.read() as s:
             stamp = repo.labels_stamp(s, key)
             with self._lock:
                 kept = self._kept.get(key)
             if kept is not None and kept[:2] == (stamp, n_frames):
-                return kept[2]
-            parts = []
+                return kept[2:]
+            parts, ids = [], {}
             for task in TASKS:
                 if repo.latest_annotation_set(s, key, task) is not None:
                     labels = repo.effective_labels(s, key, task)
                     parts.append(align_ground_truth(labels[LABEL_COLUMNS[task]], n_frames))
+                    ids[task] = labels["correction_id"].reindex(pd.RangeIndex(n_frames))
         truth = pd.concat(parts, axis=1) if parts else None
+        corrections = pd.DataFrame(ids, index=pd.RangeIndex(n_frames))
         with self._lock:
             self._kept.pop(key, None)
-            self._kept[key] = (stamp, n_frames, truth)
+            self._kept[key] = (stamp, n_frames, truth, corrections)
             while len(self._kept) > KEEP:
                 self._kept.pop(next(iter(self._kept)))
-        return truth
+        return truth, corrections

@@ -10,8 +10,14 @@ guessing alice's password from another machine never delays alice. A success cle
 its name's count; counts of addresses and names that fail no more are forgotten after FORGET_S.
 
 Gradio's auth function does not see the request, so a small ASGI middleware on the login route
-(LOGIN_MIDDLEWARE, passed to the server's app) puts the client's address where check() reads it. Gradio
+(login_middleware, passed to the server's app) puts the client's address where check() reads it. Gradio
 calls check() from its async /login route, so waits are asyncio sleeps that hold no worker thread.
+
+The client's address is the connection's peer, unless the app runs behind trusted proxies
+(AFFECTLENS_TRUSTED_PROXIES, 1 on a Hugging Face Space): there every request arrives from the proxy, so the
+address is read from X-Forwarded-For, where each proxy appends the address it received the request from --
+the n-th from the right behind n proxies; what a client wrote further left is ignored, and so is the
+whole header where no proxy is trusted (webapp.app turns off the web server's own reading of it).
 """
 from __future__ import annotations
 
@@ -37,23 +43,37 @@ def delay_after(failures: int, first_s: float = FIRST_DELAY_S, max_s: float = MA
     return 0.0 if failures <= 0 else min(max_s, first_s * 2 ** (failures - 1))
 
 
+def client_address(scope, trusted_proxies: int) -> str:
+    """The address of a request's client: its peer, or behind `trusted_proxies` proxies the address the
+    outermost one received the request from (the peer when the header has fewer entries: not all of the
+    trusted proxies saw it)."""
+    peer = (scope.get("client") or ("unknown",))[0]
+    if trusted_proxies <= 0:
+        return peer
+    forwarded = [address.strip() for name, value in scope["headers"] if name == b"x-forwarded-for"
+                 for address in value.decode("latin-1").split(",") if address.strip()]
+    return forwarded[-trusted_proxies] if len(forwarded) >= trusted_proxies else peer
+
+
 class ClientAddress:
     """ASGI middleware: the address of the client posting to a login route, for Logins.check."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, trusted_proxies: int = 0):
+        self.app, self.trusted_proxies = app, trusted_proxies
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].rstrip("/").endswith("/login"):
             return await self.app(scope, receive, send)
-        token = _CLIENT.set((scope.get("client") or ("unknown",))[0])
+        token = _CLIENT.set(client_address(scope, self.trusted_proxies))
         try:
             await self.app(scope, receive, send)
         finally:
             _CLIENT.reset(token)
 
 
-LOGIN_MIDDLEWARE = [Middleware(ClientAddress)]     # launch(..., app_kwargs={"middleware": LOGIN_MIDDLEWARE})
+def login_middleware(trusted_proxies: int = 0) -> list[Middleware]:
+    """For the server's app: launch(..., app_kwargs={"middleware": login_middleware(n)})."""
+    return [Middleware(ClientAddress, trusted_proxies=trusted_proxies)]
 
 
 class Logins:

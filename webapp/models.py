@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import upstream
 from core.labels import TASKS
 from core.settings import db_url
 from core.registry import card_for_checkpoint, card_for_training_kind
@@ -28,7 +29,13 @@ class Models:
         self.config = ctx.config
 
     def registered_weights(self, model_id) -> tuple[str, str]:
-        """(card it runs as, checkpoint path) of a model in the models table."""
+        """(card it runs as, weights spec) of a model in the models table, or of the DDAMFN authors' checkpoint
+        named as everywhere else (`ddamfn:affectnet8`, core.upstream)."""
+        if isinstance(model_id, str) and model_id.startswith(upstream.PREFIX):
+            if model_id not in upstream.classifiers():
+                raise InputError(f"{model_id} is none of the DDAMFN authors' checkpoints an analysis can run "
+                                 f"({', '.join(upstream.classifiers())}).")
+            return "ddamfn", model_id
         with self.ctx.read() as s:
             try:
                 model = repo.get_model(s, model_id)
@@ -53,9 +60,13 @@ class Models:
                      "created": m.created_at.strftime("%Y-%m-%d %H:%M")} for m in repo.list_models(s)]
         return pd.DataFrame(rows, columns=MODEL_COLUMNS)
 
-    def model_choices(self) -> list[tuple[str, int]]:
+    def model_choices(self) -> list[tuple[str, int | str]]:
+        """The page's weights choices: the app's default, the DDAMFN authors' checkpoints by the names the
+        command line and the variables take, and the models table's models by id."""
         models = self.model_list()
-        return [("the app's default weights", 0)] + [
+        named = [(f"{spec}: the DDAMFN authors' {n.trained_on} checkpoint ({n.figure})", spec)
+                 for spec, n in upstream.classifiers().items()]
+        return [("the app's default weights", 0)] + named + [
             (f"{i}: {n} ({a}, {t})", int(i)) for i, n, a, t in zip(models["id"], models["name"], models["runs as"],
                                                                   models["trained"])]
 
@@ -84,6 +95,8 @@ class Models:
         start = self.start_weights(cfg.model, getattr(cfg, "encoder", None))
         if start:
             settings["weights"] = start
+        elif cfg.model == "ddamfn":            # the app's DDAMFN is random: so is the start, not the preset's
+            settings["weights"] = tconfig.UNTRAINED
         if self.current_weights(cfg.model):
             settings[COMPARE] = self.current_weights(cfg.model)
         return self._submit(preset, settings, user)

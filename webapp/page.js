@@ -45,6 +45,12 @@
   }
   function poll() {
     const gd = plot();
+    // A timeline drawn while its tab was hidden (a video opened on the Review tab) is laid out at
+    // plotly's default width: lay it out again at its panel's width once it shows.
+    if (gd && window.Plotly) {
+      if (!gd.offsetParent) gd.dataset.drawnHidden = "1";
+      else if (gd.dataset.drawnHidden) { delete gd.dataset.drawnHidden; window.Plotly.Plots.resize(gd); }
+    }
     if (gd && gd.on && !seen.has(gd)) {                 // a new timeline: clicks seek
       seen.add(gd);
       gd.on("plotly_click", (event) => {

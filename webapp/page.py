@@ -38,7 +38,25 @@ CSS = f"""
 .{STATUS_CLASS} {{ min-height: 1.5em; }}
 .{STATUS_CLASS} .refused, .{STATUS_CLASS} .refused strong {{ color: #b91c1c; }}
 .{STATUS_CLASS}:has(.refused) {{ border-left: 4px solid #dc2626; padding-left: 0.6em; background: #fef2f2; }}
+/* A table's text wraps between words, never inside one ("fra / mes"): columns are sized for their words. */
+.table-wrap span.wrap {{ word-break: normal; overflow-wrap: normal; }}
 """
+
+
+class Page(gr.Blocks):
+    """gr.Blocks whose refusals of malformed input -- a value outside a component's choices, a wrong type,
+    too few values: Gradio's own checks before a handler runs, which only API callers can fail -- are
+    answered in words and logged as one line each. Gradio would print a traceback for each, and a log
+    full of them hides the real faults."""
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except Exception as err:
+            message = " ".join((err.message if isinstance(err, gr.Error) else str(err)).split())
+            print(f"AffectLens refused the input of {block_fn.api_name or block_fn.name}: {message}", flush=True)
+            raise gr.Error(message, print_exception=False) from None
+
 
 def login_name(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str | None:
     """The reviewer's name from the login: Hugging Face OAuth on a Space, auth= locally. Never typed."""
@@ -186,8 +204,8 @@ class Progress:
 
 def session_dir(cache_dir: Path, request: gr.Request | None) -> Path:
     """This browser session's output folder, inside the app's cache dir (Gradio serves files from there
-    because the app created them). Its time stamp marks the session's last use: it is removed when the
-    browser tab closes, or by webapp.cleanup an hour after that last use."""
+    because cache_dir is a static path). Its time stamp marks a use of the session: it is removed when the
+    browser tab closes, or by webapp.cleanup once the session has ended."""
     path = cache_dir / (getattr(request, "session_hash", None) or "no-session")
     path.mkdir(parents=True, exist_ok=True)
     os.utime(path)

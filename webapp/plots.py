@@ -1,8 +1,9 @@
 """Plotly figures drawn from the per-frame predictions table (column names from core.table).
 
 Every timeline shares one time axis (seconds), so a moment lines up across valence, arousal, the
-expression strip and the AU heatmaps. Frames without a face, and frames whose face box was interpolated
-for longer than the detection cadence, are shaded in every row. A red cursor line marks the current
+expression strip and the AU heatmaps. Frames without a face are shaded grey over every row; stretches
+where the face box was interpolated between detected frames (the table's box_detected, as the run
+recorded it) are shaded amber behind the lines. A red cursor line marks the current
 frame; the page's script (webapp/page.js) moves it (it finds the shape by CURSOR_NAME and reads the
 frame rate from layout.meta).
 """
@@ -14,7 +15,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
-from core.faces import DEFAULT_DETECT_EVERY
 from core.labels import AUS, EXPRESSION_COLORS, EXPRESSIONS
 from core.registry import output_label
 from core.table import (AROUSAL, AU_DECISIONS, AU_PROBS, BOX_DETECTED, EXPR, FACE, FRAME, TIME, VALENCE, expr_outputs,
@@ -29,7 +29,11 @@ LINE_STYLES = {
 }
 FACELESS_COLOR = "rgba(90,90,90,0.28)"
 INTERPOLATED_COLOR = "rgba(255,170,0,0.28)"
+# No face: over every row (its values are not the face's). Box interpolated: behind the lines, as at the
+# default cadence most of a video is read so and the lines stay legible over it.
+SHADE_LAYERS = {"no face": "above", "box interpolated": "below"}
 CURSOR_COLOR = "#e31a1c"
+CORRECTED_COLOR = "#7b2cbf"     # the outline of labels an accepted correction set
 CURSOR_NAME = "cursor"
 ROW_GAP_PX = 38          # between rows: room for the row's title above it
 AU_SCALES = {"AU probability": ("Blues", "p", None),
@@ -73,26 +77,35 @@ def expression_rows(df: pd.DataFrame) -> list[tuple[str, str]]:
     return rows
 
 
-def shaded_spans(df: pd.DataFrame, detect_every: int = DEFAULT_DETECT_EVERY) -> list[tuple[str, int, int]]:
+def shaded_spans(df: pd.DataFrame) -> list[tuple[str, int, int]]:
     """(kind, first, last row position) of the spans shaded on the timeline: "no face" (predictions there
     are interpolated from the face frames around, or empty), and "box interpolated": face frames whose box
-    was interpolated (box_detected False) for longer than the detection cadence, i.e. where MTCNN missed
-    the face and the track carried it."""
+    was interpolated between two detected frames (box_detected False), one span across the detected frames
+    of the cadence (MTCNN on every k-th frame: k-1 interpolated, 1 detected), so that a stretch read at the
+    cadence is one span and a stretch where every frame was detected (the detections disagreed) is none."""
     spans = []
     if FACE in df:
         face = df[FACE].astype(bool).to_numpy()
         spans += [("no face", s, e) for s, e in _runs(~face)]
         if BOX_DETECTED in df:
             tracked = face & (df[BOX_DETECTED].astype("boolean").fillna(True).to_numpy() == False)  # noqa: E712
-            spans += [("box interpolated", s, e) for s, e in _runs(tracked) if e - s + 1 >= detect_every]
+            merged: list[list[int]] = []
+            for s, e in _runs(tracked):
+                if merged and s - merged[-1][1] <= 2:          # one detected frame between: the cadence
+                    merged[-1][1] = e
+                else:
+                    merged.append([s, e])
+            spans += [("box interpolated", s, e) for s, e in merged]
     return spans
 
 
 def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | None = None,
-                    total_frames: int | None = None) -> go.Figure:
+                    total_frames: int | None = None, corrected: dict | None = None) -> go.Figure:
     """All per-frame tracks of one video on one shared time axis, with the cursor at `frame` (default:
     the first frame with a face). `total_frames`: the video's length when the table holds only its first
-    frames (an analysis under way): the axis spans the whole video all the same.
+    frames (an analysis under way): the axis spans the whole video all the same. `corrected`: per task the
+    (first frame, last frame, correction id) runs whose label an accepted correction set, outlined on that
+    task's annotation rows (webapp.reviews.Reviews.corrected).
 
     Rows appear only for what the table holds: valence and arousal (prediction and ground truth),
     an expression strip (predictions above the annotation), AU probabilities, and with AU ground truth
@@ -139,11 +152,12 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | Non
     # re-validates every earlier shape on each call, minutes for a few hundred spans.
     fig.update_layout(shapes=[*fig.layout.shapes, *(
         dict(type="rect", xref="x", yref="paper", x0=t[start] - step / 2, x1=t[end] + step / 2, y0=0, y1=1,
-             fillcolor=colors[kind], line_width=0, layer="above") for kind, start, end in spans)])
+             fillcolor=colors[kind], line_width=0, layer=SHADE_LAYERS[kind]) for kind, start, end in spans)])
     for kind in sorted({kind for kind, _, _ in spans}):      # a legend entry per shading
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{kind} (shaded)",
                                  marker=dict(color=colors[kind], size=12, symbol="square"), hoverinfo="skip",
                                  ), row=1, col=1)
+    _mark_corrected(fig, rows, corrected or {}, t, frames, step)
     if frame is None:
         faces = np.flatnonzero(df[FACE].astype(bool).to_numpy()) if FACE in df else []
         frame = int(frames[faces[0]]) if len(faces) else int(frames[0])
@@ -166,6 +180,36 @@ def timeline_figure(df: pd.DataFrame, title: str | None = None, frame: int | Non
               "first_frame": int(frames[0]) if len(frames) else 0},
     )
     return fig
+
+
+def _mark_corrected(fig, rows, corrected: dict, t, frames, step):
+    """An outline named "corrected <task> <id>" around the corrected frames on each annotation row of
+    their task (VA: the valence and arousal rows; EXPR: the annotation line of the expression strip; AU:
+    the AU annotation row), labelled with the correction's id, and one legend entry."""
+    where = {"va": [(r, None) for r, (kind, _) in enumerate(rows, 1) if kind in (VALENCE, AROUSAL)],
+             "expr": [(r, (-0.5, 0.5)) for r, (kind, _) in enumerate(rows, 1) if kind == "expression"],
+             "au": [(r, None) for r, (kind, _) in enumerate(rows, 1) if kind == "AU annotation"]}
+    shapes = []
+    for task, runs in corrected.items():
+        for row, span in where.get(task, []):
+            axis = "" if row == 1 else row
+            for first, last, correction in runs:
+                if last < frames[0] or first > frames[-1]:         # outside the frames drawn (a segment)
+                    continue
+                a, b = np.searchsorted(frames, [max(first, frames[0]), min(last, frames[-1])])
+                y0, y1 = span or (0, 1)
+                shapes.append(dict(type="rect", name=f"corrected {task} {correction}", xref=f"x{axis}",
+                                   yref=f"y{axis}" + ("" if span else " domain"), x0=t[a] - step / 2,
+                                   x1=t[b] + step / 2, y0=y0, y1=y1, line=dict(color=CORRECTED_COLOR, width=2),
+                                   fillcolor="rgba(0,0,0,0)", layer="above",
+                                   label=dict(text=f"correction {correction}", textposition="top left",
+                                              font=dict(size=10, color=CORRECTED_COLOR))))
+    if shapes:
+        fig.update_layout(shapes=[*fig.layout.shapes, *shapes])
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="corrected label (outlined)",
+                                 marker=dict(color="rgba(0,0,0,0)", size=12, symbol="square",
+                                             line=dict(color=CORRECTED_COLOR, width=2)), hoverinfo="skip"),
+                      row=1, col=1)
 
 
 def _add_va_row(fig, df, name, t, frames, row):

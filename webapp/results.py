@@ -82,9 +82,14 @@ def write_downloads(analysis: Analysis, video: str, out_dir: Path) -> list[Path]
 BOX_KINDS = {True: "detected (MTCNN ran on this frame)", False: "interpolated between detected frames"}
 
 
-def frame_summary(df: pd.DataFrame, frame: int, faceless: str | None = None) -> pd.DataFrame:
+FRAME_COLUMNS = ("what", "value")
+
+
+def frame_summary(df: pd.DataFrame, frame: int, faceless: str | None = None,
+                  corrections: list[tuple[str, str]] = ()) -> pd.DataFrame:
     """One frame's predictions and labels as a two-column table (what, value) for the page; `faceless`:
-    how the run filled frames without a face (its run metadata's faceless_predictions), said on such a frame."""
+    how the run filled frames without a face (its run metadata's faceless_predictions), said on such a frame;
+    `corrections`: (what, value) rows saying which accepted correction set a label here and what it was."""
     row = df.loc[df[FRAME] == frame]
     if row.empty:
         raise ValueError(f"frame {frame} is not in the table (0..{len(df) - 1})")
@@ -108,7 +113,7 @@ def frame_summary(df: pd.DataFrame, frame: int, faceless: str | None = None) -> 
     if all(gt(au) in row for au in AUS):
         gt_active = [au for au in AUS if pd.notna(row[gt(au)]) and int(row[gt(au)]) == 1]
         items.append(("AUs annotated", ", ".join(gt_active) or "none"))
-    return pd.DataFrame(items, columns=["what", "value"])
+    return pd.DataFrame([*items, *corrections], columns=list(FRAME_COLUMNS))
 
 
 CLIP_FRAME_COLUMNS = ["prompt set", "expression", "prompts", "p"]
@@ -132,13 +137,21 @@ def clip_frame_table(df: pd.DataFrame, frame: int, phrases: dict[str, dict[str, 
 
 
 def weights_table(models: dict[str, ModelRun]) -> list[str]:
-    """Markdown table of where each model's weights came from and whether they are trained, from
-    RunInfo.models or LoadedModels.describe(): the run summary and the page's weights box say it the same way."""
+    """Markdown table of where each model's weights came from and, task by task, whether they are trained,
+    from RunInfo.models or LoadedModels.describe(): the run summary and the page's weights box say it the same
+    way. Named upstream weights (core.upstream) add what they were trained on and upstream's own figure."""
     lines = ["| model | weights | state |", "|---|---|---|"]
     for model, info in models.items():
-        if info.untrained_tasks and len(info.untrained_tasks) < len(info.tasks):
-            state = f"**untrained** ({', '.join(info.untrained_tasks)} heads random, fixed seed)"
+        trained = [t for t in info.tasks if t not in info.untrained_tasks]
+        origin = (f" ({info.metadata['trained_on']}; upstream: {info.metadata['upstream_figure']})"
+                  if info.metadata.get("upstream_figure") else "")
+        if info.untrained_tasks and trained:
+            state = (f"{', '.join(trained)} trained{origin}; **untrained**: {', '.join(info.untrained_tasks)} "
+                     "(random heads, fixed seed)")
+        elif info.untrained:
+            state = ("**untrained** (random weights, fixed seed)" if info.source == "random" else
+                     f"**untrained** (random heads, fixed seed, on a backbone{origin})")
         else:
-            state = "**untrained** (random weights, fixed seed)" if info.untrained else "trained"
+            state = f"trained{origin}"
         lines.append(f"| {model} | `{info.source}` | {state} |")
     return lines

@@ -12,6 +12,7 @@ import pandas as pd
 
 from core.labels import AUS, EXPRESSIONS, TASKS
 from core.analysis import RunInfo
+from core.registry import label
 from core.review import suspicious_segments, trained_on
 from core.table import AROUSAL, AU_DECISIONS, EXPR, FACE, FRAME, TIME, VALENCE, frame_rate, gt
 from db import export, repo
@@ -21,11 +22,14 @@ from db.limits import HISTORY_PAGE
 from db.repo import ValidationError
 from webapp.context import Context
 from webapp.labels import Labels
-from webapp.results import DECIMALS, rounded
+from webapp.results import DECIMALS, output_names, rounded
+from webapp.state import OpenVideo
+from webapp.summary import readable, run_time
 
 HISTORY_COLUMNS = ("at", "reviewer", "action", "subject", "detail")
 WAITING_COLUMNS = ["id", "video", "task", "frames", "seconds", "correction", "proposed by", "note"]
-AGREEMENT_COLUMNS = ["who", "task", "measure", "value", "frames", "missing"]
+AGREEMENT_COLUMNS = ["compared", "output", "model", "weights", "run", "task", "measure", "value", "frames",
+                     "missing"]
 VIDEO_COLUMNS = ["name", "frames", "runs", "open flags", "waiting for a decision", "last activity"]
 CORRECTION_TABLE = ["id", "task", "frames", "seconds", "correction", "status", "proposed by", "decided by",
                     "comment", "note"]
@@ -235,42 +239,87 @@ class Reviews:
             self.ctx.write(lambda s: repo.resolve_flag(s, flag_id, video=key, reviewer=user, resolution=resolution,
                                                        correction_id=correction_id, note=note or ""))
 
-    def agreement(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
-        """The model against the annotation before and after accepted corrections, and the reviewers
-        against each other, for the open video (db.agreement) as one readable table."""
+    def agreement(self, video: OpenVideo, table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+        """The open video's agreement figures (db.agreement) as one readable table, and a sentence when no
+        two reviewers labelled the same frames. A model row names what it compares: the output as the page
+        names it, its model, that model's weights (trained or untrained) and when the analysis ran; a
+        reviewer row names the reviewers."""
         with self.ctx.read() as s:
-            report = agreement_report(s, key, table)
+            report = agreement_report(s, video.key, table)
+        run, names = video.run, output_names(video.run)
+        ran = run_time(run)
         rows = []
 
-        def add(who, task, scores):
+        def add(compared, task, scores, output="", model="", weights="", when=""):
             for measure, value in scores.items():
                 if measure not in ("frames", "missing"):
-                    rows.append({"who": who, "task": task, "measure": measure.replace("_", " "),
+                    rows.append({"compared": compared, "output": output, "model": model, "weights": weights,
+                                 "run": when, "task": task.upper(), "measure": measure.replace("_", " "),
                                  "value": rounded(value), "frames": scores.get("frames"),
                                  "missing": scores.get("missing")})
 
-        for task, stages in report.get("model", {}).items():
+        for output, stages in report.get("model", {}).items():
+            card = run.outputs_from.get(output)
+            model = run.models.get(card)
+            weights = "" if model is None else f"{readable(model.source)}, " + (
+                "untrained" if run.untrained_outputs().get(output) else "trained")
             for stage, scores in stages.items():
-                add(f"model vs annotation, {stage} corrections", task, scores)
+                add(f"model vs annotation, {stage} corrections", output if output in TASKS else "expr", scores,
+                    names.get(output, output), label(card) if card else "", weights, ran)
         for name, counts in report["reviewers"].items():
-            add(name, "all", {"share of own corrections accepted": counts.get("share_accepted"),
-                              "frames": counts.get("proposed")})
+            add(f"reviewer {name}", "all", {"share of own corrections accepted": counts.get("share_accepted"),
+                                            "frames": counts.get("proposed")})
         for pair in report["pairs"]:
             for task in TASKS:
                 if pair[task].get("frames"):
-                    add(" and ".join(pair["reviewers"]), task, pair[task])
-        return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+                    add(f"reviewer {pair['reviewers'][0]} vs reviewer {pair['reviewers'][1]}", task, pair[task])
+        note = "" if report["pairs"] else ("No two reviewers labelled the same frames of this video: there is no "
+                                           "reviewer-against-reviewer figure.")
+        return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS), note
+
+    def corrected(self, video: OpenVideo) -> dict[str, list[tuple[int, int, int]]]:
+        """Per task the runs of frames whose label an accepted correction set, as (first frame, last
+        frame, correction id): what the timeline marks on the annotation rows."""
+        if video.key is None:
+            return {}
+        out = {}
+        for task, ids in self.labels.corrections(video.key, len(video.table)).items():
+            values = ids.fillna(0).to_numpy(dtype=np.int64)
+            edges = np.flatnonzero(np.diff(values, prepend=0, append=0))
+            out[task] = [(int(a), int(b) - 1, int(values[a])) for a, b in zip(edges[:-1], edges[1:]) if values[a]]
+        return out
+
+    def frame_corrections(self, video: OpenVideo, frame: int) -> list[tuple[str, str]]:
+        """(what, value) rows for "This frame": each label at the frame that an accepted correction set,
+        "corrected by correction 1 (proposed by alice, accepted by bob), was Anger"."""
+        if video.key is None:
+            return []
+        ids = self.labels.corrections(video.key, len(video.table))
+        found = {task: int(ids.at[frame, task]) for task in ids if pd.notna(ids.at[frame, task])}
+        if not found:
+            return []
+        rows = []
+        with self.ctx.read() as s:
+            by_id = {c.id: c for c in repo.list_corrections(s, video.key)}
+            for task, correction_id in found.items():
+                c = by_id[correction_id]
+                at = frame - c.start_frame
+                was = {k: v[at:at + 1] for k, v in (c.original or {}).items()}
+                rows.append((f"{task.upper()} label", f"corrected by correction {c.id} (proposed by {c.reviewer.name}, "
+                             f"accepted by {c.reviewed_by.name if c.reviewed_by else '?'}), was "
+                             f"{original_words(task, c.value, was)}"))
+        return rows
 
     def corrections(self, key: str) -> pd.DataFrame:
-        """The video's corrections, each written as a sentence with label names ("AU12 on, frames
-        100-150, was off")."""
+        """The video's newest HISTORY_PAGE corrections, each written as a sentence with label names ("AU12
+        on, frames 100-150, was off")."""
         with self.ctx.read() as s:
             rows = [{"id": c.id, "task": c.task.upper(), "frames": f"{c.start_frame}-{c.end_frame}",
                      "seconds": seconds(c.start_frame, c.end_frame, c.video.fps),
                      "correction": correction_words(c.task, c.start_frame, c.end_frame, c.value, c.original),
                      "status": c.status, "proposed by": c.reviewer.name,
                      "decided by": c.reviewed_by.name if c.reviewed_by else "", "comment": c.decision_comment or "",
-                     "note": c.note or ""} for c in repo.list_corrections(s, key)]
+                     "note": c.note or ""} for c in repo.list_corrections(s, key, last=HISTORY_PAGE)]
         return pd.DataFrame(rows, columns=CORRECTION_TABLE)
 
     def history(self, key: str) -> pd.DataFrame:

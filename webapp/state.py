@@ -42,6 +42,15 @@ class OpenVideo:
         return whole(value, what, 0, self.last_frame)
 
 
+def claim(state: OpenVideo | None, user: str | None) -> None:
+    """Refuse to replace a session's video opened under another login (one who learnt the session id: it
+    shows in download URLs). The owner lives in the state, which lasts as long as the session, not in its
+    swept folder."""
+    if state is not None and state.owner != user:
+        raise InputError("This session was opened under another login: sign in as yourself and open your own "
+                         "session.")
+
+
 def need(state: OpenVideo | None, user: str | None) -> OpenVideo:
     """The video open in this browser session, or a message saying how to get one. A session's state
     belongs to the login that made it: a request from another login (one who learnt the session id) is

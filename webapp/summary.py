@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 from core.analysis import ModelRun, RunInfo
@@ -32,6 +33,11 @@ def public_run(run: RunInfo) -> RunInfo:
         config=dataclasses.replace(run.config, weights={k: readable(v) for k, v in run.config.weights.items()}),
         source=dataclasses.replace(source, path=source.path and readable(source.path),
                                    root=source.root and readable(source.root)))
+
+
+def run_time(run: RunInfo) -> str:
+    """When the analysis ran, as the page says it ("2026-12-07 07:30 UTC")."""
+    return datetime.fromisoformat(run.created).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def run_summary(run: RunInfo, name: str, notes: list[str]) -> str:

@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.device import run_batched
-from core.labels import AFFECTNET8_TO_AFFWILD2, TASKS, affectnet8_to_affwild2_logits
+from core.labels import AFFECTNET8, TASKS, affectnet8_to_affwild2_logits
 from core.models.heads import TaskHeads, check_tasks
 from core.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from core.registry import ModelCard, register_architecture, register_card
-from core.weights import UPSTREAM_DDAMFN, check_loaded, load_checkpoint, load_state, state_key
+from core.weights import (UPSTREAM_BACKBONE, UPSTREAM_DDAMFN, Checkpoint, check_loaded, default_ddamfn_weights,
+                          load_checkpoint, load_state, state_key)
 
 INPUT_SIZE = 112
 EMBED_DIM = 512
@@ -269,14 +270,13 @@ def attention_loss(attention: torch.Tensor, eps: float = sys.float_info.epsilon)
     return pairs / (total + eps)
 
 
-def fc_to_affwild2(logits: torch.Tensor) -> torch.Tensor:
-    """Upstream classifier scores (AffectNet order, 7 or 8 classes) -> 8 scores in Aff-Wild2 order.
+def fc_to_affwild2(logits: torch.Tensor, classes=None) -> torch.Tensor:
+    """Upstream classifier scores -> 8 scores in Aff-Wild2 order. `classes`: the classifier's order
+    (core.labels: AFFECTNET8, AFFECTNET7); None: AffectNet order, 7 or 8 classes.
 
     Contempt is dropped; Other has no source and gets the row minimum (see affectnet8_to_affwild2_logits).
     """
-    if logits.shape[-1] == len(AFFECTNET8_TO_AFFWILD2) - 1:   # 7-class checkpoints have no Contempt
-        logits = torch.cat([logits, logits.min(dim=-1, keepdim=True).values], dim=-1)
-    return affectnet8_to_affwild2_logits(logits)
+    return affectnet8_to_affwild2_logits(logits, classes or AFFECTNET8[:logits.shape[-1]])
 
 
 class DDAMFN(nn.Module):
@@ -285,19 +285,24 @@ class DDAMFN(nn.Module):
     forward(x (B,3,112,112)) -> dict: embedding (B,512), attention (B,heads,512,7,7), fc (B,num_class)
     upstream classifier logits, and per task va (B,2) in [-1,1], expr (B,8) logits in Aff-Wild2 order,
     au (B,12) logits. With `expr_from_fc` the expr output is the upstream classifier remapped to
-    Aff-Wild2 order (used for published AffectNet checkpoints) instead of the expr head.
+    Aff-Wild2 order (used for published AffectNet and RAF-DB checkpoints) instead of the expr head;
+    `fc_classes` names the classifier's order (None: AffectNet order).
     """
 
     ARCH = "ddamfn"
     preprocessing = PREPROCESSING
     preprocess = staticmethod(preprocess)    # (frames, device=None) -> input, like the CLIP models'
 
-    def __init__(self, tasks=TASKS, num_class: int = 7, num_head: int = 2, expr_from_fc: bool = False):
+    def __init__(self, tasks=TASKS, num_class: int = 7, num_head: int = 2, expr_from_fc: bool = False,
+                 fc_classes=None):
         super().__init__()
         self.tasks = check_tasks(tasks)
         if expr_from_fc and ("expr" not in self.tasks or num_class not in (7, 8)):
             raise ValueError("expr_from_fc needs the expr task and a 7- or 8-class AffectNet classifier")
+        if fc_classes is not None and len(fc_classes) != num_class:
+            raise ValueError(f"fc_classes names {len(fc_classes)} classes, the classifier has {num_class}")
         self.expr_from_fc = expr_from_fc
+        self.fc_classes = tuple(fc_classes) if fc_classes is not None else None
         self.net = DDAMNet(num_class=num_class, num_head=num_head)
         head_tasks = [t for t in self.tasks if not (t == "expr" and expr_from_fc)]
         self.task_heads = TaskHeads(EMBED_DIM, head_tasks) if head_tasks else None
@@ -305,7 +310,8 @@ class DDAMFN(nn.Module):
     @property
     def config(self) -> dict:
         return {"tasks": list(self.tasks), "num_class": self.net.fc.out_features,
-                "num_head": self.net.num_head, "expr_from_fc": self.expr_from_fc}
+                "num_head": self.net.num_head, "expr_from_fc": self.expr_from_fc,
+                **({"fc_classes": list(self.fc_classes)} if self.fc_classes else {})}
 
     def embed(self, x) -> torch.Tensor:
         """(B, 3, 112, 112) -> (B, 512) embedding (the input of every head)."""
@@ -317,7 +323,7 @@ class DDAMFN(nn.Module):
         if self.task_heads is not None:
             out.update(self.task_heads(emb))
         if self.expr_from_fc:
-            out["expr"] = fc_to_affwild2(out["fc"])
+            out["expr"] = fc_to_affwild2(out["fc"], self.fc_classes)
         return out
 
     def forward(self, x) -> dict[str, torch.Tensor]:
@@ -339,24 +345,39 @@ class DDAMFN(nn.Module):
         return run_batched(self.embed, x, batch_size=batch_size, amp=amp, channels_last=True)
 
 
+def load_upstream(net: DDAMNet, ckpt: Checkpoint) -> None:
+    """An upstream checkpoint into `net`, strictly: a whole DDAMNet, or (ddamfn-backbone, upstream's
+    MS-Celeb-1M MixedFeatureNet) its `features` alone, the rest staying as it is."""
+    if ckpt.architecture == UPSTREAM_BACKBONE:
+        load_state(net.features, {k[len("features."):]: v for k, v in ckpt.state_dict.items()}, ckpt.source)
+    else:
+        load_state(net, ckpt.state_dict, ckpt.source)
+
+
 @register_architecture("ddamfn")
 def build_ddamfn(weights, tasks=None, **options):
-    """Random DDAMFN, one of our checkpoints, or an upstream DDAMNet checkpoint (AffectNet/RAF-DB order
-    classifier mapped to Aff-Wild2 expressions; va/au heads only when asked for, and then random)."""
+    """Random DDAMFN, one of our checkpoints, or an upstream one. An upstream DDAMNet's classifier (AffectNet
+    order) mapped to Aff-Wild2 expressions is the trained expr head; the va / au heads asked for (default:
+    all) are random, and said to be. Upstream's backbone alone (ddamfn:msceleb) has no head: every task is
+    random, and said to be."""
     if weights is None:
         model = DDAMFN(tasks=tasks or TASKS, **options)
         return model, "random", model.tasks, {}
     ckpt = load_checkpoint(weights, architecture="ddamfn")
-    if ckpt.architecture == UPSTREAM_DDAMFN:
+    if ckpt.architecture in (UPSTREAM_DDAMFN, UPSTREAM_BACKBONE):
         if options:
             raise TypeError(f"options {sorted(options)} do not apply to the upstream checkpoint {ckpt.source}")
-        tasks = tasks or ("expr",)
-        model = DDAMFN(tasks=tasks, expr_from_fc="expr" in tasks, **ckpt.config)
-        load_state(model.net, ckpt.state_dict, ckpt.source)
+        if ckpt.architecture == UPSTREAM_BACKBONE:
+            model = DDAMFN(tasks=tasks or TASKS)
+            load_upstream(model.net, ckpt)
+            meta = {**ckpt.metadata, "heads_source": "random: upstream's backbone has no expression classifier"}
+            return model, ckpt.source, model.tasks, meta
+        model = DDAMFN(tasks=tasks or TASKS, expr_from_fc="expr" in (tasks or TASKS), **ckpt.config)
+        load_upstream(model.net, ckpt)
         random_tasks = tuple(t for t in model.tasks if t != "expr")
-        meta = {**ckpt.metadata, "expr_source": "upstream fc, AffectNet order mapped to Aff-Wild2 by "
-                "core.labels.AFFECTNET8_TO_AFFWILD2; Contempt dropped; Other has no source (scored as "
-                "the row minimum, never predicted)"}
+        order = ", ".join(model.fc_classes or AFFECTNET8[:model.net.fc.out_features])
+        meta = {**ckpt.metadata, "expr_source": f"upstream fc ({order}) mapped to Aff-Wild2 order by "
+                "core.labels; Contempt dropped; Other has no source (scored as the row minimum, never predicted)"}
         return model, ckpt.source, random_tasks, meta
     check_loaded(ckpt, tasks, options)
     model = DDAMFN(**ckpt.config)
@@ -367,7 +388,8 @@ def build_ddamfn(weights, tasks=None, **options):
 register_card(ModelCard(
     "ddamfn", "DDAMFN", "ddamfn", None, TASKS,
     "DDAMFN per frame: valence-arousal, 8 expressions, 12 AUs from its heads",
-    weights_env="AFFECTLENS_WEIGHTS_DDAMFN", checkpoints=("ddamfn", UPSTREAM_DDAMFN),
+    weights_env="AFFECTLENS_WEIGHTS_DDAMFN", default_weights=default_ddamfn_weights,
+    checkpoints=("ddamfn", UPSTREAM_DDAMFN, UPSTREAM_BACKBONE),
     training_kinds=("ddamfn", "ddamfn-heads"), encoder_kinds=("ddamfn",)))
 register_card(ModelCard(
     "lstm", "DDAMFN+LSTM", "lstm", "ddamfn", TASKS,

@@ -6,6 +6,7 @@ sets of the video (repo.add_annotation_set), frame-exact by core.timebase. Modul
 shown), mapping (user tier names -> labels), elan (.eaf + VA CSV), labelstudio (tasks JSON + config).
 
 The page's download is export_video(session, key, out_dir, data_dir=..., media=...) -> (files, notes).
+Files are named after the video (tracks.file_stem), never its database key.
 """
 from __future__ import annotations
 
@@ -13,37 +14,43 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from db.interop.elan import file_stem, read_eaf, write_eaf
+from core import settings
+from db.interop.elan import read_eaf, write_eaf
 from db.interop.labelstudio import read_label_studio, write_label_studio
 from db.interop.mapping import DEFAULT as DEFAULT_MAPPING
 from db.interop.mapping import load_mapping
-from db.interop.tracks import InteropError, video_tracks
+from db.interop.tracks import InteropError, file_stem, media_name, video_tracks
 from db.models import AnnotationSet, Video
 from db.repo import add_annotation_set, get_video
 
 FORMATS = ("eaf", "labelstudio")
 
-__all__ = ["DEFAULT_MAPPING", "FORMATS", "InteropError", "export_video", "import_eaf", "import_label_studio",
-           "load_mapping"]
+__all__ = ["DEFAULT_MAPPING", "FORMATS", "InteropError", "export_video", "file_stem", "import_eaf",
+           "import_label_studio", "load_mapping"]
 
 
 def export_video(session: Session, video: Video | str, out_dir, formats=FORMATS, *, data_dir=None, media=None,
-                 video_url: str | None = None) -> tuple[dict[str, Path], list[str]]:
+                 media_url: str | None = None, stem: str | None = None) -> tuple[dict[str, Path], list[str]]:
     """Write a video's files into out_dir; returns ({"eaf", "va_csv" (when there is VA), "labelstudio",
     "labelstudio_config"} -> path, notes for the user: e.g. that the stored analysis is missing, so the
     files hold no model outputs). data_dir: where its analysis and an upload's kept copy are (default:
-    the configured data directory); media: the video file, if known elsewhere; video_url: how Label
-    Studio reaches the video (default: its file name)."""
+    the configured data directory); media: the video file, if known elsewhere; media_url: where outside
+    tools reach the videos, the file name appended (default: settings.media_url; unset: the bare file
+    name, beside the files); stem: the files' name (default: the video's name, file_stem)."""
     tracks = video_tracks(session, video, data_dir, media)
+    media_url = media_url if media_url is not None else settings.media_url()
+    stem = stem or file_stem(tracks.name)
     out: dict[str, Path] = {}
     if "eaf" in formats:
-        written = write_eaf(tracks, out_dir)
+        written = write_eaf(tracks, out_dir, stem, media_url)
         out["eaf"] = written[0]
         if len(written) > 1:
             out["va_csv"] = written[1]
     if "labelstudio" in formats:
-        out["labelstudio"], out["labelstudio_config"] = write_label_studio(tracks, out_dir, file_stem(tracks),
-                                                                           video_url)
+        out["labelstudio"], out["labelstudio_config"] = write_label_studio(tracks, out_dir, stem, media_url)
+        if not media_url and media_name(tracks) is not None:
+            tracks.notes.append(f"the Label Studio task names the video by its file name {media_name(tracks)!r}: "
+                                "set AFFECTLENS_MEDIA_URL (or --media-url) to the URL Label Studio serves it from")
     return out, tracks.notes
 
 

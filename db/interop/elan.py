@@ -4,8 +4,9 @@ Timeseries Viewer); and an .eaf (with its CSV) read back as annotation sets of a
 
 Tiers written: the annotation's "EXPR" (intervals of one expression each), one tier per AU ("AU12":
 intervals where it is on) and "AU unannotated" (frames without AU labels); the same for every model
-output, prefixed by the model ("ddamfn (untrained): AU12"); accepted corrections ("corrections EXPR")
-and open flags ("flags AU") as intervals whose text gives the value or reason and the reviewers. Times
+output, prefixed by the model as the page names it ("DDAMFN (untrained): AU12"); accepted corrections
+("corrections EXPR") and open flags ("flags AU") as intervals whose text gives the value or reason and
+the reviewers. Times
 follow core.timebase: frames [first, last] are [frame_ms(first), frame_ms(last + 1)) and come back
 frame for frame.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,8 @@ from pympi import Eaf
 from core.labels import AUS, EXPRESSIONS, VA_NAMES
 from core.timebase import frame_at, frame_ms, frame_start, frames_in
 from db.interop.mapping import AU_UNANNOTATED, EXPR_VALUES, load_mapping
-from db.interop.tracks import InteropError, VideoTracks, lanes, line_numbers, refuse, runs, task_labels
+from db.interop.tracks import (InteropError, VideoTracks, lanes, line_numbers, media_link, media_name, refuse, runs,
+                               task_labels)
 
 KEY_PROPERTY = "AffectLens video"
 TIME_COLUMN = "time_s"
@@ -35,28 +37,14 @@ EXPRESSION_TYPE = "expression"       # tier type (and controlled vocabulary) of 
 EXPRESSION_INDEX = {e.lower(): i for i, e in enumerate(EXPRESSIONS)}
 
 
-def file_stem(tracks: VideoTracks) -> str:
-    """A file name for the video: its name (an upload's with the start of its hash, names repeat)."""
-    stem = Path(tracks.name).stem if Path(tracks.name).suffix else tracks.name
-    if tracks.key.startswith("sha256:"):
-        stem += "-" + tracks.key.removeprefix("sha256:")[:8]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "video"
-
-
-def media_name(tracks: VideoTracks) -> str | None:
-    """The video's file name as its user has it (an upload's own name; the kept copy's otherwise):
-    ELAN looks for it beside the .eaf when the absolute link does not resolve."""
-    if Path(tracks.name).suffix:
-        return tracks.name
-    return tracks.media.name if tracks.media is not None else None
-
-
 # -- export -----------------------------------------------------------------------------------------
-def write_eaf(tracks: VideoTracks, out_dir) -> list[Path]:
-    """<stem>.eaf and, when there is VA, <stem>_va.csv in out_dir; returns the paths written."""
+def write_eaf(tracks: VideoTracks, out_dir, stem: str, media_url: str | None = None) -> list[Path]:
+    """<stem>.eaf and, when there is VA, <stem>_va.csv in out_dir; returns the paths written. The .eaf
+    links the video as media_url + its file name when a media URL is configured, else as the file beside
+    the .eaf (ELAN asks for it when it is elsewhere), and the CSV as the file beside it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem, fps = file_stem(tracks), tracks.fps
+    fps = tracks.fps
     eaf = Eaf(author="AffectLens")
     eaf.remove_tier("default")
     eaf.add_property(KEY_PROPERTY, tracks.key)
@@ -64,7 +52,7 @@ def write_eaf(tracks: VideoTracks, out_dir) -> list[Path]:
     if video_file is not None:
         mime = {".mp4": "video/mp4", ".mov": "video/quicktime", ".avi": "video/x-msvideo",
                 ".webm": "video/webm", ".mkv": "video/x-matroska"}.get(Path(video_file).suffix.lower(), "video/*")
-        url = tracks.media.resolve().as_uri() if tracks.media is not None else f"file:./{video_file}"
+        url = media_link(tracks, media_url) if media_url else f"file:./{quote(video_file)}"
         eaf.add_linked_file(url, relpath=f"./{video_file}", mimetype=mime)
 
     _expression_type(eaf)
@@ -100,7 +88,7 @@ def write_eaf(tracks: VideoTracks, out_dir) -> list[Path]:
         written.append(out_dir / f"{stem}_va.csv")
         _va_table(va, tracks.frames, fps).to_csv(written[1], index=False, float_format=f"%.{CSV_DECIMALS}f",
                                                  na_rep="NaN")      # a number to ELAN (Java) and pandas
-        eaf.add_secondary_linked_file(written[1].resolve().as_uri(), relpath=f"./{written[1].name}",
+        eaf.add_secondary_linked_file(f"file:./{quote(written[1].name)}", relpath=f"./{written[1].name}",
                                       mimetype="text/csv")
     _order_time_slots(eaf)
     last_id = max((int(aid[1:]) for aligned, *_ in eaf.tiers.values() for aid in aligned), default=0)

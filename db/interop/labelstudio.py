@@ -1,13 +1,21 @@
-"""Label Studio, both ways: a video's model outputs as pre-annotations (a task JSON with `predictions`,
-Label Studio's documented import format) with the labeling config that shows them, and a Label Studio
-JSON export of such a project read back as annotation sets.
+"""Label Studio, both ways: a video as a task JSON (Label Studio's documented import format) with the
+labeling config that shows it, and a Label Studio JSON export of such a project read back as annotation
+sets.
 
-The config: a <Video> with the frame rate, <TimelineLabels> "expr" (the eight expressions) and "au"
-(the twelve AUs) on it, and the models' VA as a <TimeSeries> synced with the video, its data inline in
-the task (valueType="json": {"time": [...], "<model>: valence": [...], ...}). A TimelineLabels result is
-{"from_name", "to_name", "type": "timelinelabels", "value": {"ranges": [{"start", "end"}],
-"timelinelabels": [label]}}, ranges in Label Studio's video frames, which count from 1 and include the
-end: our frames [first, last] are {"start": first + 1, "end": last + 1}.
+The task: data.video (the configured media URL and the file name: settings.media_url), the VA of the
+annotation ("valence", "arousal") and of the models ("DDAMFN (untrained): valence") as a <TimeSeries>
+synced with the video, its data inline (valueType="json": {"time": [...], name: [...]}); one `annotations`
+entry with the reviewed annotation's EXPR and AU, its accepted corrections and open flags (the review
+team's state, which an annotator edits and submits); one `predictions` entry per model with its EXPR and
+AU together, model_version saying which of them are untrained ("DDAMFN+LSTM (AU untrained)").
+
+The config: a <Video> with the frame rate, <TimelineLabels> "expr" (the eight expressions), "au" (the
+twelve AUs and "AU unannotated": frames without AU labels, e.g. no face, which come back unannotated, not
+as every AU off) and "review" ("correction EXPR", "flag AU", ...: the reviewers' remarks, their words in
+the region's meta text; never read back as labels). A TimelineLabels result is {"from_name", "to_name",
+"type": "timelinelabels", "value": {"ranges": [{"start", "end"}], "timelinelabels": [label]}}, ranges in
+Label Studio's video frames, which count from 1 and include the end: our frames [first, last] are
+{"start": first + 1, "end": last + 1}.
 """
 from __future__ import annotations
 
@@ -18,18 +26,19 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from core.labels import AUS, EXPRESSIONS, VA_NAMES
+from core.labels import AUS, EXPRESSIONS, TASKS, VA_NAMES
 from core.timebase import frame_start
-from db.interop.elan import media_name
-from db.interop.tracks import VideoTracks, line_numbers, refuse, runs, task_labels
+from db.interop.mapping import AU_UNANNOTATED
+from db.interop.tracks import Track, VideoTracks, line_numbers, media_link, refuse, runs, task_labels
 
-VIDEO, EXPR_CONTROL, AU_CONTROL, VA_OBJECT = "video", "expr", "au", "va"
+VIDEO, EXPR_CONTROL, AU_CONTROL, REVIEW_CONTROL, VA_OBJECT = "video", "expr", "au", "review", "va"
 KEY_FIELD = "affectlens_video"         # task data field naming the AffectLens video
+REVIEW_LABELS = tuple(f"{kind} {task.upper()}" for kind in ("correction", "flag") for task in TASKS)
 
 
 def _channels(tracks: VideoTracks) -> list[tuple[str, np.ndarray]]:
-    return [(f"{t.label}: {name}", t.values[:, j]) for t in tracks.models if t.task == "va"
-            for j, name in enumerate(VA_NAMES)]
+    return [(f"{t.label}: {name}" if t.source else name, t.values[:, j])
+            for t in tracks.annotation + tracks.models if t.task == "va" for j, name in enumerate(VA_NAMES)]
 
 
 def labeling_config(tracks: VideoTracks) -> str:
@@ -41,48 +50,78 @@ def labeling_config(tracks: VideoTracks) -> str:
     sync = f' sync="{VIDEO}"' if channels else ""
     return (f'<View>\n  <Video name="{VIDEO}" value="${VIDEO}" framerate="{tracks.fps!r}"{sync}/>\n'
             f'  <TimelineLabels name="{EXPR_CONTROL}" toName="{VIDEO}">{labels(EXPRESSIONS)}\n  </TimelineLabels>\n'
-            f'  <TimelineLabels name="{AU_CONTROL}" toName="{VIDEO}">{labels(AUS)}\n  </TimelineLabels>'
+            f'  <TimelineLabels name="{AU_CONTROL}" toName="{VIDEO}">{labels((*AUS, AU_UNANNOTATED))}\n'
+            f'  </TimelineLabels>\n'
+            f'  <TimelineLabels name="{REVIEW_CONTROL}" toName="{VIDEO}">{labels(REVIEW_LABELS)}\n  </TimelineLabels>'
             f'{series}\n</View>\n')
 
 
-def _result(n: int, control: str, first: int, last: int, label: str) -> dict:
-    return {"id": f"r{n}", "from_name": control, "to_name": VIDEO, "type": "timelinelabels",
-            "value": {"ranges": [{"start": first + 1, "end": last + 1}], "timelinelabels": [label]}}
+class _Results:
+    """Timeline results with ids unique over the task ("r1", "r2", ...)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def result(self, control: str, first: int, last: int, label: str, text: str | None = None) -> dict:
+        self.n += 1
+        out = {"id": f"r{self.n}", "from_name": control, "to_name": VIDEO, "type": "timelinelabels",
+               "value": {"ranges": [{"start": first + 1, "end": last + 1}], "timelinelabels": [label]}}
+        return {**out, "meta": {"text": [text]}} if text is not None else out
+
+    def labels(self, track: Track) -> list[dict]:
+        """An EXPR or AU track's regions: expression runs; per AU, where it is on; "AU unannotated" where
+        the frame has no AU label."""
+        if track.task == "expr":
+            return [self.result(EXPR_CONTROL, first, last, EXPRESSIONS[int(v)]) for first, last, v in
+                    runs(track.values[:, 0])]
+        out = [self.result(AU_CONTROL, first, last, au) for j, au in enumerate(AUS)
+               for first, last, v in runs(track.values[:, j]) if v == 1]
+        unannotated = np.where(np.isnan(track.values).all(axis=1), 1.0, np.nan)
+        return out + [self.result(AU_CONTROL, first, last, AU_UNANNOTATED) for first, last, _ in runs(unannotated)]
 
 
-def task_json(tracks: VideoTracks, video_url: str | None = None) -> dict:
-    """The Label Studio task of a video: data (video URL, VA series) and one prediction per model,
-    whose model_version says "(untrained)" where its weights were random."""
-    data = {VIDEO: video_url or media_name(tracks) or tracks.name, KEY_FIELD: tracks.key}
+def _model_version(source: str, tracks: list[Track]) -> str:
+    """The model as the page names it, saying which of its outputs have random weights."""
+    untrained = [t.task.upper() for t in tracks if t.untrained]
+    if not untrained:
+        return source
+    return f"{source} (untrained)" if len(untrained) == len(tracks) else f"{source} ({', '.join(untrained)} untrained)"
+
+
+def task_json(tracks: VideoTracks, media_url: str | None = None) -> dict:
+    """The Label Studio task of a video: data (video link, VA series), the reviewed annotation with the
+    reviewers' remarks, one prediction per model."""
+    data = {VIDEO: media_link(tracks, media_url) or tracks.name, KEY_FIELD: tracks.key}
     channels = _channels(tracks)
     if channels:
         data[VA_OBJECT] = {"time": [round(frame_start(i, tracks.fps), 6) for i in range(tracks.frames)],
                            **{name: [None if np.isnan(v) else float(v) for v in values] for name, values in channels}}
-    predictions: dict[str, list] = {}
-    n = 0
-    for track in (t for t in tracks.models if t.task != "va"):          # VA is the time series above
-        result = predictions.setdefault(track.label, [])
-        if track.task == "expr":
-            for first, last, v in runs(track.values[:, 0]):
-                n += 1
-                result.append(_result(n, EXPR_CONTROL, first, last, EXPRESSIONS[int(v)]))
-        elif track.task == "au":
-            for j, au in enumerate(AUS):
-                for first, last, v in runs(track.values[:, j]):
-                    if v == 1:
-                        n += 1
-                        result.append(_result(n, AU_CONTROL, first, last, au))
-    return {"data": data, "predictions": [{"model_version": label, "result": result}
-                                          for label, result in predictions.items()]}
+    results = _Results()
+    reviewed = [r for t in tracks.annotation if t.task != "va" for r in results.labels(t)]   # VA: the time series
+    reviewed += [results.result(REVIEW_CONTROL, r.first, r.last, f"{r.kind} {r.task.upper()}", r.text)
+                 for r in tracks.remarks]
+    by_model: dict[str, list[Track]] = {}
+    for track in tracks.models:
+        by_model.setdefault(track.source, []).append(track)
+    predictions = []
+    for source, model in by_model.items():
+        result = [r for t in model if t.task != "va" for r in results.labels(t)]
+        if result:
+            predictions.append({"model_version": _model_version(source, [t for t in model if t.task != "va"]),
+                                "result": result})
+    task = {"data": data}
+    if reviewed:
+        task["annotations"] = [{"result": reviewed}]
+    return {**task, "predictions": predictions}
 
 
-def write_label_studio(tracks: VideoTracks, out_dir, stem: str, video_url: str | None = None) -> list[Path]:
+def write_label_studio(tracks: VideoTracks, out_dir, stem: str, media_url: str | None = None) -> list[Path]:
     """<stem>_labelstudio.json (a list of one task, Label Studio's import format) and
     <stem>_labelstudio_config.xml (the labeling config to create the project with)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks, config = out_dir / f"{stem}_labelstudio.json", out_dir / f"{stem}_labelstudio_config.xml"
-    tasks.write_text(json.dumps([task_json(tracks, video_url)]) + "\n", encoding="utf-8")   # one line: VA is long
+    tasks.write_text(json.dumps([task_json(tracks, media_url)]) + "\n", encoding="utf-8")   # one line: VA is long
     config.write_text(labeling_config(tracks), encoding="utf-8")
     return [tasks, config]
 
@@ -91,10 +130,11 @@ def write_label_studio(tracks: VideoTracks, out_dir, stem: str, video_url: str |
 def read_label_studio(path, frames: int, video_key: str | None = None, annotation_id=None
                       ) -> tuple[dict[str, np.ndarray], str]:
     """The labels a Label Studio JSON export gives a video of `frames` frames: {task: (frames, columns)
-    float} for "expr" (NaN where no range) and "au" (0 outside the ranges) as far as the annotation
-    labels them, and a content key. The task is the one whose data names the video (or the only one);
-    its one submitted annotation, or annotation_id's. Raises InteropError naming the file, line and
-    result for malformed JSON, an unknown label or a range outside the video."""
+    float} for "expr" (NaN where no range) and "au" (0 outside the ranges, NaN in "AU unannotated"
+    ranges) as far as the annotation labels them, EXPR and AU together, and a content key. The task is the
+    one whose data names the video (or the only one); its one submitted annotation, or annotation_id's.
+    The reviewers' remarks (the "review" control) are not labels and are passed over. Raises InteropError
+    naming the file, line and result for malformed JSON, an unknown label or a range outside the video."""
     path = Path(path)
     raw = path.read_bytes()
     text = raw.decode("utf-8", errors="replace")
@@ -109,8 +149,11 @@ def read_label_studio(path, frames: int, video_key: str | None = None, annotatio
     annotation = _pick_annotation(path, task, annotation_id)
     lines = line_numbers(text, r'"id"\s*:\s*"?([^",}\s]+)')
     labels: dict[str, np.ndarray] = {}
+    unannotated: list[tuple[int, int]] = []
     for item in annotation.get("result") or []:
         if not isinstance(item, dict) or item.get("type") != "timelinelabels":
+            continue
+        if item.get("from_name") == REVIEW_CONTROL:       # the reviewers' remarks, not labels
             continue
         rid = str(item.get("id", "?"))
         line, where = lines.get(rid), f"result {rid}"
@@ -121,7 +164,12 @@ def read_label_studio(path, frames: int, video_key: str | None = None, annotatio
         for name in names:
             for span in ranges:
                 first, last = _range(path, span, frames, line, where)
-                _set(labels, path, str(name), first, last, frames, line, where)
+                if name == AU_UNANNOTATED:
+                    unannotated.append((first, last))
+                else:
+                    _set(labels, path, str(name), first, last, frames, line, where)
+    for first, last in unannotated:          # after the AUs' ranges: no AU label at all on these frames
+        task_labels(labels, "au", frames)[first:last + 1] = np.nan
     if not labels:
         raise refuse(path, f"annotation {annotation.get('id')} has no timelinelabels result with an "
                            "expression or AU")
@@ -161,7 +209,8 @@ def _set(labels: dict, path: Path, name: str, first: int, last: int, frames: int
         task_labels(labels, "au", frames)[first:last + 1, AUS.index(name)] = 1.0
         return
     if name not in EXPRESSIONS:
-        raise refuse(path, f"unknown label {name!r}; known: {', '.join(EXPRESSIONS + AUS)}", line, where)
+        raise refuse(path, f"unknown label {name!r}; known: {', '.join((*EXPRESSIONS, *AUS, AU_UNANNOTATED))}",
+                     line, where)
     expr = task_labels(labels, "expr", frames)[first:last + 1, 0]
     clash = ~np.isnan(expr) & (expr != EXPRESSIONS.index(name))
     if clash.any():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,7 @@ class Track:
 
     task: str
     values: np.ndarray
-    source: str = ""                 # "" for the annotation, else the model ("ddamfn", "clip <prompt set>")
+    source: str = ""                 # "" for the annotation, else the output as the page names it
     untrained: bool = False
 
     @property
@@ -113,7 +114,9 @@ def video_tracks(session: Session, video: Video | str, data_dir=None, media=None
     run = latest_run(session, video)
     table_path = data_dir / run.table_path if run is not None else None
     if table_path is not None and table_path.is_file():
-        out.models = model_tracks(pd.read_parquet(table_path), run.details, video.frame_count)
+        from core.analysis import RunInfo          # loads torch (the model cards): only when there are outputs
+
+        out.models = model_tracks(pd.read_parquet(table_path), RunInfo.from_dict(run.details), video.frame_count)
     elif run is not None:
         out.notes.append(f"the stored analysis of {video.name} ({run.table_path}) is missing: the files hold no "
                          "model outputs")
@@ -121,18 +124,13 @@ def video_tracks(session: Session, video: Video | str, data_dir=None, media=None
     return out
 
 
-def model_tracks(table: pd.DataFrame, run: dict, frames: int) -> list[Track]:
-    """The analysis table's outputs, one track per model and task: which model gave each output and
-    whether its weights (for that task) were random come from the run metadata."""
-    sources, models = run.get("outputs_from") or {}, run.get("models") or {}
+def model_tracks(table: pd.DataFrame, run, frames: int) -> list[Track]:
+    """The analysis table's outputs, one track per output (va, expr, au, prompt sets', the CLIP models'
+    own), named as the page names them (core.registry.output_label: "DDAMFN+LSTM", "CLIP basic") and
+    marked untrained where RunInfo.untrained_outputs says its weights were random."""
+    from core.registry import output_label
 
-    def untrained(card: str, task: str) -> bool:
-        info = models.get(card)
-        if info is None:
-            return bool(run.get("untrained", True))
-        if task in (info.get("tasks") or ()):          # a checkpoint may hold trained and random heads
-            return task in (info.get("untrained_tasks") or ())
-        return bool(info.get("untrained"))
+    untrained = run.untrained_outputs()
 
     def column_values(columns) -> np.ndarray:
         values = np.full((frames, len(columns)), np.nan)
@@ -143,13 +141,11 @@ def model_tracks(table: pd.DataFrame, run: dict, frames: int) -> list[Track]:
     tracks = []
     for task in TASKS:
         if all(c in table for c in MODEL_COLUMNS[task]) and table[MODEL_COLUMNS[task]].notna().any().any():
-            card = sources.get(task, run.get("main_outputs") or "model")
-            tracks.append(Track(task, column_values(MODEL_COLUMNS[task]), card, untrained(card, task)))
-    for output in expr_outputs(table):          # prompt sets ("clip basic") and the CLIP models' own outputs
-        prompts = prompt_set_of(output)
-        card = sources.get(output, "clip" if prompts else output)
-        tracks.append(Track("expr", column_values([output_expr(output)]), f"{card} {prompts}" if prompts else card,
-                            untrained(card, "expr")))
+            tracks.append(Track(task, column_values(MODEL_COLUMNS[task]), output_label(task, run.outputs_from[task]),
+                                untrained[task]))
+    for output in expr_outputs(table):          # prompt sets ("CLIP basic") and the CLIP models' own outputs
+        tracks.append(Track("expr", column_values([output_expr(output)]),
+                            output_label(output, run.outputs_from[output], prompt_set_of(output)), untrained[output]))
     return tracks
 
 
@@ -170,6 +166,31 @@ def remarks(session: Session, video: Video) -> list[Remark]:
         out.append(Remark("flag", f.task, f.start_frame, f.end_frame,
                           f"{f.reason} by {f.reviewer.name}" + (f": {f.note}" if f.note else "")))
     return out
+
+
+def media_name(tracks: VideoTracks) -> str | None:
+    """The video's file name as its user has it (an upload's own name; the kept copy's otherwise); None
+    for a video without a file (an Aff-Wild2 video known by its id only)."""
+    if Path(tracks.name).suffix:
+        return tracks.name
+    return tracks.media.name if tracks.media is not None else None
+
+
+def media_link(tracks: VideoTracks, media_url: str | None) -> str | None:
+    """How an outside tool reaches the video: the configured media URL (a prefix, settings.media_url)
+    followed by its file name, URL-quoted; without one, the bare file name (beside the exported files).
+    Never a path on the server, which the user's machine does not have."""
+    name = media_name(tracks)
+    if name is None:
+        return None
+    return media_url + quote(name) if media_url else name
+
+
+def file_stem(name: str) -> str:
+    """A file name for a video's exports: its own name without extension (the database key stays out of
+    sight; a command exporting several videos of one name numbers them)."""
+    stem = Path(name).stem if Path(name).suffix else name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "video"
 
 
 def runs(values: np.ndarray) -> list[tuple[int, int, float]]:

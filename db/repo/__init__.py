@@ -27,6 +27,7 @@ from db.repo.audit import (
     dismiss_suggestion,
     latest_audit_run,
     list_suggestions,
+    sample_units,
     suggestions_table,
     write_audit,
 )
@@ -80,7 +81,7 @@ from db.repo.videos import (
 __all__ = [
     "DatabaseBusy", "NotFoundError", "ReviewRuleError", "ValidationError",
     "audit_progress", "confirm_suggestion", "dismiss_suggestion", "latest_audit_run", "list_suggestions",
-    "suggestions_table", "write_audit",
+    "sample_units", "suggestions_table", "write_audit",
     "add_annotation_set", "annotation_frame", "effective_labels", "excluded_frames", "import_annotations",
     "labels_stamp", "latest_annotation_set",
     "create_job", "finish_job", "get_job", "get_model", "list_jobs", "list_models", "reap_dead_jobs", "register_model",

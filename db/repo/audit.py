@@ -138,7 +138,7 @@ def confirm_suggestion(session: Session, suggestion_id: int, *, reviewer: str, n
     flag = add_flag(session, suggestion.video, suggestion.task, suggestion.start_frame, suggestion.end_frame,
                     FLAG_REASON.get(suggestion.kind, "wrong label"), who, _note(text[:MAX_TEXT_LENGTH]))
     correction = None
-    if propose_correction:
+    if propose_correction and suggestion.suggested:       # a drawn clean stretch suggests no label
         correction = add_correction(session, suggestion.video, suggestion.task, suggestion.start_frame,
                                     suggestion.end_frame, suggestion.suggested, who, _note(text[:MAX_TEXT_LENGTH]))
     return _decide(session, suggestion, who, "confirmed", note, flag.id, correction.id if correction else None)
@@ -187,3 +187,19 @@ def suggestions_table(session: Session, **filters) -> pd.DataFrame:
              "note": s.note, "flag_id": s.flag_id, "correction_id": s.correction_id}
             for s in list_suggestions(session, **filters)]
     return pd.DataFrame(rows, columns=SUGGESTION_COLUMNS)
+
+
+def sample_units(session: Session, run_id: int | None = None) -> pd.DataFrame:
+    """The run's random sample for the error-rate estimate (its settings["sample"], core/audit_sample.py),
+    each unit with the id and status of the suggestion (or drawn clean stretch) it is: video, task,
+    start_frame, end_frame, own_frames, stratum, N, id, status. Empty for a run made without one."""
+    run = _run(session, run_id)
+    units = pd.DataFrame((run.settings.get("sample") or {}).get("units") or [],
+                         columns=["video", "task", "start_frame", "end_frame", "own_frames", "stratum", "N"])
+    rows = session.execute(select(Video.key, AuditSuggestion.task, AuditSuggestion.start_frame,
+                                  AuditSuggestion.end_frame, AuditSuggestion.id, AuditSuggestion.status)
+                           .join(Video, AuditSuggestion.video_id == Video.id)
+                           .where(AuditSuggestion.run_id == run.id)).all()
+    found = pd.DataFrame(rows, columns=["video", "task", "start_frame", "end_frame", "id", "status"])
+    found = found.drop_duplicates(["video", "task", "start_frame", "end_frame"])
+    return units.merge(found, on=["video", "task", "start_frame", "end_frame"], how="left")

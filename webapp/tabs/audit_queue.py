@@ -2,7 +2,7 @@
 first, filtered by task and kind; a click opens one at its stretch (annotation beside the out-of-fold
 prediction, and the frames when the video has a stored analysis, which also becomes the page's open
 video with the stretch in the flag and correction forms); confirm or dismiss; reviewed n of N and the
-estimate. Its own view and layout, placed at the end of the Review tab."""
+random-sample estimate of wrongly annotated frames. Its own view and layout, placed at the end of the Review tab."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,10 +11,12 @@ import gradio as gr
 
 from core.labels import TASKS
 from webapp.analyses import Analyses
-from webapp.audit import ALL, QUEUE_COLUMNS, Audit
+from webapp.audit import ALL, BEST_FIRST, QUEUE_COLUMNS, RANDOM_SAMPLE, Audit
 from webapp.frames import Frames
 from webapp.inputs import InputError
-from webapp.page import bind, login, status_box
+from webapp.page import bind, login, session_dir, status_box
+from webapp.state import claim
+from webapp.tabs.analyse import AnalyseTab
 from webapp.tabs.views import PageView, ReviewView, View
 
 
@@ -22,6 +24,7 @@ from webapp.tabs.views import PageView, ReviewView, View
 class AuditQueueView(View):
     task: gr.Dropdown
     kind: gr.Dropdown
+    order: gr.Radio
     refresh_btn: gr.Button
     progress: gr.Markdown
     suggestions: gr.Dataframe
@@ -45,9 +48,13 @@ def layout() -> AuditQueueView:
         with gr.Row(equal_height=True):
             task = gr.Dropdown([ALL, *TASKS], value=ALL, label="Task", elem_id="audit-task")
             kind = gr.Dropdown([ALL], value=ALL, label="Kind", allow_custom_value=True, elem_id="audit-kind")
+            order = gr.Radio([BEST_FIRST, RANDOM_SAMPLE], value=BEST_FIRST, label="Order", elem_id="audit-order",
+                             info="random sample: drawn within score bands and among clean stretches; its reviews "
+                                  "make the estimate of how much is wrongly annotated")
             refresh_btn = gr.Button("Refresh dataset queue", elem_id="audit-refresh")
         progress = gr.Markdown(elem_id="audit-progress")
-        suggestions = gr.Dataframe(headers=QUEUE_COLUMNS, label="Suggestions, best first: click a row to open it",
+        suggestions = gr.Dataframe(headers=QUEUE_COLUMNS, label="Suggestions (score: estimated probability that the "
+                                   "stretch is wrongly annotated): click a row to open it",
                                    interactive=False, wrap=True, max_height=260, elem_id="audit-suggestions")
         with gr.Row(equal_height=True):
             suggestion = gr.Number(label="Suggestion id", precision=0, elem_id="audit-suggestion")
@@ -70,35 +77,40 @@ def layout() -> AuditQueueView:
 
 class AuditQueueTab:
     def __init__(self, audit: Audit, analyses: Analyses, frames: Frames, page: PageView, view: AuditQueueView,
-                 review: ReviewView):
+                 review: ReviewView, analyse_tab: AnalyseTab):
         self.audit, self.analyses, self.frames = audit, analyses, frames
-        self.page, self.view, self.review = page, view, review
+        self.page, self.view, self.review, self.analyse_tab = page, view, review, analyse_tab
 
     def refresh(self, data: dict):
         """The open suggestions under the filters, the kinds to filter by, and the progress."""
         v = self.view
-        table, kinds, progress = self.audit.queue(data[v.task], data[v.kind])
+        table, kinds, progress = self.audit.queue(data[v.task], data[v.kind], data[v.order])
         return {v.suggestions: table, v.kind: gr.update(choices=[ALL, *kinds]), v.progress: progress}
 
-    def open_selected(self, data: dict, evt: gr.SelectData, user):
+    def open_selected(self, data: dict, evt: gr.SelectData, user, request):
         """A click on a row opens that suggestion."""
         table = data[self.view.suggestions]
-        return self._open(int(table.iloc[evt.index[0]]["id"]), user)
+        return self._open(int(table.iloc[evt.index[0]]["id"]), data[self.page.state], user, request)
 
-    def open(self, data: dict, user):
-        return self._open(data[self.view.suggestion], user)
+    def open(self, data: dict, user, request):
+        return self._open(data[self.view.suggestion], data[self.page.state], user, request)
 
-    def _open(self, suggestion_id, user) -> dict:
+    def _open(self, suggestion_id, state, user, request) -> dict:
+        """The suggestion's stretch; its video, where it has a stored analysis, opened on the Analyse tab
+        as the Review tab opens it (AnalyseTab.shown), so the timeline, player and frame view follow."""
         v, r = self.view, self.review
+        claim(state, user)
         stretch = self.audit.open(suggestion_id)
         out = {v.suggestion: stretch.id, v.figure: stretch.figure, v.stretch: stretch.table, v.gallery: None,
                r.task: stretch.task, r.start: stretch.start, r.end: stretch.end}
         try:
-            video = self.analyses.open_video(stretch.key, user)
+            analysed = self.analyses.open_video(stretch.key, user, session_dir(self.analyses.config.cache_dir,
+                                                                               request))
         except InputError as err:       # no stored analysis: the annotation and prediction, no frames
             return {**out, v.words: f"{stretch.words} No frames: {err}"}
-        return {**out, v.words: stretch.words, v.gallery: self.frames.gallery(video, stretch.start, stretch.end),
-                self.page.state: video, r.review_video: video.key}
+        video = analysed.video
+        return {**self.analyse_tab.shown(analysed), **self.analyse_tab.view.player_waits_for(video.name), **out,
+                v.words: stretch.words, v.gallery: self.frames.gallery(video, stretch.start, stretch.end)}
 
     def confirm(self, data: dict, user):
         v = self.view
@@ -113,13 +125,13 @@ class AuditQueueTab:
     def wire(self, demo: gr.Blocks):
         v, r = self.view, self.review
         listed = [v.suggestions, v.kind, v.progress]
-        filters = {v.task, v.kind}
+        filters = {v.task, v.kind, v.order}
         bind(v.refresh_btn.click, self.refresh, filters, listed, status=v.queue_status, api_name="audit_queue")
-        bind([v.task.input, v.kind.input], self.refresh, filters, listed, status=v.queue_status)
+        bind([v.task.input, v.kind.input, v.order.input], self.refresh, filters, listed, status=v.queue_status)
         opened = [v.suggestion, v.words, v.figure, v.gallery, v.stretch, r.task, r.start, r.end, self.page.state,
-                  r.review_video]
-        bind(v.suggestions.select, self.open_selected, {v.suggestions}, opened, status=v.queue_status)
-        bind(v.open_btn.click, self.open, {v.suggestion}, opened, status=v.queue_status, api_name="open_suggestion")
+                  *self.analyse_tab.shows]
+        bind(v.suggestions.select, self.open_selected, {self.page.state, v.suggestions}, opened, status=v.queue_status)
+        bind(v.open_btn.click, self.open, {self.page.state, v.suggestion}, opened, status=v.queue_status, api_name="open_suggestion")
         decided = [*listed, v.decision_status]
         bind(v.confirm_btn.click, self.confirm, {v.suggestion, v.note, v.propose, *filters}, decided,
              status=v.decision_status, clear=[v.note], api_name="confirm_suggestion")

@@ -73,7 +73,7 @@ class ModelsTab:
         bind(v.audit_btn.click, self.audit, set(), started, status=v.retrain_status, api_name="audit")
         bind(v.job_btn.click, self.job_status, {v.job_id}, panel, status=v.job_status, api_name="job_status")
         bind(v.job_timer.tick, self.tick, {v.job_id}, panel, status=v.job_status, show_progress="hidden")
-        bind(v.audit_ended.change, self.refresh_queue, {q.task, q.kind}, [q.suggestions, q.kind, q.progress],
+        bind(v.audit_ended.change, self.refresh_queue, {q.task, q.kind, q.order}, [q.suggestions, q.kind, q.progress],
              status=q.queue_status)
         bind(v.analyse_with.click, self.analyse_with, {v.new_model}, [self.analyse.trained_model],
              status=v.job_status).then(None, js=ANALYSE_JS)

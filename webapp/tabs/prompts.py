@@ -9,7 +9,7 @@ import gradio as gr
 from core.table import EXPR, gt, output_expr, prompt_output
 from webapp import plots, results
 from webapp.gpu import gpu
-from webapp.inputs import InputError, format_prompt_text, parse_prompt_text
+from webapp.inputs import PROMPT_SET_NAME_RULE, InputError, format_prompt_text, parse_prompt_text
 from webapp.page import Progress, bind, login, page_errors, status_box
 from webapp.prompts import Prompts
 from webapp.state import need
@@ -95,7 +95,8 @@ def layout(prompts: Prompts, prompt_sets: list[str]) -> PromptsView:
                 with gr.Column():
                     start_from = gr.Dropdown(prompt_sets, value=default, allow_custom_value=True,
                                              label=f"Set {i + 1}: start from")
-                    name = gr.Textbox(default, label="Name")
+                    name = gr.Textbox(default, label="Name", info=f"The name uses {PROMPT_SET_NAME_RULE}.",
+                                      elem_id=f"set-name-{i + 1}")
                     templates = gr.Textbox(text, label="Templates", lines=3)
                     classes = gr.Textbox(phrases, label="Classes", lines=8)
                     save = gr.Button("Save this set", elem_id=f"save-set-{i + 1}")

@@ -3,6 +3,9 @@ suspicious segments beside the segment's frames, flags and corrections with thei
 decision on them, agreement figures, history, export. Its layout is in webapp/tabs/review_layout.py."""
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime, timezone
+
 import gradio as gr
 import pandas as pd
 
@@ -10,22 +13,23 @@ from core.labels import AUS
 from core.table import FRAME, frame_rate
 from webapp import plots
 from webapp.analyses import Analyses
-from webapp.cleanup import claim_session
 from webapp.frames import Frames
 from webapp.inputs import InputError, whole
 from webapp.models import Models
-from webapp.page import bind, login, session_dir, signed_in
+from webapp.page import bind, login, quiet, session_dir, signed_in
 from webapp.reviews import CORRECTION_TABLE, FLAG_TABLE, HISTORY_COLUMNS, WAITING_COLUMNS, Reviews, seconds
-from webapp.state import OpenVideo, need
+from webapp.state import OpenVideo, claim, need
 from webapp.tabs.review_layout import DECISIONS, KEYS_JS, NO_VIDEO, layout  # noqa: F401  (app.py takes them here)
-from webapp.tabs.views import AnalyseView, ModelsView, PageView, ReviewView
+from webapp.tabs.analyse import AnalyseTab
+from webapp.tabs.views import ModelsView, PageView, ReviewView
 
 
 class ReviewTab:
     def __init__(self, reviews: Reviews, analyses: Analyses, frames: Frames, models: Models, page: PageView,
-                 view: ReviewView, analyse: AnalyseView, models_view: ModelsView):
+                 view: ReviewView, analyse_tab: AnalyseTab, models_view: ModelsView):
         self.reviews, self.analyses, self.frames, self.models = reviews, analyses, frames, models
-        self.page, self.view, self.analyse, self.models_view = page, view, analyse, models_view
+        self.page, self.view, self.models_view = page, view, models_view
+        self.analyse_tab, self.analyse = analyse_tab, analyse_tab.view
         self.config = analyses.config
 
     # -- handlers: the database's videos ----------------------------------------------------------------
@@ -42,16 +46,15 @@ class ReviewTab:
                 self.analyse.trained_model: gr.update(choices=self.models.model_choices())}
 
     def open_video(self, data: dict, user, request=None):
-        """Any stored video's newest analysis, for any reviewer, without analysing it again."""
+        """Any stored video's newest analysis, for any reviewer, without analysing it again: the Analyse tab
+        shows it as it showed it to the reviewer who analysed it (AnalyseTab.shown)."""
         key = data[self.view.open_choice]
         if not key:
             raise InputError("Choose a video from the list, then press Open video.")
-        claim_session(self.config.cache_dir, request.session_hash if request else None, user)
-        video = self.analyses.open_video(key, user)
-        queue = self.reviews.review_queue(video.table, video.run, key)
-        return {self.page.state: video, **self.view.opened(video, queue),
-                self.analyse.timeline: plots.timeline_figure(video.table, video.name), **self._tables(key),
-                self.analyse.frame: gr.update(maximum=max(1, video.last_frame), value=0)}
+        claim(data[self.page.state], user)
+        analysed = self.analyses.open_video(key, user, session_dir(self.config.cache_dir, request))
+        return {**self.analyse_tab.shown(analysed), **self.analyse.player_waits_for(analysed.video.name),
+                **self._tables(key)}
 
     def video_view(self, data: dict):
         """The video under review by its file name, with its corrections, history and flags."""
@@ -117,7 +120,8 @@ class ReviewTab:
             raise InputError(f"Frames {start}-{end} are not a range inside the video (frames 0-{last}).")
         part = table[(table[FRAME] >= start) & (table[FRAME] <= end)]
         title = f"{video.name}: frames {start}-{end} ({seconds(start, end, frame_rate(table))})"
-        return {v.segment_plot: plots.timeline_figure(part, title), v.gallery: self.frames.gallery(video, start, end),
+        return {v.segment_plot: plots.timeline_figure(part, title, corrected=self.reviews.corrected(video)),
+                v.gallery: self.frames.gallery(video, start, end),
                 v.segment_labels: self.reviews.segment_labels(part)}
 
     def range_in_seconds(self, data: dict, user) -> dict:
@@ -195,10 +199,42 @@ class ReviewTab:
         return {v.resolve_status: f"Flag {int(flag_id)} resolved ({data[v.resolution]}) by {who}.",
                 **self._tables(key)}
 
+    def follow_labels(self, data: dict, user):
+        """The open video's labels as they are now: when a decision (this reviewer's or another's) changed
+        them since they were shown, the Analyse tab's timeline, metrics and frame view show the new ones and
+        say so; otherwise nothing changes (the page asks after each decision and every LABELS_CHECK_S)."""
+        a, video = self.analyse, data[self.page.state]
+        unchanged = {o: gr.skip() for o in self.follows}
+        if video is None or video.owner != user or video.key is None:
+            return unchanged
+        table = self._labelled(video)
+        truth = sorted(c for c in table.columns if c.startswith("gt_"))
+        if truth == sorted(c for c in video.table.columns if c.startswith("gt_")) and \
+                table[truth].equals(video.table[truth]):
+            return unchanged
+        try:
+            frame = video.frame(data[a.frame])
+        except InputError:
+            frame = 0
+        shown = self.analyse_tab.labels_shown(dataclasses.replace(video, table=table), frame)
+        note = (f"The labels changed at {datetime.now(timezone.utc):%H:%M:%S} UTC (a correction was accepted, or "
+                "a decision revised): the timeline, the metrics and this frame show them now.")
+        return {**shown, a.metrics_hint: " ".join(filter(None, [note, shown[a.metrics_hint]]))}
+
+    @property
+    def follows(self) -> list:
+        """What follow_labels sets: the open video and what shows its labels on the Analyse tab."""
+        a = self.analyse
+        return [self.page.state, a.timeline, a.metrics, a.metrics_hint, a.crop, a.frame_info]
+
     # -- handlers: figures and files --------------------------------------------------------------------
     def agreement(self, data: dict, user):
         video = need(data[self.page.state], user)
-        return {self.view.agreement: self.reviews.agreement(video.key, self._labelled(video))}
+        if video.key is None:
+            raise InputError("This analysis was not stored (the server could not write it): it has no review to "
+                             "measure.")
+        figures, note = self.reviews.agreement(video, self._labelled(video))
+        return {self.view.agreement: figures, self.view.agreement_status: note}
 
     def history(self, data: dict):
         return self._tables(_key(data[self.view.review_video]))
@@ -258,17 +294,25 @@ class ReviewTab:
                    (v.resolve_btn, self.resolve_flag, {v.review_video, v.flag_id, v.resolution, v.fixing_correction,
                                                        v.resolve_note}, v.resolve_status, [v.resolve_note],
                     "resolve_flag"))
+        a = self.analyse
+        follow = dict(fn=quiet(self.follow_labels, self.follows), inputs={state, a.frame}, outputs=self.follows,
+                      show_progress="hidden")
         for button, handler, inputs, status, clear, name in actions:
-            bind(button.click, handler, inputs, [status, *tables], status=status, clear=clear, api_name=name)
+            bind(button.click, handler, inputs, [status, *tables], status=status, clear=clear,
+                 api_name=name).then(api_name=False, **follow)
+        v.labels_timer.tick(api_name=False, **follow)
         bind(v.agreement_btn.click, self.agreement, {state}, [v.agreement], status=v.agreement_status,
              api_name="agreement")
         video_lists = [v.videos, v.open_choice, v.waiting, self.models_view.model_table, self.analyse.trained_model]
         bind(demo.load, self.list_videos, None, video_lists, status=v.videos_status)
         bind(v.refresh_btn.click, self.list_videos, None, video_lists, status=v.videos_status, api_name="list_videos")
-        bind(v.open_video_btn.click, self.open_video, {v.open_choice},
-             [state, v.review_video, v.queue, self.analyse.timeline, *tables, self.analyse.frame],
-             status=v.videos_status, api_name="open_video")
-        bind(v.review_video.change, self.video_view, {v.review_video}, [v.review_name, *tables], status=v.videos_status)
+        bind(v.open_video_btn.click, self.open_video, {state, v.open_choice},
+             [state, v.review_video, v.queue, a.timeline, *tables, a.frame, a.run_info, a.metrics, a.metrics_hint,
+              a.crop, a.frame_info, a.downloads, a.weights_info, a.player, a.player_note],
+             status=v.videos_status, api_name="open_video").then(**self.analyse_tab.details())
+        bind(v.review_video.change, self.video_view, {v.review_video}, [v.review_name, *tables],
+             status=v.videos_status).then(signed_in(self.list_videos), None, video_lists, api_name=False,
+                                          show_progress="hidden")     # the lists change in place, no spinner
         bind([], self.history, {v.review_video}, tables, status=v.videos_status, api_name="history")
         bind(v.export_btn.click, self.export, {v.review_video}, [v.export_files], status=v.export_status,
              api_name="export_corrections")

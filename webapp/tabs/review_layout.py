@@ -19,7 +19,8 @@ from webapp.tabs.views import ReviewView
 DECISIONS = ("accepted", "rejected")
 SEGMENT_LABEL_COLUMNS = [FRAME, TIME, FACE]
 NO_VIDEO = "No video open: analyse one on the Analyse tab, or pick one above and press Open video."
-TABLE_HEIGHT = 220          # px: the database's videos and what waits for me, side by side
+TABLE_HEIGHT = 220          # px: the database's videos, and what waits for me
+LABELS_CHECK_S = 5          # how often an open page asks whether the open video's labels changed
 
 # J / K on the Review tab (outside text fields): the next / previous segment of the review queue.
 KEYS_JS = """
@@ -50,13 +51,11 @@ def layout() -> ReviewView:
                     "while, the annotation jumps, flickers, holds still for long, or is missing where a face is "
                     "visible. Keys: **J** next segment, **K** previous segment. Refresh shows what other reviewers "
                     "did.")
-        with gr.Row():
-            videos = _table(VIDEO_COLUMNS, "Videos in the database (open any analysed one without analysing it "
-                            "again)", "videos", max_height=TABLE_HEIGHT,
-                            column_widths=["30%", "10%", "8%", "12%", "20%", "20%"])
-            waiting = _table(WAITING_COLUMNS, "Waiting for my decision (proposed by others)", "waiting",
-                             max_height=TABLE_HEIGHT,
-                             column_widths=["5%", "14%", "6%", "8%", "11%", "30%", "10%", "16%"])
+        # One above the other, each the tab's width: side by side, their columns were narrower than their words.
+        videos = _table(VIDEO_COLUMNS, "Videos in the database (open any analysed one without analysing it again)",
+                        "videos", max_height=TABLE_HEIGHT, column_widths=["36%", "9%", "7%", "11%", "18%", "19%"])
+        waiting = _table(WAITING_COLUMNS, "Waiting for my decision (proposed by others)", "waiting",
+                         max_height=TABLE_HEIGHT, column_widths=["5%", "14%", "6%", "8%", "11%", "30%", "10%", "16%"])
         with gr.Row(equal_height=True):
             open_choice = gr.Dropdown([], label="Video", elem_id="open-choice", scale=3)
             open_video_btn = gr.Button("Open video", elem_id="open-video", scale=1)
@@ -132,8 +131,9 @@ def layout() -> ReviewView:
         resolve_status = status_box("resolve-status")
         agreement_btn = gr.Button("Agreement figures", elem_id="agreement-btn")
         agreement_status = status_box("agreement-status")
-        agreement = _table(AGREEMENT_COLUMNS, "Agreement: the model against the annotation (before and after "
-                           "accepted corrections) and between reviewers", "agreement")
+        agreement = _table(AGREEMENT_COLUMNS, "Agreement: each output against the annotation (before and after "
+                           "accepted corrections) and between reviewers", "agreement",
+                           column_widths=["17%", "13%", "10%", "12%", "11%", "6%", "13%", "6%", "6%", "6%"])
         history = _table(HISTORY_COLUMNS, "History (every flag, correction and decision of this video)", "history",
                          column_widths=["14%", "9%", "9%", "20%", "48%"])
         with gr.Row():
@@ -142,4 +142,5 @@ def layout() -> ReviewView:
             export_files = gr.File(label="Export", file_count="multiple", interactive=False, elem_id="export-files")
         export_status = status_box("export-status")
         dataset_queue = audit_queue.layout()
+        labels_timer = gr.Timer(LABELS_CHECK_S)
     return ReviewView.of(locals())

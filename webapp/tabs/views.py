@@ -33,6 +33,8 @@ class AnalyseView(View):
     source: gr.Radio
     upload_inputs: gr.Column
     video: gr.Video
+    upload_note: gr.Markdown         # at once on upload: why it would be refused, or that a preview is being made
+    preview: gr.Video                # a browser-playable copy of an upload the browser cannot play (webapp.previews)
     annotations: gr.File
     annotation_names: gr.Markdown
     affwild2_inputs: gr.Column
@@ -44,6 +46,7 @@ class AnalyseView(View):
     analyse_status: gr.Markdown
     weights_info: gr.Markdown
     run_info: gr.Markdown
+    player_note: gr.Markdown         # why the player is hidden: another video is being analysed, or its copy made
     player: gr.Video
     timeline: gr.Plot
     metrics: gr.Dataframe
@@ -57,6 +60,12 @@ class AnalyseView(View):
     frame_info: gr.Dataframe
     clip_frame: gr.Dataframe
     downloads: gr.File
+
+    def player_waits_for(self, name: str) -> dict:
+        """The player hidden, with a note, while `name` is being analysed or opened: it never shows another
+        video than the timeline beside it (the Analyse tab shows `name` once the browser can play it)."""
+        return {self.player: gr.update(value=None, visible=False),
+                self.player_note: f"The player shows **{name}** once it is open."}
 
 
 @dataclass
@@ -143,6 +152,7 @@ class ReviewView(View):
     export_files: gr.File
     export_status: gr.Markdown
     dataset_queue: AuditQueueView     # the annotation audit's queue at the tab's end (webapp/tabs/audit_queue.py)
+    labels_timer: gr.Timer            # asks whether the open video's labels changed (ReviewTab.follow_labels)
 
     def opened(self, video: OpenVideo, queue: pd.DataFrame) -> dict:
         """The Review tab's view of a newly open video: its key in the box the review actions read (a
