@@ -1,7 +1,9 @@
 """Retraining jobs (training/jobs.py) as the page starts them: a real process per job on the small Aff-Wild2
 copy (tests/datagen.py) and a SQLite review database, whose job row says queued, running, then done with the
-registered model, or failed with one line."""
+registered model, or failed with one line; an audit job runs the annotation audit in the same queue."""
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +72,11 @@ def test_a_job_trains_in_its_own_process_and_registers_its_checkpoint(affwild2_r
     assert job.after_metrics == model.metrics and "p_va" in model.metrics
     assert "p_va" in job.before_metrics                  # the compared (untrained) weights, evaluated first
     assert '"job": %d' % job_id in jobs.log_path(tmp_path / "logs", job_id).read_text()
+    shown = models_page(url, tmp_path).job_status(job_id)      # the page's panel: the kept epoch and why
+    kept = model.training["kept"]
+    assert kept["epoch"] == 1 and kept["why"].startswith("first validated epoch (score ")
+    assert f"Kept epoch 1 of 1: {kept['why']}." in shown.text and shown.ended and shown.model_id == model.id
+    assert "s left" not in shown.text and "No *before*" not in shown.text
 
 
 def test_a_job_that_fails_in_its_process_says_why_in_one_line(db, tmp_path):
@@ -122,11 +129,11 @@ def test_a_job_whose_process_is_killed_shows_as_failed_on_the_page(affwild2_root
     models = models_page(url, tmp_path)
     deadline = time.monotonic() + 30
     while True:
-        text, _, model_id = models.job_status(job_id)
-        if "**failed**" in text or time.monotonic() > deadline:
+        shown = models.job_status(job_id)
+        if "**failed**" in shown.text or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert "**failed**" in text and model_id is None, text
+    assert "**failed**" in shown.text and shown.model_id is None and shown.ended, shown.text
 
 
 def test_jobs_wait_their_turn_and_say_so(affwild2_root, db, tmp_path):
@@ -146,7 +153,7 @@ def test_jobs_wait_their_turn_and_say_so(affwild2_root, db, tmp_path):
         assert waiting_line(s, waiting) == ("Waiting for its turn: 1 job running, 0 queued before it "
                                             "(at most 1 runs at once).")
         assert waiting_line(s, repo.get_job(s, first)) is None
-    text = models_page(url, tmp_path).job_status(second)[0]
+    text = models_page(url, tmp_path).job_status(second).text
     assert text.startswith(f"**Job {second}** (tiny, started by bob): **queued**.")
     assert "Waiting for its turn: 1 job running, 0 queued before it (at most 1 runs at once)." in text
     done_first, _ = wait(sessions, first)
@@ -194,3 +201,93 @@ def test_retrain_with_nothing_to_train_on_says_so_and_stores_no_job(db, tmp_path
         models_page(url, tmp_path).retrain("tiny", 1, 1, 0, "alice")
     with sessions() as s:
         assert repo.list_jobs(s) == []
+
+
+def test_a_failed_job_never_says_how_long_is_left(db, tmp_path):
+    """A job that reported progress (about 66 s left) and then failed: its page says failed and why, with no
+    time left and no progress line (issue 34.6)."""
+    url, sessions, _ = db
+    with sessions.begin() as s:
+        job_id = repo.create_job(s, preset="tiny", settings=dict(QUICK), started_by="alice").id
+        repo.start_job(s, job_id, os.getpid())
+        repo.update_job_progress(s, job_id, epoch=1, epochs=2, step=15, steps=18, loss=0.5, eta_s=66)
+        repo.finish_job(s, job_id, error="ValueError: the disk is full")
+    shown = models_page(url, tmp_path).job_status(job_id)
+    assert shown.text.split("\n\n")[:2] == [f"**Job {job_id}** (tiny, started by alice): **failed**.",
+                                             "It failed: ValueError: the disk is full"]
+    assert "left" not in shown.text and "Epoch" not in shown.text and shown.ended, shown.text
+
+
+def job_processes(job_id: int) -> list[int]:
+    """The live processes this test process started for job_id (its children with the job's command line)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+        if parent == os.getpid() and command[-4:-1] == [b"training", b"job", str(job_id).encode()]:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_retried_transaction_starts_one_process(db, tmp_path):
+    """The write that picks the due jobs meets another writer and is rolled back and run again (db.engine.write):
+    one process starts, after the commit, and it is the job's (issue 32.5)."""
+    import sqlalchemy as sa
+
+    from db.engine import write
+
+    url, sessions, _ = db
+    (tmp_path / "empty").mkdir()
+    with sessions.begin() as s:            # queued, not started: start_queued below starts it
+        job_id = repo.create_job(s, preset="tiny", settings=dict(QUICK, root=str(tmp_path / "empty")),
+                                 started_by="alice").id
+    other = sa.create_engine(url, connect_args={"timeout": 0})
+    attempts = []
+
+    def busy_at_first(work):
+        def attempt(s):
+            result = work(s)
+            attempts.append(work)
+            if len(attempts) == 1:       # another writer is in the way: SQLITE_BUSY, the transaction runs again
+                with other.connect() as c:
+                    c.exec_driver_sql("BEGIN IMMEDIATE")
+            return result
+        return write(sessions, attempt)
+
+    assert jobs.start_queued(busy_at_first, url, tmp_path / "logs") == [job_id]
+    started = job_processes(job_id)
+    assert len(attempts) == 3 and attempts[0] is attempts[1]       # the first write ran twice, then start_job
+    with sessions() as s:
+        assert started == [repo.get_job(s, job_id).pid], started
+    job, _ = wait(sessions, job_id)
+    assert job.status == "failed" and "no va videos in the train split" in job.error
+    assert "not this process's" not in jobs.log_path(tmp_path / "logs", job_id).read_text()
+
+
+def test_an_audit_job_runs_in_the_queue_and_fills_the_dataset_queue(affwild2_root, db, tmp_path):
+    """Audit this dataset: `training audit` as a job (the same queue as retraining); its panel says how many
+    suggestions it made and how it folded, and the dataset queue (webapp.audit) lists them."""
+    from webapp.audit import Audit
+
+    url, sessions, _ = db
+    models = models_page(url, tmp_path)
+    settings = dict(root=str(affwild2_root), out=str(tmp_path / "runs"), cache=str(tmp_path / "cache"),
+                    encoder=UNTRAINED, folds=3, epochs=3, device="cpu", workers=0, progress=False)
+    job_id = jobs.submit(url, jobs.AUDIT, settings, "alice", tmp_path / "logs")
+    job, _ = wait(sessions, job_id, timeout_s=400)
+    assert job.status == "done", jobs.log_path(tmp_path / "logs", job_id).read_text()[-3000:]
+    assert job.model_id is None and job.after_metrics["suggestions"] >= 1
+    assert job.after_metrics["folding"].startswith("3 folds")
+    with sessions() as s:
+        run = repo.latest_audit_run(s)
+        assert run.settings["out"] == str(tmp_path / "runs" / f"job-{job_id}")
+    shown = models.job_status(job_id)
+    assert shown.audit and shown.ended and shown.model_id is None
+    assert (f"The audit made {job.after_metrics['suggestions']} suggestions ({job.after_metrics['above_report']} "
+            f"above the report threshold); {job.after_metrics['folding']}. They are in the Review tab's dataset "
+            "queue") in shown.text
+    table, _, _ = Audit(models.ctx).queue("all", "all")
+    assert len(table) == min(job.after_metrics["suggestions"], 200)

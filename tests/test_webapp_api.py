@@ -274,7 +274,7 @@ def test_affwild2_video_corrections_feed_a_retraining_run(server, affwild2_root)
     while "**done**" not in info and "**failed**" not in info:
         assert time.time() < deadline, info
         time.sleep(1)
-        info, metrics, picker, _ = alice.predict(job, api_name="/job_status")
+        info, metrics, picker, *_ = alice.predict(job, api_name="/job_status")
     assert "**done**" in info and "trained 1 steps" in info, info
     metrics = table(metrics).set_index("metric")
     assert {"p_va", "ccc_valence", "score"} <= set(metrics.index) and metrics["before"].isna().all()

@@ -1,6 +1,7 @@
 """`python -m training {extract,train,thresholds,evaluate,predict,audit} [--preset NAME] [--key value ...]`.
 
-`python -m training job ID [--db URL]` runs a queued training job of the database (training/jobs.py starts it).
+`python -m training job ID [--db URL]` runs a queued job of the database, training or the audit (training/jobs.py
+starts it).
 
 Each command's options are the fields of its dataclass in training/config.py; `--help` lists them.
 Launch with `torchrun --nproc_per_node=N -m training train ...` for several GPUs (or CPU processes).
@@ -32,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, (cls, text) in COMMANDS.items():
         config.add_arguments(sub.add_parser(name, help=text, description=f"{text}. {cls.__doc__}"), cls)
-    job = sub.add_parser("job", help="run a queued training job: progress, model and status in the database")
+    job = sub.add_parser("job", help="run a queued training or audit job: progress, model and status in the "
+                                     "database")
     job.add_argument("job_id", type=int)
     job.add_argument("--db", help="database URL (default: AFFECTLENS_DB_URL, where a started job finds it, so that "
                                    "a password never shows in the process list)")

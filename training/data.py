@@ -24,7 +24,7 @@ from core.affwild2_index import AffWild2Index
 from core.faces import read_face_image
 from core.labels import AUS, TASKS, VA_NAMES
 from core.models.temporal import window_starts
-from training.uploads import database_keys
+from training.uploads import database_keys, held_out
 
 log = logging.getLogger(__name__)
 IMAGE_SIZE = 112
@@ -63,24 +63,30 @@ def _empty_labels(task: str, index: pd.Index) -> pd.DataFrame:
 
 def load_labels(root, tasks, split: str, corrections: bool = True, db: str | None = None) -> LabelSet:
     """The label table of a split. With `corrections`, every task's labels come from the database's
-    effective labels (accepted corrections applied, flagged frames left out); without, from the files."""
+    effective labels (accepted corrections applied, flagged frames left out); without, from the files.
+    In a layout of uploads whose validation is held-out frames (training.uploads.held_out), each such
+    video's files are its training ones: "train" keeps the frames before the gap, "val" those from the cut."""
     index = AffWild2Index(root)
     tasks = tuple(t for t in TASKS if t in tasks)
-    videos = split_videos(index, tasks, split)
-    if not videos:
-        problems = "; ".join(index.missing) or "no annotation files"
-        raise ValueError(f"{root}: no {'/'.join(tasks)} videos in the {split} split ({problems})")
-    reader = _DatabaseLabels.open(db) if corrections else None
     keys = database_keys(root)             # uploads: their database key differs from the layout's name
+    held, gap = held_out(root)
+    files = {v: split for v in split_videos(index, tasks, split)}     # video -> the split its files are in
+    if split == "val":
+        files.update({v: "train" for v in held})
+    if not files:
+        raise ValueError(_no_videos(root, index, tasks, split, bool(keys)))
+    reader = _DatabaseLabels.open(db) if corrections else None
     parts = []
-    for video in videos:
+    for video in sorted(files):
         per_task = []
         for task in tasks:
-            if video in index.videos(task, split):
-                path = index.annotation_path(task, split, video)
+            if video in index.videos(task, files[video]):
+                path = index.annotation_path(task, files[video], video)
                 per_task.append(reader.labels(path, task, keys.get(video, video)) if reader
                                 else read_annotation(path, task))
         frames = pd.Index(sorted(set().union(*(p.index for p in per_task))), name="frame")
+        if video in held:
+            frames = frames[frames >= held[video]] if split == "val" else frames[frames < held[video] - gap]
         labels = pd.concat([p.reindex(frames) for p in per_task], axis=1)
         for task in TASKS:
             if LABEL_COLUMNS[task][0] not in labels.columns:
@@ -95,6 +101,18 @@ def load_labels(root, tasks, split: str, corrections: bool = True, db: str | Non
         source = "annotation files" + (" (no review database found)" if corrections else "")
         return LabelSet(table, split, tasks, source)
     return LabelSet(table, split, tasks, reader.source, sorted(reader.applied), reader.flagged)
+
+
+def _no_videos(root, index: AffWild2Index, tasks, split: str, uploads: bool) -> str:
+    """Why a split is empty: for a layout of uploads in the words of the page (no server path, no Aff-Wild2
+    folder names); for an Aff-Wild2 copy, its folder and what is missing in it."""
+    names = "/".join(t.upper() for t in tasks)
+    purpose = "validation" if split == "val" else "training"
+    if uploads:
+        return (f"no uploaded video with {names} annotation files is set aside for {purpose}; "
+                "see the README's \"Retraining\" for how many videos each split needs")
+    problems = "; ".join(index.missing) or "no annotation files"
+    return f"{root}: no {'/'.join(tasks)} videos in the {split} split ({problems})"
 
 
 def image_paths(index: AffWild2Index, video: str, frames: np.ndarray) -> pd.Series:

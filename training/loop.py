@@ -4,9 +4,9 @@ checkpoint), top to bottom.
 Outputs in cfg.out: last.pt (every epoch, with the optimiser state: `--resume` continues from it), best.pt
 (the epoch with the best validation score = sum of the tasks' ABAW P; on a tie the later epoch, so a flat score
 keeps the most trained weights, not epoch 1; the checkpoint says which epoch it is and why it was kept), log.csv
-(one row per epoch),
-config.json. Under torchrun every process trains on its share of each epoch (DistributedSampler) and
-predicts its share of the validation videos; process 0 scores, logs and writes checkpoints.
+(one row per epoch), config.json, and with uploads uploads.json (how they were split, also in the checkpoint).
+Under torchrun every process trains on its share of each epoch (DistributedSampler) and predicts its share of
+the validation videos; process 0 scores, logs and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from training.recipes import Recipe, make_recipe
 from training.uploads import with_uploads
 
 log = logging.getLogger(__name__)
+DATA_FILE = "uploads.json"     # in the run folder: the uploads' summary (training.uploads.build_root), split included
 
 
 def seed_everything(seed: int) -> None:
@@ -124,6 +125,9 @@ def train(cfg: TrainConfig, on_progress: Callable[..., None] | None = None) -> P
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+        if uploads is not None:            # how the uploads were split, for the job's page before a checkpoint exists
+            (out / DATA_FILE).write_text(json.dumps(uploads, indent=1))
+            tqdm.write(f"uploads split: {uploads['split']}", file=sys.stderr)
     train_labels = load_labels(cfg.root, cfg.tasks, "train", cfg.corrections, cfg.db)
     val_labels = load_labels(cfg.root, cfg.tasks, "val", cfg.corrections, cfg.db)
     recipe = make_recipe(cfg, train_labels, val_labels, device)

@@ -60,11 +60,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
         review_view = review.layout()
         models_view = models_tab.layout()
         analyse_tab = analyse.AnalyseTab(analyses, frames, reviews, gpu_lane, page, analyse_view, review_view)
+        queue_tab = audit_queue.AuditQueueTab(Audit(ctx), analyses, frames, page, review_view.dataset_queue,
+                                              review_view, analyse_tab)
         for tab in (analyse_tab, prompts_tab.PromptsTab(prompts, gpu_lane, page, prompts_view, analyse_view),
                     review.ReviewTab(reviews, analyses, frames, models, page, review_view, analyse_tab, models_view),
-                    models_tab.ModelsTab(models, models_view, analyse_view),
-                    audit_queue.AuditQueueTab(Audit(ctx), analyses, frames, page, review_view.dataset_queue,
-                                              review_view, analyse_tab)):
+                    models_tab.ModelsTab(models, models_view, analyse_view, review_view.dataset_queue,
+                                         queue_tab.refresh),
+                    queue_tab):
             tab.wire(demo)
 
         def cleanup(request: gr.Request):

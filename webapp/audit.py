@@ -29,7 +29,8 @@ BEST_FIRST, RANDOM_SAMPLE = "best first", "random sample"
 QUEUE_PAGE = 200            # suggestions listed at once, best first
 CONTEXT_S = 2.0             # seconds shown either side of a suggested stretch
 ALL = "all"
-NO_RUN = "No audit run in the database yet: run `python -m training audit` first."
+NO_RUN = ("No audit run in the database yet: press \"Audit this dataset\" on the Models tab (or run "
+          "`python -m training audit`).")
 
 
 @dataclass(frozen=True)

@@ -168,9 +168,14 @@ class ModelsView(View):
     steps: gr.Number
     batch: gr.Number
     retrain_btn: gr.Button
+    audit_btn: gr.Button
     retrain_status: gr.Markdown
     job_id: gr.Number
     job_btn: gr.Button
     job_status: gr.Markdown
+    job_timer: gr.Timer
     retrain_info: gr.Markdown
     retrain_metrics: gr.Dataframe
+    new_model: gr.State
+    audit_ended: gr.State
+    analyse_with: gr.Button
