@@ -125,9 +125,10 @@ def test_audit_this_dataset_in_chromium_the_panel_follows_the_job_and_the_queue_
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT_DIR / "loop-audit-done.png"), full_page=True)
     page.get_by_role("tab", name="Review").click()
-    # Filled by the job's end, no Refresh click. (The rows name the upload by its training layout name,
-    # "upload-<hash>", not "crying_then_laughing_235.mp4": the audit's database write, not this page, names it.)
-    expect(page.locator("#audit-suggestions")).to_contain_text(re.compile(r"expr\s+label"))
+    # Filled by the job's end, no Refresh click, under the uploaded video's own name (not its training layout's
+    # upload-<hash>).
+    expect(page.locator("#audit-suggestions")).to_contain_text(re.compile(r"crying_then_laughing_235.mp4\s+expr\s+label"))
+    expect(page.locator("#audit-suggestions")).not_to_contain_text("upload-")
     expect(page.locator("#audit-progress")).not_to_contain_text("No audit run")
     page.screenshot(path=str(SCREENSHOT_DIR / "loop-audit-queue.png"), full_page=True)
     page.context.close()

@@ -385,5 +385,19 @@ def _write_db(cfg, run: dict, segments: pd.DataFrame) -> int | None:
     if engine is None:
         return None
     from db.repo.audit import write_audit
+    from training.uploads import database_keys
 
+    # An upload's layout name (upload-<hex>) is not a video of the database: its suggestions belong to the
+    # uploaded video itself, under its database key.
+    keys = database_keys(cfg.root)
+
+    def key(name: str) -> str:
+        return keys.get(name, name)
+
+    settings = run["settings"]
+    if settings.get("sample"):               # the random sample's units name their videos too
+        units = [{**u, "video": key(u["video"])} for u in settings["sample"]["units"]]
+        settings = {**settings, "sample": {**settings["sample"], "units": units}}
+    run = {**run, "settings": settings, "videos": {key(name): info for name, info in run["videos"].items()}}
+    segments = segments.assign(video=segments["video"].map(key))
     return write(make_session_factory(engine), lambda s: write_audit(s, run, segments).id)
