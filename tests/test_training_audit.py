@@ -45,6 +45,11 @@ def test_fewer_subjects_than_folds_fold_by_blocks_of_frames_with_a_gap():
     by_subject = make_folds(table, 2, gap=1)
     assert by_subject.by == "subject" and by_subject.of_row.tolist() == [1] * 9 + [0] * 6
     assert by_subject.train(0).tolist() == [True] * 9 + [False] * 6      # whole videos, no gap
+    one = pd.DataFrame({"video": ["a"] * 9, "frame": range(9)})           # 3 blocks of 3, gap 3: the middle fold
+    with pytest.raises(ValueError, match="^9 annotated frames are too few for 3 folds of blocks with 3 frames left "
+                                         "out either side of each: a fold would have no frame to learn from. Use "
+                                         r"fewer folds \(--folds\) or a longer video.$"):
+        make_folds(one, 3, gap=3)
 
 
 def test_one_video_is_audited_by_blocks_of_frames(affwild2_data, tmp_path):

@@ -49,7 +49,7 @@ from training.data import EmbeddingWindows, FrameEmbeddings, load_labels, target
 from training.config import UNTRAINED, AuditConfig
 from training.extract import encoder_of, ensure_embeddings, load_encoder
 from training.predictions import abaw_metrics, predict_embeddings, predict_sequences
-from training.recipes import EmbeddingHeads
+from training.recipes import EmbeddingHeads, standardisation
 from training.uploads import with_uploads
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,17 @@ def make_folds(table: pd.DataFrame, k: int, gap: int) -> Folds:
                 of_row[rows[block]] = f
                 near[f, rows[max(0, block[0] - gap):block[-1] + gap + 1]] = True
                 names[str(f)].append(f"{video}:{frames[rows[block[0]]]}-{frames[rows[block[-1]]]}")
-    return Folds(of_row, "blocks", gap, names, near)
+    folds = Folds(of_row, "blocks", gap, names, near)
+    if not all(folds.train(f).any() for f in range(k)):
+        raise ValueError(f"{n} annotated frames are too few for {k} folds of blocks with {gap} frames left out "
+                         f"either side of each: a fold would have no frame to learn from. Use fewer folds "
+                         f"(--folds) or a longer video.")
+    return folds
 
 
 def _train_heads(cfg, table, emb, has, rows, tasks, device) -> torch.nn.Module:
     """Frame heads (ddamfn-heads' standardised DDAMFN task heads) on the rows' embeddings."""
-    mean, std = emb[rows].mean(axis=0), emb[rows].std(axis=0) + 1e-12
-    module = EmbeddingHeads(mean, std, tasks).to(device)
+    module = EmbeddingHeads(*standardisation(emb[rows]), tasks).to(device)
     data = FrameEmbeddings(table, rows, emb)
     return _fit(cfg, module, data, lambda net, b: net(b["emb"]), table.iloc[rows], tasks, device)
 
