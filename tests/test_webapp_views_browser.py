@@ -125,8 +125,8 @@ def test_an_opened_analysis_shows_all_at_full_width_and_every_open_view_follows_
         expect(bob.locator("#frame-info")).to_contain_text("gt_expr")
         expect(bob.locator("#clip-frame")).to_contain_text("Happiness", timeout=60_000)
         bob.wait_for_function("() => { const gd = document.querySelector('#timeline .js-plotly-plot'); "
-                              "return gd && gd._fullLayout._size.w + gd._fullLayout._size.l + "
-                              "gd._fullLayout._size.r === gd._fullLayout.width; }")
+                              "return gd && gd._fullLayout && Math.abs(gd._fullLayout.width - "
+                              "gd.parentElement.getBoundingClientRect().width) <= 4; }", timeout=30_000)
         drawn = bob.evaluate(TIMELINE)
         assert drawn["width"] == drawn["drawn"] and abs(drawn["width"] - drawn["panel"]) <= 4, drawn
         assert drawn["corrected"] == []

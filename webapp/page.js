@@ -11,6 +11,7 @@
 () => {
   const $ = (selector) => document.querySelector(selector);
   const seen = new WeakSet();
+  const resizedFor = new WeakMap();                     // a figure's layout -> the panel width it was resized to
   let current = null;                                   // the slider value last acted on
   const slider = () => $("#frame input[type=range]");
   const plot = () => $("#timeline .js-plotly-plot");
@@ -45,11 +46,14 @@
   }
   function poll() {
     const gd = plot();
-    // A timeline drawn while its tab was hidden (a video opened on the Review tab) is laid out at
-    // plotly's default width: lay it out again at its panel's width once it shows.
-    if (gd && window.Plotly) {
-      if (!gd.offsetParent) gd.dataset.drawnHidden = "1";
-      else if (gd.dataset.drawnHidden) { delete gd.dataset.drawnHidden; window.Plotly.Plots.resize(gd); }
+    // A timeline drawn while its tab was hidden or not yet laid out (a video opened on the Review tab)
+    // has plotly's default width: lay it out again at its panel's width once it shows (once per figure and width).
+    if (gd && window.Plotly && gd.offsetParent && gd._fullLayout) {
+      const panel = Math.round(gd.parentElement.getBoundingClientRect().width);
+      if (panel > 0 && Math.abs(gd._fullLayout.width - panel) > 4 && resizedFor.get(gd.layout) !== panel) {
+        resizedFor.set(gd.layout, panel);
+        window.Plotly.Plots.resize(gd);
+      }
     }
     if (gd && gd.on && !seen.has(gd)) {                 // a new timeline: clicks seek
       seen.add(gd);
