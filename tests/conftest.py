@@ -2,6 +2,9 @@
 import os
 import shutil
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,30 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AFFECTLENS_RUNTIME", "torch")
 
 MEDIA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def busy_server_threads() -> list[str]:
+    """The names of Gradio's worker threads (AnyIO's, daemons) still inside this repository's code: an event
+    a closed page started (a frame view's CLIP scores) keeps running after its server is closed."""
+    frames = sys._current_frames()
+    busy = []
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident) if thread.name == "AnyIO worker thread" else None
+        while frame is not None and not (frame.f_code.co_filename.startswith(str(REPO))
+                                         and "site-packages" not in frame.f_code.co_filename):
+            frame = frame.f_back
+        if frame is not None:
+            busy.append(f"{thread.name}: {frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+    return busy
+
+
+def pytest_unconfigure(config):
+    """Wait (up to 2 min) for those events to end: a daemon thread inside a torch operator when the interpreter
+    exits aborts the process ("terminate called without an active exception", exit status 134)."""
+    deadline = time.monotonic() + 120
+    while busy_server_threads() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
