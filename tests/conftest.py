@@ -14,8 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # encoders anew in every test's own data folder, minutes of CPU each.
 os.environ.setdefault("AFFECTLENS_RUNTIME", "torch")
 
-MEDIA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 REPO = Path(__file__).resolve().parents[1]
+MEDIA_DIR = REPO.parent / "shared" / "media"
 
 
 def busy_server_threads() -> list[str]:

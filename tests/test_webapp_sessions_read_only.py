@@ -18,25 +18,10 @@ from gradio_client.exceptions import AppError
 from db import repo
 from db.engine import init_db, make_session_factory, write
 from db.errors import CANNOT_WRITE_MESSAGE
+from tests.test_db_read_only_start import folders, mount  # noqa: F401  (a fixture and a helper)
 from tests.test_webapp_api import analyse, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def mount(*args) -> bool:
-    return subprocess.run(["mount", *map(str, args)], capture_output=True).returncode == 0
-
-
-@pytest.fixture
-def folders(tmp_path):
-    """(the data folder, the server's view of it: a bind mount)."""
-    data, view = tmp_path / "data", tmp_path / "view"
-    data.mkdir()
-    view.mkdir()
-    if not mount("--bind", data, view):
-        pytest.skip("bind-mounting a folder needs root")
-    yield data, view
-    subprocess.run(["umount", "-l", str(view)], check=True)
 
 
 def start_server(tmp: Path, data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:

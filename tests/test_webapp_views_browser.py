@@ -5,17 +5,15 @@ downloads; an accepted correction outlined on every open view of the video and n
 agreement rows that say what they compare; table text wrapped between words, never inside one."""
 import re
 
-import numpy as np
-import pandas as pd
 import pytest
 from gradio_client import Client
 from PIL import Image
 from playwright.sync_api import expect
 
-from core.affwild2 import write_annotation
-from tests.test_webapp_api import N_FRAMES, analyse, start_server
+from tests.test_webapp_api import analyse, start_server
 from tests.test_webapp_browser import (ANALYSIS_TIMEOUT_MS, CLIPPED_CELLS, SCREENSHOT_DIR, WINDOW,  # noqa: F401
                                        browser, signed_in_page, upload_and_analyse)
+from tests.test_webapp_views import annotations  # noqa: F401  (a fixture)
 
 # Each word of a table's text drawn on one line: a word whose box spans two lines was broken inside it.
 BROKEN_WORDS = """(ids) => ids.flatMap((id) => {
@@ -63,18 +61,6 @@ def server(tmp_path_factory):
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> list:
-    """VA and EXPR for single_face.mp4: Neutral for frames 0-35, Happiness for 36-71."""
-    folder = tmp_path_factory.mktemp("views-browser-files")
-    t = np.arange(N_FRAMES)
-    write_annotation(pd.DataFrame({"valence": np.round(np.sin(t / 12) * 0.6, 3),
-                                   "arousal": np.round(np.cos(t / 15) * 0.4, 3)}), folder / "va.txt", "va")
-    write_annotation(pd.DataFrame({"expression": pd.array([0] * 36 + [4] * 36, dtype="Int64")}),
-                     folder / "expr.txt", "expr")
-    return [folder / "va.txt", folder / "expr.txt"]
-
-
 def open_from_review(page):
     """The Review tab's Open video on single_face.mp4."""
     page.get_by_role("tab", name="Review").click()
@@ -85,10 +71,10 @@ def open_from_review(page):
 
 
 def test_a_new_analysis_is_in_the_review_list_without_refresh_and_its_weights_table_shows_once(
-        browser, server, files, media_dir):
+        browser, server, annotations, media_dir):
     page = signed_in_page(browser, server, "alice")
     try:
-        upload_and_analyse(page, media_dir / "single_face.mp4", files)
+        upload_and_analyse(page, media_dir / "single_face.mp4", annotations)
         expect(page.locator("#run-info")).to_contain_text("72 frames, 72 with a face", timeout=ANALYSIS_TIMEOUT_MS)
         weights = page.locator("table:has(th:text-is('weights'))")
         expect(weights).to_have_count(1)
@@ -100,9 +86,9 @@ def test_a_new_analysis_is_in_the_review_list_without_refresh_and_its_weights_ta
 
 
 def test_an_opened_analysis_shows_all_at_full_width_and_every_open_view_follows_a_decision(
-        browser, server, files, media_dir):
+        browser, server, annotations, media_dir):
     alice_api = Client(server, auth=("alice", "alice-pw"), verbose=False)
-    key = analyse(alice_api, media_dir / "single_face.mp4", files, models=("DDAMFN", "CLIP"))["key"]
+    key = analyse(alice_api, media_dir / "single_face.mp4", annotations, models=("DDAMFN", "CLIP"))["key"]
     alice, bob = (signed_in_page(browser, server, name) for name in ("alice", "bob"))
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     try:
