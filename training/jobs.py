@@ -198,7 +198,8 @@ def run(job_id: int, db_url: str) -> int:
                   else _train_job(cfg, job_id, preset, settings, started_by, sessions))
     except Exception as err:
         log.exception("%s job %d failed", "audit" if preset == AUDIT else "training", job_id)
-        _job_write(sessions, lambda s: repo.finish_job(s, job_id, error=_one_line(err)))
+        error = _one_line(err)
+        _job_write(sessions, lambda s: repo.finish_job(s, job_id, error=error))
         return 1
     finally:
         start_queued(lambda work: _job_write(sessions, work), db_url, os.environ.get(LOG_DIR_VARIABLE) or ".")
